@@ -1,0 +1,1 @@
+"""The engine: data intake, backend dispatch, reducers and quality metrics."""

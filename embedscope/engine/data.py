@@ -1,0 +1,579 @@
+"""Reading and validating vector sets.
+
+:func:`load_vectors` turns any supported source into a 2-D float array plus an optional
+metadata table with one row per vector. Validation happens here, once, so that every
+later stage can assume 2-D, numeric, finite data with at least two rows, and every
+error names the problem in the user's terms.
+
+``.npy`` files are memory-mapped and never copied whole; :func:`iter_row_chunks`
+streams them through a small reusable buffer so that a pass over a file larger than
+RAM keeps the resident set small.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from embedscope.engine.dispatch import array_module, is_cupy
+
+__all__ = [
+    "DataError",
+    "Vectors",
+    "iter_row_chunks",
+    "load_builtin",
+    "load_vectors",
+    "make_mixture",
+    "validate_vectors",
+]
+
+#: Rows per chunk in streamed passes: 64k rows x 768 float32 is 192 MiB.
+CHUNK_BYTES = 192 * 2**20
+
+
+class DataError(ValueError):
+    """Input vectors or metadata that cannot be used, with the reason."""
+
+
+class Vectors(NamedTuple):
+    """What :func:`load_vectors` returns: unpack as ``X, meta = load_vectors(...)``."""
+
+    vectors: Any
+    """2-D float array (numpy, memory-mapped numpy or cupy), one row per point."""
+    meta: pd.DataFrame | None
+    """One row per vector, or None."""
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _first_bad_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
+    """Count rows holding NaN or inf, and return the first few indices."""
+    count, first = 0, []
+    for start, chunk in iter_row_chunks(X, dtype=None):
+        xp = array_module(chunk)
+        bad = ~xp.isfinite(chunk).all(axis=1)
+        n_bad = int(bad.sum())
+        if n_bad:
+            count += n_bad
+            if len(first) < limit:
+                idx = xp.nonzero(bad)[0][: limit - len(first)]
+                first.extend(int(i) + start for i in (idx.get() if is_cupy(idx) else idx))
+    return count, first
+
+
+def validate_vectors(X: Any, *, name: str = "X", min_rows: int = 2, check_finite: bool = True) -> Any:
+    """Check that ``X`` is a usable 2-D numeric array and return it as an array.
+
+    Parameters
+    ----------
+    X : array-like
+        numpy / cupy array or anything ``numpy.asarray`` accepts.
+    name : str, default="X"
+        What to call the input in error messages.
+    min_rows : int, default=2
+        Fewer rows than this is an error.
+    check_finite : bool, default=True
+        Scan for NaN and inf (in chunks, so a memory-mapped file is not loaded whole).
+
+    Returns
+    -------
+    array
+        ``X`` itself where it is already a numeric numpy/cupy array (memory maps stay
+        memory maps), else a new numpy array.
+
+    Raises
+    ------
+    DataError
+        Not 2-D, empty, too few rows, object / string / complex dtype, or NaN / inf
+        values (the message gives the number of rows and the first indices).
+    """
+    if not (isinstance(X, np.ndarray) or is_cupy(X)):
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{name} could not be read as an array: {exc}") from None
+    if X.dtype == object:
+        raise DataError(f"{name} is an object array; embedscope needs a numeric array (object arrays are never unpickled)")
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{name} has dtype {X.dtype}; embedscope needs real numbers (float or int)")
+    if X.ndim != 2:
+        raise DataError(f"{name} must be 2-D (n_samples, n_features); got shape {tuple(X.shape)}")
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise DataError(f"{name} is empty: shape {tuple(X.shape)}")
+    if n < min_rows:
+        raise DataError(f"{name} has {n} row(s); at least {min_rows} are needed")
+    if check_finite and X.dtype.kind == "f":
+        count, first = _first_bad_rows(X)
+        if count:
+            shown = ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
+            raise DataError(
+                f"{name} has {count} row(s) with NaN or inf values (rows {shown}); "
+                "drop or impute them before reducing"
+            )
+    return X
+
+
+def as_float(X: Any, xp: Any = None) -> Any:
+    """A C-contiguous float32 (or float64, where the input is float64) array in memory."""
+    xp = xp or array_module(X)
+    dtype = np.float64 if X.dtype == np.float64 else np.float32
+    return xp.ascontiguousarray(xp.asarray(X, dtype=dtype))
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+def _file_backing(X: np.ndarray) -> tuple[str, int] | None:
+    """(path, byte offset) of a C-contiguous memmap that starts its file mapping."""
+    import mmap
+
+    if not isinstance(X, np.memmap) or not X.flags.c_contiguous:
+        return None
+    if not isinstance(X.base, mmap.mmap) or X.filename is None:
+        return None  # a view of a memmap: its offset is not tracked reliably
+    return str(X.filename), int(X.offset)
+
+
+def chunk_rows_for(X: Any, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """How many rows of ``X`` make up about ``chunk_bytes``."""
+    row_bytes = max(1, X.shape[1] * 4)
+    return max(1, min(X.shape[0], chunk_bytes // row_bytes))
+
+
+def iter_row_chunks(
+    X: Any, *, chunk_rows: int | None = None, dtype: Any = np.float32
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(start_row, block)`` over the rows of ``X``.
+
+    A memory-mapped ``.npy`` is read with ``os.pread`` into one reusable buffer
+    instead of through the mapping, so its pages do not stay in this process's
+    resident set: a pass over a 3 GB file keeps RSS near one chunk.
+
+    Parameters
+    ----------
+    X : array
+        numpy (memmap included) or cupy array, 2-D.
+    chunk_rows : int, optional
+        Rows per block; default about 192 MiB worth.
+    dtype : dtype or None, default=float32
+        Blocks are converted to this dtype (None keeps the stored dtype). float64
+        input stays float64 when dtype is float32, since precision was asked for.
+
+    Notes
+    -----
+    Blocks from the buffered path are reused: copy one to keep it past the next step.
+    """
+    n = X.shape[0]
+    step = chunk_rows or chunk_rows_for(X)
+    out_dtype = None if dtype is None else (np.float64 if X.dtype == np.float64 else np.dtype(dtype))
+    backing = _file_backing(X) if isinstance(X, np.ndarray) else None
+    if backing is None:
+        xp = array_module(X)
+        for start in range(0, n, step):
+            block = X[start : start + step]
+            if out_dtype is not None:
+                block = xp.ascontiguousarray(block, dtype=out_dtype)
+            yield start, block
+        return
+    path, offset = backing
+    row_bytes = X.shape[1] * X.dtype.itemsize
+    raw = np.empty((step, X.shape[1]), dtype=X.dtype)
+    converted = None if out_dtype in (None, X.dtype) else np.empty((step, X.shape[1]), dtype=out_dtype)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            view = memoryview(raw[:rows].reshape(-1).view(np.uint8))
+            got, want = 0, rows * row_bytes
+            while got < want:
+                read = os.preadv(fd, [view[got:]], offset + start * row_bytes + got)
+                if read == 0:
+                    raise DataError(f"{path} ended early at row {start}: the file is truncated")
+                got += read
+            if converted is None:
+                yield start, raw[:rows]
+            else:
+                np.copyto(converted[:rows], raw[:rows], casting="unsafe")
+                yield start, converted[:rows]
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _path_error(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; give a file (.npy, .npz, .parquet, .csv, .tsv)")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: permission denied")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        msg = str(exc)
+        if "allow_pickle" in msg or "Object arrays" in msg:
+            raise DataError(f"{path} holds an object array; only numeric arrays are read (pickles never are)") from None
+        if "mmap length" in msg or "cannot reshape" in msg or "larger than" in msg:
+            raise DataError(f"{path} is truncated: its header promises more data than the file holds") from None
+        raise DataError(f"{path} is not a readable .npy file: {msg}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} could not be read as .npy: {exc}") from None
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            if key is None:
+                preferred = [k for k in ("vectors", "embeddings", "X", "x", "data") if k in keys]
+                if len(keys) == 1:
+                    key = keys[0]
+                elif preferred:
+                    key = preferred[0]
+                else:
+                    raise DataError(f"{path} holds arrays {keys}; say which with key=... (--key)")
+            if key not in keys:
+                raise DataError(f"{path} has no array {key!r}; it holds {keys}")
+            return archive[key]
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(f"{path} holds an object array; only numeric arrays are read") from None
+        raise DataError(f"{path} is not a readable .npz file: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable .npz file (truncated or corrupt): {exc}") from None
+
+
+def _list_column_to_array(table: Any, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(name).combine_chunks()
+    if column.null_count:
+        raise DataError(f"vector column {name!r} has {column.null_count} missing (null) rows")
+    n = len(column)
+    if pa.types.is_fixed_size_list(column.type):
+        width = column.type.list_size
+    else:
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        if n and (lengths.min() != lengths.max()):
+            bad = int(np.argmax(lengths != lengths[0]))
+            raise DataError(
+                f"vector column {name!r} has rows of different lengths "
+                f"(row 0 has {lengths[0]}, row {bad} has {lengths[bad]})"
+            )
+        width = int(lengths[0]) if n else 0
+    values = column.flatten()
+    if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+        raise DataError(f"vector column {name!r} holds {values.type}, not numbers")
+    if values.null_count:
+        raise DataError(f"vector column {name!r} has missing (null) elements")
+    return values.to_numpy(zero_copy_only=False).reshape(n, width)
+
+
+def _table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> Vectors:
+    """Split a pyarrow Table into vectors and metadata."""
+    import pyarrow as pa
+
+    names = table.column_names
+    if not names:
+        raise DataError(f"{origin} has no columns")
+    if columns is not None:
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{origin} has no column(s) {missing}; it has {names}")
+    else:
+        list_cols = [c for c in names if pa.types.is_list(table.schema.field(c).type)
+                     or pa.types.is_large_list(table.schema.field(c).type)
+                     or pa.types.is_fixed_size_list(table.schema.field(c).type)]
+        if len(list_cols) > 1:
+            raise DataError(f"{origin} has several list columns {list_cols}; say which holds the vectors (columns=[...], --columns)")
+        columns = list_cols or names
+    if len(columns) == 1 and not _is_numeric_type(table.schema.field(columns[0]).type):
+        X = _list_column_to_array(table, columns[0])
+    else:
+        bad = [c for c in columns if not _is_numeric_type(table.schema.field(c).type)]
+        if bad:
+            raise DataError(
+                f"{origin}: column(s) {bad} are not numeric; give a list column of vectors, "
+                "or name the numeric vector columns with columns=[...] (--columns); "
+                "the other columns then become metadata"
+            )
+        X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns]) if columns else None
+        if X is not None and X.dtype == object:
+            raise DataError(f"{origin}: vector columns have missing values")
+    rest = [c for c in names if c not in columns]
+    meta = table.select(rest).to_pandas() if rest else None
+    return Vectors(X, meta)
+
+
+def _is_numeric_type(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _read_parquet(path: Path, columns: list[str] | None) -> Vectors:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file (truncated or corrupt?): {exc}") from None
+    return _table_to_vectors(table, columns, str(path))
+
+
+def _sep_for(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    return "\t" if ".tsv" in suffixes or ".tab" in suffixes else ","
+
+
+def _read_delimited(path: Path) -> np.ndarray:
+    """A headerless (or single-header-row) numeric CSV/TSV, as in the TF Projector."""
+    sep = _sep_for(path)
+    try:
+        frame = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, skip_blank_lines=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path} could not be parsed as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    values = frame.apply(pd.to_numeric, errors="coerce")
+    first_bad = values.iloc[0].isna() & (frame.iloc[0].str.strip() != "")
+    if first_bad.any():  # a header row of names
+        frame, values = frame.iloc[1:], values.iloc[1:]
+    bad = values.isna() & ~frame.apply(lambda c: c.str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf"]))
+    if bad.to_numpy().any():
+        r, c = np.argwhere(bad.to_numpy())[0]
+        raise DataError(
+            f"{path}: row {r + 1}, column {c + 1} is not a number ({frame.iat[r, c]!r}); "
+            "vector files must be all numeric — put labels in a metadata file"
+        )
+    return values.to_numpy(dtype=np.float32)
+
+
+def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
+    if meta is None:
+        return None
+    if isinstance(meta, pd.DataFrame):
+        frame = meta.reset_index(drop=True)
+    elif hasattr(meta, "to_pandas") and hasattr(meta, "column_names"):
+        frame = meta.to_pandas()
+    else:
+        path = Path(meta)
+        _path_error(path)
+        suffixes = [s.lower() for s in path.suffixes]
+        try:
+            if ".parquet" in suffixes or ".pq" in suffixes:
+                frame = pd.read_parquet(path)
+            else:
+                sep = _sep_for(path)
+                # TF Projector convention: one column has no header, several do.
+                probe = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+                header = 0 if probe.shape[1] > 1 else None
+                frame = pd.read_csv(path, sep=sep, header=header, keep_default_na=False)
+                if header is None:
+                    frame.columns = ["label"]
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"metadata file {path} could not be read: {exc}") from None
+    if len(frame) != n_rows:
+        raise DataError(f"metadata has {len(frame)} rows but there are {n_rows} vectors; they must match row for row")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def load_vectors(
+    source: Any,
+    meta: Any = None,
+    *,
+    columns: list[str] | None = None,
+    key: str | None = None,
+    check_finite: bool = True,
+) -> Vectors:
+    """Load a vector set and its optional metadata, validated.
+
+    Parameters
+    ----------
+    source : str, path, array or table
+        ``.npy`` (memory-mapped, never copied whole), ``.npz``, ``.parquet``,
+        ``.csv`` / ``.tsv`` (optionally gzipped; headerless numeric rows as in the
+        TensorFlow Projector's ``vectors.tsv``), a numpy or cupy array, a pandas
+        DataFrame or a pyarrow Table, or ``"builtin:NAME"`` (see :func:`load_builtin`).
+    meta : str, path, DataFrame or Table, optional
+        Metadata with one row per vector. For ``vectors.tsv`` a ``metadata.tsv``
+        beside it is picked up automatically.
+    columns : list of str, optional
+        Table inputs: the columns holding the vectors (one list column, or numeric
+        columns). By default a single list column, else all columns.
+    key : str, optional
+        ``.npz``: which array to read.
+    check_finite : bool, default=True
+        Scan for NaN / inf rows.
+
+    Returns
+    -------
+    Vectors
+        ``(vectors, meta)``.
+
+    Raises
+    ------
+    DataError
+        Missing, unreadable, truncated or unsupported files; non-numeric values;
+        wrong shape; too few rows; NaN / inf rows; metadata with another row count.
+
+    Examples
+    --------
+    >>> X, meta = load_vectors("builtin:mixture:2000x20")
+    >>> X.shape, list(meta.columns)
+    ((2000, 20), ['label'])
+    """
+    frame_meta = None
+    if isinstance(source, str | os.PathLike) and str(source).startswith("builtin:"):
+        X, frame_meta = load_builtin(str(source)[len("builtin:") :])
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        _path_error(path)
+        suffixes = [s.lower() for s in path.suffixes]
+        if path.suffix.lower() == ".npy":
+            X = _read_npy(path)
+        elif path.suffix.lower() == ".npz":
+            X = _read_npz(path, key)
+        elif ".parquet" in suffixes or ".pq" in suffixes:
+            X, frame_meta = _read_parquet(path, columns)
+        elif ".csv" in suffixes or ".tsv" in suffixes or ".tab" in suffixes or ".txt" in suffixes:
+            X = _read_delimited(path)
+            if meta is None and path.name.lower().startswith("vectors.tsv"):
+                sibling = path.with_name("metadata.tsv")
+                if sibling.exists():
+                    meta = sibling
+        else:
+            raise DataError(f"{path}: unknown file type {path.suffix!r}; use .npy, .npz, .parquet, .csv or .tsv")
+    elif isinstance(source, pd.DataFrame):
+        import pyarrow as pa
+
+        try:
+            table = pa.Table.from_pandas(source, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(f"DataFrame could not be converted: {exc}") from None
+        X, frame_meta = _table_to_vectors(table, columns, "DataFrame")
+    elif hasattr(source, "column_names") and hasattr(source, "schema"):
+        X, frame_meta = _table_to_vectors(source, columns, "Table")
+    else:
+        X = source
+    X = validate_vectors(X, name=str(source) if isinstance(source, str | os.PathLike) else "input", check_finite=check_finite)
+    if meta is not None:
+        extra = _read_meta(meta, X.shape[0])
+        frame_meta = extra if frame_meta is None else pd.concat([frame_meta, extra], axis=1)
+    return Vectors(X, frame_meta)
+
+
+# ----------------------------------------------------------------------------- built-ins
+
+
+def make_mixture(
+    n_samples: int = 10_000,
+    n_features: int = 50,
+    n_clusters: int = 20,
+    *,
+    cluster_std: float = 1.0,
+    center_box: float = 10.0,
+    random_state: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded Gaussian mixture with labels, at any size.
+
+    Cluster sizes vary (Dirichlet weights) and each cluster has its own scale, so
+    the data is not a grid of identical blobs.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_clusters : int
+        Size of the data and the number of mixture components.
+    cluster_std : float, default=1.0
+        Typical per-cluster standard deviation.
+    center_box : float, default=10.0
+        Centres are uniform in ``[-center_box, center_box]^n_features``.
+    random_state : int or None, default=0
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float32
+    labels : ndarray of shape (n_samples,), int32
+    """
+    if n_samples < 1 or n_features < 1 or n_clusters < 1:
+        raise ValueError("n_samples, n_features and n_clusters must be positive")
+    rng = np.random.default_rng(random_state)
+    centers = rng.uniform(-center_box, center_box, size=(n_clusters, n_features))
+    scales = cluster_std * rng.uniform(0.5, 1.5, size=n_clusters)
+    weights = rng.dirichlet(np.full(n_clusters, 5.0))
+    labels = rng.choice(n_clusters, size=n_samples, p=weights).astype(np.int32)
+    X = np.empty((n_samples, n_features), dtype=np.float32)
+    step = max(1, (1 << 24) // n_features)  # generate in blocks to bound float64 temporaries
+    for start in range(0, n_samples, step):
+        lab = labels[start : start + step]
+        noise = rng.standard_normal((len(lab), n_features))
+        X[start : start + step] = centers[lab] + noise * scales[lab, None]
+    return X, labels
+
+
+def _parse_size(spec: str) -> tuple[int, int | None]:
+    def number(s: str) -> int:
+        s = s.lower().replace("_", "")
+        mult = 1
+        if s.endswith("k"):
+            mult, s = 1_000, s[:-1]
+        elif s.endswith("m"):
+            mult, s = 1_000_000, s[:-1]
+        return int(float(s) * mult)
+
+    parts = spec.lower().split("x")
+    try:
+        return number(parts[0]), (number(parts[1]) if len(parts) > 1 else None)
+    except ValueError:
+        raise DataError(f"cannot read size {spec!r}; write e.g. 100000x50 or 100kx50") from None
+
+
+def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
+    """A built-in dataset with a ``label`` metadata column.
+
+    Parameters
+    ----------
+    name : str
+        ``"mixture"`` (10,000 x 50, 20 clusters), ``"mixture:NxD"`` for any size
+        (``"mixture:100kx50"``), or ``"digits"`` (scikit-learn's 1,797 8x8 digits;
+        needs scikit-learn).
+    random_state : int, default=0
+
+    Returns
+    -------
+    Vectors
+    """
+    base, _, size = name.partition(":")
+    if base == "mixture":
+        n, d = _parse_size(size) if size else (10_000, 50)
+        X, labels = make_mixture(n, d or 50, random_state=random_state)
+    elif base == "digits":
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise DataError("builtin:digits needs scikit-learn: pip install scikit-learn") from None
+        digits = load_digits()
+        X, labels = digits.data.astype(np.float32), digits.target.astype(np.int32)
+    else:
+        raise DataError(f"unknown built-in dataset {name!r}; choose mixture[:NxD] or digits")
+    return Vectors(X, pd.DataFrame({"label": labels}))

@@ -1,0 +1,292 @@
+"""Principal component analysis on every backend, streaming where the data is large."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from embedscope.engine.base import BaseReducer, check_int
+from embedscope.engine.data import as_float, validate_vectors
+from embedscope.engine.dispatch import Backend, is_cupy, to_output
+from embedscope.kernels import pca as kpca
+
+SOLVERS = ("auto", "full", "randomized", "covariance")
+
+
+def _is_streamed(X: Any) -> bool:
+    return isinstance(X, np.memmap)
+
+
+class PCA(BaseReducer):
+    """Principal component analysis (scikit-learn compatible).
+
+    The same code runs on numpy and cupy; the covariance and randomized solvers read
+    the data in blocks, so a memory-mapped ``.npy`` larger than RAM is reduced with
+    bounded memory (each pass streams the file through a small buffer).
+
+    Parameters
+    ----------
+    n_components : int, float or None, default=None
+        Components to keep. An int; a float in (0, 1) keeps the fewest components
+        that explain that fraction of the variance (full and covariance solvers);
+        None keeps ``min(n_samples, n_features)``.
+    whiten : bool, default=False
+        Scale projections to unit variance.
+    svd_solver : {"auto", "full", "randomized", "covariance"}, default="auto"
+        ``"full"``: LAPACK SVD of the centred data (in memory). ``"covariance"``:
+        one streamed pass builds the d x d covariance, then an eigendecomposition;
+        fastest for tall data with up to a few thousand features. ``"randomized"``:
+        Halko subspace iteration, streamed. ``"auto"`` picks covariance for tall data
+        with ``n_features <= 1000`` (or any memory-mapped input with
+        ``n_features <= 4096``), randomized for other large inputs, else full.
+    iterated_power : int or "auto", default="auto"
+        Subspace iterations of the randomized solver (7 when few components, else 4).
+    random_state : int, Generator or None, default=None
+        Seed of the randomized solver.
+    backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
+    verbose : bool, default=False
+        Log stages to stderr.
+
+    Attributes
+    ----------
+    components_ : array of shape (n_components, n_features)
+        Principal axes; the largest-magnitude entry of each is positive.
+    explained_variance_ : array of shape (n_components,)
+    explained_variance_ratio_ : array of shape (n_components,)
+    singular_values_ : array of shape (n_components,)
+    mean_ : array of shape (n_features,)
+    n_components_ : int
+    n_samples_, n_features_in_ : int
+    svd_solver_ : str
+        The solver ``"auto"`` resolved to.
+    backend_, backend_reason_ : str
+    timings_ : dict of str to float
+
+    Examples
+    --------
+    >>> from embedscope import PCA, make_mixture
+    >>> X, _ = make_mixture(1000, 20)
+    >>> PCA(n_components=2).fit_transform(X).shape
+    (1000, 2)
+    """
+
+    _supported_backends = ("cpu", "cuda", "cuml")
+
+    def __init__(
+        self,
+        n_components: int | float | None = None,
+        *,
+        whiten: bool = False,
+        svd_solver: str = "auto",
+        iterated_power: int | str = "auto",
+        random_state: Any = None,
+        backend: str = "auto",
+        verbose: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.whiten = whiten
+        self.svd_solver = svd_solver
+        self.iterated_power = iterated_power
+        self.random_state = random_state
+        self.backend = backend
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self, n: int, d: int) -> None:
+        if self.svd_solver not in SOLVERS:
+            raise ValueError(f"svd_solver={self.svd_solver!r}; choose one of {', '.join(SOLVERS)}")
+        nc = self.n_components
+        if isinstance(nc, bool) or (nc is not None and not isinstance(nc, numbers.Real)):
+            raise ValueError(f"n_components must be an int, a float in (0, 1) or None; got {nc!r}")
+        if isinstance(nc, numbers.Integral):
+            check_int(nc, "n_components", 1, min(n, d))
+        elif isinstance(nc, numbers.Real) and not 0 < nc < 1:
+            raise ValueError(f"n_components={nc} as a float must be a fraction of variance in (0, 1)")
+        if self.iterated_power != "auto":
+            check_int(self.iterated_power, "iterated_power", 0)
+
+    def _choose_solver(self, X: Any, n: int, d: int) -> str:
+        if self.svd_solver != "auto":
+            return self.svd_solver
+        k = min(n, d) if self.n_components is None else self.n_components
+        if _is_streamed(X):
+            return "covariance" if d <= 4096 else "randomized"
+        if d <= 1000 and n >= 10 * d:
+            return "covariance"
+        if isinstance(k, numbers.Integral) and max(n, d) > 500 and k < 0.8 * min(n, d):
+            return "randomized"
+        return "full"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> PCA:
+        """Fit the principal axes of ``X``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            numpy, memory-mapped numpy or cupy.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """Fit and project ``X``; the result has the input's array type."""
+        X = self._fit(X)
+        return self._project(X)
+
+    def _fit(self, X: Any) -> Any:
+        X = validate_vectors(X)
+        n, d = X.shape
+        self._validate_params(n, d)
+        backend, progress = self._start((n, d))
+        self._xp = backend.xp
+        self.timings_ = progress.timings
+        self._progress = progress
+        if backend.name == "cuml":
+            self._fit_cuml(X, backend)
+            return X
+        if backend.name == "cpu" and is_cupy(X):
+            X = X.get()
+        solver = self._choose_solver(X, n, d)
+        if solver == "full" and _is_streamed(X):
+            progress.log("svd_solver='full' reads the whole memory-mapped array into memory")
+        if solver == "randomized" and not isinstance(self.n_components, numbers.Integral | type(None)):
+            raise ValueError("svd_solver='randomized' needs an integer n_components")
+        self.svd_solver_ = solver
+        self.n_samples_, self.n_features_in_ = n, d
+        xp = backend.xp
+        with progress.stage("pca", f"{solver} solver, {n:,} x {d:,} -> {self.n_components or min(n, d)}"):
+            getattr(self, f"_fit_{solver}")(X, xp)
+        return X
+
+    def _n_keep(self, variances: Any, total: float, xp: Any) -> int:
+        nc = self.n_components
+        if nc is None:
+            return int(variances.shape[0])
+        if isinstance(nc, numbers.Integral):
+            return int(nc)
+        ratios = np.cumsum(np.asarray(variances.get() if is_cupy(variances) else variances) / total)
+        return int(min(np.searchsorted(ratios, nc, side="right") + 1, len(ratios)))
+
+    def _finish(self, mean: Any, variances: Any, components: Any, total: float, xp: Any) -> None:
+        dtype = np.float64 if self._x_dtype == np.float64 else np.float32
+        k = self._n_keep(variances, total, xp)
+        components = kpca.flip_signs(components[:k].astype(xp.float64), xp)
+        self.n_components_ = k
+        self.mean_ = mean.astype(dtype)
+        self.components_ = components.astype(dtype)
+        self.explained_variance_ = variances[:k].astype(dtype)
+        self.explained_variance_ratio_ = (variances[:k] / total).astype(dtype) if total > 0 else xp.zeros(k, dtype)
+        self.singular_values_ = xp.sqrt(variances[:k] * max(self.n_samples_ - 1, 1)).astype(dtype)
+        self.noise_variance_ = float((total - float(variances[:k].sum())) / max(min(self.n_samples_, self.n_features_in_) - k, 1)) \
+            if k < min(self.n_samples_, self.n_features_in_) else 0.0
+
+    def _fit_covariance(self, X: Any, xp: Any) -> None:
+        self._x_dtype = X.dtype
+        mean, cov = kpca.mean_and_covariance(X, xp)
+        k_max = min(self.n_samples_, self.n_features_in_)
+        values, vectors = kpca.top_eigh(cov, xp, k_max)
+        self._finish(mean, values, vectors, float(xp.trace(cov)), xp)
+
+    def _fit_full(self, X: Any, xp: Any) -> None:
+        self._x_dtype = X.dtype
+        data = as_float(X, xp)
+        mean = data.mean(axis=0, dtype=xp.float64)
+        centred = data - mean.astype(data.dtype)
+        _, s, vt = xp.linalg.svd(centred, full_matrices=False)
+        variances = (s.astype(xp.float64) ** 2) / max(self.n_samples_ - 1, 1)
+        self._finish(mean, variances, vt, float(variances.sum()), xp)
+
+    def _fit_randomized(self, X: Any, xp: Any) -> None:
+        self._x_dtype = X.dtype
+        n, d = X.shape
+        k = self.n_components if self.n_components is not None else min(n, d)
+        mean = xp.zeros(d, dtype=xp.float64)
+        for _, block in kpca.iter_row_chunks(X):
+            mean += xp.asarray(block).sum(axis=0, dtype=xp.float64)
+        mean /= n
+        n_iter = (7 if k < 0.1 * min(n, d) else 4) if self.iterated_power == "auto" else self.iterated_power
+        seed = self._seed()
+        s, vt = kpca.randomized_svd(X, mean, k, xp, n_iter=n_iter, random_state=seed)
+        variances = (s.astype(xp.float64) ** 2) / max(n - 1, 1)
+        total = kpca.total_variance(X, mean, xp)
+        self._finish(mean, variances, vt, total, xp)
+
+    def _seed(self) -> int | None:
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral):
+            return rs
+        from embedscope.engine.base import check_random_state
+
+        return int(check_random_state(rs).integers(2**31 - 1))
+
+    def _fit_cuml(self, X: Any, backend: Backend) -> None:
+        from embedscope.engine.cuml_adapter import fit_cuml_pca
+
+        fit_cuml_pca(self, X, backend)
+
+    # ------------------------------------------------------------------ projection
+    def _projection(self) -> Any:
+        xp = self._xp
+        components = self.components_.astype(xp.float64)
+        if self.whiten:
+            scale = xp.sqrt(xp.maximum(self.explained_variance_.astype(xp.float64), 1e-30))
+            components = components / scale[:, None]
+        return components.T.astype(self.components_.dtype)
+
+    def _project(self, X: Any) -> Any:
+        if getattr(self, "_cuml_model", None) is not None:
+            return to_output(self._cuml_model.transform(X), X)
+        xp = self._xp
+        with self._progress.stage("transform", f"{X.shape[0]:,} rows"):
+            out = kpca.centred_matmul(X, self.mean_.astype(self.components_.dtype), self._projection(), xp)
+        return to_output(out, X)
+
+    def transform(self, X: Any) -> Any:
+        """Project ``X`` onto the fitted axes.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        array of shape (n_samples, n_components_), in the input's array type
+        """
+        self._check_fitted("components_")
+        X = validate_vectors(X, min_rows=1)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features; this PCA was fitted on {self.n_features_in_}")
+        if self._xp is np and is_cupy(X):
+            X = X.get()
+        return self._project(X)
+
+    def inverse_transform(self, Y: Any) -> Any:
+        """Map projections back to the original space.
+
+        Parameters
+        ----------
+        Y : array of shape (n_samples, n_components_)
+
+        Returns
+        -------
+        array of shape (n_samples, n_features_in_)
+        """
+        self._check_fitted("components_")
+        if getattr(self, "_cuml_model", None) is not None:
+            return to_output(self._cuml_model.inverse_transform(Y), Y)
+        xp = self._xp
+        Yx = xp.asarray(Y, dtype=self.components_.dtype)
+        if Yx.ndim != 2 or Yx.shape[1] != self.n_components_:
+            raise ValueError(f"expected shape (n, {self.n_components_}); got {tuple(Yx.shape)}")
+        components = self.components_
+        if self.whiten:
+            components = components * xp.sqrt(self.explained_variance_)[:, None]
+        return to_output(Yx @ components + self.mean_, Y)

@@ -1,0 +1,63 @@
+"""``reduce(...)``: one call for any reducer, and the registry the CLI reads."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Method name -> "module:Class". Reducers register here; nothing is imported until used.
+METHODS: dict[str, str] = {
+    "pca": "embedscope.engine.pca:PCA",
+    "umap": "embedscope.engine.umap:UMAP",
+    "tsne": "embedscope.engine.tsne:TSNE",
+}
+
+
+def reducer_class(method: str) -> type:
+    """The estimator class registered for ``method``."""
+    key = method.lower() if isinstance(method, str) else method
+    if key not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    module_name, _, class_name = METHODS[key].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_reducer(method: str, **params: Any) -> Any:
+    """Construct the reducer for ``method``; unknown parameters are a ``ValueError``."""
+    cls = reducer_class(method)
+    valid = set(cls._param_names())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter(s) {unknown}; valid: {sorted(valid)}")
+    return cls(**params)
+
+
+def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str = "auto", **params: Any) -> Any:
+    """Reduce ``X`` to ``n_components`` dimensions with one call.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Anything :func:`embedscope.load_vectors` accepts as an in-memory source.
+    method : {"pca", "umap", "tsne"}, default="umap"
+    n_components : int, default=2
+    backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
+    **params
+        Further parameters of the reducer (``n_neighbors``, ``perplexity``, ...).
+
+    Returns
+    -------
+    array of shape (n_samples, n_components)
+        In the input's array type (cupy in, cupy out).
+
+    Examples
+    --------
+    >>> from embedscope import make_mixture, reduce
+    >>> X, _ = make_mixture(500, 10)
+    >>> reduce(X, "pca").shape
+    (500, 2)
+    """
+    from embedscope.engine.data import load_vectors
+
+    vectors = load_vectors(X).vectors if not hasattr(X, "shape") or hasattr(X, "columns") else X
+    return make_reducer(method, n_components=n_components, backend=backend, **params).fit_transform(vectors)

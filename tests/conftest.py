@@ -1,0 +1,58 @@
+"""Shared fixtures: backends that exist here, the real word vectors, and marks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedscope.engine.dispatch import probe_cuda
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS_DIR = ROOT.parent / "shared" / "data" / "words"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if probe_cuda().ok:
+        return
+    skip = pytest.mark.skip(reason=f"no usable GPU: {probe_cuda().detail}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def _backends() -> list:
+    params = [pytest.param("cpu", id="cpu")]
+    params.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
+    return params
+
+
+@pytest.fixture(params=_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every backend that can run here ('cuda' is skipped without a GPU)."""
+    return request.param
+
+
+def host(array) -> np.ndarray:
+    """A numpy copy of a numpy or cupy array, for assertions."""
+    return array.get() if type(array).__module__.startswith("cupy") else np.asarray(array)
+
+
+@pytest.fixture(scope="session")
+def words():
+    """The real word vectors (30,000 x 384, float16) and their metadata, or a skip."""
+    vectors, meta = WORDS_DIR / "vectors.npy", WORDS_DIR / "meta.csv.gz"
+    if not (vectors.exists() and meta.exists()):
+        pytest.skip(f"word vectors not found at {WORDS_DIR}")
+    import pandas as pd
+
+    return np.load(vectors, mmap_mode="r"), pd.read_csv(meta, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def mixture_5k():
+    """The seeded 20-cluster mixture of the quality tests: 5,000 x 50."""
+    from embedscope.engine.data import make_mixture
+
+    return make_mixture(5000, 50, 20, random_state=0)

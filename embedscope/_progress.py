@@ -71,7 +71,9 @@ class Progress:
         start = time.perf_counter()
         try:
             yield
-        finally:
-            elapsed = time.perf_counter() - start
-            self.timings[name] = self.timings.get(name, 0.0) + elapsed
-            self.log(f"{name} done in {elapsed:.2f} s")
+        except BaseException:
+            self.log(f"{name} failed after {time.perf_counter() - start:.2f} s")
+            raise
+        elapsed = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + elapsed
+        self.log(f"{name} done in {elapsed:.2f} s")

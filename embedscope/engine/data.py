@@ -220,11 +220,16 @@ def _path_error(path: Path) -> None:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        # numpy would take a file without the header for a pickle; we never load those.
+        raise DataError(f"{path} is not a readable .npy file (no NPY header)")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         msg = str(exc)
-        if "allow_pickle" in msg or "Object arrays" in msg:
+        if "allow_pickle" in msg or "Object arrays" in msg or "Python objects" in msg:
             raise DataError(f"{path} holds an object array; only numeric arrays are read (pickles never are)") from None
         if "mmap length" in msg or "cannot reshape" in msg or "larger than" in msg:
             raise DataError(f"{path} is truncated: its header promises more data than the file holds") from None

@@ -1,0 +1,215 @@
+"""The ``embedscope`` command: reduce, info, and (when viz is installed) plot and serve."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+REDUCE_EXAMPLE = """examples:
+  embedscope reduce vectors.npy --method umap --out coords.parquet
+  embedscope reduce vectors.tsv --meta metadata.tsv --method tsne --perplexity 50 --out coords.parquet
+  embedscope reduce emb.parquet --columns embedding --method pca --n-components 3 --out pcs.npy --force
+  embedscope reduce builtin:mixture:100kx50 --method umap --random-state 0 --out mix.parquet
+"""
+
+INFO_EXAMPLE = """example:
+  embedscope info      # backends usable here, GPU name and memory, library versions
+"""
+
+# Reducer parameters exposed as flags; each is passed only when given and only to a
+# reducer whose __init__ has it (so --perplexity with --method umap is an error).
+PARAM_FLAGS: list[tuple[str, Any, str]] = [
+    ("n_neighbors", int, "neighbours per point (umap)"),
+    ("min_dist", float, "minimum distance between embedded points (umap)"),
+    ("spread", float, "scale of embedded points (umap)"),
+    ("metric", str, "euclidean, cosine or inner_product"),
+    ("n_epochs", int, "optimisation epochs (umap)"),
+    ("learning_rate", None, "learning rate (umap: float; tsne: float or 'auto')"),
+    ("init", str, "initialisation: spectral, pca or random"),
+    ("negative_sample_rate", int, "negative samples per edge (umap)"),
+    ("perplexity", float, "perplexity (tsne)"),
+    ("early_exaggeration", float, "early exaggeration factor (tsne)"),
+    ("n_iter", int, "gradient-descent iterations (tsne)"),
+    ("dof", float, "degrees of freedom of the Student-t kernel (tsne)"),
+    ("svd_solver", str, "auto, full, randomized or covariance (pca)"),
+    ("random_state", int, "seed; a seeded run is reproducible on the same backend"),
+]
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.replace("-", "_"), parsed
+
+
+def _add_reduce(sub: Any) -> None:
+    from embedscope.engine.reduce import METHODS
+
+    p = sub.add_parser(
+        "reduce",
+        help="reduce vectors to 2-D/3-D coordinates and write them",
+        description="Reduce a vector set and write coordinates (x, y[, z] plus metadata) to parquet or .npy. "
+        "The file is written to a temporary name and renamed into place.",
+        epilog=REDUCE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help=".npy/.npz/.parquet/.csv/.tsv file, or builtin:mixture[:NxD] / builtin:digits")
+    p.add_argument("--method", default="umap", choices=sorted(METHODS), help="reducer (default: umap)")
+    p.add_argument("--out", required=True, help="output .parquet (coordinates + metadata) or .npy")
+    p.add_argument("--meta", help="metadata file (csv/tsv/parquet) with one row per vector")
+    p.add_argument("--columns", help="comma-separated vector column(s) of a table input")
+    p.add_argument("--key", help="array name inside an .npz file")
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "cuml"])
+    p.add_argument("--n-components", type=int, default=2, help="output dimensions (default: 2)")
+    for name, kind, text in PARAM_FLAGS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or _number_or_text, default=None, help=text)
+    p.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="any other reducer parameter (value read as JSON), repeatable")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_reduce)
+
+
+def _cmd_reduce(args: argparse.Namespace) -> int:
+    from embedscope._progress import Progress
+    from embedscope.engine.data import load_vectors
+    from embedscope.engine.io import OutputExists, write_coords
+    from embedscope.engine.reduce import reducer_class
+
+    out_path = args.out
+    if not (out_path.lower().endswith((".parquet", ".pq", ".npy"))):
+        raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
+    from pathlib import Path
+
+    if Path(out_path).exists() and not args.force:
+        raise OutputExists(f"{out_path} exists; pass --force to replace it")
+    progress = Progress(not args.quiet)
+    start = time.perf_counter()
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    with progress.stage("load", str(args.input)):
+        X, meta = load_vectors(args.input, args.meta, columns=columns, key=args.key)
+    progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims ({X.dtype})"
+                 + (f", metadata columns {list(meta.columns)}" if meta is not None else ""))
+    cls = reducer_class(args.method)
+    accepted = set(cls._param_names())
+    params: dict[str, Any] = {"backend": args.backend, "n_components": args.n_components, "verbose": not args.quiet}
+    for name, _, _ in PARAM_FLAGS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to --method {args.method}")
+        params[name] = value
+    params.update(dict(args.param))
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter(s) {unknown}")
+    reducer = cls(**params)
+    coords = reducer.fit_transform(X)
+    with progress.stage("write", out_path):
+        write_coords(out_path, coords, meta, force=args.force)
+    progress.log(f"{args.method} on {getattr(reducer, 'backend_', '?')} backend: "
+                 f"{X.shape[0]:,} points -> {out_path} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from embedscope import __version__
+    from embedscope.engine.dispatch import available_backends, resolve_backend
+
+    print(f"embedscope {__version__}  (python {sys.version.split()[0]})")
+    print("backends:")
+    for name, (ok, detail) in available_backends().items():
+        print(f"  {name:5s} {'yes' if ok else 'no ':3s}  {detail}")
+    print(f"auto picks: {resolve_backend('auto')}")
+    print("libraries:")
+    for dist in ("numpy", "numba", "scipy", "pandas", "pyarrow", "cupy-cuda12x", "cupy", "cuml-cu12", "cuml",
+                 "datashader", "holoviews", "bokeh", "panel", "dask", "scikit-learn", "umap-learn", "openTSNE"):
+        version = _version(dist)
+        if version != "not installed" or dist in ("numpy", "numba", "datashader", "cupy", "cuml"):
+            print(f"  {dist:14s} {version}")
+    return 0
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="backends available here and why others are not; versions",
+                       epilog=INFO_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=_cmd_info)
+
+
+# Sub-commands living in optional parts of the package register themselves here.
+_OPTIONAL_COMMANDS = ("embedscope.viz.cli", "embedscope.bench.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``embedscope`` command."""
+    parser = argparse.ArgumentParser(
+        prog="embedscope",
+        description="Dimensionality reduction (PCA, UMAP, t-SNE) and plots for millions of embedding vectors.",
+        epilog="Run 'embedscope COMMAND --help' for each command's options and examples.",
+    )
+    from embedscope import __version__
+
+    parser.add_argument("--version", action="version", version=f"embedscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_reduce(sub)
+    _add_info(sub)
+    for module_name in _OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part of the package is not there
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``embedscope`` command; returns the exit code."""
+    from embedscope.engine.data import DataError
+    from embedscope.engine.dispatch import BackendUnavailable
+    from embedscope.engine.io import OutputExists
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, OutputExists, BackendUnavailable, ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"embedscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"embedscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

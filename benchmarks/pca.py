@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, peak_rss_bytes, run_child, write_results  # noqa: E402
+from _common import machine, markdown_table, peak_rss_bytes, run_child, write_results
 
 
 def make_data(path: Path, rows: int, cols: int, seed: int = 0) -> None:

@@ -86,7 +86,7 @@ def test_param_passthrough(tmp_path):
 def test_info(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "cpu   yes" in out and "auto picks: cpu" in out or "auto picks: cu" in out
+    assert ("cpu   yes" in out and "auto picks: cpu" in out) or "auto picks: cu" in out
     assert "numba" in out and "datashader" in out
 
 

@@ -198,7 +198,7 @@ def test_builtins_are_seeded():
     assert load_vectors("builtin:mixture:1kx5").vectors.shape == (1000, 5)
     with pytest.raises(DataError, match="unknown built-in"):
         load_builtin("nope")
-    Y, labels = make_mixture(300, 4, 3, random_state=1)
+    _Y, labels = make_mixture(300, 4, 3, random_state=1)
     assert set(np.unique(labels)) == {0, 1, 2}
 
 

@@ -33,7 +33,7 @@ def test_trustworthiness_bounds(clusters):
 
 
 def test_recall_identity_and_random(clusters):
-    X, _, Y = clusters
+    X, _, _Y = clusters
     assert knn_recall(X, X, 10) == 1.0
     random_layout = np.random.default_rng(0).standard_normal((len(X), 2))
     assert knn_recall(X, random_layout, 10) < 0.05
@@ -48,7 +48,7 @@ def test_knn_accuracy_good_and_negative_control(clusters):
 
 
 def test_subsample_is_seeded_and_close_to_full():
-    X, labels = make_mixture(4000, 20, 10, random_state=2)
+    X, _labels = make_mixture(4000, 20, 10, random_state=2)
     Y = X[:, :2].copy()
     full = trustworthiness(X, Y, 10, sample_size=None)
     a = trustworthiness(X, Y, 10, sample_size=1500, random_state=7)

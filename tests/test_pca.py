@@ -99,7 +99,7 @@ def test_memmap_streams_and_matches_in_memory(tmp_path, data):
 def test_chunked_covariance_is_exact_across_chunk_sizes(data):
     X = data.astype(np.float64) + 1e4  # a large common offset must not cost digits
     m1, c1 = kpca.mean_and_covariance(X, np, chunk_rows=37)
-    m2, c2 = kpca.mean_and_covariance(X, np, chunk_rows=len(X))
+    _m2, c2 = kpca.mean_and_covariance(X, np, chunk_rows=len(X))
     np.testing.assert_allclose(m1, X.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(c1, np.cov(X, rowvar=False), atol=1e-9)
     np.testing.assert_allclose(c1, c2, atol=1e-9)

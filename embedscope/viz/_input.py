@@ -1,0 +1,105 @@
+"""Turn whatever a user hands to ``plot`` into one validated pandas frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embedscope.engine.data import DataError
+from embedscope.engine.dispatch import to_host
+
+#: Integer columns with at most this many distinct values are coloured as categories.
+MAX_INT_CATEGORIES = 256
+
+
+def coordinates_of(data: Any) -> tuple[Any, pd.DataFrame | None]:
+    """(coordinates, metadata-from-the-input) of an array, a frame or a fitted reducer."""
+    if hasattr(data, "get_params") and hasattr(data, "fit"):  # an estimator
+        coords = getattr(data, "embedding_", None)
+        if coords is None:
+            raise ValueError(f"{type(data).__name__} is not fitted: call fit(X) before plotting it")
+        return coords, None
+    if isinstance(data, pd.DataFrame):
+        if not {"x", "y"} <= set(data.columns):
+            raise DataError(f"a DataFrame to plot needs columns 'x' and 'y'; it has {list(data.columns)[:12]}")
+        rest = [c for c in data.columns if c not in ("x", "y", "z")]
+        return data[["x", "y"]].to_numpy(), (data[rest].reset_index(drop=True) if rest else None)
+    return data, None
+
+
+def plot_frame(data: Any, meta: Any = None) -> pd.DataFrame:
+    """A DataFrame with float ``x``, ``y`` (finite) and the metadata columns.
+
+    Raises
+    ------
+    DataError
+        Not N x 2 (or 3) numbers, NaN / inf coordinates, or metadata of another length.
+    """
+    coords, own_meta = coordinates_of(data)
+    coords = to_host(coords)
+    if not isinstance(coords, np.ndarray):
+        coords = np.asarray(coords)
+    if coords.ndim != 2 or coords.shape[1] not in (2, 3):
+        raise DataError(f"coordinates to plot must have shape (n, 2) or (n, 3); got {tuple(coords.shape)}")
+    if coords.dtype.kind not in "iuf":
+        raise DataError(f"coordinates must be numbers; got dtype {coords.dtype}")
+    if coords.shape[0] == 0:
+        raise DataError("there are no points to plot")
+    finite = np.isfinite(coords[:, :2]).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{bad.size} point(s) have NaN or inf coordinates (rows {', '.join(map(str, bad[:5]))}"
+                        f"{', ...' if bad.size > 5 else ''}); drop them before plotting")
+    frame = pd.DataFrame({"x": np.asarray(coords[:, 0], dtype=np.float64 if coords.dtype == np.float64 else np.float32),
+                          "y": np.asarray(coords[:, 1], dtype=np.float64 if coords.dtype == np.float64 else np.float32)})
+    parts = [frame]
+    for extra in (own_meta, meta):
+        if extra is None:
+            continue
+        if not isinstance(extra, pd.DataFrame):
+            extra = pd.DataFrame({"label": np.asarray(extra)}) if np.ndim(extra) == 1 else pd.DataFrame(extra)
+        if len(extra) != len(frame):
+            raise DataError(f"metadata has {len(extra)} rows but there are {len(frame)} points")
+        extra = extra.reset_index(drop=True)
+        extra.columns = [str(c) for c in extra.columns]
+        clash = [c for c in extra.columns if c in ("x", "y")]
+        parts.append(extra.rename(columns={c: f"meta_{c}" for c in clash}))
+    out = pd.concat(parts, axis=1) if len(parts) > 1 else frame
+    return out.loc[:, ~out.columns.duplicated()]
+
+
+def color_kind(series: pd.Series) -> str:
+    """'category' or 'value': how a column is coloured."""
+    if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype.kind in "OSUb" or str(series.dtype) in ("string", "str"):
+        return "category"
+    if series.dtype.kind in "iu":
+        return "category" if series.nunique() <= MAX_INT_CATEGORIES else "value"
+    if series.dtype.kind == "f":
+        return "value"
+    return "category"
+
+
+def with_color(frame: pd.DataFrame, color: str | None) -> tuple[pd.DataFrame, str | None]:
+    """Check ``color`` names a column; make a category column categorical.
+
+    Returns the frame (possibly with that column converted) and the kind.
+    """
+    if color is None:
+        return frame, None
+    if color not in frame.columns:
+        raise DataError(f"no column {color!r} to colour by; columns are {[c for c in frame.columns if c not in ('x', 'y')]}")
+    kind = color_kind(frame[color])
+    if kind == "category":
+        column = frame[color]
+        cats = column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(
+            column.astype(str) if column.dtype.kind == "O" else column)
+        # String category names, kept in their sorted order: HoloViews' hover marks empty
+        # pixels with "-", which an integer category array cannot hold.
+        frame = frame.assign(**{color: pd.Categorical.from_codes(cats.codes, [str(c) for c in cats.categories])})
+    if kind == "value" and not np.isfinite(frame[color].to_numpy(dtype=np.float64)).all():
+        # datashader's mean skips NaN already; inf would poison a pixel, so refuse it
+        if np.isinf(frame[color].to_numpy(dtype=np.float64)).any():
+            raise DataError(f"column {color!r} holds inf values; cannot colour by it")
+    return frame, kind

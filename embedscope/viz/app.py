@@ -1,0 +1,319 @@
+"""``embedscope serve``: a Panel app on a Bokeh server to explore an embedding.
+
+The server opens only the files it was started with: :class:`AppData` reads them (and
+fails with a clear :class:`DataError` before any server starts), and nothing a browser
+sends is ever used as a path. Exports are built in memory and downloaded.
+
+Given vectors rather than coordinates, the app reduces them in a background thread;
+pages opened meanwhile show the stage being run, then switch to the plot.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embedscope.engine.data import DataError, load_vectors
+from embedscope.viz._input import color_kind, plot_frame
+
+__all__ = ["AppData", "default_method", "load_input", "make_session", "serve"]
+
+N_NEIGHBORS = 10
+
+
+def default_method() -> str:
+    """'umap' where the UMAP module imports, else 'pca'."""
+    try:
+        import embedscope.engine.umap  # noqa: F401
+    except ImportError:
+        return "pca"
+    return "umap"
+
+
+def load_input(path: str, meta: str | None = None) -> tuple[np.ndarray, pd.DataFrame | None, bool]:
+    """Read a coordinates or vectors file: ``(array, metadata, is_coordinates)``.
+
+    Parquet with ``x`` and ``y`` columns (what ``embedscope reduce`` writes) is read as
+    coordinates, its other columns as metadata; any other input with 2 or 3 columns
+    is coordinates too, wider input is vectors.
+    """
+    source = str(path)
+    columns = None
+    suffixes = [s.lower() for s in Path(source).suffixes]
+    if (".parquet" in suffixes or ".pq" in suffixes) and Path(source).exists():
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(source).names
+        except Exception as exc:
+            raise DataError(f"{source} is not a readable parquet file: {exc}") from None
+        if "x" in names and "y" in names:
+            columns = ["x", "y", *(["z"] if "z" in names else [])]
+    array, frame_meta = load_vectors(source, meta, columns=columns)
+    return array, frame_meta, columns is not None or array.shape[1] <= 3
+
+
+class _StageLog(logging.Handler):
+    """Keeps the last progress line of the reducer for the waiting pages."""
+
+    def __init__(self, data: AppData) -> None:
+        super().__init__(logging.INFO)
+        self.data = data
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.data.status = record.getMessage()
+
+
+class AppData:
+    """What every browser session shares: the points, metadata and original vectors.
+
+    Parameters
+    ----------
+    path : str
+        Coordinates (parquet from ``embedscope reduce``, ``.npy`` n x 2) or vectors.
+    meta : str, optional
+        Metadata file, one row per point.
+    method : str, optional
+        Reducer for vectors input ("umap", "tsne", "pca"); default UMAP if available.
+        Given with coordinates input it is ignored (the message says so).
+    color : str, optional
+        Column to colour by at start.
+    text_column : str, optional
+        Column the search box matches (default: the first text column).
+    verbose : bool, default=True
+        Log the reducer's stages to stderr as well.
+    """
+
+    def __init__(self, path: str, meta: str | None = None, method: str | None = None,
+                 color: str | None = None, text_column: str | None = None, verbose: bool = True) -> None:
+        array, self.meta, is_coords = load_input(path, meta)
+        self.path = str(path)
+        self.status = ""
+        self.error: str | None = None
+        self.vectors = None if is_coords else array
+        self.method = None if is_coords else (method or default_method())
+        self.note = (f"coordinates from {Path(path).name}" if is_coords else
+                     f"{array.shape[0]:,} vectors of {array.shape[1]} dims from {Path(path).name}, reduced with {self.method}"
+                     + ("" if method else " (default; UMAP when installed, else PCA)"))
+        if is_coords and method:
+            self.note += f" (--method {method} ignored: the input is already coordinates)"
+        if color is not None and (self.meta is None or color not in self.meta.columns):
+            raise DataError(f"no metadata column {color!r} to colour by; columns: {self.meta_columns}")
+        self.color = color
+        texts = [c for c in self.meta_columns if color_kind(self.meta[c]) == "category" and self.meta[c].dtype.kind != "i"]
+        if text_column is not None and text_column not in self.meta_columns:
+            raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
+        self.text_column = text_column or (texts[0] if texts else None)
+        self.frame: pd.DataFrame | None = None
+        self._tree = None
+        self._ready = threading.Event()
+        if is_coords:
+            self._finish(array)
+        else:
+            from embedscope.engine.reduce import make_reducer
+
+            self.reducer = make_reducer(self.method, verbose=True)
+            threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+
+    @property
+    def meta_columns(self) -> list[str]:
+        return [] if self.meta is None else [str(c) for c in self.meta.columns]
+
+    @property
+    def ready(self) -> bool:
+        """True once the points can be drawn (or the reduction failed: see ``error``)."""
+        return self._ready.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ready; returns ``ready``."""
+        return self._ready.wait(timeout)
+
+    def _reduce(self, verbose: bool) -> None:
+        handler = _StageLog(self)
+        log = logging.getLogger("embedscope")
+        log.addHandler(handler)
+        self.status = f"starting {self.method} on {self.vectors.shape[0]:,} x {self.vectors.shape[1]}"
+        try:
+            self._finish(self.reducer.fit_transform(self.vectors))
+        except Exception as exc:  # shown on the page instead of a blank plot
+            self.error = f"{self.method} failed: {exc}"
+            self._ready.set()
+        finally:
+            log.removeHandler(handler)
+
+    def _finish(self, coords: Any) -> None:
+        self.frame = plot_frame(coords, self.meta)
+        self._ready.set()
+
+    def nearest_row(self, x: float, y: float) -> int:
+        """Row id of the point closest to ``(x, y)`` in the layout."""
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]))
+        return int(self._tree.query([x, y])[1])
+
+    def neighbours(self, row: int, k: int = N_NEIGHBORS) -> tuple[np.ndarray, np.ndarray, str]:
+        """(row ids, distances, space) of the ``k`` nearest neighbours of ``row``.
+
+        In the original vector space when vectors were given, else in the layout.
+        """
+        from embedscope.kernels.knn import exact_knn
+
+        if self.vectors is not None:
+            data, space = np.ascontiguousarray(self.vectors, dtype=np.float32), "original vector space (euclidean)"
+        else:
+            data = np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]).astype(np.float32)
+            space = "2-D layout (no vectors were given)"
+        k = min(k + 1, data.shape[0])
+        idx, dist = exact_knn(data, k, "euclidean", queries=data[row : row + 1])
+        keep = idx[0] != row  # the query point finds itself at distance 0
+        return idx[0][keep][: k - 1].astype(np.int64), dist[0][keep][: k - 1], space
+
+
+def _table_bytes(frame: pd.DataFrame, fmt: str) -> io.BytesIO:
+    buffer = io.BytesIO()
+    if fmt == "parquet":
+        frame.to_parquet(buffer, index=False)
+    else:
+        buffer.write(frame.to_csv(index=False).encode("utf-8"))
+    buffer.seek(0)
+    return buffer
+
+
+class Explorer:
+    """One browser session's widgets around an :class:`EmbeddingPlot`."""
+
+    def __init__(self, data: AppData) -> None:
+        import panel as pn
+
+        from embedscope.viz.plot import EmbeddingPlot
+
+        self.data = data
+        self._plot_cls = EmbeddingPlot
+        options = ["(density)", *data.meta_columns]
+        self.color = pn.widgets.Select(name="Colour by", options=options,
+                                       value=data.color or "(density)", width=220)
+        self.search = pn.widgets.TextInput(name=f"Search {data.text_column or '(no text column)'}",
+                                           placeholder="text to find", disabled=data.text_column is None, width=220)
+        self.clear = pn.widgets.Button(name="Clear selection", width=220)
+        self.fmt = pn.widgets.RadioButtonGroup(name="Format", options=["csv", "parquet"], value="csv", width=220)
+        self.download = pn.widgets.FileDownload(callback=self._export, filename="selection.csv",
+                                                label="Export selection", width=220)
+        self.selection_info = pn.pane.Markdown("Nothing selected.", css_classes=["es-selection"], width=240)
+        self.view_info = pn.pane.Markdown("", css_classes=["es-view"])
+        self.neighbour_title = pn.pane.Markdown("Click a point to list its nearest neighbours.",
+                                                css_classes=["es-neighbours-title"])
+        self.neighbour_table = pn.pane.DataFrame(pd.DataFrame(), index=False, css_classes=["es-neighbours"],
+                                                 max_rows=N_NEIGHBORS + 1)
+        self.pane = pn.pane.HoloViews(sizing_mode="fixed")
+        self._make_plot(data.color)
+        self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
+        self.search.param.watch(lambda event: self._search(event.new), "value")
+        self.clear.on_click(lambda _: self.plot.clear_selection())
+        self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
+        sidebar = pn.Column(
+            pn.pane.Markdown(f"### embedscope\n{data.note}\n\n{len(data.frame):,} points"),
+            self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
+        self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table))
+
+    # ----------------------------------------------------------------- plot
+    def _make_plot(self, color: str | None) -> None:
+        selected = getattr(self, "plot", None).selected if hasattr(self, "plot") else np.empty(0, np.int64)
+        self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True,
+                                   title=Path(self.data.path).name)
+        self.plot.on_select(self._on_select)
+        self.plot.range.add_subscriber(self._on_range)
+        import holoviews as hv
+
+        self.tap = hv.streams.Tap(source=self.plot.base)
+        self.tap.add_subscriber(self._on_tap)
+        self.pane.object = self.plot.view
+        if selected.size:
+            self.plot.select(selected)
+        self._on_range()
+
+    def _on_range(self, x_range: Any = None, y_range: Any = None, **_: Any) -> None:
+        frame = self.data.frame
+        from embedscope.viz.raster import data_range
+
+        x_range = x_range or data_range(frame["x"].to_numpy())
+        y_range = y_range or data_range(frame["y"].to_numpy())
+        self.view_info.object = (f"View x [{x_range[0]:.4g}, {x_range[1]:.4g}], "
+                                 f"y [{y_range[0]:.4g}, {y_range[1]:.4g}]")
+
+    # ------------------------------------------------------------ selection
+    def _on_select(self, ids: np.ndarray) -> None:
+        shown = ", ".join(map(str, ids[:8])) + (", ..." if ids.size > 8 else "")
+        self.selection_info.object = f"Selected {ids.size:,} point(s)" + (f": rows {shown}" if ids.size else ".")
+
+    def _search(self, text: str) -> None:
+        column = self.data.text_column
+        if column is None:
+            return
+        if not text.strip():
+            self.plot.clear_selection()
+            return
+        values = self.data.frame[column].astype(str)
+        matches = np.flatnonzero(values.str.contains(text.strip(), case=False, regex=False).to_numpy())
+        self.plot.select(matches)
+        self.selection_info.object = f"Search {text.strip()!r}: {matches.size:,} match(es) highlighted."
+
+    def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
+        if x is None or y is None:
+            return
+        row = self.data.nearest_row(x, y)
+        ids, dist, space = self.data.neighbours(row)
+        table = self.data.frame.iloc[ids].reset_index(drop=True)
+        table.insert(0, "distance", dist)
+        table.insert(0, "row", ids)
+        label = ""
+        if self.data.text_column:
+            label = f" ({self.data.frame[self.data.text_column].iloc[row]})"
+        self.neighbour_title.object = f"Nearest neighbours of row {row}{label} in the {space}:"
+        self.neighbour_table.object = table
+        self.plot.select(np.concatenate([[row], ids]))
+
+    def _export(self) -> io.BytesIO:
+        return _table_bytes(self.plot.selection_frame(), self.fmt.value)
+
+
+def make_session(data: AppData) -> Any:
+    """The page of one browser session: progress while reducing, then the explorer."""
+    import panel as pn
+
+    if data.ready and data.error is None:
+        return Explorer(data).layout
+    holder = pn.Column()
+    indicator = pn.indicators.Progress(name="reducing", active=True, width=400)
+    status = pn.pane.Markdown(css_classes=["es-status"])
+    holder[:] = [pn.pane.Markdown(f"### embedscope\n{data.note}"), indicator, status]
+
+    def poll() -> None:
+        status.object = data.error or f"Reducing: {data.status}"
+        if data.error:
+            indicator.active = False
+            callback.stop()
+        elif data.ready:
+            callback.stop()
+            holder[:] = [Explorer(data).layout]
+
+    callback = pn.state.add_periodic_callback(poll, period=500)
+    poll()
+    return holder
+
+
+def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: bool = False) -> None:
+    """Run the app until interrupted; only ``host:port`` may open its websocket."""
+    import panel as pn
+
+    pn.extension()
+    origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if host == "127.0.0.1" else [])
+    pn.serve({"/": lambda: make_session(data)}, port=port, address=host, websocket_origin=origins,
+             show=show, title="embedscope", threaded=False, start=True)

@@ -1,0 +1,194 @@
+"""Static exports: a PNG drawn by datashader (no browser) and a standalone HTML page.
+
+Both aggregate the full data once, at the export's pixel size. The HTML page says so
+in words: zooming it magnifies the image; only ``embedscope serve`` (or a live
+HoloViews session) re-aggregates.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedscope.engine.io import atomic_output
+from embedscope.viz._input import plot_frame, with_color
+from embedscope.viz.raster import category_colors, data_range, raster, shade
+
+__all__ = ["render_image", "save_html", "save_png"]
+
+LEGEND_WIDTH = 180
+MAX_LEGEND = 40
+
+
+def render_image(
+    data: Any,
+    meta: Any = None,
+    color: str | None = None,
+    *,
+    width: int = 1200,
+    height: int = 900,
+    how: str = "eq_hist",
+    spread: int = 2,
+) -> tuple[Any, dict[str, Any]]:
+    """Shade the full data once; return the datashader Image and what was drawn.
+
+    Returns
+    -------
+    image : datashader.transfer_functions.Image
+    info : dict
+        ``n_points``, ``x_range``, ``y_range``, ``color``, ``kind`` and, for
+        categories, ``colors`` (category -> colour).
+    """
+    frame, kind = with_color(plot_frame(data, meta), color)
+    by = color if kind == "category" else None
+    value = color if kind == "value" else None
+    agg = raster(frame, by=by, value=value, width=width, height=height,
+                 x_range=_padded(frame["x"].to_numpy()), y_range=_padded(frame["y"].to_numpy()))
+    info: dict[str, Any] = {"n_points": len(frame), "x_range": agg.attrs["x_range"],
+                            "y_range": agg.attrs["y_range"], "color": color, "kind": kind}
+    color_key = None
+    if kind == "category":
+        color_key = category_colors(frame[color].cat.categories)
+        info["colors"] = color_key
+    return shade(agg, how=how, color_key=color_key, spread=spread), info
+
+
+def _padded(values: np.ndarray, pad: float = 0.02) -> tuple[float, float]:
+    """The data range widened by ``pad`` on each side, so edge points are not clipped visually."""
+    lo, hi = data_range(values)
+    margin = (hi - lo) * pad
+    return lo - margin, hi + margin
+
+
+def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
+    """The image with a legend column on the right (categories only)."""
+    from PIL import Image, ImageDraw
+
+    colors = info.get("colors")
+    if not colors:
+        return pil
+    canvas = Image.new("RGBA", (pil.width + LEGEND_WIDTH, pil.height), "white")
+    canvas.paste(pil, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pil.width + 10, 8), str(info["color"]), fill="black")
+    items = list(colors.items())
+    for i, (cat, col) in enumerate(items[:MAX_LEGEND]):
+        top = 28 + 16 * i
+        draw.rectangle([pil.width + 10, top, pil.width + 22, top + 12], fill=col)
+        draw.text((pil.width + 28, top), str(cat)[:24], fill="black")
+    if len(items) > MAX_LEGEND:
+        draw.text((pil.width + 10, 28 + 16 * MAX_LEGEND), f"... {len(items) - MAX_LEGEND} more", fill="black")
+    return canvas
+
+
+def save_png(
+    data: Any,
+    path: str | os.PathLike,
+    meta: Any = None,
+    color: str | None = None,
+    *,
+    width: int = 1200,
+    height: int = 900,
+    how: str = "eq_hist",
+    spread: int = 2,
+    legend: bool = True,
+    force: bool = False,
+) -> Path:
+    """Write a PNG of the embedding, drawn by datashader (no browser needed).
+
+    Parameters
+    ----------
+    data : array of shape (n, 2 or 3), DataFrame with ``x`` / ``y``, or fitted reducer
+    path : str or path
+        Destination ``.png``.
+    meta : DataFrame or array, optional
+    color : str, optional
+        Column to colour by (categories get glasbey colours and a legend).
+    width, height : int, default=1200, 900
+        Size of the raster in pixels (the legend adds a column on the right).
+    how : str, default="eq_hist"
+    spread : int, default=2
+        ``dynspread`` radius for sparse points.
+    legend : bool, default=True
+    force : bool, default=False
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+    """
+    image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
+    pil = image.to_pil()
+    if legend:
+        pil = _legend_image(pil, info)
+    with atomic_output(path, force=force) as tmp:
+        pil.save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_html(
+    data: Any,
+    path: str | os.PathLike,
+    meta: Any = None,
+    color: str | None = None,
+    *,
+    width: int = 1200,
+    height: int = 900,
+    how: str = "eq_hist",
+    spread: int = 2,
+    title: str | None = None,
+    serve_hint: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a standalone HTML page (Bokeh, resources inlined) with the shaded image.
+
+    The page can pan and zoom, but it holds one image aggregated at ``width x height``;
+    a note on the page says that it does not re-aggregate and how to get a live view.
+
+    Parameters
+    ----------
+    data, meta, color, width, height, how, spread
+        As in :func:`save_png`.
+    path : str or path
+        Destination ``.html``.
+    title : str, optional
+    serve_hint : str, optional
+        The command that opens the live view (shown on the page).
+    force : bool, default=False
+
+    Returns
+    -------
+    Path
+    """
+    from bokeh.embed import file_html
+    from bokeh.layouts import column
+    from bokeh.models import Div, Range1d
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
+    (x0, x1), (y0, y1) = info["x_range"], info["y_range"]
+    rgba = np.ascontiguousarray(np.asarray(image.data, dtype=np.uint32))
+    fig = figure(width=min(width, 1000), height=int(min(width, 1000) * height / width), title=title or "",
+                 x_range=Range1d(x0, x1), y_range=Range1d(y0, y1),
+                 tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
+    fig.image_rgba(image=[rgba], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0)
+    if info.get("colors"):
+        for cat, col in list(info["colors"].items())[:MAX_LEGEND]:
+            fig.scatter(x=[np.nan], y=[np.nan], color=col, size=8, legend_label=str(cat))
+        fig.legend.title = str(color)
+        fig.add_layout(fig.legend[0], "right")
+    hint = f" For a live view that re-aggregates on zoom, run <code>{html.escape(serve_hint)}</code>." if serve_hint else ""
+    note = Div(text=(
+        f"<p><b>Static export.</b> {info['n_points']:,} points aggregated once into {width} x {height} pixels. "
+        f"Zooming this page magnifies that image; it does <b>not re-aggregate</b>.{hint}</p>"),
+        width=min(width, 1000) + 200)
+    doc = column(note, fig)
+    page = file_html(doc, resources=INLINE, title=title or "embedscope plot")
+    with atomic_output(path, force=force) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return Path(path)

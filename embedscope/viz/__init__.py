@@ -13,10 +13,10 @@ from typing import Any
 __all__ = ["EmbeddingPlot", "plot", "raster", "save_html", "save_png", "shade"]
 
 _WHERE = {
-    "EmbeddingPlot": "embedscope.viz.plot",
-    "plot": "embedscope.viz.plot",
-    "raster": "embedscope.viz.raster",
-    "shade": "embedscope.viz.raster",
+    "EmbeddingPlot": "embedscope.viz.figure",
+    "plot": "embedscope.viz.figure",
+    "raster": "embedscope.viz.aggregate",
+    "shade": "embedscope.viz.aggregate",
     "save_html": "embedscope.viz.export",
     "save_png": "embedscope.viz.export",
 }

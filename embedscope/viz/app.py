@@ -193,7 +193,7 @@ class Explorer:
     def __init__(self, data: AppData) -> None:
         import panel as pn
 
-        from embedscope.viz.plot import EmbeddingPlot
+        from embedscope.viz.figure import EmbeddingPlot
 
         self.data = data
         self._plot_cls = EmbeddingPlot
@@ -241,7 +241,7 @@ class Explorer:
 
     def _on_range(self, x_range: Any = None, y_range: Any = None, **_: Any) -> None:
         frame = self.data.frame
-        from embedscope.viz.raster import data_range
+        from embedscope.viz.aggregate import data_range
 
         x_range = x_range or data_range(frame["x"].to_numpy())
         y_range = y_range or data_range(frame["y"].to_numpy())

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedscope.engine.io import atomic_output
 from embedscope.viz._input import plot_frame, with_color
-from embedscope.viz.raster import category_colors, data_range, raster, shade
+from embedscope.viz.aggregate import category_colors, data_range, raster, shade
 
 __all__ = ["render_image", "save_html", "save_png"]
 
@@ -165,8 +165,7 @@ def save_html(
     Path
     """
     from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import Div, Range1d
+    from bokeh.models import Range1d
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -183,12 +182,13 @@ def save_html(
         fig.legend.title = str(color)
         fig.add_layout(fig.legend[0], "right")
     hint = f" For a live view that re-aggregates on zoom, run <code>{html.escape(serve_hint)}</code>." if serve_hint else ""
-    note = Div(text=(
-        f"<p><b>Static export.</b> {info['n_points']:,} points aggregated once into {width} x {height} pixels. "
-        f"Zooming this page magnifies that image; it does <b>not re-aggregate</b>.{hint}</p>"),
-        width=min(width, 1000) + 200)
-    doc = column(note, fig)
-    page = file_html(doc, resources=INLINE, title=title or "embedscope plot")
+    # The note is plain HTML in the page body (not a Bokeh model), so it reads the same
+    # without JavaScript and can be found by text search.
+    note = (f'<p class="embedscope-note" style="font-family: sans-serif; max-width: 60em">'
+            f"<b>Static export.</b> {info['n_points']:,} points aggregated once into {width} x {height} pixels. "
+            f"Zooming this page magnifies that image; it does <b>not re-aggregate</b>.{hint}</p>")
+    page = file_html(fig, resources=INLINE, title=title or "embedscope plot")
+    page = page.replace("<body>", f"<body>\n{note}", 1)
     with atomic_output(path, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(path)

@@ -66,8 +66,8 @@ class EmbeddingPlot:
     ----------
     frame : pandas.DataFrame
         ``x``, ``y`` and the metadata columns; row ``i`` is point ``i``.
-    view : holoviews.Overlay
-        The plot: display it, ``hv.save`` it or put it in a Panel layout.
+    view : holoviews.DynamicMap
+        An overlay that re-renders on zoom and selection. The plot: display it, ``hv.save`` it or put it in a Panel layout.
     selected : ndarray of int64
         Row ids of the current selection (empty when nothing is selected).
     """
@@ -118,7 +118,7 @@ class EmbeddingPlot:
     def _shade_options(self) -> dict[str, Any]:
         import colorcet as cc
 
-        from embedscope.viz.raster import category_colors
+        from embedscope.viz.aggregate import category_colors
 
         if self.color_kind == "category":
             return {"color_key": category_colors(self.frame[self.color].cat.categories)}
@@ -161,7 +161,7 @@ class EmbeddingPlot:
 
     def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0) -> Any:
         """The selected points, shaded in the highlight colour over the current view."""
-        from embedscope.viz.raster import data_range, raster
+        from embedscope.viz.aggregate import data_range, raster
 
         hv = _hv()
         import datashader.transfer_functions as tf
@@ -252,8 +252,8 @@ def plot(
 
     Returns
     -------
-    holoviews.Overlay
-        Shaded raster (hover, box / lasso select, tap), selection highlight and, for
+    holoviews.DynamicMap
+        Overlay of the shaded raster (hover, box / lasso select, tap), selection highlight and, for
         categories, a legend. Use :class:`EmbeddingPlot` to read selected row ids.
 
     Examples

@@ -1,0 +1,321 @@
+"""viz: raster counts, categorical aggregation, plot objects, PNG/HTML export, the plot CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedscope.engine.data import DataError, make_mixture
+from embedscope.kernels.raster import bin_points, bin_points_cpu
+from embedscope.viz.aggregate import raster, shade
+from embedscope.viz.select import rows_in_box, rows_in_polygon
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Four tight, well separated 2-D clusters with labels and words."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[-5.0, -5.0], [5.0, -5.0], [-5.0, 5.0], [5.0, 5.0]])
+    labels = rng.integers(0, 4, 8000)
+    coords = (centres[labels] + rng.normal(scale=0.4, size=(8000, 2))).astype(np.float32)
+    meta = pd.DataFrame({"label": labels, "word": [f"w{i}" for i in range(8000)]})
+    return coords, meta
+
+
+# ----------------------------------------------------------------------------- raster
+
+
+def _hist(coords, agg):
+    (x0, x1), (y0, y1) = agg.attrs["x_range"], agg.attrs["y_range"]
+    h, w = agg.shape[:2]
+    counts, _, _ = np.histogram2d(coords[:, 1], coords[:, 0], bins=[h, w], range=[[y0, y1], [x0, x1]])
+    return counts
+
+
+def test_raster_counts_equal_histogram2d(blobs):
+    coords, _ = blobs
+    agg = raster(coords, width=64, height=48)
+    assert agg.dims == ("y", "x") and agg.shape == (48, 64) and agg.dtype == np.uint32
+    np.testing.assert_array_equal(agg.values, _hist(coords, agg))
+    assert int(agg.sum()) == len(coords)  # points on the upper edge are kept, not cropped
+
+
+def test_raster_explicit_range_drops_outside(blobs):
+    coords, _ = blobs
+    agg = raster(coords, width=30, height=20, x_range=(0, 8), y_range=(-8, 0))
+    np.testing.assert_array_equal(agg.values, _hist(coords, agg))
+    inside = (coords[:, 0] >= 0) & (coords[:, 0] <= 8) & (coords[:, 1] >= -8) & (coords[:, 1] <= 0)
+    assert int(agg.sum()) == int(inside.sum()) and 0 < inside.sum() < len(coords)
+
+
+def test_raster_pandas_and_numpy_agree(blobs):
+    coords, meta = blobs
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "label": meta["label"]})
+    a = raster(coords, width=40, height=30)
+    b = raster(frame, width=40, height=30)
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_raster_by_category(blobs):
+    coords, meta = blobs
+    agg = raster(coords, by=meta["label"].to_numpy(), width=40, height=30)
+    assert agg.dims == ("y", "x", "category") and agg.shape == (30, 40, 4)
+    total = raster(coords, width=40, height=30)
+    np.testing.assert_array_equal(agg.values.sum(axis=2), total.values)
+    for k in range(4):
+        sub = coords[meta["label"].to_numpy() == k]
+        counts, _, _ = np.histogram2d(sub[:, 1], sub[:, 0], bins=[30, 40],
+                                      range=[agg.attrs["y_range"], agg.attrs["x_range"]])
+        np.testing.assert_array_equal(agg.values[:, :, k], counts)
+    # by a DataFrame column name
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "label": meta["label"]})
+    named = raster(frame, by="label", width=40, height=30)
+    np.testing.assert_array_equal(named.values, agg.values)
+
+
+def test_raster_mean_of_value(blobs):
+    coords, _ = blobs
+    agg = raster(coords, value=coords[:, 0], width=20, height=10)
+    counts = raster(coords, width=20, height=10).values
+    assert np.isnan(agg.values[counts == 0]).all()
+    centres = agg.coords["x"].values
+    filled = counts > 0
+    # the mean x of a pixel lies inside that pixel's column
+    half = (centres[1] - centres[0]) / 2
+    col = np.broadcast_to(centres, agg.shape)
+    assert (np.abs(agg.values[filled] - col[filled]) <= half + 1e-6).all()
+
+
+def test_raster_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        raster(np.zeros(10))
+    with pytest.raises(ValueError, match="not found"):
+        raster(pd.DataFrame({"x": [1.0], "y": [2.0]}), by="nope")
+    with pytest.raises(ValueError, match="positive"):
+        raster(np.zeros((3, 2)), width=0)
+    with pytest.raises(ValueError, match="one value per point"):
+        raster(np.zeros((3, 2)), by=[1, 2])
+
+
+def test_raster_dask_dataframe(blobs):
+    dd = pytest.importorskip("dask.dataframe")
+    coords, _ = blobs
+    frame = dd.from_pandas(pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1]}), npartitions=3)
+    agg = raster(frame, width=32, height=24)
+    np.testing.assert_array_equal(agg.values, raster(coords, width=32, height=24).values)
+
+
+def test_kernel_cpu_twin_matches_datashader(blobs):
+    coords, meta = blobs
+    agg = raster(coords, by=meta["label"].to_numpy(), width=50, height=40)
+    grid = bin_points(coords[:, 0], coords[:, 1], agg.attrs["x_range"], agg.attrs["y_range"], 50, 40,
+                      meta["label"].to_numpy(), 4)
+    np.testing.assert_array_equal(grid.transpose(1, 2, 0), agg.values)
+    weights = bin_points_cpu(coords[:, 0], coords[:, 1], (-8, 8), (-8, 8), 16, 16, weights=np.full(len(coords), 2.0))
+    counts = bin_points_cpu(coords[:, 0], coords[:, 1], (-8, 8), (-8, 8), 16, 16)
+    np.testing.assert_allclose(weights, 2.0 * counts)
+    with pytest.raises(ValueError, match="x_range"):
+        bin_points_cpu(coords[:, 0], coords[:, 1], (1, 1), (0, 1), 4, 4)
+
+
+@pytest.mark.gpu
+def test_gpu_twin_same_aggregate(blobs):
+    cp = pytest.importorskip("cupy")
+    coords, meta = blobs
+    labels = meta["label"].to_numpy()
+    for kwargs in ({}, {"by": labels}, {"value": coords[:, 1]}):
+        cpu = raster(coords, width=50, height=40, **kwargs)
+        gkw = {k: cp.asarray(v) for k, v in kwargs.items()}
+        gpu = raster(cp.asarray(coords), width=50, height=40, **gkw)
+        assert gpu.dims[:2] == cpu.dims[:2] and gpu.dtype == cpu.dtype
+        np.testing.assert_allclose(cp.asnumpy(gpu.data), cpu.values, equal_nan=True)
+        np.testing.assert_allclose(gpu.coords["x"].values, cpu.coords["x"].values)
+    img = shade(raster(cp.asarray(coords), width=50, height=40))
+    assert img.shape == (40, 50)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def test_rows_in_box_and_polygon(blobs):
+    coords, _ = blobs
+    x, y = coords[:, 0].astype(np.float64), coords[:, 1].astype(np.float64)
+    box = rows_in_box(x, y, 6.0, 6.0, 0.0, 0.0)  # corners in any order
+    expected = np.flatnonzero((x >= 0) & (x <= 6) & (y >= 0) & (y <= 6))
+    np.testing.assert_array_equal(box, expected)
+    square = np.array([[0, 0], [6, 0], [6, 6], [0, 6]], dtype=float)
+    np.testing.assert_array_equal(rows_in_polygon(x, y, square), expected)
+    triangle = np.array([[0, 0], [10, 0], [0, 10]], dtype=float)
+    tri = rows_in_polygon(x, y, triangle)
+    expected_tri = np.flatnonzero((x > 0) & (y > 0) & (x + y < 10))
+    assert len(np.setxor1d(tri, expected_tri)) <= 2  # only points exactly on an edge may differ
+    with pytest.raises(ValueError, match="polygon"):
+        rows_in_polygon(x, y, np.zeros((2, 2)))
+
+
+# ----------------------------------------------------------------------------- plot objects
+
+
+def _render(view):
+    import holoviews as hv
+
+    return hv.render(view, backend="bokeh")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "pandas", "reducer"])
+def test_plot_builds(kind, blobs):
+    import holoviews as hv
+
+    from embedscope.viz import plot
+
+    coords, meta = blobs
+    if kind == "numpy":
+        view = plot(coords, meta, color="label")
+    elif kind == "pandas":
+        view = plot(pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "word": meta["word"], "v": coords[:, 0]}),
+                    color="v")
+    else:
+        from embedscope.engine.base import BaseReducer
+
+        class Fitted(BaseReducer):
+            """A stand-in fitted reducer: plot() only reads embedding_."""
+
+            def __init__(self, n_components=2):
+                self.n_components = n_components
+
+            def fit(self, X, y=None):
+                self.embedding_ = np.asarray(X)[:, :2]
+                return self
+
+        view = plot(Fitted().fit(coords), meta)
+    assert isinstance(view, hv.DynamicMap) and isinstance(view[()], hv.Overlay)
+    fig = _render(view)
+    tools = {type(t).__name__ for t in fig.tools}
+    assert {"HoverTool", "BoxSelectTool", "LassoSelectTool", "WheelZoomTool"} <= tools
+
+
+def test_plot_of_a_real_reducer(mixture_5k):
+    from embedscope import PCA
+    from embedscope.viz import plot
+
+    X, labels = mixture_5k
+    reducer = PCA(n_components=2)
+    if not hasattr(reducer.fit(X), "embedding_"):
+        reducer.embedding_ = reducer.transform(X)  # PCA keeps no embedding_; plot reads it
+    _render(plot(reducer, pd.DataFrame({"label": labels}), color="label"))
+
+
+def test_plot_unfitted_and_bad_input(blobs):
+    from embedscope import PCA
+    from embedscope.viz import plot
+
+    coords, meta = blobs
+    with pytest.raises(ValueError, match="not fitted"):
+        plot(PCA(n_components=2))
+    bad = coords.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        plot(bad)
+    with pytest.raises(DataError, match="colour"):
+        plot(coords, meta, color="nope")
+    with pytest.raises(DataError, match="rows"):
+        plot(coords, meta.iloc[:10])
+    with pytest.raises(DataError, match="shape"):
+        plot(np.zeros((5, 4)))
+
+
+def test_selection_yields_full_data_rows(blobs):
+    from embedscope.viz import EmbeddingPlot
+
+    coords, meta = blobs
+    ep = EmbeddingPlot(coords, meta, color="label")
+    seen = []
+    ep.on_select(seen.append)
+    ep.bounds.event(bounds=(0.0, 0.0, 10.0, 10.0))
+    expected = np.flatnonzero((coords[:, 0] >= 0) & (coords[:, 0] <= 10) & (coords[:, 1] >= 0) & (coords[:, 1] <= 10))
+    np.testing.assert_array_equal(ep.selected, expected)
+    assert len(seen) == 1 and len(expected) > 1000  # rows of the data, far more than the pixels hit
+    frame = ep.selection_frame()
+    assert list(frame["row"]) == list(expected) and (frame["label"].astype(int) == 3).all()
+    ep.lasso.event(geometry=np.array([[-10, -10], [0, -10], [0, 0], [-10, 0]]))
+    assert (meta["label"].to_numpy()[ep.selected] == 0).all() and ep.selected.size > 1000
+    # highlighted layer draws exactly the selected points; the base is muted
+    rgb = ep.highlight[()]
+    alpha = rgb.data["A"] if hasattr(rgb.data, "data_vars") else np.asarray(rgb.dimension_values(5))
+    assert np.asarray(alpha).max() == 255
+    assert ep._muted.muted is True
+    ep.clear_selection()
+    assert ep.selected.size == 0 and ep._muted.muted is False
+    with pytest.raises(IndexError):
+        ep.select([len(coords)])
+
+
+# ----------------------------------------------------------------------------- export + CLI
+
+
+def _png_pixels(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def _cluster_pixels(img, coords, width, height):
+    """Mean darkness at each cluster centre versus the empty middle of the image."""
+    non_white = (img < 245).any(axis=2)
+    return non_white
+
+
+def test_save_png_and_html(tmp_path, blobs):
+    from embedscope.viz import save_html, save_png
+
+    coords, meta = blobs
+    png = save_png(coords, tmp_path / "p.png", meta, "label", width=400, height=300)
+    img = _png_pixels(png)
+    assert img.shape[0] == 300 and img.shape[1] > 400  # legend column on the right
+    with pytest.raises(FileExistsError):
+        save_png(coords, png, meta, "label")
+    html = save_html(coords, tmp_path / "p.html", meta, "label", width=400, height=300, serve_hint="embedscope serve x")
+    text = html.read_text()
+    assert "does <b>not re-aggregate</b>" in text and "embedscope serve x" in text
+    assert "cdn.bokeh.org" not in text  # standalone: resources inlined
+
+
+def test_cli_plot_png_shows_separate_clusters(tmp_path, blobs, capsys):
+    from embedscope.cli import main
+    from embedscope.engine.io import write_coords
+
+    coords, meta = blobs
+    src = write_coords(tmp_path / "coords.parquet", coords, meta[["label"]])
+    out = tmp_path / "plot.png"
+    assert main(["plot", str(src), "--color", "label", "--out", str(out), "--width", "200", "--height", "200"]) == 0
+    captured = capsys.readouterr()
+    assert str(out) in captured.out and "embedscope serve" in captured.err
+    img = _png_pixels(out)[:, :200]
+    ink = (img < 235).any(axis=2)
+    # the four clusters sit in the four quadrants; the cross between them stays empty
+    quadrants = [ink[:90, :90], ink[:90, 110:], ink[110:, :90], ink[110:, 110:]]
+    assert all(q.mean() > 0.02 for q in quadrants), [q.mean() for q in quadrants]
+    assert ink[95:105, :].mean() < 0.01 and ink[:, 95:105].mean() < 0.01
+    assert 0.03 < ink.mean() < 0.6  # neither blank nor saturated
+    colours = {tuple(img[r, c]) for q, (r0, c0) in zip(quadrants, [(0, 0), (0, 110), (110, 0), (110, 110)], strict=True)
+               for r, c in [np.argwhere(q)[len(np.argwhere(q)) // 2] + (r0, c0)]}
+    assert len(colours) == 4  # each cluster drawn in its own glasbey colour
+    # density (no colour) and html also work; existing output needs --force
+    assert main(["plot", str(src), "--out", str(out), "--quiet"]) == 2
+    assert main(["plot", str(src), "--out", str(out), "--force", "--quiet"]) == 0
+    assert main(["plot", str(src), "--color", "label", "--out", str(tmp_path / "p.html")]) == 0
+
+
+def test_cli_plot_errors(tmp_path, capsys):
+    from embedscope.cli import main
+
+    vectors = tmp_path / "v.npy"
+    np.save(vectors, make_mixture(50, 8, 2)[0])
+    assert main(["plot", str(vectors), "--out", str(tmp_path / "a.png")]) == 2
+    assert "reduce" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "a.png")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    np.save(tmp_path / "c.npy", np.zeros((10, 2)))
+    assert main(["plot", str(tmp_path / "c.npy"), "--out", str(tmp_path / "a.jpg")]) == 2
+    assert ".png or .html" in capsys.readouterr().err

@@ -16,7 +16,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set of this process (Linux reports KiB)."""
+    """Peak resident set of this process image.
+
+    ``VmHWM`` belongs to the current address space, so it starts afresh at exec;
+    ``getrusage``'s ``ru_maxrss`` does not (Linux carries the parent's peak across
+    fork and exec), which would charge a child with its parent's memory.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -1,0 +1,208 @@
+"""UMAP's layout optimisation: stochastic gradient descent over the fuzzy graph's edges.
+
+One numba call runs one epoch; the epoch loop stays in Python (learning-rate decay,
+progress, callbacks). Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
+(strong edges more often), pulling its head towards its tail, and each sample draws
+``negative_sample_rate`` random points that push the head away.
+
+Parallel and reproducible: the graph is stored by head (CSR) and the epoch is a
+``prange`` over heads, so a thread only writes its own points. Tails and negative
+samples are read from ``reference``, a snapshot of the layout at the start of the
+epoch (fit) or the fixed fitted embedding (transform), and the random numbers are a
+hash of ``(seed, epoch, edge, draw)``. The result is therefore the same for a seed
+whatever the number of threads. The fuzzy graph is symmetric, so edge ``(i, j)``
+and ``(j, i)`` are both present; umap-learn moves both ends of each sampled edge,
+which we reproduce by moving only the head with twice the attraction
+(``attraction=2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+_EDGE_MUL = np.uint64(0xD1B54A32D192ED03)
+_EPOCH_MUL = np.uint64(0xAEF17502108EF2D9)
+
+
+@numba.njit(cache=True, inline="always")
+def _mix(x):  # pragma: no cover - numba
+    """splitmix64 finaliser: a well-spread 64-bit hash of ``x``."""
+    x = (x ^ (x >> np.uint64(30))) * _MUL1
+    x = (x ^ (x >> np.uint64(27))) * _MUL2
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True, inline="always")
+def _clip(value):  # pragma: no cover - numba
+    if value > 4.0:
+        return 4.0
+    if value < -4.0:
+        return -4.0
+    return value
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
+              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self):  # pragma: no cover
+    """One epoch of UMAP's SGD, in place on ``head`` and the two schedule arrays.
+
+    Parameters
+    ----------
+    head : float32 (n_heads, dim)
+        Points being moved (row ``i`` owns CSR row ``i``).
+    reference : float32 (n_ref, dim)
+        Positions of tails and negative samples for this epoch.
+    indptr, indices : int64 / int32 CSR of the graph by head (tails index ``reference``)
+    epochs_per_sample, next_sample, next_negative : float32 (n_edges,)
+    negative_rate : int, a, b : float, alpha : float (learning rate this epoch)
+    attraction : float
+        Multiplier of the attractive step (2 for a symmetric graph, see module doc).
+    epoch : int, seed : uint64
+    exclude_self : bool
+        Skip negative samples equal to the head (fit, where both index one layout).
+    """
+    n_heads, dim = head.shape
+    n_ref = np.uint64(reference.shape[0])
+    useed = np.uint64(seed)
+    uepoch = np.uint64(epoch)
+    two_ab = 2.0 * a * b
+    for i in numba.prange(n_heads):
+        for e in range(indptr[i], indptr[i + 1]):
+            if next_sample[e] > epoch:
+                continue
+            j = indices[e]
+            dist_sq = 0.0
+            for d in range(dim):
+                diff = head[i, d] - reference[j, d]
+                dist_sq += diff * diff
+            if dist_sq > 0.0:
+                coeff = -two_ab * dist_sq ** (b - 1.0) / (a * dist_sq**b + 1.0)
+                for d in range(dim):
+                    step = _clip(coeff * (head[i, d] - reference[j, d]))
+                    head[i, d] += attraction * step * alpha
+            next_sample[e] += epochs_per_sample[e]
+
+            per_negative = epochs_per_sample[e] / negative_rate
+            n_negative = int((epoch - next_negative[e]) / per_negative)
+            if n_negative <= 0:
+                continue
+            state = _mix(useed ^ (np.uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
+            for _ in range(n_negative):
+                state += _GOLDEN
+                k = np.int64(_mix(state) % n_ref)
+                if exclude_self and k == i:
+                    continue
+                dist_sq = 0.0
+                for d in range(dim):
+                    diff = head[i, d] - reference[k, d]
+                    dist_sq += diff * diff
+                if dist_sq > 0.0:
+                    coeff = 2.0 * b / ((0.001 + dist_sq) * (a * dist_sq**b + 1.0))
+                    for d in range(dim):
+                        head[i, d] += _clip(coeff * (head[i, d] - reference[k, d])) * alpha
+                else:
+                    # Coincident points: push apart by the clip bound, as umap-learn does.
+                    for d in range(dim):
+                        head[i, d] += 4.0 * alpha
+            next_negative[e] += n_negative * per_negative
+
+
+def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
+    """``a, b`` of the low-dimensional kernel ``1 / (1 + a d^(2b))``.
+
+    Fitted by least squares to the target curve: 1 below ``min_dist``, then
+    ``exp(-(d - min_dist) / spread)`` (the UMAP paper's definition).
+    """
+    from scipy.optimize import curve_fit
+
+    x = np.linspace(0.0, spread * 3.0, 300)
+    target = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+
+    def curve(d: np.ndarray, a: float, b: float) -> np.ndarray:
+        return 1.0 / (1.0 + a * d ** (2.0 * b))
+
+    (a, b), _ = curve_fit(curve, x, target, p0=(1.0, 1.0), maxfev=10_000)
+    return float(a), float(b)
+
+
+def default_epochs(n_samples: int) -> int:
+    """umap-learn's default: 500 epochs up to 10,000 points, 200 above."""
+    return 500 if n_samples <= 10_000 else 200
+
+
+def edge_schedule(graph: sp.csr_matrix, n_epochs: int) -> sp.csr_matrix:
+    """Drop edges too weak to be sampled once in ``n_epochs`` epochs; keep CSR sorted."""
+    graph = graph.tocsr(copy=True)
+    if graph.nnz:
+        graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
+        graph.eliminate_zeros()
+    return graph
+
+
+def optimize_layout(
+    head: np.ndarray,
+    graph: sp.csr_matrix,
+    n_epochs: int,
+    *,
+    a: float,
+    b: float,
+    learning_rate: float = 1.0,
+    negative_sample_rate: int = 5,
+    seed: int = 0,
+    reference: np.ndarray | None = None,
+    callback: Callable[[int, int, np.ndarray], object] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """Run ``n_epochs`` epochs of SGD on ``head`` (float32, modified in place).
+
+    Parameters
+    ----------
+    head : float32 array (n_heads, dim)
+        Starting layout; row ``i`` owns row ``i`` of ``graph``.
+    graph : csr_matrix (n_heads, n_ref)
+        Edge weights (already pruned with :func:`edge_schedule`).
+    reference : float32 array (n_ref, dim), optional
+        Fixed tails and negative samples (``transform``). None: the fit case, where
+        ``head`` is its own reference, snapshotted each epoch.
+    callback : callable, optional
+        ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1).
+    log : callable, optional
+        Receives a line every 10% of the epochs.
+
+    Returns
+    -------
+    head : the same array, optimised
+    """
+    head = np.ascontiguousarray(head, dtype=np.float32)
+    graph = graph.tocsr()
+    weights = graph.data.astype(np.float32)
+    if weights.size == 0 or n_epochs <= 0:
+        return head
+    epochs_per_sample = (weights.max() / weights).astype(np.float32)
+    next_sample = epochs_per_sample.copy()
+    next_negative = (epochs_per_sample / negative_sample_rate).astype(np.float32)
+    indptr = graph.indptr.astype(np.int64)
+    indices = graph.indices.astype(np.int32)
+    fit_case = reference is None
+    snapshot = np.empty_like(head) if fit_case else np.ascontiguousarray(reference, dtype=np.float32)
+    attraction = 2.0 if fit_case else 1.0
+    report_every = max(1, n_epochs // 10)
+    for epoch in range(n_epochs):
+        if fit_case:
+            np.copyto(snapshot, head)
+        alpha = learning_rate * (1.0 - epoch / n_epochs)
+        sgd_epoch(head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
+                  int(negative_sample_rate), float(a), float(b), float(alpha), attraction,
+                  epoch, np.uint64(seed), fit_case)
+        if callback is not None:
+            callback(epoch + 1, n_epochs, head)
+        if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
+            log(f"epoch {epoch + 1}/{n_epochs}")
+    return head

@@ -1,0 +1,155 @@
+"""t-SNE on the CPU: ours against openTSNE (FFT, n_jobs=2) and scikit-learn (20k only).
+
+    python benchmarks/tsne_cpu.py                  # 20k + 100k mixture, words, 1M (ours)
+    python benchmarks/tsne_cpu.py --skip-1m        # without the 1,000,000-point run
+    python benchmarks/tsne_cpu.py --floors         # openTSNE trustworthiness on the test data
+
+Every run is a fresh process (its own peak RSS), after a warm-up fit on 2,000 points in
+that process whose time (numba compilation, for both libraries) is reported apart.
+All runs do 1,000 iterations in total: 250 early exaggeration + 750 (openTSNE is given
+``n_iter=750``, its count excludes the exaggeration phase). Quality is measured by the
+parent on every embedding alike: trustworthiness@15 on a 10,000-point sample, and
+the KL divergence of the embedding under one common P (ours, from exact kNN), next
+to the KL each library reports against its own P.
+Targets (issue #4): time <= 0.7x openTSNE's, KL within 3%, trustworthiness >=
+openTSNE's - 0.01.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, markdown_table, peak_rss_bytes, run_child, write_results
+
+WORDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "words" / "vectors.npy"
+
+
+def load(name: str) -> np.ndarray:
+    """The named dataset as a float32 array."""
+    if name == "words":
+        return np.load(WORDS).astype(np.float32)
+    from embedscope import make_mixture
+
+    n = int(name.removeprefix("mixture").replace("k", "000").replace("M", "000000"))
+    return make_mixture(n, 50, 20, random_state=0)[0]
+
+
+def fit(lib: str, X: np.ndarray, n_iter: int = 1000) -> tuple[np.ndarray, float | None]:
+    """Embedding and self-reported KL of one library with its defaults (seed 0)."""
+    if lib == "embedscope":
+        from embedscope import TSNE
+
+        est = TSNE(n_iter=n_iter, random_state=0)
+        return est.fit_transform(X), est.kl_divergence_
+    if lib == "openTSNE":
+        from openTSNE import TSNE as OpenTSNE
+
+        emb = OpenTSNE(n_iter=n_iter - 250, n_jobs=2, negative_gradient_method="fft",
+                       random_state=0).fit(X)
+        return np.asarray(emb), float(emb.kl_divergence)
+    from sklearn.manifold import TSNE as SkTSNE
+
+    est = SkTSNE(max_iter=n_iter, init="pca", learning_rate="auto", n_jobs=2, random_state=0)
+    return est.fit_transform(X), float(est.kl_divergence_)
+
+
+def child(lib: str, data: str, out: str) -> None:
+    """Warm up, then one timed fit; saves the embedding and prints a JSON line."""
+    X = load(data)
+    warm = time.perf_counter()
+    fit(lib, load("mixture2k"), n_iter=100)
+    warm = time.perf_counter() - warm
+    start = time.perf_counter()
+    Y, kl = fit(lib, X)
+    elapsed = time.perf_counter() - start
+    np.save(out, np.asarray(Y, dtype=np.float32))
+    print(json.dumps({"time_s": elapsed, "warmup_s": warm, "kl_own": kl, "peak_rss_gb": peak_rss_bytes() / 2**30}))
+
+
+def common_kl(X: np.ndarray, Y: np.ndarray) -> float:
+    """KL of ``Y`` under our P for ``X`` (perplexity 30, exact kNN after PCA-50 if wide)."""
+    from embedscope.engine.tsne import TSNE
+    from embedscope.kernels import tsne as ktsne
+    from embedscope.kernels.knn import exact_knn
+    from embedscope.kernels.tsne_fft import FFTRepulsion
+
+    est = TSNE()
+    est._metric, est._seed = "euclidean", 0
+    Xp = est._preprocess(X, fit=True)
+    idx, dist = exact_knn(Xp, 90, "euclidean")
+    P = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 30.0)[0], X.shape[0])
+    _, z = FFTRepulsion()(np.asarray(Y, dtype=np.float64))
+    return ktsne.kl_divergence(P, np.asarray(Y, dtype=np.float64), z)
+
+
+def floors() -> None:
+    """openTSNE's trustworthiness on the data of tests/test_tsne.py (floors = this - 0.02)."""
+    from openTSNE import TSNE as OpenTSNE
+
+    from embedscope import make_mixture, trustworthiness
+
+    X, _ = make_mixture(5000, 50, 20, random_state=0)
+    words = np.load(WORDS)[:5000].astype(np.float32)
+    for name, data in (("mixture 5000x50", X), ("words[:5000]", words)):
+        Y = np.asarray(OpenTSNE(n_jobs=2, random_state=0).fit(data))
+        print(f"{name}: openTSNE trustworthiness@15 = {trustworthiness(data, Y, 15):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=3, metavar=("LIB", "DATA", "OUT"))
+    parser.add_argument("--skip-1m", action="store_true")
+    parser.add_argument("--floors", action="store_true")
+    parser.add_argument("--only", nargs="*", help="datasets to run (mixture20k mixture100k words mixture1M)")
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    if args.floors:
+        floors()
+        return
+    from embedscope import trustworthiness
+
+    plan = [("mixture20k", ["embedscope", "openTSNE", "sklearn"]),
+            ("mixture100k", ["embedscope", "openTSNE"]),
+            ("words", ["embedscope", "openTSNE"])]
+    if not args.skip_1m:
+        plan.append(("mixture1M", ["embedscope"]))
+    if args.only:
+        plan = [p for p in plan if p[0] in args.only]
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="tsne_bench_"))
+    for data, libs in plan:
+        X = load(data)
+        for lib in libs:
+            out = tmp / f"{data}-{lib}.npy"
+            print(f"running {lib} on {data} ...", flush=True)
+            res = run_child(__file__, ["--child", lib, data, str(out)])
+            row = {"data": f"{data} ({X.shape[0]:,} x {X.shape[1]})", "library": lib, **res}
+            if "error" not in res and X.shape[0] <= 100_000:
+                Y = np.load(out)
+                row["trust15"] = trustworthiness(X, Y, 15)
+                row["kl_common"] = common_kl(X, Y)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        ref = next((r for r in rows if r["data"].startswith(data) and r["library"] == "openTSNE"
+                    and "time_s" in r), None)
+        for r in rows:
+            if ref and r["data"].startswith(data) and "time_s" in r:
+                r["time_vs_openTSNE"] = r["time_s"] / ref["time_s"]
+        table = markdown_table(rows, ["data", "library", "time_s", "time_vs_openTSNE", "warmup_s",
+                                      "peak_rss_gb", "kl_own", "kl_common", "trust15", "error"])
+        write_results("tsne_cpu", {"machine": machine(), "rows": rows}, table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

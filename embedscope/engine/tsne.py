@@ -1,0 +1,406 @@
+"""t-SNE (van der Maaten & Hinton 2008) with FFT-interpolated repulsion in 2-D.
+
+Stages: optional PCA to 50 dimensions; kNN (k = 3 x perplexity, shared with UMAP);
+per-point perplexity calibration into a symmetric sparse P; PCA (or random, or given)
+initialisation; gradient descent with early exaggeration, then the normal phase.
+Repulsion is exact below a few thousand points, grid-interpolated (FIt-SNE) in 2-D and
+Barnes-Hut in 3-D above that. The optimiser loop runs in Python, one compiled step
+at a time, so progress, callbacks and the KL report live here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
+from embedscope.engine.data import DataError, validate_vectors
+from embedscope.engine.dispatch import to_host, to_output
+from embedscope.kernels import tsne as ktsne
+from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
+from embedscope.kernels.tsne_bh import BarnesHutRepulsion
+from embedscope.kernels.tsne_fft import FFTRepulsion
+
+#: Input dimensions above which the data is first reduced by PCA, and to how many.
+PCA_ABOVE, PCA_DIMS = 100, 50
+#: Up to this many points the repulsion is computed exactly (O(N^2) per step).
+EXACT_MAX = 1500
+#: Iterations between KL reports (progress and callback).
+REPORT_EVERY = 50
+#: Perplexity used to place new points in ``transform`` (openTSNE's choice: new points
+#: should attach to their closest neighbours, not to a broad neighbourhood).
+TRANSFORM_PERPLEXITY = 5.0
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
+          learning_rate, momentum, update, gains):  # pragma: no cover - numba
+    """Attractive forces and one momentum step with delta-bar-delta gains, fused.
+
+    Writes ``update`` and ``gains`` only; the caller adds ``update`` to ``Y`` after
+    the parallel loop, so every row sees the same (old) positions of its neighbours.
+    ``scale`` is the gradient's constant factor (4 for a fit, 2 for placing points);
+    ``inv_z`` holds 1/Z per row (all equal for a fit).
+    """
+    n, d = Y.shape
+    for i in numba.prange(n):
+        attr = np.zeros(d)
+        for jj in range(indptr[i], indptr[i + 1]):
+            j = indices[jj]
+            d2 = 0.0
+            for c in range(d):
+                diff = Y[i, c] - reference[j, c]
+                d2 += diff * diff
+            f = values[jj] / (1.0 + d2 / dof)
+            for c in range(d):
+                attr[c] += f * (Y[i, c] - reference[j, c])
+        for c in range(d):
+            grad = scale * (exaggeration * attr[c] - rep[i, c] * inv_z[i])
+            # Gains grow while the gradient keeps pointing the way we are moving.
+            if (grad > 0.0) != (update[i, c] > 0.0):
+                gains[i, c] += 0.2
+            else:
+                gains[i, c] *= 0.8
+            if gains[i, c] < 0.01:
+                gains[i, c] = 0.01
+            update[i, c] = momentum * update[i, c] - learning_rate * gains[i, c] * grad
+
+
+def _repulsion(n: int, dim: int, dof: float) -> Callable:
+    """The repulsion routine for ``n`` source points in ``dim`` dimensions."""
+    if n <= EXACT_MAX:
+        return lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)
+    if dim == 2:
+        return FFTRepulsion(dof=dof)
+    return BarnesHutRepulsion(dof=dof)
+
+
+class TSNE(BaseReducer):
+    """t-distributed stochastic neighbour embedding (CPU, numba).
+
+    Parameters
+    ----------
+    n_components : {2, 3}, default=2
+        Embedding dimensions.
+    perplexity : float, default=30.0
+        Effective number of neighbours of each point. Above ``(n_samples - 1) / 3`` it
+        is clamped to that with a ``UserWarning`` (as openTSNE does); the value used is
+        ``perplexity_``.
+    early_exaggeration : float, default=12.0
+        Factor on P during the first phase (250 iterations, or ``n_iter // 4`` when
+        ``n_iter < 1000``).
+    learning_rate : float or "auto", default="auto"
+        ``"auto"`` is ``max(N / exaggeration / 4, 50)`` for each phase: ``N / 48`` while
+        exaggerating (scikit-learn's rule), ``N / 4`` afterwards (openTSNE's rule;
+        the gradient here carries the factor 4).
+    n_iter : int, default=1000
+        Total iterations, early exaggeration included.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+        Metric of the input space.
+    init : {"pca", "random"} or array of shape (n_samples, n_components), default="pca"
+        ``"pca"``: the first principal components, scaled to standard deviation 1e-4.
+    dof : float, default=1.0
+        Degrees of freedom of the Student-t kernel (1 is standard t-SNE; smaller is
+        heavier-tailed and shows finer clusters).
+    random_state : int, Generator or None, default=None
+    precomputed_knn : tuple (indices, distances) or None, default=None
+        A kNN graph of ``X`` (self excluded), each ``(n_samples, k)``; skips the search.
+    backend : {"auto", "cpu"}, default="auto"
+    verbose : bool, default=False
+        Log stages, and the KL divergence every 50 iterations, to stderr.
+    callback : callable or None, default=None
+        ``callback(iteration, kl_divergence, embedding)`` every 50 iterations; a true
+        return value stops the optimisation early.
+
+    Attributes
+    ----------
+    embedding_ : ndarray of shape (n_samples, n_components), float32
+    kl_divergence_ : float
+        KL(P || Q) of the final embedding (without exaggeration).
+    kl_history_ : list of (int, float)
+        The reported (iteration, KL) pairs.
+    n_iter_ : int
+        Iterations run.
+    perplexity_, learning_rate_ : float
+        The values used (``learning_rate_`` of the normal phase).
+    repulsion_ : str
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"``.
+    backend_, backend_reason_ : str
+    timings_ : dict of str to float
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from embedscope import TSNE, make_mixture
+    >>> X, labels = make_mixture(1000, 20)
+    >>> TSNE(random_state=0, n_iter=300).fit_transform(X).shape
+    (1000, 2)
+    """
+
+    _supported_backends = ("cpu",)
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        perplexity: float = 30.0,
+        early_exaggeration: float = 12.0,
+        learning_rate: float | str = "auto",
+        n_iter: int = 1000,
+        metric: str = "euclidean",
+        init: str | np.ndarray = "pca",
+        dof: float = 1.0,
+        random_state: Any = None,
+        precomputed_knn: tuple[np.ndarray, np.ndarray] | None = None,
+        backend: str = "auto",
+        verbose: bool = False,
+        callback: Callable | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.early_exaggeration = early_exaggeration
+        self.learning_rate = learning_rate
+        self.n_iter = n_iter
+        self.metric = metric
+        self.init = init
+        self.dof = dof
+        self.random_state = random_state
+        self.precomputed_knn = precomputed_knn
+        self.backend = backend
+        self.verbose = verbose
+        self.callback = callback
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self, n: int) -> None:
+        if self.n_components not in (2, 3) or isinstance(self.n_components, bool):
+            raise ValueError(f"n_components={self.n_components!r} must be 2 or 3")
+        check_float(self.perplexity, "perplexity", 0.0, open_low=True)
+        check_float(self.early_exaggeration, "early_exaggeration", 1.0)
+        if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
+            if isinstance(self.learning_rate, str):
+                raise ValueError(f"learning_rate={self.learning_rate!r} must be 'auto' or a positive number")
+            check_float(self.learning_rate, "learning_rate", 0.0, open_low=True)
+        check_int(self.n_iter, "n_iter", 1)
+        self._metric = check_metric(self.metric)
+        check_float(self.dof, "dof", 0.0, open_low=True)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None; got {self.callback!r}")
+        if isinstance(self.init, str):
+            if self.init not in ("pca", "random"):
+                raise ValueError(f"init={self.init!r}; choose 'pca', 'random' or an array")
+        else:
+            init = np.asarray(to_host(self.init))
+            if init.shape != (n, self.n_components):
+                raise ValueError(f"init has shape {init.shape}; expected ({n}, {self.n_components})")
+            if init.dtype.kind not in "biuf" or not np.isfinite(init).all():
+                raise ValueError("init must be a finite numeric array")
+
+    def _effective_perplexity(self, n: int) -> float:
+        limit = (n - 1) / 3.0
+        if self.perplexity > limit:
+            warnings.warn(
+                f"perplexity={self.perplexity:g} is too large for {n} points (needs 3 x perplexity "
+                f"< n_samples); using perplexity={limit:g}", UserWarning, stacklevel=3)
+            return limit
+        return float(self.perplexity)
+
+    # ------------------------------------------------------------------ stages
+    def _preprocess(self, X: np.ndarray, fit: bool) -> np.ndarray:
+        """float32 rows in the space the kNN graph is built in (unit rows, PCA)."""
+        X = np.ascontiguousarray(to_host(X), dtype=np.float32)
+        if self._metric == "cosine":
+            norms = np.linalg.norm(X, axis=1, keepdims=True)
+            X = X / np.where(norms > 0, norms, 1.0)
+        if fit:
+            self._pca = None
+            # PCA keeps euclidean (and, on unit rows, cosine) neighbourhoods; it would
+            # change inner products, so that metric is searched in the full space.
+            if X.shape[1] > PCA_ABOVE and self._metric != "inner_product":
+                from embedscope.engine.pca import PCA
+
+                self._pca = PCA(n_components=PCA_DIMS, random_state=self._seed, backend="cpu")
+                return np.ascontiguousarray(self._pca.fit_transform(X), dtype=np.float32)
+            return X
+        if self._pca is not None:
+            return np.ascontiguousarray(self._pca.transform(X), dtype=np.float32)
+        return X
+
+    def _knn(self, X: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.precomputed_knn is None:
+            return nearest_neighbors(X, k, self._metric, method="auto", random_state=self._seed)
+        try:
+            indices, distances = self.precomputed_knn
+        except (TypeError, ValueError):
+            raise ValueError("precomputed_knn must be a pair (indices, distances)") from None
+        indices, distances = np.asarray(to_host(indices)), np.asarray(to_host(distances), dtype=np.float32)
+        if indices.ndim != 2 or indices.shape != distances.shape or indices.shape[0] != n:
+            raise ValueError(f"precomputed_knn arrays must both have shape ({n}, k); got "
+                             f"{indices.shape} and {distances.shape}")
+        if indices.dtype.kind not in "iu" or indices.min() < 0 or indices.max() >= n:
+            raise ValueError(f"precomputed_knn indices must be integers in [0, {n})")
+        if not np.isfinite(distances).all():
+            raise ValueError("precomputed_knn distances contain NaN or inf")
+        return indices.astype(np.int32), distances
+
+    def _initial(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n, nc = X.shape[0], self.n_components
+        if not isinstance(self.init, str):
+            return np.array(to_host(self.init), dtype=np.float64)
+        if self.init == "pca":
+            from embedscope.engine.pca import PCA
+
+            Y = np.asarray(PCA(n_components=nc, random_state=self._seed, backend="cpu").fit_transform(X),
+                           dtype=np.float64)
+            std = Y[:, 0].std()
+            if std > 0:
+                return Y / std * 1e-4
+        # random, or PCA of data with no spread
+        return rng.normal(0.0, 1e-4, size=(n, nc))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None) -> TSNE:
+        """Embed ``X``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = validate_vectors(X, min_rows=4)
+        n = X.shape[0]
+        self._validate_params(n)
+        progress = self._start(X.shape)[1]
+        rng = check_random_state(self.random_state)
+        self._seed = int(rng.integers(2**31 - 1))
+        self.perplexity_ = self._effective_perplexity(n)
+        self.n_features_in_ = X.shape[1]
+        Xp = self._preprocess(X, fit=True)
+        if np.ptp(Xp, axis=0).max() == 0:
+            raise DataError(f"all {n} rows of X are identical; t-SNE needs distinct points")
+        k = min(n - 1, max(1, int(3 * self.perplexity_)))
+        with progress.stage("knn", f"k={k}, metric={self._metric}"):
+            indices, distances = self._knn(Xp, n, k)
+        with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
+            cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
+                                                        squared=self._metric == "euclidean")
+            P = ktsne.joint_probabilities(indices, cond, n)
+            if missed:
+                progress.log(f"perplexity search did not converge for {missed} point(s)")
+        with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
+            Y = self._initial(Xp, rng)
+        self._X_ref = Xp
+        self._P = P
+        self._optimise(P, Y, progress)
+        self.timings_ = progress.timings
+        return self
+
+    def _schedule(self, n: int) -> tuple[int, float, float]:
+        ee_iter = min(250, self.n_iter // 4)
+        ee = float(self.early_exaggeration)
+        if self.learning_rate == "auto":
+            return ee_iter, max(n / ee / 4.0, 50.0), max(n / 4.0, 50.0)
+        return ee_iter, float(self.learning_rate), float(self.learning_rate)
+
+    def _optimise(self, P: Any, Y: np.ndarray, progress: Any) -> None:
+        n, dim = Y.shape
+        dof = float(self.dof)
+        repulsion = _repulsion(n, dim, dof)
+        self.repulsion_ = "exact" if n <= EXACT_MAX else ("fft" if dim == 2 else "barnes-hut")
+        ee_iter, lr_ee, lr_normal = self._schedule(n)
+        self.learning_rate_ = lr_normal
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        history: list[tuple[int, float]] = []
+        it = 0
+        stopped = False
+        for phase, (stop, exaggeration, momentum, lr) in enumerate(
+                [(ee_iter, float(self.early_exaggeration), 0.5, lr_ee),
+                 (self.n_iter, 1.0, 0.8, lr_normal)]):
+            if it >= stop or stopped:
+                continue
+            name = "early exaggeration" if phase == 0 else "optimise"
+            update, gains = np.zeros_like(Y), np.ones_like(Y)
+            with progress.stage(name, f"{stop - it} iterations, {self.repulsion_} repulsion, lr={lr:.4g}"):
+                while it < stop:
+                    rep, z = repulsion(Y)
+                    report = (it + 1) % REPORT_EVERY == 0
+                    if report:
+                        kl = ktsne.kl_divergence(P, Y, z, dof)
+                    _step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(n, 1.0 / z),
+                          exaggeration, 4.0, lr, momentum, update, gains)
+                    Y += update
+                    Y -= Y.mean(axis=0)
+                    it += 1
+                    if report:
+                        history.append((it, kl))
+                        progress.log(f"iteration {it}: KL divergence {kl:.4f}")
+                        if self.callback is not None and self.callback(it, kl, Y.astype(np.float32)):
+                            stopped = True
+                            break
+        if not np.isfinite(Y).all():
+            raise FloatingPointError("t-SNE optimisation diverged (non-finite coordinates); "
+                                     "lower learning_rate")
+        _, z = repulsion(Y)
+        self.kl_divergence_ = ktsne.kl_divergence(P, Y, z, dof)
+        self.kl_history_ = history
+        self.n_iter_ = it
+        self.embedding_ = Y.astype(np.float32)
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """Embed ``X`` and return the embedding (in the input's array type)."""
+        self.fit(X)
+        return to_output(self.embedding_, X)
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X: Any, n_iter: int = 250) -> Any:
+        """Place new points in the fitted embedding, which stays fixed.
+
+        Each new point gets Gaussian affinities (perplexity 5) to its nearest fitted
+        points, starts at their affinity-weighted mean and is moved by gradient
+        descent on its own KL divergence against the fixed embedding; new points do
+        not interact with one another (as in openTSNE).
+
+        Parameters
+        ----------
+        X : array of shape (n_new, n_features)
+        n_iter : int, default=250
+            Optimisation steps.
+
+        Returns
+        -------
+        array of shape (n_new, n_components), in the input's array type
+        """
+        self._check_fitted("embedding_")
+        X_in = X
+        X = validate_vectors(X, name="new points", min_rows=1)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"new points have {X.shape[1]} features; this TSNE was fitted on {self.n_features_in_}")
+        n_iter = check_int(n_iter, "n_iter", 0)
+        progress = self._start(X.shape)[1]
+        ref = self.embedding_.astype(np.float64)
+        n_ref, m = ref.shape[0], X.shape[0]
+        perplexity = min(TRANSFORM_PERPLEXITY, (n_ref - 1) / 3.0)
+        k = min(n_ref, max(1, int(3 * perplexity)))
+        with progress.stage("knn", f"{m:,} new points, k={k}"):
+            Xq = self._preprocess(X, fit=False)
+            indices, distances = exact_knn(self._X_ref, k, self._metric, queries=Xq)
+        cond, _ = ktsne.conditional_affinities(distances, perplexity, squared=self._metric == "euclidean")
+        indptr = np.arange(0, m * k + 1, k, dtype=np.int64)
+        idx, vals = indices.ravel().astype(np.int32), cond.ravel().astype(np.float64)
+        Y = np.einsum("mk,mkd->md", cond.astype(np.float64), ref[indices])
+        repulsion = _repulsion(n_ref, ref.shape[1], float(self.dof))
+        update, gains = np.zeros_like(Y), np.ones_like(Y)
+        with progress.stage("place", f"{n_iter} iterations"):
+            for _ in range(n_iter):
+                rep, z_rows = repulsion(ref, Y)
+                _step(indptr, idx, vals, Y, ref, float(self.dof), rep, 1.0 / z_rows,
+                      1.0, 2.0, 0.1, 0.5, update, gains)
+                Y += update
+        self.timings_ = {**getattr(self, "timings_", {}), **{f"transform {k}": v for k, v in progress.timings.items()}}
+        return to_output(Y.astype(np.float32), X_in)

@@ -1,0 +1,313 @@
+"""t-SNE: gradient kernels against exact references, quality floors, 3-D, transform, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from embedscope import DataError, knn_accuracy, trustworthiness
+from embedscope.engine.base import NotFittedError
+from embedscope.engine.tsne import TSNE
+from embedscope.kernels import tsne as ktsne
+from embedscope.kernels.knn import exact_knn
+from embedscope.kernels.tsne_bh import BarnesHutRepulsion
+from embedscope.kernels.tsne_fft import FFTRepulsion
+
+from .conftest import host
+
+# Floors = openTSNE 1.0.4's trustworthiness@15 (defaults, n_jobs=2, random_state=0) - 0.02,
+# measured with `python benchmarks/tsne_cpu.py --floors`:
+#   mixture 5000 x 50 (20 clusters, seed 0): 0.9851  -> floor 0.965
+#   words[:5000] (384-d):                    0.8883  -> floor 0.868
+MIXTURE_FLOOR = 0.965
+WORDS_FLOOR = 0.868
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def fitted_mixture(mixture_5k):
+    X = mixture_5k[0]
+    est = TSNE(random_state=0)
+    return est, host(est.fit_transform(X))
+
+
+# ----------------------------------------------------------------------------- kernels
+def test_affinities_hit_the_perplexity():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 10)).astype(np.float32)
+    idx, dist = exact_knn(X, 90)
+    P, missed = ktsne.conditional_affinities(dist, 30.0)
+    assert missed == 0
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
+    entropy = -(P * np.log(np.maximum(P, 1e-30))).sum(axis=1)
+    np.testing.assert_allclose(np.exp(entropy), 30.0, rtol=1e-3)
+    joint = ktsne.joint_probabilities(idx, P, 500)
+    assert abs(joint.sum() - 1.0) < 1e-5
+    assert abs(joint - joint.T).max() < 1e-7
+
+
+def test_affinities_of_duplicates_are_uniform_not_nan():
+    P, _ = ktsne.conditional_affinities(np.zeros((3, 10), dtype=np.float32), 5.0)
+    np.testing.assert_allclose(P, 0.1)
+
+
+def test_attractive_forces_match_dense_reference():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 5)).astype(np.float32)
+    idx, dist = exact_knn(X, 30)
+    P = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 10.0)[0], 300)
+    Y = rng.normal(size=(300, 2)) * 3
+    for dof in (1.0, 0.5):
+        out = np.empty_like(Y)
+        ktsne.attractive_forces(P.indptr, P.indices, P.data, Y, Y, dof, out)
+        diff = Y[:, None, :] - Y[None, :, :]
+        w = 1.0 / (1.0 + (diff**2).sum(-1) / dof)
+        expected = ((P.toarray() * w)[:, :, None] * diff).sum(axis=1)
+        np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.6])
+def test_exact_repulsion_matches_dense_numpy(dof):
+    rng = np.random.default_rng(2)
+    Y = rng.normal(size=(200, 3)) * 4
+    rep, z = ktsne.exact_repulsion(Y, dof)
+    diff = Y[:, None, :] - Y[None, :, :]
+    base = 1.0 + (diff**2).sum(-1) / dof
+    w = base**-dof
+    np.fill_diagonal(w, 0.0)
+    np.testing.assert_allclose(z, w.sum(), rtol=1e-10)
+    np.testing.assert_allclose(rep, ((w / base)[:, :, None] * diff).sum(axis=1), rtol=1e-8, atol=1e-12)
+
+
+def test_gradient_matches_finite_differences_of_kl():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    idx, dist = exact_knn(X, 20)
+    P = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 6.0)[0], 60)
+    Y = rng.normal(size=(60, 2))
+
+    def kl(Y):
+        return ktsne.kl_divergence(P, Y, ktsne.exact_repulsion(Y)[1])
+
+    attr = np.empty_like(Y)
+    ktsne.attractive_forces(P.indptr, P.indices, P.data, Y, Y, 1.0, attr)
+    rep, z = ktsne.exact_repulsion(Y)
+    grad = 4.0 * (attr - rep / z)
+    numeric = np.empty_like(Y)
+    for i in range(60):
+        for c in range(2):
+            step = np.zeros_like(Y)
+            step[i, c] = 1e-6
+            numeric[i, c] = (kl(Y + step) - kl(Y - step)) / 2e-6
+    assert _rel(grad, numeric) < 1e-4
+
+
+@pytest.mark.parametrize("scale, tol", [(1.0, 1e-3), (15.0, 3e-2)])
+def test_fft_repulsion_agrees_with_exact(scale, tol):
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(2500, 2)) * scale
+    Y[:800] *= 0.1  # a dense cluster inside a sparse cloud
+    rep, z = ktsne.exact_repulsion(Y)
+    rep_fft, z_fft = FFTRepulsion()(Y)
+    assert _rel(rep_fft, rep) < tol
+    assert abs(z_fft - z) / z < tol / 5
+    # negative control: a grid too coarse for the kernel is measurably worse
+    rep_coarse, _ = FFTRepulsion(n_interp=1, min_boxes=5, boxes_per_unit=0.1)(Y)
+    assert _rel(rep_coarse, rep) > 2 * tol
+    # new points against a fixed embedding (transform), per-target normaliser
+    T = rng.normal(size=(50, 2)) * scale
+    rep_t, z_t = ktsne.exact_repulsion(Y, targets=T)
+    rep_tf, z_tf = FFTRepulsion(dof=1.0)(Y, T)
+    assert _rel(rep_tf, rep_t) < tol
+    np.testing.assert_allclose(z_tf, z_t, rtol=tol)
+
+
+@pytest.mark.parametrize("dim, dof", [(3, 1.0), (3, 0.5), (2, 1.0)])
+def test_barnes_hut_agrees_with_exact(dim, dof):
+    rng = np.random.default_rng(5)
+    Y = rng.normal(size=(2000, dim)) * 5
+    Y[:500] *= 0.1
+    Y[7] = Y[8]  # exact duplicates share a leaf
+    rep, z = ktsne.exact_repulsion(Y, dof)
+    rep_bh, z_bh = BarnesHutRepulsion(dof=dof)(Y)
+    assert _rel(rep_bh, rep) < 3e-2
+    assert abs(z_bh - z) / z < 1e-2
+    T = rng.normal(size=(40, dim)) * 5
+    rep_t, z_t = ktsne.exact_repulsion(Y, dof, targets=T)
+    rep_tb, z_tb = BarnesHutRepulsion(dof=dof)(Y, T)
+    assert _rel(rep_tb, rep_t) < 3e-2
+    np.testing.assert_allclose(z_tb, z_t, rtol=2e-2)
+
+
+# ----------------------------------------------------------------------------- quality
+def test_mixture_quality_above_floor(mixture_5k, fitted_mixture):
+    X, labels = mixture_5k
+    est, Y = fitted_mixture
+    assert Y.shape == (5000, 2) and Y.dtype == np.float32 and np.isfinite(Y).all()
+    assert est.repulsion_ == "fft" and est.backend_ == "cpu"
+    assert trustworthiness(X, Y, 15) > MIXTURE_FLOOR
+    assert knn_accuracy(Y, labels, 15) > 0.95
+    # negative control: a random layout fails the same bars
+    Y_random = np.random.default_rng(0).normal(size=Y.shape)
+    assert trustworthiness(X, Y_random, 15) < 0.7
+    assert knn_accuracy(Y_random, labels, 15) < 0.2
+
+
+def test_kl_divergence_decreases(fitted_mixture):
+    est, _ = fitted_mixture
+    its, kls = zip(*est.kl_history_, strict=True)
+    assert its[0] == 50 and its[-1] == 1000 and est.n_iter_ == 1000
+    normal = [kl for it, kl in est.kl_history_ if it > 250]
+    assert all(b <= a + 1e-3 for a, b in itertools.pairwise(normal))
+    assert est.kl_divergence_ < 0.6 * kls[0]
+    assert 0 < est.kl_divergence_ < 3.0
+    assert set(est.timings_) >= {"knn", "affinities", "init", "early exaggeration", "optimise"}
+
+
+@pytest.mark.words
+def test_words_quality_above_floor(words):
+    vectors, _ = words
+    X = np.asarray(vectors[:5000], dtype=np.float32)
+    # 750 iterations in all, as openTSNE's defaults (250 exaggerated + 500)
+    Y = host(TSNE(n_iter=750, random_state=0).fit_transform(X))
+    assert trustworthiness(X, Y, 15) > WORDS_FLOOR
+
+
+def test_three_dimensions_run_with_barnes_hut(mixture_5k):
+    X, labels = mixture_5k
+    est = TSNE(n_components=3, n_iter=400, random_state=0)
+    Y = host(est.fit_transform(X[:2500]))
+    assert Y.shape == (2500, 3) and np.isfinite(Y).all()
+    assert est.repulsion_ == "barnes-hut"
+    assert trustworthiness(X[:2500], Y, 15) > 0.95
+    assert knn_accuracy(Y, labels[:2500], 15) > 0.95
+
+
+def test_transform_places_new_points_near_their_neighbours(mixture_5k):
+    X, labels = mixture_5k
+    train, test = np.arange(4000), np.arange(4000, 5000)
+    est = TSNE(n_iter=500, random_state=0).fit(X[train])
+    Y_new = host(est.transform(X[test]))
+    assert Y_new.shape == (1000, 2) and np.isfinite(Y_new).all()
+    # label of each new point's nearest fitted points in the embedding
+    idx, _ = exact_knn(est.embedding_, 10, queries=Y_new.astype(np.float32))
+    votes = labels[train][idx]
+    majority = np.array([np.bincount(v, minlength=20).argmax() for v in votes])
+    assert (majority == labels[test]).mean() > 0.95
+    # negative control: the same vote for random positions in the embedding's box
+    lo, hi = est.embedding_.min(0), est.embedding_.max(0)
+    Y_rand = np.random.default_rng(0).uniform(lo, hi, size=Y_new.shape).astype(np.float32)
+    idx_r, _ = exact_knn(est.embedding_, 10, queries=Y_rand)
+    majority_r = np.array([np.bincount(v, minlength=20).argmax() for v in labels[train][idx_r]])
+    assert (majority_r == labels[test]).mean() < 0.3
+    # a fitted point transformed again lands near where it is
+    again = host(est.transform(X[:200]))
+    spread = np.ptp(est.embedding_, axis=0).max()
+    assert np.median(np.linalg.norm(again - est.embedding_[:200], axis=1)) < 0.02 * spread
+
+
+# ----------------------------------------------------------------------------- contract
+def test_same_seed_same_embedding_and_precomputed_knn(mixture_5k):
+    X = mixture_5k[0][:600]
+    a = TSNE(n_iter=120, random_state=3).fit_transform(X)
+    b = TSNE(n_iter=120, random_state=3).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    knn = exact_knn(X, 90)
+    c = TSNE(n_iter=120, random_state=3, precomputed_knn=knn).fit_transform(X)
+    np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-5)
+
+
+def test_params_roundtrip_and_callback_stops(mixture_5k):
+    from sklearn.base import clone
+
+    est = TSNE(perplexity=10.0, dof=0.7, n_iter=300)
+    assert clone(est).get_params() == est.get_params()
+    assert "perplexity=10.0" in repr(est)
+    seen = []
+    est.set_params(callback=lambda it, kl, Y: seen.append((it, kl, Y.shape)) or it >= 100, random_state=0)
+    est.fit(mixture_5k[0][:400])
+    assert [s[0] for s in seen] == [50, 100] and est.n_iter_ == 100
+    assert all(np.isfinite(s[1]) for s in seen)
+
+
+def test_verbose_logs_kl_every_50_iterations(capsys, mixture_5k):
+    TSNE(n_iter=100, random_state=0, verbose=True).fit(mixture_5k[0][:300])
+    err = capsys.readouterr().err
+    assert "iteration 50: KL divergence" in err and "iteration 100: KL divergence" in err
+    TSNE(n_iter=100, random_state=0).fit(mixture_5k[0][:300])
+    assert capsys.readouterr().err == ""
+
+
+def test_random_and_array_init_and_cosine(mixture_5k):
+    X, labels = mixture_5k[0][:800], mixture_5k[1][:800]
+    for init in ("random", np.random.default_rng(0).normal(size=(800, 2)) * 1e-4):
+        Y = TSNE(init=init, n_iter=400, random_state=0).fit_transform(X)
+        assert knn_accuracy(Y, labels, 15) > 0.9
+    Y = TSNE(metric="cosine", n_iter=400, random_state=0).fit_transform(X)
+    assert knn_accuracy(Y, labels, 15) > 0.9
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_perplexity_too_large_is_clamped_with_a_warning():
+    X = np.random.default_rng(0).normal(size=(40, 5))
+    est = TSNE(perplexity=30.0, n_iter=100, random_state=0)
+    with pytest.warns(UserWarning, match="perplexity=30 is too large for 40 points"):
+        Y = est.fit_transform(X)
+    assert est.perplexity_ == pytest.approx(13.0) and est.perplexity == 30.0
+    assert np.isfinite(Y).all()
+
+
+def test_duplicate_points_give_finite_output():
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(50, 8)), 4, axis=0)
+    Y = TSNE(n_iter=200, random_state=0).fit_transform(X)
+    assert np.isfinite(Y).all()
+
+
+@pytest.mark.parametrize("X, match", [
+    (np.zeros((3, 5)), "at least 4"),
+    (np.ones((20, 5)), "identical"),
+    (np.array([[0.0, np.nan]] * 10), "NaN"),
+    (np.zeros(10), "2-D"),
+])
+def test_bad_data_is_a_clear_error(X, match):
+    with pytest.raises(DataError, match=match):
+        TSNE().fit(X)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"metric": "manhattan"}, "unknown metric 'manhattan'"),
+    ({"n_components": 4}, "n_components=4"),
+    ({"perplexity": 0}, "perplexity"),
+    ({"perplexity": float("nan")}, "perplexity"),
+    ({"early_exaggeration": 0.5}, "early_exaggeration"),
+    ({"learning_rate": "fast"}, "learning_rate"),
+    ({"learning_rate": -1.0}, "learning_rate"),
+    ({"n_iter": 0}, "n_iter"),
+    ({"dof": 0.0}, "dof"),
+    ({"init": "spectral"}, "init="),
+    ({"init": np.zeros((5, 2))}, "init has shape"),
+    ({"precomputed_knn": (np.zeros((50, 3), int), np.zeros((49, 3)))}, "precomputed_knn"),
+    ({"precomputed_knn": (np.full((50, 3), 99), np.zeros((50, 3)))}, "precomputed_knn"),
+    ({"callback": 3}, "callback"),
+    ({"random_state": "x"}, "random_state"),
+])
+def test_bad_params_name_the_parameter(params, match):
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(ValueError, match=match):
+        TSNE(**params).fit(X)
+
+
+def test_transform_needs_fit_and_matching_features(mixture_5k):
+    with pytest.raises(NotFittedError):
+        TSNE().transform(np.zeros((2, 3)))
+    est = TSNE(n_iter=60, random_state=0).fit(mixture_5k[0][:200])
+    with pytest.raises(ValueError, match="features"):
+        est.transform(np.zeros((2, 3)))
+    with pytest.raises(DataError, match="NaN"):
+        est.transform(np.full((2, 50), np.nan))

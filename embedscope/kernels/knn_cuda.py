@@ -1,0 +1,102 @@
+"""numba.cuda kernels of the kNN GPU twin. Import through :mod:`knn_gpu` only.
+
+This module imports ``numba.cuda`` at the top, so that numba's CUDA simulator can
+stand in for the device when ``NUMBA_ENABLE_CUDASIM=1`` (it replaces the module's
+``cuda`` global); :func:`embedscope.kernels.knn_gpu._kernels` imports it on first use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda, float32, int32
+
+from embedscope.kernels._cuda import THREADS
+from embedscope.kernels.knn_cuda_consts import KMAX
+
+INF = np.float32(np.inf)
+
+
+@cuda.jit
+def select_topk(gram, q_sq, d_sq, k, metric_code, self_offset, col_offset, out_idx, out_dist):
+    """Row ``blockIdx.x`` of a distance block: its k smallest entries, ties by index.
+
+    Each thread keeps a sorted top-k of columns ``tid, tid + blockDim, ...``; then k
+    rounds of a shared-memory arg-min over the threads' list heads emit the merged
+    list in order. ``self_offset >= 0`` marks a self-join: global column
+    ``self_offset + row`` is skipped. ``col_offset`` turns block columns into global
+    data indices. Slots with no candidate come out as index -1, distance inf.
+    """
+    row = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    n_threads = cuda.blockDim.x
+    n_cols = gram.shape[1]
+    loc_d = cuda.local.array(KMAX, float32)
+    loc_i = cuda.local.array(KMAX, int32)
+    for j in range(k):
+        loc_d[j] = INF
+        loc_i[j] = -1
+    worst = INF
+    skip = self_offset + row if self_offset >= 0 else -1
+    for c in range(tid, n_cols, n_threads):
+        col = c + col_offset
+        if col == skip:
+            continue
+        g = gram[row, c]
+        if metric_code == 0:
+            dist = q_sq[row] + d_sq[c] - float32(2.0) * g
+            if dist < 0:
+                dist = float32(0.0)
+        elif metric_code == 1:
+            dist = float32(1.0) - g
+            if dist < 0:
+                dist = float32(0.0)
+        else:
+            dist = -g
+        if dist < worst:
+            pos = k - 1
+            while pos > 0 and loc_d[pos - 1] > dist:
+                loc_d[pos] = loc_d[pos - 1]
+                loc_i[pos] = loc_i[pos - 1]
+                pos -= 1
+            loc_d[pos] = dist
+            loc_i[pos] = col
+            worst = loc_d[k - 1]
+    sh_d = cuda.shared.array(THREADS, float32)
+    sh_i = cuda.shared.array(THREADS, int32)
+    sh_t = cuda.shared.array(THREADS, int32)
+    head = 0
+    for out in range(k):
+        if head < k:
+            sh_d[tid] = loc_d[head]
+            sh_i[tid] = loc_i[head]
+        else:
+            sh_d[tid] = INF
+            sh_i[tid] = -1
+        sh_t[tid] = tid
+        cuda.syncthreads()
+        stride = n_threads // 2
+        while stride > 0:
+            if tid < stride:
+                od = sh_d[tid + stride]
+                oi = sh_i[tid + stride]
+                md = sh_d[tid]
+                mi = sh_i[tid]
+                # (distance, index) order; an empty slot (-1) loses every tie
+                if od < md or (od == md and oi >= 0 and (mi < 0 or oi < mi)):
+                    sh_d[tid] = od
+                    sh_i[tid] = oi
+                    sh_t[tid] = sh_t[tid + stride]
+            cuda.syncthreads()
+            stride //= 2
+        if tid == sh_t[0]:
+            head += 1
+        if tid == 0:
+            out_dist[row, out] = sh_d[0]
+            out_idx[row, out] = sh_i[0]
+        cuda.syncthreads()
+
+
+#: Argument types per kernel, for ahead-of-time compile checks (CI has no GPU).
+SIGNATURES = {
+    "select_topk": (float32[:, :], float32[:], float32[:], int32, int32, int32, int32, int32[:, :], float32[:, :]),
+}

@@ -1,0 +1,4 @@
+"""Sizes shared by the kNN GPU kernels and their host driver (no CUDA import here)."""
+
+#: Largest k the selection kernel keeps per thread (local memory).
+KMAX = 128

@@ -1,0 +1,147 @@
+"""GPU twin of :mod:`embedscope.kernels.knn`: exact blocked search on a CUDA device.
+
+Same contract as the CPU twin (see that module): int32 indices and float32 distances
+``(n_queries, k)``, rows sorted by distance, self excluded on a self-join, metrics
+euclidean / cosine / inner_product.
+
+The distance block of a query block against the data is one cuBLAS matrix product
+(through cupy); a numba.cuda kernel with one thread block per query row then keeps
+the k smallest entries: each thread keeps a sorted top-k of a strided share of the
+row in registers/local memory, and the block merges the thread lists with k rounds of
+a shared-memory arg-min. Data larger than the device streams through in row blocks
+(:func:`embedscope.engine.memory.plan_knn`), their partial top-k lists merged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from embedscope.engine.memory import KnnPlan, device_free_bytes, plan_knn
+from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
+from embedscope.kernels.knn import _METRIC_CODE, check_metric
+from embedscope.kernels.knn_cuda_consts import KMAX
+
+
+@lru_cache(maxsize=1)
+def _kernels() -> Any:
+    """The compiled-on-first-use kernel module (nothing CUDA happens at import)."""
+    cuda()  # restores what numba-cuda needs from numpy before it loads
+    from embedscope.kernels import knn_cuda
+
+    return knn_cuda.select_topk
+
+
+def _prepare(X: Any, metric: str, xp: Any) -> tuple[Any, Any]:
+    """float32 rows (unit rows for cosine) and squared norms, on ``xp``'s device."""
+    X = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
+    if metric == "cosine":
+        norms = xp.sqrt((X.astype(xp.float64) ** 2).sum(axis=1)).astype(xp.float32)
+        X = X / xp.where(norms > 0, norms, xp.float32(1.0))[:, None]
+    sq = (X.astype(xp.float64) ** 2).sum(axis=1).astype(xp.float32)
+    return X, sq
+
+
+def _merge(best_i: Any, best_d: Any, part_i: Any, part_d: Any, k: int, xp: Any) -> tuple[Any, Any]:
+    """k smallest of two sorted candidate lists per row (stable: earlier list wins ties)."""
+    cand_d = xp.concatenate([best_d, part_d], axis=1)
+    cand_i = xp.concatenate([best_i, part_i], axis=1)
+    order = xp.argsort(cand_d, axis=1, kind="stable")[:, :k]
+    return xp.take_along_axis(cand_i, order, axis=1), xp.take_along_axis(cand_d, order, axis=1)
+
+
+def _exact_distances(Q: Any, D_rows: Any, idx: Any, dist: Any, xp: Any) -> tuple[Any, Any]:
+    """Direct euclidean distances of the selected pairs (the gram trick loses digits)."""
+    valid = idx >= 0
+    diff = Q[:, None, :].astype(xp.float64) - D_rows.astype(xp.float64)
+    exact = xp.sqrt((diff * diff).sum(axis=2)).astype(xp.float32)
+    exact = xp.where(valid, exact, xp.float32(np.inf))
+    order = xp.argsort(exact, axis=1, kind="stable")
+    return xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(exact, order, axis=1)
+
+
+def _gather_rows(idx: Any, D_all: Any, host_data: Any, xp: Any) -> Any:
+    """Data rows ``idx`` (shape (m, k)) as an (m, k, d) device array."""
+    if D_all is not None:
+        return D_all[idx]
+    host_idx = idx.get() if hasattr(idx, "get") else np.asarray(idx)
+    return xp.asarray(np.asarray(host_data[host_idx.reshape(-1)], dtype=np.float32)).reshape(*idx.shape, -1)
+
+
+def exact_knn_gpu(
+    data: Any,
+    k: int,
+    metric: str = "euclidean",
+    queries: Any = None,
+    *,
+    plan: KnnPlan | None = None,
+    threads: int = THREADS,
+) -> tuple[Any, Any]:
+    """Exact k nearest neighbours on the GPU (the CPU twin's contract).
+
+    Parameters
+    ----------
+    data : array of shape (n, d)
+        cupy or numpy (numpy data larger than the device is streamed in blocks).
+    k : int
+        Neighbours per query, at most 128.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    queries : array of shape (m, d), optional
+        None for a self-join (self excluded).
+    plan : KnnPlan, optional
+        Block sizes; by default planned from the free device memory.
+    threads : int, default=128
+        Threads per query row; a power of two, at most 128.
+
+    Returns
+    -------
+    indices : cupy array (m, k), int32
+    distances : cupy array (m, k), float32
+        numpy arrays instead when running in numba's CUDA simulator.
+    """
+    metric = check_metric(metric)
+    xp = device_array_module()
+    n, dim = data.shape
+    self_join = queries is None
+    limit = n - 1 if self_join else n
+    if not 1 <= k <= min(limit, KMAX):
+        raise ValueError(f"k={k} neighbours asked of {n} points; k must be between 1 and {min(limit, KMAX)}")
+    if threads > THREADS or threads & (threads - 1):
+        raise ValueError(f"threads={threads} must be a power of two <= {THREADS}")
+    m = n if self_join else queries.shape[0]
+    if plan is None:
+        free = 8 * 2**30 if simulated() else device_free_bytes()
+        plan = plan_knn(n, m, dim, k, free)
+    select = _kernels()
+    code = _METRIC_CODE[metric]
+    host_data = data if not plan.resident and isinstance(data, np.ndarray) else None
+    D_all, d_sq_all = (None, None) if host_data is not None else _prepare(data, metric, xp)
+    out_i = xp.empty((m, k), dtype=xp.int32)
+    out_d = xp.empty((m, k), dtype=xp.float32)
+    for q0 in range(0, m, plan.query_rows):
+        q1 = min(m, q0 + plan.query_rows)
+        source = data if self_join else queries
+        Q, q_sq = _prepare(source[q0:q1], metric, xp)
+        best_i = best_d = None
+        for d0 in range(0, n, plan.data_rows):
+            d1 = min(n, d0 + plan.data_rows)
+            if D_all is not None:
+                D, d_sq = D_all[d0:d1], d_sq_all[d0:d1]
+            else:
+                D, d_sq = _prepare(host_data[d0:d1], metric, xp)
+            gram = Q @ D.T
+            part_i = xp.empty((q1 - q0, k), dtype=xp.int32)
+            part_d = xp.empty((q1 - q0, k), dtype=xp.float32)
+            select[q1 - q0, threads](gram, q_sq, d_sq, k, code, q0 if self_join else -1, d0, part_i, part_d)
+            if best_i is None:
+                best_i, best_d = part_i, part_d
+            else:
+                best_i, best_d = _merge(best_i, best_d, part_i, part_d, k, xp)
+        if metric == "euclidean":
+            rows = _gather_rows(xp.maximum(best_i, 0), D_all, host_data, xp)
+            best_i, best_d = _exact_distances(Q, rows, best_i, best_d, xp)
+        out_i[q0:q1] = best_i
+        out_d[q0:q1] = best_d
+    return out_i, out_d

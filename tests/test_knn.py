@@ -1,0 +1,88 @@
+"""kNN stage: exact search against brute force, NN-descent recall, the shared contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedscope.engine.data import make_mixture
+from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors, nndescent_knn
+
+
+def brute_force(X: np.ndarray, k: int, metric: str) -> np.ndarray:
+    X = X.astype(np.float64)
+    if metric == "euclidean":
+        D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    elif metric == "cosine":
+        norms = np.linalg.norm(X, axis=1)
+        U = X / np.where(norms > 0, norms, 1)[:, None]
+        D = 1 - U @ U.T
+    else:
+        D = -(X @ X.T)
+    np.fill_diagonal(D, np.inf)
+    return np.argsort(D, axis=1, kind="stable")[:, :k]
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_exact_matches_brute_force(metric):
+    X = np.random.default_rng(0).normal(size=(300, 12)).astype(np.float32)
+    idx, dist = exact_knn(X, 7, metric)
+    assert recall(idx, brute_force(X, 7, metric)) > 0.999
+    assert idx.dtype == np.int32 and dist.dtype == np.float32
+    assert np.all(np.diff(dist, axis=1) >= 0)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_nndescent_recall_and_contract(metric):
+    X, _ = make_mixture(6000, 30, 20, random_state=1)
+    truth, _ = exact_knn(X, 14, metric)
+    idx, dist = nndescent_knn(X, 14, metric, random_state=0)
+    assert idx.shape == (6000, 14) and idx.dtype == np.int32 and dist.dtype == np.float32
+    assert recall(idx, truth) >= 0.95
+    rows = np.arange(6000)[:, None]
+    assert not np.any(idx == rows), "a point is never its own neighbour"
+    assert all(len(set(r)) == 14 for r in idx[:500]), "no repeated neighbour in a row"
+    assert np.all(np.diff(dist, axis=1) >= 0) and np.all(np.isfinite(dist))
+    if metric == "euclidean":  # distances are the true ones for the indices found
+        true = np.linalg.norm(X[idx[:50]] - X[:50, None, :], axis=2)
+        np.testing.assert_allclose(dist[:50], true, rtol=1e-4, atol=1e-4)
+
+
+def test_nndescent_negative_control_and_seed():
+    X, _ = make_mixture(3000, 20, 10, random_state=2)
+    truth, _ = exact_knn(X, 10)
+    a, _ = nndescent_knn(X, 10, random_state=5)
+    b, _ = nndescent_knn(X, 10, random_state=5)
+    np.testing.assert_array_equal(a, b)
+    # a random graph scores near zero: the recall measure can fail
+    shuffled = np.random.default_rng(0).integers(0, 3000, size=truth.shape)
+    assert recall(shuffled, truth) < 0.05
+
+
+def test_nndescent_tiny_and_degenerate_inputs():
+    idx, dist = nndescent_knn(np.random.default_rng(0).normal(size=(5, 3)), 4, random_state=0)
+    assert sorted(idx[0]) == [1, 2, 3, 4]
+    dup = np.ones((400, 8), dtype=np.float32)  # all identical rows
+    idx, dist = nndescent_knn(dup, 5, random_state=0)
+    assert np.all(dist == 0) and not np.any(idx == np.arange(400)[:, None])
+    zero = np.vstack([np.zeros((50, 8)), np.random.default_rng(1).normal(size=(350, 8))])
+    idx, dist = nndescent_knn(zero, 5, "cosine", random_state=0)
+    assert np.all(np.isfinite(dist)) and np.all(idx >= 0)
+
+
+def test_nearest_neighbors_methods_and_errors():
+    X, _ = make_mixture(500, 10, 5, random_state=0)
+    exact, _ = nearest_neighbors(X, 8)
+    forced, _ = nearest_neighbors(X, 8, method="nndescent", random_state=0)
+    assert recall(forced, exact) > 0.95
+    with pytest.raises(ValueError, match="unknown kNN method"):
+        nearest_neighbors(X, 8, method="hnsw")
+    with pytest.raises(ValueError, match="unknown metric"):
+        nearest_neighbors(X, 8, metric="manhattan")
+    with pytest.raises(ValueError, match="k=500"):
+        nndescent_knn(X, 500)
+    assert check_metric("L2") == "euclidean"

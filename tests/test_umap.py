@@ -1,0 +1,226 @@
+"""UMAP on the CPU: quality floors, negative controls, transform, seeds, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedscope import UMAP, DataError, knn_accuracy, make_mixture, reduce, trustworthiness
+from embedscope.engine.init import initial_layout, spectral_layout
+from embedscope.kernels.affinity import fuzzy_simplicial_set
+from embedscope.kernels.knn import exact_knn
+from embedscope.kernels.umap_sgd import find_ab_params
+from tests.conftest import host
+
+# umap-learn 0.5.12, UMAP(random_state=0).fit_transform(X) on the mixture_5k fixture
+# (make_mixture(5000, 50, 20, random_state=0)): trustworthiness@15 = 0.9786
+# (command: the script in benchmarks/umap_cpu.py's docstring, "floors" section).
+MIXTURE_FLOOR = 0.9786 - 0.02
+# umap-learn 0.5.12, UMAP(random_state=0, metric="cosine") on the 30,000 word vectors:
+# trustworthiness@15 (cosine) = 0.7732; with our exact kNN graph fed in 0.7696.
+WORDS_FLOOR = 0.7732 - 0.02
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_mixture(1200, 20, 6, random_state=3)
+
+
+@pytest.fixture(scope="module")
+def fitted_5k(mixture_5k):
+    X, labels = mixture_5k
+    return UMAP(random_state=0).fit(X)
+
+
+def test_quality_mixture(mixture_5k, fitted_5k):
+    X, labels = mixture_5k
+    Y = fitted_5k.embedding_
+    assert Y.shape == (5000, 2) and Y.dtype == np.float32 and np.all(np.isfinite(Y))
+    assert trustworthiness(X, Y, 15) >= MIXTURE_FLOOR
+    assert knn_accuracy(Y, labels, 15) >= 0.95
+    random_layout = np.random.default_rng(0).normal(size=Y.shape)
+    assert knn_accuracy(random_layout, labels, 15) < 0.2, "negative control"
+    assert trustworthiness(X, random_layout, 15) < 0.6, "negative control"
+    assert set(fitted_5k.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
+    assert fitted_5k.backend_ == "cpu"
+    graph = fitted_5k.graph_
+    assert graph.shape == (5000, 5000) and abs(graph - graph.T).max() < 1e-6
+    assert graph.data.max() <= 1.0 and graph.diagonal().max() == 0
+
+
+@pytest.mark.words
+def test_quality_words(words):
+    vectors, meta = words
+    umap = UMAP(metric="cosine", random_state=0)
+    Y = umap.fit_transform(vectors)
+    assert umap.pca_.n_components_ == 50
+    assert np.all(np.isfinite(Y))
+    score = trustworthiness(np.asarray(vectors, dtype=np.float32), Y, 15, metric="cosine")
+    assert score >= WORDS_FLOOR
+
+
+def test_transform_places_new_points_near_their_neighbours(mixture_5k):
+    X, labels = mixture_5k
+    rng = np.random.default_rng(0)
+    held = rng.choice(5000, 400, replace=False)
+    keep = np.setdiff1d(np.arange(5000), held)
+    umap = UMAP(random_state=0, n_epochs=200).fit(X[keep])
+    Y_new = host(umap.transform(X[held]))
+    assert Y_new.shape == (400, 2) and np.all(np.isfinite(Y_new))
+    # label of the nearest fitted point in the embedding matches the held-out label
+    nearest, _ = exact_knn(umap.embedding_, 5, queries=Y_new)
+    votes = labels[keep][nearest]
+    agree = np.mean([np.bincount(v).argmax() == lab for v, lab in zip(votes, labels[held])])
+    assert agree >= 0.95
+    # and each point lands close to its high-dimensional neighbours' positions
+    hd, _ = exact_knn(X[keep], 10, queries=X[held])
+    centre = umap.embedding_[hd].mean(axis=1)
+    spread = np.linalg.norm(umap.embedding_.std(axis=0))
+    assert np.median(np.linalg.norm(Y_new - centre, axis=1)) < 0.1 * spread
+    # negative control: points placed at random are far from their neighbours
+    shuffled = Y_new[rng.permutation(400)]
+    assert np.median(np.linalg.norm(shuffled - centre, axis=1)) > 0.3 * spread
+
+
+def test_seeded_runs_reproduce(small):
+    X, _ = small
+    a = UMAP(random_state=4, n_epochs=60).fit_transform(X)
+    b = UMAP(random_state=4, n_epochs=60).fit_transform(X)
+    c = UMAP(random_state=5, n_epochs=60).fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_three_components_and_callback(small):
+    X, labels = small
+    calls = []
+    umap = UMAP(n_components=3, n_epochs=50, random_state=0,
+                callback=lambda e, n, Y: calls.append((e, n, Y.shape)))
+    Y = umap.fit_transform(X)
+    assert Y.shape == (1200, 3) and np.all(np.isfinite(Y))
+    assert calls == [(e, 50, (1200, 3)) for e in range(1, 51)]
+    assert knn_accuracy(Y, labels, 10) > 0.9
+
+
+def test_progress_is_logged_only_when_verbose(small, capsys):
+    X, _ = small
+    UMAP(n_epochs=20, random_state=0).fit(X)
+    assert "UMAP" not in capsys.readouterr().err
+    UMAP(n_epochs=20, random_state=0, verbose=True).fit(X)
+    text = capsys.readouterr().err
+    for stage in ("knn", "graph", "init", "optimize"):
+        assert f"UMAP: {stage} done" in text
+    assert text.count("UMAP: epoch ") == 10
+
+
+def test_precomputed_knn(small):
+    X, _ = small
+    idx, dist = exact_knn(X, 14)
+    ours = UMAP(random_state=1, n_epochs=40).fit_transform(X)
+    given = UMAP(random_state=1, n_epochs=40, precomputed_knn=(idx, dist)).fit_transform(X)
+    np.testing.assert_allclose(ours, given, atol=1e-5)
+    # umap-learn's layout: the point itself first
+    n = X.shape[0]
+    with_self = (np.hstack([np.arange(n)[:, None], idx]), np.hstack([np.zeros((n, 1)), dist]))
+    again = UMAP(random_state=1, n_epochs=40, precomputed_knn=with_self).fit_transform(X)
+    np.testing.assert_allclose(ours, again, atol=1e-5)
+    with pytest.raises(ValueError, match="precomputed_knn"):
+        UMAP(n_neighbors=30, precomputed_knn=(idx, dist)).fit(X)
+
+
+def test_init_options(small):
+    X, labels = small
+    for init in ("pca", "random"):
+        umap = UMAP(init=init, n_epochs=100, random_state=0).fit(X)
+        assert umap.init_used_ == init and knn_accuracy(umap.embedding_, labels, 10) > 0.9
+    start = np.random.default_rng(0).normal(size=(1200, 2))
+    zero_epochs = UMAP(init=start, n_epochs=0).fit_transform(X)
+    np.testing.assert_allclose(zero_epochs, start.astype(np.float32))
+    with pytest.raises(ValueError, match="init"):
+        UMAP(init="laplacian").fit(X)
+    with pytest.raises(ValueError, match="init array"):
+        UMAP(init=start[:10]).fit(X)
+
+
+def test_spectral_init_connected_and_fallback():
+    # one connected blob: spectral runs; its first axis separates the two ends
+    line = np.linspace(0, 1, 600)[:, None] * np.ones((1, 5)) + 1e-3 * np.random.default_rng(0).normal(size=(600, 5))
+    idx, dist = exact_knn(line.astype(np.float32), 10)
+    graph, _, _ = fuzzy_simplicial_set(idx, dist, 11)
+    layout = spectral_layout(graph, 2)
+    assert abs(np.corrcoef(layout[:, 0], line[:, 0])[0, 1]) > 0.9
+    # two far clusters: disconnected graph -> PCA init, with the reason recorded
+    X, _ = make_mixture(600, 10, 2, random_state=0)
+    X[:300] += 1000
+    idx, dist = exact_knn(X, 10)
+    graph, _, _ = fuzzy_simplicial_set(idx, dist, 11)
+    messages = []
+    layout, used = initial_layout("spectral", 2, graph=graph, data=X, log=messages.append)
+    assert used.startswith("pca (spectral fallback") and "disconnected" in used and messages
+    assert layout.shape == (600, 2) and np.all(np.isfinite(layout))
+
+
+def test_parameter_errors(small):
+    X, _ = small
+    cases = {
+        "n_neighbors": dict(n_neighbors=1201),
+        "n_components": dict(n_components=0),
+        "unknown metric": dict(metric="hamming"),
+        "min_dist": dict(min_dist=2.0),
+        "spread": dict(spread=0),
+        "learning_rate": dict(learning_rate=-1.0),
+        "n_epochs": dict(n_epochs=-5),
+        "negative_sample_rate": dict(negative_sample_rate=1.5),
+        "knn_method": dict(knn_method="annoy"),
+        "callback": dict(callback=3),
+    }
+    for name, params in cases.items():
+        with pytest.raises(ValueError, match=name):
+            UMAP(**params).fit(X)
+    with pytest.raises(DataError):
+        UMAP().fit(np.full((10, 3), np.nan))
+    with pytest.raises(AttributeError, match="not fitted"):
+        UMAP().transform(X)
+    umap = UMAP(n_epochs=10, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        umap.transform(X[:, :5])
+
+
+@pytest.mark.parametrize("case", ["duplicates", "tight", "zeros_cosine", "all_same"])
+def test_degenerate_inputs_give_finite_layouts(case):
+    rng = np.random.default_rng(0)
+    metric = "euclidean"
+    if case == "duplicates":  # 90% of the rows are copies of 5 points
+        X = np.vstack([np.repeat(rng.normal(size=(5, 8)), 180, axis=0), rng.normal(size=(100, 8))])
+    elif case == "tight":
+        X = 5.0 + 1e-7 * rng.normal(size=(800, 8))
+    elif case == "zeros_cosine":
+        X = np.vstack([np.zeros((100, 8)), rng.normal(size=(700, 8))])
+        metric = "cosine"
+    else:
+        X = np.ones((300, 4))
+    Y = UMAP(metric=metric, n_epochs=50, random_state=0).fit_transform(X)
+    assert Y.shape == (X.shape[0], 2) and np.all(np.isfinite(Y))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 16, 20])
+def test_tiny_inputs(n):
+    X = np.random.default_rng(n).normal(size=(n, 6))
+    if n <= 15:
+        with pytest.raises(ValueError, match="n_neighbors"):
+            UMAP().fit(X)
+    k = min(15, n)
+    Y = UMAP(n_neighbors=k, random_state=0, n_epochs=30).fit_transform(X)
+    assert Y.shape == (n, 2) and np.all(np.isfinite(Y))
+
+
+def test_estimator_contract_and_reduce(small):
+    X, _ = small
+    umap = UMAP(n_neighbors=10, min_dist=0.3)
+    assert umap.get_params()["n_neighbors"] == 10 and "min_dist=0.3" in repr(umap)
+    clone = UMAP(**umap.get_params())
+    assert clone.get_params() == umap.get_params()
+    Y = reduce(X, "umap", n_neighbors=10, n_epochs=20, random_state=0)
+    assert Y.shape == (1200, 2)
+    a, b = find_ab_params(1.0, 0.1)
+    assert abs(a - 1.577) < 0.01 and abs(b - 0.895) < 0.01  # umap-learn's values

@@ -46,9 +46,9 @@ def fit_cuml_pca(est: Any, X: Any, backend: Backend) -> None:
     est._cuml_model = model
     est.svd_solver_ = f"cuml:{model.svd_solver}"
     est.n_samples_, est.n_features_in_ = X.shape
-    est.n_components_ = int(getattr(model, "n_components_", model.n_components))
     for name in ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_", "mean_"):
         setattr(est, name, xp.asarray(getattr(model, name)))
+    est.n_components_ = int(est.components_.shape[0])
     est.noise_variance_ = float(getattr(model, "noise_variance_", 0.0))
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import sys
 import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from embedscope.engine import cuml_adapter, dispatch
 class _Recorder:
     """A cuML estimator stand-in: records its keyword arguments."""
 
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
 
     def __init__(self, **kwargs):
         type(self).calls.append(kwargs)
@@ -30,7 +31,7 @@ class _Recorder:
 
 
 class _FakePCA(_Recorder):
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
 
     def fit(self, X):
         from sklearn.decomposition import PCA as SkPCA

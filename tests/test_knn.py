@@ -24,7 +24,7 @@ def brute_force(X: np.ndarray, k: int, metric: str) -> np.ndarray:
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth)]))
+    return float(np.mean([len(set(a) & set(b)) / truth.shape[1] for a, b in zip(found, truth, strict=True)]))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])

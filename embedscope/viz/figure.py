@@ -23,7 +23,7 @@ from embedscope.viz.select import rows_in_box, rows_in_polygon
 __all__ = ["EmbeddingPlot", "plot"]
 
 HIGHLIGHT = "#e4002b"
-MAX_LEGEND = 40
+MIN_ALPHA = 100  # a lone point must stay visible against white
 MAX_HOVER_COLUMNS = 6
 
 
@@ -137,7 +137,7 @@ class EmbeddingPlot:
                            width=self.width, height=self.height)
         if self.spread:
             raster = dynspread(raster, threshold=0.5, max_px=self.spread)
-        base = shade(raster, cnorm=self.how, **self._shade_options())
+        base = shade(raster, cnorm=self.how, min_alpha=MIN_ALPHA, **self._shade_options())
 
         def fade(rgb: Any, muted: bool) -> Any:
             return rgb.opts(alpha=0.25 if muted else 1.0)
@@ -149,11 +149,8 @@ class EmbeddingPlot:
         self._chosen = Chosen()
         self.range = hv.streams.RangeXY(source=self.base)
         self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self._chosen])
-        layers = [self.base, self.highlight]
-        legend = self._legend()
-        if legend is not None:
-            layers.append(legend)
-        self.view = hv.Overlay(layers).collate().opts(width=self.width, height=self.height)
+        # HoloViews' shade adds the category legend itself (glasbey swatches).
+        self.view = hv.Overlay([self.base, self.highlight]).collate().opts(width=self.width, height=self.height)
         self.bounds = hv.streams.BoundsXY(source=self.base)
         self.lasso = hv.streams.Lasso(source=self.base)
         self.bounds.add_subscriber(self._on_bounds)
@@ -177,19 +174,6 @@ class EmbeddingPlot:
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
         return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
-
-    def _legend(self) -> Any:
-        """Invisible points, one per category, that carry the legend entries."""
-        if self.color_kind != "category":
-            return None
-        hv = _hv()
-        colors = self._shade_options()["color_key"]
-        cats = list(colors)[:MAX_LEGEND]
-        x0, y0 = float(self.frame["x"].iloc[0]), float(self.frame["y"].iloc[0])
-        entries = {str(c): hv.Points([(x0, y0)], label=str(c)).opts(color=colors[c], size=0, alpha=0.0, muted_alpha=0.0)
-                   for c in cats}
-        return hv.NdOverlay(entries, kdims=[self.color]).opts(
-            legend_position="right", show_legend=True)
 
     # ----------------------------------------------------------------- selection
     def on_select(self, callback: Any) -> None:

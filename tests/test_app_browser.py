@@ -1,0 +1,294 @@
+"""``embedscope serve`` in a real headless browser (Debian's chromium, driven by Playwright).
+
+Skipped, with the reason, where chromium or the Playwright library is missing; nothing
+downloads a browser. The server runs in a subprocess on 127.0.0.1 and a free port,
+with bounded waits, and is always stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+CHROMIUM = os.environ.get("EMBEDSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+WAIT_MS = 30_000
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not found ({CHROMIUM}); CI installs it with apt-get install chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+
+# Finds the figure's view in Bokeh's view tree and reports its ranges and screen geometry.
+FIGURE_JS = """() => {
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root)) {
+    if (v.model.type === "Figure") {
+      const f = v.frame, r = v.canvas_view.el.getBoundingClientRect();
+      return {x0: f.x_range.start, x1: f.x_range.end, y0: f.y_range.start, y1: f.y_range.end,
+              left: r.left, top: r.top, fl: f.bbox.left, ft: f.bbox.top, fw: f.bbox.width, fh: f.bbox.height};
+    }
+  }
+  return null;
+}"""
+TO_SCREEN_JS = """([x, y]) => {
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root)) if (v.model.type === "Figure") {
+    const r = v.canvas_view.el.getBoundingClientRect();
+    return [r.left + v.frame.x_scale.compute(x), r.top + v.frame.y_scale.compute(y)];
+  }
+}"""
+TO_DATA_JS = """([sx, sy]) => {
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root)) if (v.model.type === "Figure") {
+    const r = v.canvas_view.el.getBoundingClientRect();
+    return [v.frame.x_scale.invert(sx - r.left), v.frame.y_scale.invert(sy - r.top)];
+  }
+}"""
+
+CENTRES = {"a": (-5.0, -5.0), "b": (5.0, -5.0), "c": (-5.0, 5.0), "d": (5.0, 5.0)}
+NEEDLE = (0.0, 0.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    """Coordinates (four clusters and one lone 'needle' at the origin) and matching vectors."""
+    rng = np.random.default_rng(1)
+    labels = rng.choice(list(CENTRES), 4000)
+    coords = np.array([CENTRES[k] for k in labels]) + rng.normal(scale=0.5, size=(4000, 2))
+    coords = np.vstack([coords, NEEDLE]).astype(np.float32)
+    words = [f"w{i}" for i in range(4000)] + ["needle"]
+    labels = [*labels, "e"]
+    root = tmp_path_factory.mktemp("app")
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "label": labels, "word": words})
+    frame.to_parquet(root / "coords.parquet", index=False)
+    # vectors: the coordinates padded with small noise dims, so PCA recovers the layout
+    vectors = np.hstack([coords, 0.01 * rng.normal(size=(len(coords), 6))]).astype(np.float32)
+    np.save(root / "vectors.npy", vectors)
+    frame[["label", "word"]].to_csv(root / "meta.csv", index=False)
+    return root
+
+
+class Server:
+    """``embedscope serve`` in a subprocess; ``url`` once it answers."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-m", "embedscope.viz.cli", "serve", *args, "--port", str(self.port),
+                                      "--quiet"], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"server did not answer within 90 s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def browser_page():
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="embedscope-chromium-"), executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def _open(page, server: Server) -> dict:
+    page.goto(server.url, timeout=WAIT_MS)
+    page.wait_for_function(f"() => window.Bokeh && Bokeh.index && ({FIGURE_JS})() !== null", timeout=60_000)
+    page.wait_for_timeout(1500)  # the first server-side render arrives after the figure exists
+    return page.evaluate(FIGURE_JS)
+
+
+def _ink(page, fig: dict) -> np.ndarray:
+    """Non-white pixels of the plot frame, from a screenshot."""
+    from PIL import Image
+
+    clip = {"x": fig["left"] + fig["fl"], "y": fig["top"] + fig["ft"], "width": fig["fw"], "height": fig["fh"]}
+    img = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")).astype(int)
+    return img
+
+
+# Text of the hover tooltips; Bokeh draws them inside nested shadow roots.
+TOOLTIP_JS = """() => { const out = []; function visit(root) { for (const el of root.querySelectorAll('*')) {
+  if (el.classList && el.classList.contains('bk-Tooltip')) out.push(el.shadowRoot ? el.shadowRoot.textContent : el.textContent);
+  if (el.shadowRoot) visit(el.shadowRoot); } } visit(document); return out.join(' | '); }"""
+
+
+def _hover_finds(page, sx: float, sy: float, text: str) -> bool:
+    """Hover at and around (sx, sy) (rounding may put the point a pixel off); True once ``text`` shows."""
+    for dx in (0, 1, -1, 2, -2):
+        for dy in (0, 1, -1):
+            page.mouse.move(sx + dx, sy + dy, steps=2)
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:  # the server answers the hover asynchronously
+                if f"word:{text}" in page.evaluate(TOOLTIP_JS).replace(" ", ""):
+                    return True
+                page.wait_for_timeout(100)
+    return False
+
+
+ALL_TEXT_JS = """() => { const out = [document.body.innerText]; function visit(root) {
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) { out.push(el.shadowRoot.textContent); visit(el.shadowRoot); } }
+  visit(document); return out.join(' '); }"""
+
+
+def _view_text(page) -> str:
+    """The 'View x [..], y [..]' line the server writes after each render."""
+    import re
+
+    match = re.search(r"View x \[[^\]]*\], y \[[^\]]*\]", page.evaluate(ALL_TEXT_JS))
+    return match.group(0) if match else ""
+
+
+def test_serve_coordinates_in_browser(data_files, browser_page, tmp_path):
+    page = browser_page
+    server = Server(str(data_files / "coords.parquet"), "--color", "label", "--text-column", "word")
+    try:
+        fig = _open(page, server)
+        # the page loads and the plot image appears: four coloured clusters
+        img = _ink(page, fig)
+        ink = (img < 230).any(axis=2)
+        assert 0.005 < ink.mean() < 0.5, ink.mean()
+        page.get_by_text("4,001 points").first.wait_for()
+
+        # hover returns the metadata of the lone point under the mouse
+        sx, sy = page.evaluate(TO_SCREEN_JS, list(NEEDLE))
+        assert _hover_finds(page, sx, sy, "needle"), f"hover did not show the point: {page.evaluate(TOOLTIP_JS)[-300:]}"
+        assert not _hover_finds(page, sx + 120, sy - 60, "needle"), "negative control: empty space shows the point"
+
+        # search highlights the match
+        page.mouse.move(5, 5)
+        box = page.locator("input[placeholder='text to find']").first
+        box.fill("needle")
+        box.press("Enter")
+        page.get_by_text("1 match(es) highlighted").wait_for()
+        page.wait_for_timeout(1500)
+        crop = _ink(page, page.evaluate(FIGURE_JS))
+        hx, hy = int(sx - fig["left"] - fig["fl"]), int(sy - fig["top"] - fig["ft"])
+        near = crop[max(hy - 4, 0): hy + 5, max(hx - 4, 0): hx + 5]
+        red = (near[..., 0] > 180) & (near[..., 1] < 80) & (near[..., 2] < 110)
+        assert red.any(), "the search match is not drawn in the highlight colour"
+        page.get_by_role("button", name="Clear selection").click()
+        page.get_by_text("Selected 0 point(s).").wait_for()
+
+        # box selection; the export holds exactly the selected rows
+        page.locator("[title='Box Select']").first.click()
+        (ax, ay), (bx, by) = page.evaluate(TO_SCREEN_JS, [2.0, 2.0]), page.evaluate(TO_SCREEN_JS, [8.5, 8.5])
+        page.mouse.move(ax, ay)
+        page.mouse.down()
+        page.mouse.move(bx, by, steps=8)
+        page.mouse.up()
+        page.get_by_text("Selected").filter(has_text="rows").first.wait_for()
+        lo = page.evaluate(TO_DATA_JS, [ax, ay])
+        hi = page.evaluate(TO_DATA_JS, [bx, by])
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export selection").click()
+        target = tmp_path / "selection.csv"
+        download.value.save_as(target)
+        exported = pd.read_csv(target)
+        coords = pd.read_parquet(data_files / "coords.parquet")
+        x, y = coords["x"].to_numpy(), coords["y"].to_numpy()
+        (x0, x1), (y0, y1) = sorted((lo[0], hi[0])), sorted((lo[1], hi[1]))
+        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+        eps = 1e-3 * (x1 - x0)
+        borderline = (np.minimum.reduce([np.abs(x - x0), np.abs(x - x1), np.abs(y - y0), np.abs(y - y1)]) < eps)
+        got = np.zeros(len(x), bool)
+        got[exported["row"].to_numpy()] = True
+        assert inside.sum() > 500 and (exported["label"] == "d").all()
+        assert not ((got != inside) & ~borderline).any()
+        assert list(exported.columns[:3]) == ["row", "x", "y"] and "word" in exported.columns
+        np.testing.assert_allclose(exported["x"], x[exported["row"]], rtol=1e-6)
+
+        # a click lists the nearest neighbours (in the 2-D layout: no vectors were given)
+        cx, cy = page.evaluate(TO_SCREEN_JS, [-5.0, -5.0])
+        page.mouse.click(cx, cy)
+        page.get_by_text("Nearest neighbours of row").wait_for()
+        page.get_by_text("in the 2-D layout").first.wait_for()
+
+        # zooming re-renders a narrower range on the server side
+        before = page.evaluate(FIGURE_JS)
+        view_before = _view_text(page)
+        assert view_before
+        mx, my = page.evaluate(TO_SCREEN_JS, [5.0, 5.0])
+        page.mouse.move(mx, my)
+        for _ in range(3):
+            page.mouse.wheel(0, -400)
+            page.wait_for_timeout(200)
+        width = before["x1"] - before["x0"]
+        page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * width}")
+        deadline = time.monotonic() + 20
+        while _view_text(page) == view_before and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(500)  # let the last wheel step's render land
+        after = page.evaluate(FIGURE_JS)
+        shown = _view_text(page)
+        assert shown != view_before and f"{after['x0']:.4g}" in shown, (shown, after)
+    finally:
+        server.stop()
+
+
+def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, browser_page):
+    page = browser_page
+    server = Server(str(data_files / "vectors.npy"), "--meta", str(data_files / "meta.csv"), "--method", "pca",
+                    "--text-column", "word")
+    try:
+        _open(page, server)
+        page.get_by_text("reduced with pca").first.wait_for()
+        # PCA keeps the layout up to sign: find a cluster through the needle's neighbours instead
+        box = page.locator("input[placeholder='text to find']").first
+        box.fill("needle")
+        box.press("Enter")
+        page.get_by_text("1 match(es) highlighted").wait_for()
+        fig = page.evaluate(FIGURE_JS)
+        page.mouse.click(fig["left"] + fig["fl"] + fig["fw"] / 2, fig["top"] + fig["ft"] + fig["fh"] / 2)
+        page.get_by_text("in the original vector space").first.wait_for()
+    finally:
+        server.stop()

@@ -118,7 +118,7 @@ class AppData:
         else:
             from embedscope.engine.reduce import make_reducer
 
-            self.reducer = make_reducer(self.method, verbose=True)
+            self.reducer = make_reducer(self.method, n_components=2, verbose=True)
             threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
 
     @property

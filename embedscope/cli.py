@@ -16,6 +16,7 @@ REDUCE_EXAMPLE = """examples:
   embedscope reduce vectors.tsv --meta metadata.tsv --method tsne --perplexity 50 --out coords.parquet
   embedscope reduce emb.parquet --columns embedding --method pca --n-components 3 --out pcs.npy --force
   embedscope reduce builtin:mixture:100kx50 --method umap --random-state 0 --out mix.parquet
+  embedscope reduce shards/ --method umap --local-cluster 4 --sample-size 200000 --out coords-parquet/
 """
 
 INFO_EXAMPLE = """example:
@@ -83,32 +84,19 @@ def _add_reduce(sub: Any) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or _number_or_text, default=None, help=text)
     p.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="any other reducer parameter (value read as JSON), repeatable")
+    dist = p.add_argument_group("Dask (a directory or glob of shards, or a cluster)")
+    dist.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS (tcp://host:8786)")
+    dist.add_argument("--local-cluster", type=int, metavar="N",
+                      help="start a local Dask cluster of N worker processes (with --backend cuda: one per GPU)")
+    dist.add_argument("--sample-size", type=int, default=None,
+                      help="UMAP/t-SNE on Dask: rows of the seeded sample the model is fitted on (default 100000)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_reduce)
 
 
-def _cmd_reduce(args: argparse.Namespace) -> int:
-    from embedscope._progress import Progress
-    from embedscope.engine.data import load_vectors
-    from embedscope.engine.io import OutputExists, write_coords
-    from embedscope.engine.reduce import reducer_class
-
-    out_path = args.out
-    if not (out_path.lower().endswith((".parquet", ".pq", ".npy"))):
-        raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
-    from pathlib import Path
-
-    if Path(out_path).exists() and not args.force:
-        raise OutputExists(f"{out_path} exists; pass --force to replace it")
-    progress = Progress(not args.quiet)
-    start = time.perf_counter()
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    with progress.stage("load", str(args.input)):
-        X, meta = load_vectors(args.input, args.meta, columns=columns, key=args.key)
-    progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims ({X.dtype})"
-                 + (f", metadata columns {list(meta.columns)}" if meta is not None else ""))
-    cls = reducer_class(args.method)
+def _reducer_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """Constructor parameters from the flags the user gave (each checked against ``cls``)."""
     accepted = set(cls._param_names())
     params: dict[str, Any] = {"backend": args.backend, "n_components": args.n_components, "verbose": not args.quiet}
     for name, _, _ in PARAM_FLAGS:
@@ -122,12 +110,69 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameter(s) {unknown}")
+    return params
+
+
+def _cmd_reduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from embedscope._progress import Progress
+    from embedscope.engine.data import is_shard_source, load_vectors
+    from embedscope.engine.io import OutputExists, write_coords
+    from embedscope.engine.reduce import reducer_class
+
+    distributed = bool(args.scheduler or args.local_cluster) or is_shard_source(args.input)
+    out_path = args.out
+    if not distributed and not out_path.lower().endswith((".parquet", ".pq", ".npy")):
+        raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
+    if Path(out_path).exists() and not args.force:
+        raise OutputExists(f"{out_path} exists; pass --force to replace it")
+    cls = reducer_class(args.method)
+    params = _reducer_params(args, cls)
+    progress = Progress(not args.quiet)
+    start = time.perf_counter()
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    if distributed:
+        return _reduce_distributed(args, cls(**params), columns, progress, start)
+    with progress.stage("load", str(args.input)):
+        X, meta = load_vectors(args.input, args.meta, columns=columns, key=args.key)
+    progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims ({X.dtype})"
+                 + (f", metadata columns {list(meta.columns)}" if meta is not None else ""))
     reducer = cls(**params)
     coords = reducer.fit_transform(X)
     with progress.stage("write", out_path):
         write_coords(out_path, coords, meta, force=args.force)
     progress.log(f"{args.method} on {getattr(reducer, 'backend_', '?')} backend: "
                  f"{X.shape[0]:,} points -> {out_path} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[str] | None,
+                        progress: Any, start: float) -> int:
+    """The Dask path of ``reduce``: shards or a cluster in, a folder of parquet shards out."""
+    from contextlib import nullcontext
+
+    from embedscope.engine import distributed as dist
+    from embedscope.engine.data import load_vectors
+
+    if args.meta:
+        raise ValueError("--meta is not supported with sharded input; put metadata columns in the parquet shards")
+    use_cluster = bool(args.scheduler or args.local_cluster)
+    context = dist.cluster(args.scheduler, args.local_cluster, gpu=args.backend == "cuda",
+                           verbose=not args.quiet) if use_cluster else nullcontext()
+    with context:
+        with progress.stage("load", f"{args.input} (lazy, dask)"):
+            X, meta = load_vectors(args.input, columns=columns)
+        progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims in {X.numblocks[0]} blocks")
+        if args.method == "pca":
+            coords = reducer.fit_transform(X)
+        else:
+            sampled = dist.SampledReducer(reducer, sample_size=args.sample_size or dist.DEFAULT_SAMPLE,
+                                          verbose=not args.quiet)
+            coords = sampled.fit_transform(X)
+        with progress.stage("transform+write", f"{args.out} (parquet shards)"):
+            dist.write_parquet_dir(dist.coords_dataframe(coords, meta), args.out, force=args.force)
+    progress.log(f"{args.method} on dask: {X.shape[0]:,} points -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -214,6 +214,12 @@ def iter_row_chunks(
 # ----------------------------------------------------------------------------- readers
 
 
+def is_shard_source(source: str | os.PathLike) -> bool:
+    """A directory or a glob pattern: read lazily as Dask collections."""
+    text = str(source)
+    return Path(text).is_dir() or (any(ch in text for ch in "*?[") and not Path(text).exists())
+
+
 def _path_error(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -424,6 +430,8 @@ def load_vectors(
         ``.csv`` / ``.tsv`` (optionally gzipped; headerless numeric rows as in the
         TensorFlow Projector's ``vectors.tsv``), a numpy or cupy array, a pandas
         DataFrame or a pyarrow Table, or ``"builtin:NAME"`` (see :func:`load_builtin`).
+        A directory or glob of ``.npy`` / parquet shards is read lazily as a
+        ``dask.array`` plus a ``dask.dataframe`` of metadata (needs dask).
     meta : str, path, DataFrame or Table, optional
         Metadata with one row per vector. For ``vectors.tsv`` a ``metadata.tsv``
         beside it is picked up automatically.
@@ -455,6 +463,14 @@ def load_vectors(
     frame_meta = None
     if isinstance(source, str | os.PathLike) and str(source).startswith("builtin:"):
         X, frame_meta = load_builtin(str(source)[len("builtin:") :])
+    elif isinstance(source, str | os.PathLike) and is_shard_source(source):
+        from embedscope.engine.distributed import load_sharded
+
+        X, frame_meta = load_sharded(source, columns=columns, check_finite=check_finite)
+        if meta is not None:
+            raise DataError("a separate metadata file is not supported for sharded input; "
+                            "put the metadata columns in the parquet shards")
+        return Vectors(X, frame_meta)
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
         _path_error(path)
@@ -564,8 +580,10 @@ def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
     ----------
     name : str
         ``"mixture"`` (10,000 x 50, 20 clusters), ``"mixture:NxD"`` for any size
-        (``"mixture:100kx50"``), or ``"digits"`` (scikit-learn's 1,797 8x8 digits;
-        needs scikit-learn).
+        (``"mixture:100kx50"``), ``"swissroll"`` / ``"swissroll:NxD"`` (a noisy swiss
+        roll placed in D dimensions, 10,000 x 100 by default; ``label`` bins the
+        position along the roll, ``t`` is the position itself), or ``"digits"``
+        (scikit-learn's 1,797 8x8 digits; needs scikit-learn).
     random_state : int, default=0
 
     Returns
@@ -576,6 +594,12 @@ def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
     if base == "mixture":
         n, d = _parse_size(size) if size else (10_000, 50)
         X, labels = make_mixture(n, d or 50, random_state=random_state)
+    elif base == "swissroll":
+        from embedscope.bench.datasets import make_swiss_roll, swissroll_labels
+
+        n, d = _parse_size(size) if size else (10_000, 100)
+        X, t = make_swiss_roll(n, d or 100, random_state=random_state)
+        return Vectors(X, pd.DataFrame({"label": swissroll_labels(t), "t": t}))
     elif base == "digits":
         try:
             from sklearn.datasets import load_digits
@@ -584,5 +608,5 @@ def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
         digits = load_digits()
         X, labels = digits.data.astype(np.float32), digits.target.astype(np.int32)
     else:
-        raise DataError(f"unknown built-in dataset {name!r}; choose mixture[:NxD] or digits")
+        raise DataError(f"unknown built-in dataset {name!r}; choose mixture[:NxD], swissroll[:NxD] or digits")
     return Vectors(X, pd.DataFrame({"label": labels}))

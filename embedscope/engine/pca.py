@@ -19,6 +19,10 @@ def _is_streamed(X: Any) -> bool:
     return isinstance(X, np.memmap)
 
 
+def _is_dask(X: Any) -> bool:
+    return type(X).__module__.split(".")[0] == "dask"
+
+
 class PCA(BaseReducer):
     """Principal component analysis (scikit-learn compatible).
 
@@ -126,7 +130,8 @@ class PCA(BaseReducer):
         Parameters
         ----------
         X : array of shape (n_samples, n_features)
-            numpy, memory-mapped numpy or cupy.
+            numpy, memory-mapped numpy, cupy, or a ``dask.array`` (fitted in one
+            distributed pass; ``transform`` then returns a lazy ``dask.array``).
         y : ignored
 
         Returns
@@ -142,13 +147,20 @@ class PCA(BaseReducer):
         return self._project(X)
 
     def _fit(self, X: Any) -> Any:
-        X = validate_vectors(X)
+        distributed = _is_dask(X)
+        X = X if distributed else validate_vectors(X)
         n, d = X.shape
         self._validate_params(n, d)
         backend, progress = self._start((n, d))
         self._xp = backend.xp
         self.timings_ = progress.timings
         self._progress = progress
+        if distributed:
+            from embedscope.engine.distributed import fit_pca
+
+            self._xp = np  # the covariance is assembled and decomposed here
+            fit_pca(self, X, progress)
+            return X
         if backend.name == "cuml":
             self._fit_cuml(X, backend)
             return X
@@ -242,6 +254,10 @@ class PCA(BaseReducer):
         return components.T.astype(self.components_.dtype)
 
     def _project(self, X: Any) -> Any:
+        if _is_dask(X):
+            from embedscope.engine.distributed import pca_transform
+
+            return pca_transform(self, X)
         if getattr(self, "_cuml_model", None) is not None:
             return to_output(self._cuml_model.transform(X), X)
         xp = self._xp
@@ -261,7 +277,7 @@ class PCA(BaseReducer):
         array of shape (n_samples, n_components_), in the input's array type
         """
         self._check_fitted("components_")
-        X = validate_vectors(X, min_rows=1)
+        X = X if _is_dask(X) else validate_vectors(X, min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; this PCA was fitted on {self.n_features_in_}")
         if self._xp is np and is_cupy(X):

@@ -32,7 +32,8 @@ def make_reducer(method: str, **params: Any) -> Any:
     return cls(**params)
 
 
-def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str = "auto", **params: Any) -> Any:
+def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str = "auto",
+           sample_size: int | None = None, **params: Any) -> Any:
     """Reduce ``X`` to ``n_components`` dimensions with one call.
 
     Parameters
@@ -42,13 +43,17 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
     method : {"pca", "umap", "tsne"}, default="umap"
     n_components : int, default=2
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
+    sample_size : int, optional
+        Dask input only: UMAP and t-SNE are fitted on a seeded sample of this many
+        rows (default 100,000) and every partition is placed by ``transform`` on the
+        workers; see :class:`embedscope.engine.distributed.SampledReducer`.
     **params
         Further parameters of the reducer (``n_neighbors``, ``perplexity``, ...).
 
     Returns
     -------
     array of shape (n_samples, n_components)
-        In the input's array type (cupy in, cupy out).
+        In the input's array type (cupy in, cupy out, dask in, lazy dask out).
 
     Examples
     --------
@@ -60,4 +65,11 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
     from embedscope.engine.data import load_vectors
 
     vectors = load_vectors(X).vectors if not hasattr(X, "shape") or hasattr(X, "columns") else X
-    return make_reducer(method, n_components=n_components, backend=backend, **params).fit_transform(vectors)
+    reducer = make_reducer(method, n_components=n_components, backend=backend, **params)
+    if type(vectors).__module__.split(".")[0] == "dask" and method.lower() != "pca":
+        from embedscope.engine.distributed import DEFAULT_SAMPLE, SampledReducer
+
+        sampled = SampledReducer(reducer, sample_size=sample_size or DEFAULT_SAMPLE,
+                                 verbose=params.get("verbose", False))
+        return sampled.fit_transform(vectors)
+    return reducer.fit_transform(vectors)

@@ -134,3 +134,34 @@ def total_variance(X: Any, mean: Any, xp: Any, *, chunk_rows: int | None = None)
         centred = block - mean.astype(block.dtype)
         acc += float(xp.einsum("ij,ij->", centred, centred, dtype=xp.float64))
     return acc / max(X.shape[0] - 1, 1)
+
+
+def block_moments(block: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Row count, column means and centred scatter matrix (float64) of one block."""
+    block = np.asarray(block)
+    n = block.shape[0]
+    mean = block.mean(axis=0, dtype=np.float64)
+    centred = block - mean.astype(block.dtype)
+    scatter = (centred.T @ centred).astype(np.float64)
+    return n, mean, scatter
+
+
+def combine_moments(a: tuple[int, np.ndarray, np.ndarray],
+                    b: tuple[int, np.ndarray, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Merge the moments of two blocks exactly (Chan, Golub and LeVeque's update).
+
+    Blocks are combined in any order and tree shape, so the covariance of a sharded
+    array is assembled from per-shard results without a second pass or a shared
+    shift.
+    """
+    n_a, mean_a, scatter_a = a
+    n_b, mean_b, scatter_b = b
+    if n_a == 0:
+        return b
+    if n_b == 0:
+        return a
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (n_b / n)
+    scatter = scatter_a + scatter_b + np.outer(delta, delta) * (n_a * n_b / n)
+    return n, mean, scatter

@@ -1,0 +1,375 @@
+"""Past one machine: Dask collections in, Dask collections out.
+
+- :func:`load_sharded` reads a directory or glob of ``.npy`` / parquet shards lazily as
+  a ``dask.array`` (plus a ``dask.dataframe`` of metadata for parquet);
+- :func:`fit_pca` fits :class:`~embedscope.PCA` on a ``dask.array`` from per-block
+  moments combined exactly, one pass, on the workers;
+- :class:`SampledReducer` fits UMAP / t-SNE on a seeded sample with the best local
+  backend, then places every partition with ``transform`` on the workers and returns
+  a ``dask.dataframe`` of coordinates joined with the metadata;
+- :func:`cluster` opens a ``Client`` on a scheduler address, a ``LocalCluster``, or a
+  dask-cuda ``LocalCUDACluster`` (one worker per GPU) for the cuda backend.
+
+Dask is an optional dependency (``pip install 'embedscope[dask]'``); nothing here is
+imported by ``import embedscope``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embedscope._progress import Progress
+from embedscope.engine.data import DataError, Vectors, _read_npy
+from embedscope.engine.io import OutputExists
+from embedscope.kernels import pca as kpca
+
+#: Sample the fit runs on by default: a UMAP / t-SNE fit of this size takes a minute
+#: and a few GB on one worker.
+DEFAULT_SAMPLE = 100_000
+
+
+def _dask() -> tuple[Any, Any, Any]:
+    try:
+        import dask
+        import dask.array as da
+        import dask.dataframe as dd
+    except ImportError:
+        raise ImportError("the Dask path needs dask: pip install 'embedscope[dask]'") from None
+    return dask, da, dd
+
+
+def is_dask(x: Any) -> bool:
+    """True for dask arrays and dataframes."""
+    return type(x).__module__.split(".")[0] == "dask"
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def shard_files(source: str | os.PathLike) -> list[Path]:
+    """The shard files of a directory (``*.npy`` or ``*.parquet``) or a glob, sorted."""
+    text = str(source)
+    if any(ch in text for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(text))
+    elif Path(text).is_dir():
+        files = sorted(Path(text).glob("*.npy")) or sorted(Path(text).glob("*.parquet"))
+    else:
+        files = [Path(text)]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise DataError(f"{text}: no .npy or .parquet shards found")
+    kinds = {f.suffix.lower() for f in files}
+    if len(kinds) > 1 or not kinds <= {".npy", ".parquet"}:
+        raise DataError(f"{text}: shards must all be .npy or all .parquet; found {sorted(kinds)}")
+    return files
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a shard (a memory map reads only the header)."""
+    mapped = _read_npy(path)
+    if mapped.dtype.kind not in "biuf" or mapped.ndim != 2 or not mapped.flags.c_contiguous:
+        raise DataError(f"{path}: shards must be 2-D C-ordered numeric arrays; "
+                        f"got shape {mapped.shape}, dtype {mapped.dtype}")
+    return mapped.shape, mapped.dtype
+
+
+def _load_npy_shard(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)[:]
+
+
+def _vector_block(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    if len(columns) == 1 and frame[columns[0]].dtype == object:
+        return np.stack(frame[columns[0]].to_numpy()).astype(np.float32)
+    return frame[columns].to_numpy(dtype=np.float32)
+
+
+def load_sharded(source: str | os.PathLike, *, columns: list[str] | None = None,
+                 check_finite: bool = True) -> Vectors:
+    """A directory or glob of shards as lazy Dask collections.
+
+    Parameters
+    ----------
+    source : str or path
+        A directory of ``.npy`` (or ``.parquet``) files, or a glob such as
+        ``"emb/part-*.parquet"``. Shards are read in name order.
+    columns : list of str, optional
+        Parquet: the vector column (a list column) or numeric columns; by default the
+        only list column. The other columns become metadata.
+    check_finite : bool, default=True
+        One distributed pass counting rows with NaN / inf.
+
+    Returns
+    -------
+    Vectors
+        ``(dask.array of shape (n, d), dask.dataframe or None)``.
+    """
+    dask, da, dd = _dask()
+    files = shard_files(source)
+    meta = None
+    if files[0].suffix.lower() == ".npy":
+        headers = [_npy_header(f) for f in files]
+        widths = {shape[1] for shape, _ in headers}
+        if len(widths) != 1:
+            raise DataError(f"{source}: shards have different widths {sorted(widths)}")
+        dtype = np.result_type(*[dt for _, dt in headers])
+        blocks = [da.from_delayed(dask.delayed(_load_npy_shard)(str(f)), shape=shape, dtype=dt)
+                  for f, (shape, dt) in zip(files, headers, strict=True)]
+        X = da.concatenate(blocks, axis=0).astype(np.float32 if dtype != np.float64 else dtype)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(files[0])
+        if columns is None:
+            columns = [f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
+                       or pa.types.is_large_list(f.type)]
+            if len(columns) != 1:
+                raise DataError(f"{source}: say which column(s) hold the vectors (columns=[...], --columns); "
+                                f"list columns found: {columns}")
+        frame = dd.read_parquet([str(f) for f in files])
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{source}: no column(s) {missing}; shards have {list(frame.columns)}")
+        lengths = tuple(int(n) for n in frame.map_partitions(len).compute())
+        width = len(columns) if len(columns) > 1 else len(frame[columns[0]].head(1).iloc[0])
+        parts = frame.to_delayed()
+        X = da.concatenate([da.from_delayed(dask.delayed(_vector_block)(p, columns), shape=(n, width), dtype=np.float32)
+                            for p, n in zip(parts, lengths, strict=True) if n], axis=0)
+        rest = [c for c in frame.columns if c not in columns]
+        meta = frame[rest] if rest else None
+    if X.shape[0] < 2:
+        raise DataError(f"{source} has {X.shape[0]} row(s); at least 2 are needed")
+    if check_finite:
+        bad = int((~da.isfinite(X).all(axis=1)).sum().compute())
+        if bad:
+            raise DataError(f"{source} has {bad} row(s) with NaN or inf values; drop or impute them before reducing")
+    return Vectors(X, meta)
+
+
+# ----------------------------------------------------------------------------- PCA
+
+
+def fit_pca(est: Any, X: Any, progress: Progress) -> None:
+    """Fit ``est`` (an :class:`~embedscope.PCA`) on a ``dask.array`` in one pass.
+
+    Each block's count, mean and centred scatter matrix are computed where the block
+    lives; a tree of exact pairwise merges yields the covariance; its
+    eigendecomposition (d x d) runs here.
+    """
+    dask, _, _ = _dask()
+    n, d = X.shape
+    if d > 8192:
+        raise ValueError(f"the distributed PCA builds a {d} x {d} covariance matrix; "
+                         "reduce the features first or use fewer than 8,192")
+    X = X.rechunk({1: -1})
+    parts = [dask.delayed(kpca.block_moments)(block) for block in X.to_delayed().ravel()]
+    while len(parts) > 1:  # a tree of merges, so no single task holds every block's result
+        parts = [dask.delayed(kpca.combine_moments)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    with progress.stage("pca", f"distributed covariance, {n:,} x {d:,} in {X.numblocks[0]} blocks"):
+        count, mean, scatter = parts[0].compute()
+    cov = scatter / max(count - 1, 1)
+    values, vectors = kpca.top_eigh(cov, np, min(n, d))
+    est.svd_solver_ = "covariance (dask)"
+    est.n_samples_, est.n_features_in_ = n, d
+    est._x_dtype = X.dtype
+    est._finish(mean, values, vectors, float(np.trace(cov)), np)
+
+
+def _project_block(block: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    return (np.asarray(block, dtype=projection.dtype) - mean) @ projection
+
+
+def pca_transform(est: Any, X: Any) -> Any:
+    """Lazy projection of a ``dask.array`` onto the fitted axes."""
+    X = X.rechunk({1: -1})
+    mean = est.mean_.astype(est.components_.dtype)
+    projection = est._projection()
+    return X.map_blocks(_project_block, mean, projection, dtype=projection.dtype,
+                        chunks=(X.chunks[0], (projection.shape[1],)))
+
+
+# ----------------------------------------------------------------------------- UMAP / t-SNE
+
+
+def _place_block(block: np.ndarray, reducer: Any, sample_rows: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """Coordinates of one block: fitted ones for sample rows, ``transform`` for the rest."""
+    start = block_info[0]["array-location"][0][0]
+    rows = np.arange(start, start + block.shape[0])
+    out = np.empty((block.shape[0], reducer.embedding_.shape[1]), dtype=np.float32)
+    pos = np.searchsorted(sample_rows, rows)
+    in_sample = (pos < len(sample_rows)) & (sample_rows[np.minimum(pos, len(sample_rows) - 1)] == rows)
+    out[in_sample] = reducer.embedding_[pos[in_sample]]
+    rest = ~in_sample
+    if rest.any():
+        out[rest] = reducer.transform(np.asarray(block[rest], dtype=np.float32))
+    return out
+
+
+class SampledReducer:
+    """Fit a reducer on a seeded sample, then place every row on the Dask workers.
+
+    Parameters
+    ----------
+    reducer : UMAP, TSNE or PCA
+        An unfitted estimator; it is fitted on the sample with its own backend.
+    sample_size : int, default=100000
+        Rows in the fit; all rows when the data is smaller.
+    random_state : int, default=0
+        Seed of the sample.
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    sample_rows_ : ndarray
+        Sorted row numbers of the sample.
+    n_samples_seen_ : int
+        Total rows of the data.
+    summary_ : str
+        Says plainly that the model was fitted on a sample, and how large.
+    """
+
+    def __init__(self, reducer: Any, *, sample_size: int = DEFAULT_SAMPLE, random_state: int = 0,
+                 verbose: bool = False) -> None:
+        self.reducer = reducer
+        self.sample_size = sample_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X: Any) -> SampledReducer:
+        """Fit the reducer on a seeded sample of the rows of ``X`` (dask or numpy)."""
+        progress = Progress(self.verbose, "dask")
+        n = X.shape[0]
+        if not isinstance(self.sample_size, int) or self.sample_size < 2:
+            raise ValueError(f"sample_size={self.sample_size!r} must be an int >= 2")
+        size = min(self.sample_size, n)
+        rng = np.random.default_rng(self.random_state)
+        self.sample_rows_ = np.arange(n) if size == n else np.sort(rng.choice(n, size=size, replace=False))
+        with progress.stage("sample", f"{size:,} of {n:,} rows"):
+            sample = X[self.sample_rows_]
+            sample = sample.compute() if is_dask(sample) else np.asarray(sample)
+        self.reducer.fit(sample)
+        self.n_samples_seen_ = n
+        self.summary_ = (f"{type(self.reducer).__name__} fitted on a seeded sample of {size:,} of {n:,} rows "
+                         f"(random_state={self.random_state}); the other rows are placed by transform")
+        progress.log(self.summary_)
+        return self
+
+    def transform(self, X: Any) -> Any:
+        """Lazy coordinates of every row (a ``dask.array``): sample rows keep their fit."""
+        dask, da, _ = _dask()
+        if not hasattr(self, "sample_rows_"):
+            raise AttributeError("this SampledReducer is not fitted yet; call fit first")
+        if X.shape[0] != self.n_samples_seen_:
+            raise ValueError(f"X has {X.shape[0]:,} rows; the sample was drawn from {self.n_samples_seen_:,}")
+        if not is_dask(X):
+            X = da.from_array(np.asarray(X), chunks=(max(1, min(100_000, X.shape[0])), -1))
+        X = X.rechunk({1: -1})
+        # One graph node holds the fitted model, so it is sent to each worker once.
+        model = dask.delayed(self.reducer, pure=True)
+        rows = dask.delayed(self.sample_rows_, pure=True)
+        c = self.reducer.embedding_.shape[1]
+        return X.map_blocks(_place_block, model, rows, dtype=np.float32, chunks=(X.chunks[0], (c,)))
+
+    def fit_transform(self, X: Any) -> Any:
+        """Fit on the sample and return the lazy coordinates of every row."""
+        return self.fit(X).transform(X)
+
+
+def coords_dataframe(coords: Any, meta: Any = None) -> Any:
+    """A ``dask.dataframe`` of x, y[, z] joined row for row with the metadata."""
+    _, _, dd = _dask()
+    names = ["x", "y", "z"][: coords.shape[1]] if coords.shape[1] <= 3 else [f"c{i}" for i in range(coords.shape[1])]
+    frame = dd.from_dask_array(coords, columns=names)
+    if meta is None:
+        return frame
+    if hasattr(meta, "npartitions"):
+        meta = meta.reset_index(drop=True)
+        frame = frame.reset_index(drop=True)
+        lengths = coords.chunks[0]
+        if meta.npartitions != len(lengths):
+            meta = meta.repartition(npartitions=len(lengths))
+        return dd.concat([frame, meta], axis=1, ignore_unknown_divisions=True)
+    return dd.concat([frame, dd.from_pandas(pd.DataFrame(meta).reset_index(drop=True),
+                                            npartitions=frame.npartitions)], axis=1)
+
+
+def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a dask.dataframe as parquet shards into a new folder, renamed into place."""
+    final = Path(out)
+    if final.exists() and not force:
+        raise OutputExists(f"{final} exists; pass --force (force=True) to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        frame.to_parquet(str(tmp), write_index=False)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+@contextmanager
+def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
+            gpu: bool = False, verbose: bool = False) -> Iterator[Any]:
+    """A ``distributed.Client``: on ``scheduler``, or on a local cluster it starts.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    local_workers : int, optional
+        Start a ``LocalCluster`` with this many single-threaded worker processes, or
+        with ``gpu`` a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU).
+    gpu : bool, default=False
+    verbose : bool, default=False
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError("the Dask path needs distributed: pip install 'embedscope[dask]'") from None
+    progress = Progress(verbose, "dask")
+    if scheduler:
+        client = Client(scheduler)
+        progress.log(f"connected to {scheduler}: {len(client.scheduler_info()['workers'])} workers")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if gpu:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise ImportError("several GPUs need dask-cuda: conda install -c rapidsai dask-cuda") from None
+        local = LocalCUDACluster()
+    else:
+        local = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
+                             dashboard_address=":0")
+    client = Client(local)
+    progress.log(f"local cluster: {len(client.scheduler_info()['workers'])} workers")
+    try:
+        yield client
+    finally:
+        client.close()
+        local.close()

@@ -1,0 +1,171 @@
+"""The Dask path on a real LocalCluster of 2 worker processes.
+
+Sharded data on disk goes through PCA, UMAP (fit on a sample, transform on the
+workers) and the raster; results agree with the single-machine path; a worker killed
+mid-run loses nothing (Dask reruns its tasks).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+
+import dask.array as da  # noqa: E402
+
+from embedscope import PCA, knn_accuracy, load_vectors, make_mixture  # noqa: E402
+from embedscope.engine import distributed as dist  # noqa: E402
+from embedscope.engine.data import DataError  # noqa: E402
+from embedscope.engine.io import OutputExists  # noqa: E402
+
+N_SHARDS, SHARD_ROWS, DIM = 4, 1000, 20
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dist.cluster(local_workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    X, labels = make_mixture(N_SHARDS * SHARD_ROWS, DIM, 8, random_state=4)
+    folder = tmp_path_factory.mktemp("npy_shards")
+    for i in range(N_SHARDS):
+        np.save(folder / f"part-{i:03d}.npy", X[i * SHARD_ROWS : (i + 1) * SHARD_ROWS])
+    return folder, X, labels
+
+
+def test_npy_shards_load_lazily(shards):
+    folder, X, _ = shards
+    vectors, meta = load_vectors(folder)
+    assert type(vectors).__module__.startswith("dask") and meta is None
+    assert vectors.shape == X.shape and vectors.numblocks[0] == N_SHARDS
+    np.testing.assert_array_equal(vectors.compute(), X)
+    glob_vectors, _ = load_vectors(str(folder / "part-00[01].npy"))
+    assert glob_vectors.shape == (2 * SHARD_ROWS, DIM)
+
+
+def test_parquet_shards_with_metadata(tmp_path, shards):
+    _, X, labels = shards
+    for i in range(2):
+        rows = slice(i * SHARD_ROWS, (i + 1) * SHARD_ROWS)
+        pd.DataFrame({"emb": list(X[rows]), "label": labels[rows]}).to_parquet(tmp_path / f"p{i}.parquet")
+    vectors, meta = load_vectors(tmp_path)
+    np.testing.assert_allclose(vectors.compute(), X[: 2 * SHARD_ROWS])
+    assert list(meta.columns) == ["label"]
+    np.testing.assert_array_equal(meta["label"].compute().to_numpy(), labels[: 2 * SHARD_ROWS])
+
+
+def test_bad_shards(tmp_path):
+    with pytest.raises(DataError, match="no .npy or .parquet shards"):
+        load_vectors(tmp_path)
+    np.save(tmp_path / "a.npy", np.zeros((5, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((5, 4), np.float32))
+    with pytest.raises(DataError, match="different widths"):
+        load_vectors(tmp_path)
+    bad = np.ones((5, 3), np.float32)
+    bad[2, 1] = np.nan
+    np.save(tmp_path / "b.npy", bad)
+    with pytest.raises(DataError, match="1 row"):
+        load_vectors(tmp_path)
+
+
+def test_distributed_pca_agrees_with_single_machine(client, shards):
+    folder, X, _ = shards
+    vectors, _ = load_vectors(folder)
+    ours = PCA(5).fit(vectors)
+    single = PCA(5, svd_solver="covariance").fit(X)
+    np.testing.assert_allclose(ours.components_, single.components_, atol=1e-4)
+    np.testing.assert_allclose(ours.explained_variance_, single.explained_variance_, rtol=1e-4)
+    np.testing.assert_allclose(ours.transform(vectors).compute(), single.transform(X), atol=1e-3)
+    assert ours.svd_solver_ == "covariance (dask)"
+
+
+def test_umap_sample_then_transform_on_workers(client, shards, tmp_path):
+    from embedscope import UMAP
+
+    folder, X, labels = shards
+    vectors, _ = load_vectors(folder)
+    sampled = dist.SampledReducer(UMAP(random_state=0), sample_size=1500, random_state=1)
+    coords = sampled.fit_transform(vectors)
+    assert "1,500 of 4,000 rows" in sampled.summary_
+    frame = dist.coords_dataframe(coords, pd.DataFrame({"label": labels}))
+    out = dist.write_parquet_dir(frame, tmp_path / "coords")
+    written = pd.read_parquet(out)
+    assert len(written) == len(X) and list(written.columns) == ["x", "y", "label"]
+    Y = written[["x", "y"]].to_numpy()
+    assert np.isfinite(Y).all()
+    # The sample rows are exactly what the single-machine fit on the sample gives.
+    single = UMAP(random_state=0).fit(X[sampled.sample_rows_])
+    np.testing.assert_allclose(Y[sampled.sample_rows_], single.embedding_, atol=1e-6)
+    # Rows placed by transform land among their own clusters.
+    rest = np.setdiff1d(np.arange(len(X)), sampled.sample_rows_)
+    assert knn_accuracy(Y[rest], labels[rest], 15) > 0.9
+    with pytest.raises(OutputExists, match="exists"):
+        dist.write_parquet_dir(frame, out)  # refused without force
+    assert len(pd.read_parquet(out)) == len(X)
+
+
+def test_worker_killed_mid_run_loses_nothing(client, shards):
+    from embedscope import UMAP
+
+    folder, X, _ = shards
+    vectors, _ = load_vectors(folder)
+    vectors = vectors.rechunk((250, -1))  # 16 tasks, so the kill lands mid-run
+    sampled = dist.SampledReducer(UMAP(random_state=0, n_epochs=60), sample_size=1000).fit(vectors)
+    expected = sampled.transform(vectors).compute(scheduler="sync")
+    future = client.compute(sampled.transform(vectors))
+    pids = client.run(os.getpid)
+
+    def kill_one() -> None:
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(client.processing().values()):
+            time.sleep(0.05)
+        os.kill(next(iter(pids.values())), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    result = future.result(timeout=300)
+    killer.join()
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_raster_of_dask_dataframe_matches_pandas(client):
+    dd = pytest.importorskip("dask.dataframe")
+    from embedscope.viz import raster
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=20_000), "y": rng.normal(size=20_000)})
+    lazy = dd.from_pandas(frame, npartitions=4)
+    ranges = {"x_range": (-4.0, 4.0), "y_range": (-4.0, 4.0), "width": 64, "height": 48}
+    np.testing.assert_array_equal(np.asarray(raster(lazy, **ranges)), np.asarray(raster(frame, **ranges)))
+
+
+def test_reduce_cli_on_shards_with_local_cluster(shards, tmp_path):
+    from embedscope.cli import main
+
+    folder, X, _ = shards
+    out = tmp_path / "pcs"
+    assert main(["reduce", str(folder), "--method", "pca", "--local-cluster", "2", "--out", str(out), "--quiet"]) == 0
+    written = pd.read_parquet(out)
+    np.testing.assert_allclose(written[["x", "y"]].to_numpy(), PCA(2, svd_solver="covariance").fit_transform(X),
+                               atol=1e-3)
+
+
+def test_dask_array_through_reduce(client):
+    from embedscope import reduce
+
+    X, _ = make_mixture(3000, 10, 5, random_state=0)
+    lazy = da.from_array(X, chunks=(1000, 10))
+    Y = reduce(lazy, "umap", sample_size=1000, random_state=0, n_epochs=50)
+    assert type(Y).__module__.startswith("dask") and Y.compute().shape == (3000, 2)

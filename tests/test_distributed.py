@@ -66,7 +66,7 @@ def test_parquet_shards_with_metadata(tmp_path, shards):
 
 
 def test_bad_shards(tmp_path):
-    with pytest.raises(DataError, match="no .npy or .parquet shards"):
+    with pytest.raises(DataError, match=r"no \.npy or \.parquet shards"):
         load_vectors(tmp_path)
     np.save(tmp_path / "a.npy", np.zeros((5, 3), np.float32))
     np.save(tmp_path / "b.npy", np.zeros((5, 4), np.float32))
@@ -118,7 +118,7 @@ def test_umap_sample_then_transform_on_workers(client, shards, tmp_path):
 def test_worker_killed_mid_run_loses_nothing(client, shards):
     from embedscope import UMAP
 
-    folder, X, _ = shards
+    folder, _, _ = shards
     vectors, _ = load_vectors(folder)
     vectors = vectors.rechunk((250, -1))  # 16 tasks, so the kill lands mid-run
     sampled = dist.SampledReducer(UMAP(random_state=0, n_epochs=60), sample_size=1000).fit(vectors)

@@ -136,14 +136,21 @@ def total_variance(X: Any, mean: Any, xp: Any, *, chunk_rows: int | None = None)
     return acc / max(X.shape[0] - 1, 1)
 
 
-def block_moments(block: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """Row count, column means and centred scatter matrix (float64) of one block."""
-    block = np.asarray(block)
+def block_moments(block: Any) -> tuple[int, np.ndarray, np.ndarray]:
+    """Row count, column means and centred scatter matrix (float64, host) of one block.
+
+    A cupy block (a dask-cuda worker's) is reduced on its GPU; only the d x d result
+    travels.
+    """
+    from embedscope.engine.dispatch import array_module, to_host
+
+    xp = array_module(block)
+    block = xp.asarray(block)
     n = block.shape[0]
-    mean = block.mean(axis=0, dtype=np.float64)
+    mean = block.mean(axis=0, dtype=xp.float64)
     centred = block - mean.astype(block.dtype)
-    scatter = (centred.T @ centred).astype(np.float64)
-    return n, mean, scatter
+    scatter = (centred.T @ centred).astype(xp.float64)
+    return n, to_host(mean), to_host(scatter)
 
 
 def combine_moments(a: tuple[int, np.ndarray, np.ndarray],

@@ -61,6 +61,10 @@ class EmbeddingPlot:
     spread : int, default=3
         ``dynspread`` maximum radius, so sparse points stay visible when zoomed in.
     title : str, optional
+    hover : bool, default=True
+        Server-side hover with the metadata of one real point per pixel. It costs a
+        datashader ``first`` selector per render (the dominant cost on millions of
+        points; see ``benchmarks/viz.py``); False keeps only the pixel counts.
 
     Attributes
     ----------
@@ -85,6 +89,7 @@ class EmbeddingPlot:
         hover_columns: list[str] | None = None,
         spread: int = 3,
         title: str | None = None,
+        hover: bool = True,
         _prepared: bool = False,
     ) -> None:
         # _prepared: the app hands over a frame already checked by plot_frame, so each
@@ -94,6 +99,7 @@ class EmbeddingPlot:
         self.color = color
         self.width, self.height, self.how, self.cmap, self.spread = int(width), int(height), how, cmap, int(spread)
         self.title = title or ""
+        self.hover = bool(hover)
         meta_cols = [c for c in self.frame.columns if c not in ("x", "y")]
         if hover_columns is None:
             hover_columns = meta_cols[:MAX_HOVER_COLUMNS]
@@ -133,8 +139,9 @@ class EmbeddingPlot:
         self.points = hv.Points(self.frame, kdims=["x", "y"], vdims=vdims)
         Muted = hv.streams.Stream.define("Muted", muted=False)
         self._muted = Muted()
-        raster = rasterize(self.points, aggregator=self._aggregator(), selector=ds.first("x"),
-                           width=self.width, height=self.height)
+        selector = {"selector": ds.first("x")} if self.hover else {}
+        raster = rasterize(self.points, aggregator=self._aggregator(), width=self.width, height=self.height,
+                           **selector)
         if self.spread:
             raster = dynspread(raster, threshold=0.5, max_px=self.spread)
         base = shade(raster, cnorm=self.how, min_alpha=MIN_ALPHA, **self._shade_options())

@@ -95,12 +95,12 @@ def test_session_page_waits_then_shows_explorer(files):
 
     root, _, _ = files
     data = AppData(str(root / "vectors.npy"), method="pca", verbose=False)
+    assert data.wait(60)
     data._ready.clear()  # pretend the reduction is still running
     data.status = "pca ... covariance solver"
     waiting = make_session(data)
     assert isinstance(waiting, pn.Column) and any(isinstance(o, pn.indicators.Progress) for o in waiting)
     data._ready.set()
-    data.wait(60)
     assert isinstance(make_session(data), pn.Row)
     data.error = "pca failed: boom"
     assert "boom" in str(make_session(data)[2].object)

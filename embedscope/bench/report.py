@@ -1,0 +1,203 @@
+"""The benchmark's outputs: results JSON with its manifest, a markdown table, a grid
+of datashaded panels (one per run, the same colours everywhere) and an HTML report.
+
+Panels are drawn by :func:`embedscope.viz.export.render_image` (datashader), so the
+bench shades exactly as ``embedscope plot`` does. Every panel gets the same category
+list, hence the same colour for the same label.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedscope.engine.io import atomic_output
+
+__all__ = ["markdown_table", "render_grid", "table_rows", "write_report"]
+
+PANEL = 280  # pixels per side of one panel
+TITLE = 34  # pixels of the caption strip above a panel
+COLUMNS = [("dataset", "data"), ("method", "method"), ("who", "implementation"), ("status", "status"),
+           ("compile_s", "compile s"), ("fit_s", "fit s"), ("vs_ours", "fit / ours"),
+           ("peak_rss_mib", "peak RSS MiB"), ("peak_gpu_mib", "peak GPU MiB"),
+           ("trustworthiness", "trust@15"), ("knn_recall", "recall@15"), ("knn_accuracy", "kNN acc"),
+           ("kl_divergence", "KL")]
+
+
+def _who(run: dict[str, Any]) -> str:
+    return f"embedscope[{run['backend']}]" if run["impl"] == "embedscope" else run["impl"]
+
+
+def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One flat row per run, with MiB and the fit time as a ratio to ours on the CPU."""
+    ours = {(r["dataset"], r["method"]): r["fit_s"] for r in runs
+            if r["impl"] == "embedscope" and r["backend"] == "cpu" and r.get("status") == "ok"}
+    rows = []
+    for run in runs:
+        row = dict(run)
+        row["who"] = _who(run)
+        status = run.get("status", "?")
+        row["status"] = status if status == "ok" else f"{status}: {run.get('error', '')}".rstrip(": ")
+        for key in ("peak_rss", "peak_gpu"):
+            value = run.get(f"{key}_bytes")
+            row[f"{key}_mib"] = None if value is None else value / 2**20
+        base = ours.get((run["dataset"], run["method"]))
+        if run.get("status") == "ok" and base:
+            row["vs_ours"] = run["fit_s"] / base
+        rows.append(row)
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(runs: list[dict[str, Any]]) -> str:
+    """The results as a markdown table (one line per run)."""
+    rows = table_rows(runs)
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
+    machine = manifest["machine"]
+    gpu = "; ".join(f"{name}: {'yes' if b['available'] else 'no'} ({b['detail']})"
+                    for name, b in machine["backends"].items())
+    libs = ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items() if v != "not installed")
+    return [
+        f"Command: `{manifest['command']}`",
+        f"Date: {manifest['date_utc']}; budget {manifest['budget_s']:g} s per run; seed {manifest['seed']}",
+        f"Machine: {machine['cpu']}, {machine['cpus_usable']} usable of {machine['cpu_count']} CPUs, "
+        f"{(machine['memory_bytes'] or 0) / 2**30:.0f} GiB RAM; {machine['os']}; Python {machine['python']}",
+        "Datasets: " + "; ".join(f"{d['name']} ({d['n']:,} x {d['d']}"
+                                  + (f", {d['n_labels']} labels" if d["n_labels"] else "")
+                                  + (f"; {d['note']}" if d["note"] else "") + ")"
+                                  for d in manifest["datasets"]),
+        f"Backends: {gpu}",
+        f"Libraries: {libs}",
+        f"Quality: k={manifest['quality']['k']}, on a seeded subsample of at most "
+        f"{manifest['quality']['sample_size']:,} points, measured by the parent on every embedding alike",
+        "compile s: the warm-up fit on the first "
+        f"{manifest['warmup_rows']:,} rows in the same process (JIT compilation or cache loading); "
+        "fit s: the timed fit after it; peak RSS: VmHWM of the run's process (data, warm-up and fit); "
+        "KL: as each library reports it for its own P",
+    ]
+
+
+def _panel(run: dict[str, Any], out_dir: Path, labels: np.ndarray | None,
+           names: list[str] | None) -> Any:
+    """One PIL panel: the shaded embedding with a caption, or a grey card for a failure."""
+    import pandas as pd
+    from PIL import Image, ImageDraw
+
+    panel = Image.new("RGB", (PANEL, PANEL + TITLE), "white")
+    draw = ImageDraw.Draw(panel)
+    caption = f"{run['method']} / {_who(run)}"
+    if run.get("status") == "ok":
+        from embedscope.viz.export import render_image
+
+        Y = np.load(out_dir / run["embedding"])
+        meta = None
+        if labels is not None:
+            meta = pd.DataFrame({"label": pd.Categorical.from_codes(labels, names)})
+        image, _ = render_image(Y, meta, "label" if meta is not None else None,
+                                width=PANEL, height=PANEL, spread=1)
+        panel.paste(image.to_pil().convert("RGB"), (0, TITLE))
+        detail = f"n={run['n']:,}  fit {run['fit_s']:.1f} s  T={run['trustworthiness']:.3f}"
+    else:
+        draw.rectangle([0, TITLE, PANEL, PANEL + TITLE], fill=(225, 225, 225))
+        message = f"{run.get('status')}: {run.get('error', '')}"
+        for i in range(0, min(len(message), 6 * 40), 40):
+            draw.text((8, TITLE + 12 + 16 * (i // 40)), message[i:i + 40], fill="black")
+        detail = f"n={run['n']:,}"
+    draw.text((6, 4), caption, fill="black")
+    draw.text((6, 18), detail, fill=(80, 80, 80))
+    return panel
+
+
+def render_grid(runs: list[dict[str, Any]], out_dir: Path,
+                label_sets: dict[str, tuple[np.ndarray | None, list[str] | None]]) -> Any:
+    """A grid of panels: one row per (dataset, method), one column per implementation.
+
+    Runs that never started (missing peer, unavailable backend) get no panel.
+    Returns a PIL image, or None when no run was attempted.
+    """
+    from PIL import Image
+
+    attempted = [r for r in runs if r.get("status") in ("ok", "failed", "timeout")]
+    if not attempted:
+        return None
+    columns = list(dict.fromkeys(_who(r) for r in attempted))
+    rows = list(dict.fromkeys((r["dataset"], r["method"]) for r in attempted))
+    grid = Image.new("RGB", (len(columns) * (PANEL + 4), len(rows) * (PANEL + TITLE + 4)), "white")
+    for run in attempted:
+        labels, names = label_sets.get(run["dataset"], (None, None))
+        panel = _panel(run, out_dir, labels, names)
+        grid.paste(panel, (columns.index(_who(run)) * (PANEL + 4),
+                           rows.index((run["dataset"], run["method"])) * (PANEL + TITLE + 4)))
+    return grid
+
+
+def _html(payload: dict[str, Any], grid_png: bytes | None) -> str:
+    rows = table_rows(payload["runs"])
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(key)))}</td>" for key, _ in COLUMNS) + "</tr>"
+                   for row in rows)
+    notes = "".join(f"<li>{html.escape(line).replace('`', '')}</li>" for line in _manifest_lines(payload["manifest"]))
+    picture = ("<h2>Embeddings</h2><p>One panel per run, coloured by label with the same colours everywhere "
+               "(datashader, eq_hist).</p>"
+               f'<img alt="grid of embeddings" src="data:image/png;base64,{base64.b64encode(grid_png).decode()}">'
+               if grid_png else "<p>No run produced an embedding.</p>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>embedscope bench</title><style>"
+            "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:90%}"
+            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} td:nth-child(-n+4){text-align:left}"
+            "</style></head><body><h1>embedscope bench</h1>"
+            f"<ul>{notes}</ul><table><tr>{head}</tr>{body}</table>{picture}</body></html>\n")
+
+
+def write_report(payload: dict[str, Any], out_dir: str | Path,
+                 label_sets: dict[str, tuple[np.ndarray | None, list[str] | None]]) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md``, ``grid.png`` and ``report.html`` into ``out_dir``.
+
+    Returns
+    -------
+    dict
+        Kind -> path of each file written.
+    """
+    import io
+
+    out = Path(out_dir)
+    written: dict[str, Path] = {}
+    with atomic_output(out / "results.json", force=True) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    written["json"] = out / "results.json"
+    grid = render_grid(payload["runs"], out, label_sets)
+    grid_png = None
+    if grid is not None:
+        buffer = io.BytesIO()
+        grid.save(buffer, format="PNG", optimize=True)
+        grid_png = buffer.getvalue()
+        with atomic_output(out / "grid.png", force=True) as tmp:
+            tmp.write_bytes(grid_png)
+        written["grid"] = out / "grid.png"
+    lines = ["# embedscope bench", "", *(f"- {line}" for line in _manifest_lines(payload["manifest"])), "",
+             markdown_table(payload["runs"]), ""]
+    if grid_png:
+        lines += ["![one panel per run](grid.png)", ""]
+    with atomic_output(out / "results.md", force=True) as tmp:
+        tmp.write_text("\n".join(lines))
+    written["markdown"] = out / "results.md"
+    with atomic_output(out / "report.html", force=True) as tmp:
+        tmp.write_text(_html(payload, grid_png), encoding="utf-8")
+    written["html"] = out / "report.html"
+    return written

@@ -5,31 +5,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from embedscope.bench.measure import peak_rss_bytes  # VmHWM, not ru_maxrss: see there
+
+__all__ = ["machine", "markdown_table", "peak_rss_bytes", "run_child", "write_results"]
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set of this process image.
-
-    ``VmHWM`` belongs to the current address space, so it starts afresh at exec;
-    ``getrusage``'s ``ru_maxrss`` does not (Linux carries the parent's peak across
-    fork and exec), which would charge a child with its parent's memory.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def run_child(script: str, args: list[str], timeout: float | None = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,17 @@ def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _command_of(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (every option spelled out)."""
+    words = ["embedscope", "bench"]
+    for name in ("data", "meta", "labels", "methods", "backends", "peers", "sizes", "budget", "seed",
+                 "sample_size", "warmup_rows", "out"):
+        value = getattr(args, name)
+        if value not in (None, ""):
+            words += ["--" + name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from embedscope.bench.datasets import parse_sizes
     from embedscope.bench.report import markdown_table
@@ -37,7 +47,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if (out / "results.json").exists() and not args.force:
         raise ValueError(f"{out} already holds results.json; pass --force to replace the results")
     sizes: list[int | None] = list(parse_sizes(args.sizes)) or [None]
-    command = "embedscope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_of(args)
     payload = run_bench(
         args.data, methods=_list(args.methods), sizes=sizes, out_dir=out,
         backends=_list(args.backends), peers=_list(args.peers) if args.peers else [],

@@ -25,13 +25,13 @@ import pytest
 from embedscope.engine.memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
-KERNEL_MODULES = ["embedscope.kernels.knn_cuda"]
+KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
 
 @needs_numba_cuda
-@pytest.mark.parametrize("script", ["knn_check.py"])
+@pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,
@@ -106,3 +106,28 @@ def test_knn_gpu_parity_on_device(metric):
     distinct = (np.diff(ref_d, axis=1) > 1e-4).all(axis=1)  # rows without near-ties
     assert distinct.mean() > 0.5
     np.testing.assert_array_equal(got_i[distinct], ref_i[distinct])
+
+
+@pytest.mark.gpu
+def test_umap_sgd_gpu_matches_cpu_on_device():
+    import scipy.sparse as sp
+
+    from embedscope.engine.data import make_mixture
+    from embedscope.engine.metrics import trustworthiness
+    from embedscope.kernels.knn import exact_knn
+    from embedscope.kernels.umap_sgd import find_ab_params, optimize_layout
+    from embedscope.kernels.umap_sgd_gpu import optimize_layout_gpu
+
+    X, _ = make_mixture(5000, 50, 20, random_state=0)
+    idx, _ = exact_knn(X, 14)
+    rows = np.repeat(np.arange(len(X)), 14)
+    graph = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, idx.ravel())), shape=(len(X), len(X)))
+    graph = graph.maximum(graph.T).tocsr()
+    start = np.random.default_rng(0).uniform(-10, 10, (len(X), 2)).astype(np.float32)
+    a, b = find_ab_params(1.0, 0.1)
+    cpu = optimize_layout(start.copy(), graph, 200, a=a, b=b, seed=1)
+    gpu = optimize_layout_gpu(start.copy(), graph, 200, a=a, b=b, seed=1).get()
+    assert abs(trustworthiness(X, gpu, 15) - trustworthiness(X, cpu, 15)) < 0.01
+    one_cpu = optimize_layout(start.copy(), graph, 1, a=a, b=b, seed=1)
+    one_gpu = optimize_layout_gpu(start.copy(), graph, 1, a=a, b=b, seed=1).get()
+    np.testing.assert_allclose(one_gpu, one_cpu, atol=1e-3)

@@ -1,0 +1,81 @@
+"""GPU twin of :func:`embedscope.kernels.umap_sgd.optimize_layout`.
+
+Same arguments and result as the CPU driver; the layout, graph and schedule live on
+the device for all epochs, one kernel launch per epoch (one thread per head), and the
+epoch loop, learning-rate decay, callbacks and progress stay in Python. The CSR graph
+and the initial layout may be host (numpy / scipy) or device arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.kernels._cuda import cuda, device_array_module
+
+THREADS_PER_BLOCK = 256
+
+
+@lru_cache(maxsize=1)
+def _kernel() -> Any:
+    cuda()  # restores what numba-cuda needs from numpy before it loads
+    from embedscope.kernels import umap_sgd_cuda
+
+    return umap_sgd_cuda.sgd_epoch
+
+
+def optimize_layout_gpu(
+    head: Any,
+    graph: sp.csr_matrix,
+    n_epochs: int,
+    *,
+    a: float,
+    b: float,
+    learning_rate: float = 1.0,
+    negative_sample_rate: int = 5,
+    seed: int = 0,
+    reference: Any = None,
+    callback: Callable[[int, int, Any], object] | None = None,
+    log: Callable[[str], None] | None = None,
+    threads: int = THREADS_PER_BLOCK,
+) -> Any:
+    """Run ``n_epochs`` epochs of UMAP's SGD on the GPU (the CPU twin's contract).
+
+    Returns
+    -------
+    head : device array (cupy; numpy under numba's CUDA simulator), float32
+        The optimised layout. ``callback`` receives the live device array.
+    """
+    xp = device_array_module()
+    kernel = _kernel()
+    head = xp.ascontiguousarray(xp.asarray(head, dtype=xp.float32))
+    graph = graph.tocsr()
+    weights = graph.data.astype(np.float32)
+    if weights.size == 0 or n_epochs <= 0:
+        return head
+    epochs_per_sample = (weights.max() / weights).astype(np.float32)
+    eps = xp.asarray(epochs_per_sample)
+    next_sample = xp.asarray(epochs_per_sample.copy())
+    next_negative = xp.asarray((epochs_per_sample / max(negative_sample_rate, 1)).astype(np.float32))
+    indptr = xp.asarray(graph.indptr.astype(np.int64))
+    indices = xp.asarray(graph.indices.astype(np.int32))
+    fit_case = reference is None
+    snapshot = xp.empty_like(head) if fit_case else xp.ascontiguousarray(xp.asarray(reference, dtype=xp.float32))
+    blocks = max(1, -(-head.shape[0] // threads))
+    report_every = max(1, n_epochs // 10)
+    for epoch in range(n_epochs):
+        if fit_case:
+            xp.copyto(snapshot, head)
+        alpha = learning_rate * (1.0 - epoch / n_epochs)
+        kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
+                                int(negative_sample_rate), float(a), float(b), float(alpha), 1,
+                                epoch, np.uint64(seed), fit_case)
+        if callback is not None:
+            callback(epoch + 1, n_epochs, head)
+        if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
+            log(f"epoch {epoch + 1}/{n_epochs}")
+    return head

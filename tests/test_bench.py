@@ -169,7 +169,7 @@ def test_manifest_is_complete(bench_run):
 def test_reports_written(bench_run):
     from PIL import Image
 
-    from embedscope.bench.report import PANEL, TITLE
+    from embedscope.bench.report import PANEL, TITLE, rebuild_report
 
     out, payload = bench_run
     markdown = (out / "results.md").read_text()
@@ -184,6 +184,12 @@ def test_reports_written(bench_run):
     page = (out / "report.html").read_text()
     assert "<table>" in page and "data:image/png;base64," in page
     assert page.split("<table>")[1].count("<tr>") == 1 + len(payload["runs"])
+    # Stage times of our runs (peers report none); the report can be rebuilt from the JSON.
+    assert "knn" in markdown.split("Seconds per stage")[1] and "| pca | sklearn |" not in markdown.split("Seconds per stage")[1]
+    before = (out / "grid.png").read_bytes()
+    (out / "grid.png").unlink()
+    rebuild_report(out)
+    assert (out / "grid.png").read_bytes() == before
 
 
 # ----------------------------------------------------------------------------- failures
@@ -276,3 +282,13 @@ def test_cli_bench(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(["bench", "--data", "mixture", "--methods", "pca", "--sizes", "ten", "--out", str(tmp_path / "x")]) == 2
     assert "size" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_run_records_gpu_memory(tmp_path):
+    payload = run_bench("mixture:x50", methods=["pca"], sizes=[20_000], out_dir=tmp_path, backends=["cuda"],
+                        budget=300, warmup_rows=100)
+    (run,) = payload["runs"]
+    assert run["status"] == "ok" and run["backend"] == "cuda", run
+    assert run["peak_gpu_bytes"] > 20_000 * 50 * 4 // 2  # at least half the data went through the device
+    assert run["trustworthiness"] > 0.8

@@ -18,7 +18,7 @@ import numpy as np
 
 from embedscope.engine.io import atomic_output
 
-__all__ = ["markdown_table", "render_grid", "table_rows", "write_report"]
+__all__ = ["markdown_table", "rebuild_report", "render_grid", "stage_table", "table_rows", "write_report"]
 
 PANEL = 280  # pixels per side of one panel
 TITLE = 34  # pixels of the caption strip above a panel
@@ -69,6 +69,21 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stage_table(runs: list[dict[str, Any]]) -> str:
+    """Seconds per stage of each successful run that reports stages (ours do)."""
+    timed = [r for r in runs if r.get("status") == "ok" and r.get("stages")]
+    if not timed:
+        return ""
+    stages = list(dict.fromkeys(name for r in timed for name in r["stages"]))
+    lines = ["| data | method | implementation | compile s | " + " | ".join(stages) + " | fit s |",
+             "|" + "---|" * (len(stages) + 5)]
+    for run in timed:
+        cells = [_cell(run["stages"].get(name)) for name in stages]
+        lines.append(f"| {run['dataset']} | {run['method']} | {_who(run)} | {_cell(run.get('compile_s'))} | "
+                     + " | ".join(cells) + f" | {_cell(run['fit_s'])} |")
+    return "\n".join(lines)
+
+
 def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
     machine = manifest["machine"]
     gpu = "; ".join(f"{name}: {'yes' if b['available'] else 'no'} ({b['detail']})"
@@ -113,7 +128,7 @@ def _panel(run: dict[str, Any], out_dir: Path, labels: np.ndarray | None,
         image, _ = render_image(Y, meta, "label" if meta is not None else None,
                                 width=PANEL, height=PANEL, spread=1)
         panel.paste(image.to_pil().convert("RGB"), (0, TITLE))
-        detail = f"n={run['n']:,}  fit {run['fit_s']:.1f} s  T={run['trustworthiness']:.3f}"
+        detail = f"n={run['n']:,}  fit {run['fit_s']:.3g} s  T={run['trustworthiness']:.3f}"
     else:
         draw.rectangle([0, TITLE, PANEL, PANEL + TITLE], fill=(225, 225, 225))
         message = f"{run.get('status')}: {run.get('error', '')}"
@@ -153,6 +168,13 @@ def _html(payload: dict[str, Any], grid_png: bytes | None) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(key)))}</td>" for key, _ in COLUMNS) + "</tr>"
                    for row in rows)
+    stage_rows = [line.strip("|").split(" | ") for line in stage_table(payload["runs"]).splitlines()]
+    stages = ""
+    if stage_rows:
+        stages = ("<h2>Seconds per stage of the timed fit</h2><table><tr>"
+                  + "".join(f"<th>{html.escape(c.strip())}</th>" for c in stage_rows[0]) + "</tr>"
+                  + "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>"
+                            for row in stage_rows[2:]) + "</table>")
     notes = "".join(f"<li>{html.escape(line).replace('`', '')}</li>" for line in _manifest_lines(payload["manifest"]))
     picture = ("<h2>Embeddings</h2><p>One panel per run, coloured by label with the same colours everywhere "
                "(datashader, eq_hist).</p>"
@@ -162,7 +184,26 @@ def _html(payload: dict[str, Any], grid_png: bytes | None) -> str:
             "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:90%}"
             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} td:nth-child(-n+4){text-align:left}"
             "</style></head><body><h1>embedscope bench</h1>"
-            f"<ul>{notes}</ul><table><tr>{head}</tr>{body}</table>{picture}</body></html>\n")
+            f"<ul>{notes}</ul><table><tr>{head}</tr>{body}</table>{stages}{picture}</body></html>\n")
+
+
+def rebuild_report(out_dir: str | Path) -> dict[str, Path]:
+    """Write the report again from ``out_dir/results.json`` and the saved embeddings.
+
+    Labels (colours, legends) are regenerated from the manifest's data settings, so the
+    dataset must still be reachable (built-ins always are).
+    """
+    from embedscope.bench.datasets import load_bench_data
+
+    out = Path(out_dir)
+    payload = json.loads((out / "results.json").read_text())
+    manifest = payload["manifest"]
+    label_sets = {}
+    for size in manifest["sizes"]:
+        bench = load_bench_data(manifest["data"], size, labels=manifest.get("labels"), meta=manifest.get("meta"),
+                                random_state=manifest["seed"])
+        label_sets[bench.name] = (bench.labels, bench.label_names)
+    return write_report(payload, out, label_sets)
 
 
 def write_report(payload: dict[str, Any], out_dir: str | Path,
@@ -192,6 +233,9 @@ def write_report(payload: dict[str, Any], out_dir: str | Path,
         written["grid"] = out / "grid.png"
     lines = ["# embedscope bench", "", *(f"- {line}" for line in _manifest_lines(payload["manifest"])), "",
              markdown_table(payload["runs"]), ""]
+    stages = stage_table(payload["runs"])
+    if stages:
+        lines += ["Seconds per stage of the timed fit:", "", stages, ""]
     if grid_png:
         lines += ["![one panel per run](grid.png)", ""]
     with atomic_output(out / "results.md", force=True) as tmp:

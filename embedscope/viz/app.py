@@ -198,12 +198,12 @@ class Explorer:
         self.data = data
         self._plot_cls = EmbeddingPlot
         options = ["(density)", *data.meta_columns]
-        self.color = pn.widgets.Select(name="Colour by", options=options,
+        self.color = pn.widgets.Select(label="Colour by", options=options,
                                        value=data.color or "(density)", width=220)
-        self.search = pn.widgets.TextInput(name=f"Search {data.text_column or '(no text column)'}",
+        self.search = pn.widgets.TextInput(label=f"Search {data.text_column or '(no text column)'}",
                                            placeholder="text to find", disabled=data.text_column is None, width=220)
-        self.clear = pn.widgets.Button(name="Clear selection", width=220)
-        self.fmt = pn.widgets.RadioButtonGroup(name="Format", options=["csv", "parquet"], value="csv", width=220)
+        self.clear = pn.widgets.Button(label="Clear selection", width=220)
+        self.fmt = pn.widgets.RadioButtonGroup(options=["csv", "parquet"], value="csv", width=220)
         self.download = pn.widgets.FileDownload(callback=self._export, filename="selection.csv",
                                                 label="Export selection", width=220)
         self.selection_info = pn.pane.Markdown("Nothing selected.", css_classes=["es-selection"], width=240)
@@ -291,7 +291,7 @@ def make_session(data: AppData) -> Any:
     if data.ready and data.error is None:
         return Explorer(data).layout
     holder = pn.Column()
-    indicator = pn.indicators.Progress(name="reducing", active=True, width=400)
+    indicator = pn.indicators.Progress(active=True, width=400)
     status = pn.pane.Markdown(css_classes=["es-status"])
     holder[:] = [pn.pane.Markdown(f"### embedscope\n{data.note}"), indicator, status]
 

@@ -27,9 +27,17 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 WAIT_MS = 30_000
 
+# CI sets EMBEDSCOPE_REQUIRE_BROWSER: there a missing browser is a failure, not a skip.
+_REQUIRED = bool(os.environ.get("EMBEDSCOPE_REQUIRE_BROWSER"))
 if not Path(CHROMIUM).exists():
+    if _REQUIRED:
+        raise RuntimeError(f"EMBEDSCOPE_REQUIRE_BROWSER is set but chromium is not at {CHROMIUM}")
     pytest.skip(f"chromium not found ({CHROMIUM}); CI installs it with apt-get install chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+if _REQUIRED:
+    import playwright.sync_api as sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="Playwright for Python is not installed (pip install playwright)")
 
 # Finds the figure's view in Bokeh's view tree and reports its ranges and screen geometry.
 FIGURE_JS = """() => {

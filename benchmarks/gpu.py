@@ -138,7 +138,17 @@ def main() -> None:
         ("raster", lambda: bench_raster(1_000_000 if small else 100_000_000)),
         ("cpu_vs_umap_learn", lambda: bench_cpu_vs_umap_learn(10_000 if small else 100_000)),
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    except Exception:
+        gpu = "unknown"
+    info = {**machine(), "gpu": gpu}
     for name, fn in cases:
         try:
             row = fn()
@@ -149,21 +159,15 @@ def main() -> None:
             row["met"] = "yes" if row["time_s"] <= row["target_s"] else "no"
         rows.append(row)
         print(json.dumps(row), flush=True)
-    rows.append({"stage": "UMAP / t-SNE on the cuda backend", "error": "GPU twins of the SGD and t-SNE kernels not built yet"})
-    try:
-        import cupy
+        _write(out, info, rows)  # after every case: a run cut short keeps what it measured
+    print(_write(out, info, rows))
 
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    except Exception:
-        gpu = "unknown"
-    info = {**machine(), "gpu": gpu}
+
+def _write(out: Path, info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     table = markdown_table(rows, ["stage", "time_s", "target_s", "met", "detail", "error"])
-    print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "gpu.json").write_text(json.dumps({"machine": info, "results": rows}, indent=2, default=str) + "\n")
-    (out / "gpu.md").write_text(f"# GPU benchmark\n\n`{info['command']}` on {info['date']}, {gpu}\n\n{table}\n")
+    (out / "gpu.md").write_text(f"# GPU benchmark\n\n`{info['command']}` on {info['date']}, {info['gpu']}\n\n{table}\n")
+    return table
 
 
 if __name__ == "__main__":

@@ -269,6 +269,7 @@ def test_duplicate_points_give_finite_output():
     assert np.isfinite(Y).all()
 
 
+@pytest.mark.filterwarnings("ignore:perplexity=")
 @pytest.mark.parametrize("X, match", [
     (np.zeros((3, 5)), "at least 4"),
     (np.ones((20, 5)), "identical"),
@@ -280,6 +281,7 @@ def test_bad_data_is_a_clear_error(X, match):
         TSNE().fit(X)
 
 
+@pytest.mark.filterwarnings("ignore:perplexity=")
 @pytest.mark.parametrize("params, match", [
     ({"metric": "manhattan"}, "unknown metric 'manhattan'"),
     ({"n_components": 4}, "n_components=4"),

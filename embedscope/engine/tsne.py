@@ -47,19 +47,25 @@ def _step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, 
     ``inv_z`` holds 1/Z per row (all equal for a fit).
     """
     n, d = Y.shape
+    inv_dof = 1.0 / dof
     for i in numba.prange(n):
-        attr = np.zeros(d)
+        # Unrolled for d <= 3 (the only embedding sizes): no per-row allocation.
+        a0 = a1 = a2 = 0.0
+        y0 = Y[i, 0]
+        y1 = Y[i, 1]
+        y2 = Y[i, 2] if d == 3 else 0.0
         for jj in range(indptr[i], indptr[i + 1]):
             j = indices[jj]
-            d2 = 0.0
-            for c in range(d):
-                diff = Y[i, c] - reference[j, c]
-                d2 += diff * diff
-            f = values[jj] / (1.0 + d2 / dof)
-            for c in range(d):
-                attr[c] += f * (Y[i, c] - reference[j, c])
+            d0 = y0 - reference[j, 0]
+            d1 = y1 - reference[j, 1]
+            d2_ = y2 - reference[j, 2] if d == 3 else 0.0
+            f = values[jj] / (1.0 + (d0 * d0 + d1 * d1 + d2_ * d2_) * inv_dof)
+            a0 += f * d0
+            a1 += f * d1
+            a2 += f * d2_
         for c in range(d):
-            grad = scale * (exaggeration * attr[c] - rep[i, c] * inv_z[i])
+            attr = a0 if c == 0 else (a1 if c == 1 else a2)
+            grad = scale * (exaggeration * attr - rep[i, c] * inv_z[i])
             # Gains grow while the gradient keeps pointing the way we are moving.
             if (grad > 0.0) != (update[i, c] > 0.0):
                 gains[i, c] += 0.2
@@ -68,6 +74,20 @@ def _step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, 
             if gains[i, c] < 0.01:
                 gains[i, c] = 0.01
             update[i, c] = momentum * update[i, c] - learning_rate * gains[i, c] * grad
+
+
+@numba.njit(cache=True)
+def _advance(Y, update):  # pragma: no cover - numba
+    """``Y += update`` then recentre (a serial pass; numpy's axis-0 mean is strided)."""
+    n, d = Y.shape
+    mean = np.zeros(d)
+    for i in range(n):
+        for c in range(d):
+            Y[i, c] += update[i, c]
+            mean[c] += Y[i, c]
+    for i in range(n):
+        for c in range(d):
+            Y[i, c] -= mean[c] / n
 
 
 def _repulsion(n: int, dim: int, dof: float) -> Callable:
@@ -296,7 +316,6 @@ class TSNE(BaseReducer):
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             Y = self._initial(Xp, rng)
         self._X_ref = Xp
-        self._P = P
         self._optimise(P, Y, progress)
         self.timings_ = progress.timings
         return self
@@ -334,8 +353,7 @@ class TSNE(BaseReducer):
                         kl = ktsne.kl_divergence(P, Y, z, dof)
                     _step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(n, 1.0 / z),
                           exaggeration, 4.0, lr, momentum, update, gains)
-                    Y += update
-                    Y -= Y.mean(axis=0)
+                    _advance(Y, update)
                     it += 1
                     if report:
                         history.append((it, kl))

@@ -58,6 +58,22 @@ def _locate(coord, lo, box_width, n_boxes):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True)
+def _bounds(points):  # pragma: no cover - numba
+    # One contiguous pass; numpy's min/max over axis 0 of an (n, 2) array is strided.
+    d = points.shape[1]
+    lo = points[0].copy()
+    hi = points[0].copy()
+    for i in range(points.shape[0]):
+        for c in range(d):
+            v = points[i, c]
+            if v < lo[c]:
+                lo[c] = v
+            if v > hi[c]:
+                hi[c] = v
+    return lo, hi
+
+
+@numba.njit(cache=True)
 def _spread_2d(points, lo, box_width, n_boxes, n_interp, grid):  # pragma: no cover - numba
     # Serial on purpose: charges from many points land on shared nodes, and at
     # N p^2 adds this is a few ms even at a million points.
@@ -223,8 +239,10 @@ class FFTRepulsion:
         n, dim = S.shape
         if dim not in (2, 3):
             raise ValueError(f"grid repulsion supports 2-D and 3-D embeddings, not {dim}-D")
-        both = S if self_join else np.concatenate([S, T])
-        lo, hi = both.min(axis=0), both.max(axis=0)
+        lo, hi = _bounds(S)
+        if not self_join:
+            lo_t, hi_t = _bounds(T)
+            lo, hi = np.minimum(lo, lo_t), np.maximum(hi, hi_t)
         n_boxes, box_width, fft_len = self._layout(lo, hi, dim)
         spectra = self._kernel_spectra(n_boxes, box_width, fft_len, dim)
         m = n_boxes * self.n_interp

@@ -129,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--small", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--only", default=None, help="comma-separated cases to run (pca,knn,knn_parity,raster,...)")
     args = parser.parse_args()
     small = args.small
     cases = [
@@ -138,6 +139,8 @@ def main() -> None:
         ("raster", lambda: bench_raster(1_000_000 if small else 100_000_000)),
         ("cpu_vs_umap_learn", lambda: bench_cpu_vs_umap_learn(10_000 if small else 100_000)),
     ]
+    if args.only:
+        cases = [case for case in cases if case[0] in args.only.split(",")]
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

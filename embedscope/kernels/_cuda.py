@@ -26,7 +26,7 @@ def cuda() -> ModuleType:
     the alias of ``np.vstack``. Restoring it here, once, keeps the fix in one place.
     """
     if not hasattr(np, "row_stack"):
-        np.vstack = np.vstack
+        np.row_stack = np.vstack  # noqa: NPY201 - restoring the removed alias is the point
     try:
         from numba import cuda as numba_cuda
     except ImportError as exc:  # pragma: no cover - depends on the install

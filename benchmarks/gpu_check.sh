@@ -33,7 +33,7 @@ python3 -m embedscope.cli info | tee -a "$OUT/gpu_info.txt"
 
 # 1. gpu-marked tests: parity of every GPU twin with its CPU twin on real sizes.
 timeout "${GPU_TESTS_TIMEOUT:-900}" python3 -m pytest -q -m gpu -p no:cacheprovider --continue-on-collection-errors \
-  tests 2>&1 | tee "$OUT/gpu_tests.log"
+  ${GPU_TESTS_PATHS:-tests} 2>&1 | tee "$OUT/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 
 # 2. the benchmark (JSON + markdown table under $OUT).

@@ -131,3 +131,21 @@ def test_umap_sgd_gpu_matches_cpu_on_device():
     one_cpu = optimize_layout(start.copy(), graph, 1, a=a, b=b, seed=1)
     one_gpu = optimize_layout_gpu(start.copy(), graph, 1, a=a, b=b, seed=1).get()
     np.testing.assert_allclose(one_gpu, one_cpu, atol=1e-3)
+
+
+def test_row_stack_shim_restores_the_alias(monkeypatch):
+    """numpy 2.5 dropped np.row_stack, which numba-cuda 0.30 still needs."""
+    from embedscope.kernels import _cuda
+
+    if hasattr(np, "row_stack"):
+        monkeypatch.delattr(np, "row_stack")
+    _cuda.cuda.cache_clear()
+    try:
+        if importlib.util.find_spec("numba_cuda") is None:
+            with pytest.raises(ImportError):
+                _cuda.cuda()
+        else:
+            _cuda.cuda()
+        assert np.row_stack is np.vstack  # noqa: NPY201
+    finally:
+        _cuda.cuda.cache_clear()

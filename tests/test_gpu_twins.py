@@ -103,7 +103,10 @@ def test_knn_gpu_parity_on_device(metric):
     got_i, got_d = exact_knn_gpu(X, 15, metric)
     got_i, got_d = got_i.get(), got_d.get()
     np.testing.assert_allclose(got_d, ref_d, rtol=1e-4, atol=1e-4)
-    distinct = (np.diff(ref_d, axis=1) > 1e-4).all(axis=1)  # rows without near-ties
+    # Rows whose neighbour distances are all apart by more than float32 rounding of
+    # the two BLAS libraries can be compared index by index.
+    gap = 1e-4 * max(float(np.median(np.abs(ref_d))), 1e-3)
+    distinct = (np.diff(ref_d, axis=1) > gap).all(axis=1)
     assert distinct.mean() > 0.5
     np.testing.assert_array_equal(got_i[distinct], ref_i[distinct])
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int32
 
-from embedscope.kernels._cuda import THREADS
-from embedscope.kernels.knn_cuda_consts import KMAX
+from embedscope.kernels.knn_cuda_consts import KMAX, MAX_THREADS
 
 INF = np.float32(np.inf)
 
@@ -61,9 +60,9 @@ def select_topk(gram, q_sq, d_sq, k, metric_code, self_offset, col_offset, out_i
             loc_d[pos] = dist
             loc_i[pos] = col
             worst = loc_d[k - 1]
-    sh_d = cuda.shared.array(THREADS, float32)
-    sh_i = cuda.shared.array(THREADS, int32)
-    sh_t = cuda.shared.array(THREADS, int32)
+    sh_d = cuda.shared.array(MAX_THREADS, float32)
+    sh_i = cuda.shared.array(MAX_THREADS, int32)
+    sh_t = cuda.shared.array(MAX_THREADS, int32)
     head = 0
     for out in range(k):
         if head < k:

@@ -22,7 +22,7 @@ import numpy as np
 from embedscope.engine.memory import KnnPlan, device_free_bytes, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
 from embedscope.kernels.knn import _METRIC_CODE, check_metric
-from embedscope.kernels.knn_cuda_consts import KMAX
+from embedscope.kernels.knn_cuda_consts import KMAX, MAX_THREADS
 
 
 @lru_cache(maxsize=1)
@@ -93,7 +93,7 @@ def exact_knn_gpu(
     plan : KnnPlan, optional
         Block sizes; by default planned from the free device memory.
     threads : int, default=128
-        Threads per query row; a power of two, at most 128.
+        Threads per query row; a power of two, at most 512.
 
     Returns
     -------
@@ -108,8 +108,8 @@ def exact_knn_gpu(
     limit = n - 1 if self_join else n
     if not 1 <= k <= min(limit, KMAX):
         raise ValueError(f"k={k} neighbours asked of {n} points; k must be between 1 and {min(limit, KMAX)}")
-    if threads > THREADS or threads & (threads - 1):
-        raise ValueError(f"threads={threads} must be a power of two <= {THREADS}")
+    if threads > MAX_THREADS or threads & (threads - 1):
+        raise ValueError(f"threads={threads} must be a power of two <= {MAX_THREADS}")
     m = n if self_join else queries.shape[0]
     if plan is None:
         free = 8 * 2**30 if simulated() else device_free_bytes()

@@ -193,11 +193,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  {name:5s} {'yes' if ok else 'no ':3s}  {detail}")
     print(f"auto picks: {resolve_backend('auto')}")
     print("libraries:")
-    for dist in ("numpy", "numba", "scipy", "pandas", "pyarrow", "cupy-cuda12x", "cupy", "cuml-cu12", "cuml",
-                 "datashader", "holoviews", "bokeh", "panel", "dask", "scikit-learn", "umap-learn", "openTSNE"):
-        version = _version(dist)
-        if version != "not installed" or dist in ("numpy", "numba", "datashader", "cupy", "cuml"):
-            print(f"  {dist:14s} {version}")
+    # cupy and cuml ship under CUDA-specific distribution names; report whichever is there.
+    aliases = {"cupy": ("cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x"),
+               "cuml": ("cuml", "cuml-cu12", "cuml-cu13", "cuml-cu11"),
+               "numba-cuda": ("numba-cuda",)}
+    for name in ("numpy", "numba", "numba-cuda", "scipy", "pandas", "pyarrow", "cupy", "cuml", "datashader",
+                 "holoviews", "bokeh", "panel", "dask", "scikit-learn", "umap-learn", "openTSNE"):
+        found = [(dist, _version(dist)) for dist in aliases.get(name, (name,))]
+        installed = [f"{v} ({d})" if d != name else v for d, v in found if v != "not installed"]
+        if installed or name in ("numpy", "numba", "datashader", "cupy", "cuml"):
+            print(f"  {name:14s} {installed[0] if installed else 'not installed'}")
     return 0
 
 

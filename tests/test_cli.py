@@ -95,3 +95,13 @@ def test_help_shows_examples():
         out = subprocess.run([sys.executable, "-m", "embedscope.cli", command, "--help"],
                              capture_output=True, text=True, check=True).stdout
         assert "example" in out and f"embedscope {command}" in out
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    out = tmp_path / "c.npy"
+    assert main(["reduce", "builtin:mixture:300x5", "--method", "pca", "--out", str(out), "--quiet"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -53,6 +53,11 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the permissions a plain
+        # open() would have, under the user's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final)
     finally:
         if tmp.exists():

@@ -62,7 +62,16 @@ def _first_bad_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
     count, first = 0, []
     for start, chunk in iter_row_chunks(X, dtype=None):
         xp = array_module(chunk)
-        bad = ~xp.isfinite(chunk).all(axis=1)
+        # NaN and inf survive a row sum, so one BLAS product screens every row; only
+        # rows whose sum is not finite (bad values, or a sum that overflowed) are
+        # checked element by element.
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = chunk @ xp.ones(chunk.shape[1], dtype=chunk.dtype) if chunk.dtype.kind == "f" else None
+        suspect = xp.nonzero(~xp.isfinite(sums))[0] if sums is not None else xp.arange(chunk.shape[0])
+        if suspect.size == 0:
+            continue
+        bad = xp.zeros(chunk.shape[0], dtype=bool)
+        bad[suspect] = ~xp.isfinite(chunk[suspect]).all(axis=1)
         n_bad = int(bad.sum())
         if n_bad:
             count += n_bad

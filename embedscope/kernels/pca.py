@@ -40,7 +40,9 @@ def mean_and_covariance(X: Any, xp: Any, *, chunk_rows: int | None = None) -> tu
         if shift is None:
             shift = block.mean(axis=0, dtype=xp.float64).astype(block.dtype)
         centred = block - shift
-        total += centred.sum(axis=0, dtype=xp.float64)
+        # Column sums as a BLAS product: a float64 reduction with casting costs more
+        # than the scatter matrix itself; centred values are small, float32 holds them.
+        total += (xp.ones(centred.shape[0], dtype=centred.dtype) @ centred).astype(xp.float64)
         scatter += (centred.T @ centred).astype(xp.float64)  # a.T @ a runs as BLAS syrk
     offset = total / n
     mean = shift.astype(xp.float64) + offset

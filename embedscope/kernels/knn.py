@@ -24,6 +24,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope.kernels._random import mix64
+
 METRICS = ("euclidean", "cosine", "inner_product")
 _ALIASES = {"l2": "euclidean", "ip": "inner_product", "dot": "inner_product", "angular": "cosine"}
 _METRIC_CODE = {"euclidean": 0, "cosine": 1, "inner_product": 2}
@@ -181,17 +183,6 @@ def exact_knn(
 # without locks and its result does not depend on the thread count. A pair is looked
 # at only when one of its two links is new since the last sweep.
 
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-@numba.njit(cache=True, inline="always")
-def _hash(x):  # pragma: no cover - numba
-    x = (x ^ (x >> np.uint64(30))) * _MIX1
-    x = (x ^ (x >> np.uint64(27))) * _MIX2
-    return x ^ (x >> np.uint64(31))
-
-
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _pair_dist(data, i, j, metric_code):  # pragma: no cover - numba
     """Squared euclidean (code 0) or 1 - dot / -dot on prepared rows."""
@@ -252,9 +243,9 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
             n_leaves += 1
             continue
         state += np.uint64(0x9E3779B97F4A7C15)
-        a = perm[lo + np.int64(_hash(state) % np.uint64(size))]
+        a = perm[lo + np.int64(mix64(state) % np.uint64(size))]
         state += np.uint64(0x9E3779B97F4A7C15)
-        b = perm[lo + np.int64(_hash(state) % np.uint64(size))]
+        b = perm[lo + np.int64(mix64(state) % np.uint64(size))]
         offset = np.float32(0.0)
         for f in range(dim):
             normal[f] = data[a, f] - data[b, f]
@@ -268,7 +259,7 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
             margin -= offset
             if margin == 0.0:  # duplicates and a == b: split at random
                 state += np.uint64(0x9E3779B97F4A7C15)
-                left = (_hash(state) & np.uint64(1)) == 0
+                left = (mix64(state) & np.uint64(1)) == 0
             else:
                 left = margin < 0.0
             side[t - lo] = 1 if left else 0
@@ -317,11 +308,11 @@ def _random_fill(data, seed, metric_code, heap_idx, heap_dist, heap_new):  # pra
     """Fill rows the trees left short with random points (never the point itself)."""
     n, k = heap_idx.shape
     for i in numba.prange(n):
-        state = _hash(np.uint64(seed) ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03)))
+        state = mix64(np.uint64(seed) ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03)))
         tries = 0
         while heap_idx[i, k - 1] < 0 and tries < 8 * k + 64:
             state += np.uint64(0x9E3779B97F4A7C15)
-            cand = np.int64(_hash(state) % np.uint64(n))
+            cand = np.int64(mix64(state) % np.uint64(n))
             tries += 1
             if cand != i:
                 _push(heap_idx, heap_dist, heap_new, i, cand, _pair_dist(data, i, cand, metric_code))
@@ -380,7 +371,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
         take_i = min(n_rev_i, max_reverse)
         start_i = 0
         if n_rev_i > max_reverse:
-            start_i = np.int64(_hash(np.uint64(sweep_seed) ^ np.uint64(i)) % np.uint64(n_rev_i))
+            start_i = np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(i)) % np.uint64(n_rev_i))
         for a in range(k + take_i):
             if a < k:
                 j = snap_idx[i, a]
@@ -395,7 +386,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
             take_j = min(n_rev_j, max_reverse)
             start_j = 0
             if n_rev_j > max_reverse:
-                start_j = np.int64(_hash(np.uint64(sweep_seed) ^ np.uint64(j)) % np.uint64(n_rev_j))
+                start_j = np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(j)) % np.uint64(n_rev_j))
             for c in range(k + take_j):
                 if c < k:
                     cand = snap_idx[j, c]

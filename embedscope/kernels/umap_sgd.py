@@ -28,19 +28,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
-_MUL2 = np.uint64(0x94D049BB133111EB)
+from embedscope.kernels._random import GOLDEN, mix64
+
 _EDGE_MUL = np.uint64(0xD1B54A32D192ED03)
 _EPOCH_MUL = np.uint64(0xAEF17502108EF2D9)
-
-
-@numba.njit(cache=True, inline="always")
-def _mix(x):  # pragma: no cover - numba
-    """splitmix64 finaliser: a well-spread 64-bit hash of ``x``."""
-    x = (x ^ (x >> np.uint64(30))) * _MUL1
-    x = (x ^ (x >> np.uint64(27))) * _MUL2
-    return x ^ (x >> np.uint64(31))
 
 
 @numba.njit(cache=True, inline="always")
@@ -106,11 +97,11 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             n_negative = int((epoch - next_negative[e]) / per_negative)
             if n_negative <= 0:
                 continue
-            state = _mix(useed ^ (np.uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
+            state = mix64(useed ^ (np.uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
             for _ in range(n_negative):
-                state += _GOLDEN
+                state += GOLDEN
                 # Lemire's multiply-shift maps 32 random bits onto [0, n_ref) without a division
-                k = np.int64(((_mix(state) >> np.uint64(32)) * n_ref) >> np.uint64(32))
+                k = np.int64(((mix64(state) >> np.uint64(32)) * n_ref) >> np.uint64(32))
                 if exclude_self and k == i:
                     continue
                 dist_sq = np.float32(0.0)
@@ -160,6 +151,23 @@ def edge_schedule(graph: sp.csr_matrix, n_epochs: int) -> sp.csr_matrix:
     return graph
 
 
+def sgd_schedule(graph: sp.csr_matrix, negative_sample_rate: int) -> tuple[np.ndarray, ...] | None:
+    """The arrays the SGD kernels share: CSR by head and the per-edge sampling clocks.
+
+    Returns ``(indptr, indices, epochs_per_sample, next_sample, next_negative)``, or
+    None for a graph without edges. Strong edges are sampled every epoch, an edge of
+    weight ``w`` every ``max(w) / w`` epochs.
+    """
+    graph = graph.tocsr()
+    weights = graph.data.astype(np.float32)
+    if weights.size == 0:
+        return None
+    epochs_per_sample = (weights.max() / weights).astype(np.float32)
+    next_negative = (epochs_per_sample / max(negative_sample_rate, 1)).astype(np.float32)
+    return (graph.indptr.astype(np.int64), graph.indices.astype(np.int32), epochs_per_sample,
+            epochs_per_sample.copy(), next_negative)
+
+
 def optimize_layout(
     head: np.ndarray,
     graph: sp.csr_matrix,
@@ -195,15 +203,10 @@ def optimize_layout(
     head : the same array, optimised
     """
     head = np.ascontiguousarray(head, dtype=np.float32)
-    graph = graph.tocsr()
-    weights = graph.data.astype(np.float32)
-    if weights.size == 0 or n_epochs <= 0:
+    schedule = sgd_schedule(graph, negative_sample_rate)
+    if schedule is None or n_epochs <= 0:
         return head
-    epochs_per_sample = (weights.max() / weights).astype(np.float32)
-    next_sample = epochs_per_sample.copy()
-    next_negative = (epochs_per_sample / max(negative_sample_rate, 1)).astype(np.float32)
-    indptr = graph.indptr.astype(np.int64)
-    indices = graph.indices.astype(np.int32)
+    indptr, indices, epochs_per_sample, next_sample, next_negative = schedule
     fit_case = reference is None
     snapshot = np.empty_like(head) if fit_case else np.ascontiguousarray(reference, dtype=np.float32)
     report_every = max(1, n_epochs // 10)

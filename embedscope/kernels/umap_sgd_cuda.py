@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from numba import boolean, cuda, float32, float64, int32, int64, uint64
 
-from embedscope.kernels.umap_sgd import _EDGE_MUL, _EPOCH_MUL, _GOLDEN, _MUL1, _MUL2
+from embedscope.kernels._random import GOLDEN, MIX1, MIX2
+from embedscope.kernels.umap_sgd import _EDGE_MUL, _EPOCH_MUL
 
 
 @cuda.jit(device=True, inline=True)
 def _mix(x):
-    """splitmix64 finaliser (bit-identical to the CPU twin's)."""
-    x = (x ^ (x >> uint64(30))) * _MUL1
-    x = (x ^ (x >> uint64(27))) * _MUL2
+    """splitmix64's finaliser, bit-identical to :func:`embedscope.kernels._random.mix64`."""
+    x = (x ^ (x >> uint64(30))) * MIX1
+    x = (x ^ (x >> uint64(27))) * MIX2
     return x ^ (x >> uint64(31))
 
 
@@ -74,7 +75,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             continue
         state = _mix(useed ^ (uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
         for _ in range(n_negative):
-            state += _GOLDEN
+            state += GOLDEN
             k = int64(((_mix(state) >> uint64(32)) * n_ref) >> uint64(32))
             if exclude_self and k == i:
                 continue

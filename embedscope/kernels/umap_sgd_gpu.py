@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.kernels._cuda import cuda, device_array_module
+from embedscope.kernels.umap_sgd import sgd_schedule
 
 THREADS_PER_BLOCK = 256
 
@@ -53,16 +54,10 @@ def optimize_layout_gpu(
     xp = device_array_module()
     kernel = _kernel()
     head = xp.ascontiguousarray(xp.asarray(head, dtype=xp.float32))
-    graph = graph.tocsr()
-    weights = graph.data.astype(np.float32)
-    if weights.size == 0 or n_epochs <= 0:
+    schedule = sgd_schedule(graph, negative_sample_rate)
+    if schedule is None or n_epochs <= 0:
         return head
-    epochs_per_sample = (weights.max() / weights).astype(np.float32)
-    eps = xp.asarray(epochs_per_sample)
-    next_sample = xp.asarray(epochs_per_sample.copy())
-    next_negative = xp.asarray((epochs_per_sample / max(negative_sample_rate, 1)).astype(np.float32))
-    indptr = xp.asarray(graph.indptr.astype(np.int64))
-    indices = xp.asarray(graph.indices.astype(np.int32))
+    indptr, indices, eps, next_sample, next_negative = (xp.asarray(a) for a in schedule)
     fit_case = reference is None
     snapshot = xp.empty_like(head) if fit_case else xp.ascontiguousarray(xp.asarray(reference, dtype=xp.float32))
     blocks = max(1, -(-head.shape[0] // threads))

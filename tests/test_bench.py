@@ -86,11 +86,12 @@ def test_plan_jobs_pairs_peers_with_their_methods():
 
 def test_peak_rss_is_this_process_only():
     assert peak_rss_bytes() >= current_rss_bytes() > 0
-    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB touched in the parent
+    ballast = np.ones(2**30 // 8)  # 1 GiB touched in the parent
     code = "from embedscope.bench.measure import peak_rss_bytes; print(peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    # ru_maxrss would charge the child with the parent's 300+ MiB peak.
-    assert child < 250 * 2**20 < peak_rss_bytes()
+    # ru_maxrss would charge the child with the parent's peak (over 1 GiB); the child
+    # itself (an interpreter with numpy, numba and pandas loaded) stays far below.
+    assert child < peak_rss_bytes() - 2**29
     del ballast
 
 

@@ -183,6 +183,15 @@ def exact_knn(
 # without locks and its result does not depend on the thread count. A pair is looked
 # at only when one of its two links is new since the last sweep.
 
+@numba.njit(cache=True, inline="always")
+def _reverse_start(sweep_seed, node, n_reverse, max_reverse):  # pragma: no cover - numba
+    """Where a capped walk over ``node``'s reverse links starts: 0, or a hashed offset
+    when there are more links than the cap (so each sweep sees a different window)."""
+    if n_reverse <= max_reverse:
+        return 0
+    return np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(node)) % np.uint64(n_reverse))
+
+
 @numba.njit(cache=True, inline="always", fastmath=True)
 def _pair_dist(data, i, j, metric_code):  # pragma: no cover - numba
     """Squared euclidean (code 0) or 1 - dot / -dot on prepared rows."""
@@ -369,9 +378,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
         # i's general neighbours: k forward links, then up to max_reverse reverse ones
         n_rev_i = rev_ptr[i + 1] - rev_ptr[i]
         take_i = min(n_rev_i, max_reverse)
-        start_i = 0
-        if n_rev_i > max_reverse:
-            start_i = np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(i)) % np.uint64(n_rev_i))
+        start_i = _reverse_start(sweep_seed, i, n_rev_i, max_reverse)
         for a in range(k + take_i):
             if a < k:
                 j = snap_idx[i, a]
@@ -384,9 +391,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
                 continue
             n_rev_j = rev_ptr[j + 1] - rev_ptr[j]
             take_j = min(n_rev_j, max_reverse)
-            start_j = 0
-            if n_rev_j > max_reverse:
-                start_j = np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(j)) % np.uint64(n_rev_j))
+            start_j = _reverse_start(sweep_seed, j, n_rev_j, max_reverse)
             for c in range(k + take_j):
                 if c < k:
                     cand = snap_idx[j, c]

@@ -349,27 +349,25 @@ def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
     except ImportError:
         raise ImportError("the Dask path needs distributed: pip install 'embedscope[dask]'") from None
     progress = Progress(verbose, "dask")
+    local = None
     if scheduler:
         client = Client(scheduler)
-        progress.log(f"connected to {scheduler}: {len(client.scheduler_info()['workers'])} workers")
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    if gpu:
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError:
-            raise ImportError("several GPUs need dask-cuda: conda install -c rapidsai dask-cuda") from None
-        local = LocalCUDACluster()
     else:
-        local = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
-                             dashboard_address=":0")
-    client = Client(local)
-    progress.log(f"local cluster: {len(client.scheduler_info()['workers'])} workers")
+        if gpu:
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError:
+                raise ImportError("several GPUs need dask-cuda: conda install -c rapidsai dask-cuda") from None
+            local = LocalCUDACluster()
+        else:
+            local = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
+                                 dashboard_address=":0")
+        client = Client(local)
+    where = f"connected to {scheduler}" if scheduler else "local cluster"
+    progress.log(f"{where}: {len(client.scheduler_info()['workers'])} workers")
     try:
         yield client
     finally:
         client.close()
-        local.close()
+        if local is not None:
+            local.close()

@@ -61,6 +61,53 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), parsed
 
 
+def add_cluster_flags(group: Any, *, local_note: str = "") -> None:
+    """Add ``--scheduler ADDRESS`` and ``--local-cluster N`` to a parser or argument group.
+
+    Every command that can run on Dask registers the pair here, so the flags read the
+    same everywhere; :func:`cluster_flags` checks what was given.
+
+    Parameters
+    ----------
+    group : argparse.ArgumentParser or argument group
+    local_note : str, default=""
+        Appended to the help of ``--local-cluster`` (what a worker means for this command).
+    """
+    group.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS (tcp://host:8786)")
+    group.add_argument("--local-cluster", type=int, metavar="N",
+                       help=f"start a local Dask cluster of N worker processes{local_note}")
+
+
+def cluster_flags(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """The validated ``(scheduler, local_workers)`` of :func:`add_cluster_flags`'s flags.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments; missing attributes count as not given.
+
+    Returns
+    -------
+    scheduler : str or None
+    local_workers : int or None
+        At most one of the two is not None.
+
+    Raises
+    ------
+    ValueError
+        Both flags, an empty address, or fewer than one local worker.
+    """
+    scheduler = getattr(args, "scheduler", None)
+    workers = getattr(args, "local_cluster", None)
+    if scheduler is not None and workers is not None:
+        raise ValueError("give --scheduler ADDRESS or --local-cluster N, not both")
+    if scheduler is not None and not scheduler.strip():
+        raise ValueError("--scheduler needs an address such as tcp://host:8786")
+    if workers is not None and workers < 1:
+        raise ValueError(f"--local-cluster {workers}: N must be at least 1")
+    return (scheduler.strip() if scheduler is not None else None), workers
+
+
 def _add_reduce(sub: Any) -> None:
     from embedscope.engine.reduce import METHODS
 
@@ -85,9 +132,7 @@ def _add_reduce(sub: Any) -> None:
     p.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="any other reducer parameter (value read as JSON), repeatable")
     dist = p.add_argument_group("Dask (a directory or glob of shards, or a cluster)")
-    dist.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS (tcp://host:8786)")
-    dist.add_argument("--local-cluster", type=int, metavar="N",
-                      help="start a local Dask cluster of N worker processes (with --backend cuda: one per GPU)")
+    add_cluster_flags(dist, local_note=" (with --backend cuda: one per GPU)")
     dist.add_argument("--sample-size", type=int, default=None,
                       help="UMAP/t-SNE on Dask: rows of the seeded sample the model is fitted on (default 100000)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -121,7 +166,8 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope.engine.io import OutputExists, write_coords
     from embedscope.engine.reduce import reducer_class
 
-    distributed = bool(args.scheduler or args.local_cluster) or is_shard_source(args.input)
+    scheduler, workers = cluster_flags(args)
+    distributed = scheduler is not None or workers is not None or is_shard_source(args.input)
     out_path = args.out
     if not distributed and not out_path.lower().endswith((".parquet", ".pq", ".npy")):
         raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
@@ -157,8 +203,9 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
 
     if args.meta:
         raise ValueError("--meta is not supported with sharded input; put metadata columns in the parquet shards")
-    use_cluster = bool(args.scheduler or args.local_cluster)
-    context = dist.cluster(args.scheduler, args.local_cluster, gpu=args.backend == "cuda",
+    scheduler, workers = cluster_flags(args)
+    use_cluster = scheduler is not None or workers is not None
+    context = dist.cluster(scheduler, workers, gpu=args.backend == "cuda",
                            verbose=not args.quiet) if use_cluster else nullcontext()
     with context:
         with progress.stage("load", f"{args.input} (lazy, dask)"):

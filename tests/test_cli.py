@@ -63,6 +63,14 @@ def test_failed_run_leaves_no_partial_output(tmp_path, capsys):
         (["reduce", "builtin:mixture:50x4", "--method", "pca", "--param", "bogus=1", "--out", "o.npy"],
          "no parameter"),
         (["reduce", "builtin:mixture:50x4", "--method", "pca", "--backend", "cuml", "--out", "o.npy"], "cuml"),
+        # The Dask flags are checked by one helper for every command, before a cluster starts.
+        (["reduce", "builtin:mixture:50x4", "--method", "pca", "--local-cluster", "2",
+          "--scheduler", "tcp://127.0.0.1:1", "--out", "o"], "--scheduler ADDRESS or --local-cluster N, not both"),
+        (["reduce", "builtin:mixture:50x4", "--method", "pca", "--local-cluster", "0", "--out", "o"],
+         "--local-cluster 0: N must be at least 1"),
+        (["plot", "c.parquet", "--scheduler", "tcp://127.0.0.1:1", "--local-cluster", "2", "--out", "p.png"],
+         "--scheduler ADDRESS or --local-cluster N, not both"),
+        (["plot", "c.parquet", "--local-cluster", "-1", "--out", "p.png"], "--local-cluster -1: N must be at least 1"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, args, message):

@@ -169,3 +169,92 @@ def test_dask_array_through_reduce(client):
     lazy = da.from_array(X, chunks=(1000, 10))
     Y = reduce(lazy, "umap", sample_size=1000, random_state=0, n_epochs=50)
     assert type(Y).__module__.startswith("dask") and Y.compute().shape == (3000, 2)
+
+
+COORD_SHARDS, COORD_ROWS = 3, 1500
+
+
+@pytest.fixture(scope="module")
+def coord_shards(tmp_path_factory):
+    """Coordinates as 'embedscope reduce' writes them on Dask (parquet shards), and as one file."""
+    rng = np.random.default_rng(11)
+    n = COORD_SHARDS * COORD_ROWS
+    label = rng.integers(0, 6, n)
+    centres = rng.normal(scale=8.0, size=(6, 2))
+    xy = (centres[label] + rng.normal(size=(n, 2))).astype(np.float32)
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "label": np.array(list("fedcba"))[label],
+                          "group": label, "score": xy[:, 0] * 0.1 + rng.random(n)})
+    folder = tmp_path_factory.mktemp("coords") / "coords"
+    folder.mkdir()
+    for i in range(COORD_SHARDS):
+        frame.iloc[i * COORD_ROWS : (i + 1) * COORD_ROWS].to_parquet(folder / f"part.{i}.parquet", index=False)
+    single = folder.parent / "coords.parquet"
+    frame.to_parquet(single, index=False)
+    return folder, single
+
+
+def _png_pixels(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGBA"))
+
+
+def _plot(args: list[str]) -> int:
+    from embedscope.cli import main
+
+    return main(["plot", *args, "--width", "160", "--height", "120", "--quiet"])
+
+
+def test_plot_cli_local_cluster_matches_single_machine(coord_shards, tmp_path, capsys):
+    from embedscope.cli import main
+
+    folder, single = coord_shards
+    on_dask, local = tmp_path / "dask.png", tmp_path / "single.png"
+    assert main(["plot", str(folder), "--color", "label", "--local-cluster", "2", "--width", "160",
+                 "--height", "120", "--out", str(on_dask)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(on_dask)
+    assert "aggregating on the Dask scheduler at tcp://" in captured.err and "2 worker processes" in captured.err
+    assert _plot([str(single), "--color", "label", "--out", str(local)]) == 0
+    pixels = _png_pixels(on_dask)
+    raster = pixels[:, :160, :3]
+    assert (raster != 255).any(axis=2).sum() > 500  # points were drawn, not a blank canvas
+    assert pixels.shape == _png_pixels(local).shape
+    np.testing.assert_array_equal(pixels, _png_pixels(local))
+
+
+@pytest.mark.parametrize("color", [None, "group", "score"])
+def test_plot_cli_on_a_scheduler_matches_single_machine(client, coord_shards, tmp_path, color):
+    folder, single = coord_shards
+    colour = ["--color", color] if color else []
+    on_dask, local = tmp_path / "dask.png", tmp_path / "single.png"
+    address = client.scheduler_info()["address"]
+    assert _plot([str(folder / "part.*.parquet"), *colour, "--scheduler", address, "--out", str(on_dask)]) == 0
+    assert _plot([str(single), *colour, "--out", str(local)]) == 0
+    dask_pixels, local_pixels = _png_pixels(on_dask), _png_pixels(local)
+    assert dask_pixels.shape == local_pixels.shape
+    differ = (dask_pixels != local_pixels).any(axis=2).mean()
+    # Means per pixel are summed in another order across partitions, so allow a few
+    # last-bit colour differences; counts must agree exactly.
+    assert differ == 0 if color != "score" else differ < 0.01
+    assert client.scheduler_info()["workers"]  # the shared cluster outlived the CLI's client
+
+
+def test_plot_cli_cluster_refusals(coord_shards, tmp_path, capsys):
+    folder, single = coord_shards
+    cases = [
+        ([str(folder), "--local-cluster", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
+        ([str(folder), "--local-cluster", "0"], "at least 1"),
+        ([str(folder), "--local-cluster", "2", "--color", "nope"], "no column 'nope'"),
+        ([str(tmp_path / "empty"), "--local-cluster", "2"], "no .npy or .parquet shards"),
+        ([str(single), "--local-cluster", "2", "--meta", str(single)], "--meta is not supported"),
+    ]
+    (tmp_path / "empty").mkdir()
+    for args, message in cases:
+        assert _plot([*args, "--out", str(tmp_path / "p.png")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (args, err)
+    assert _plot([str(folder), "--local-cluster", "2", "--out", str(tmp_path / "p.html")]) == 2
+    assert ".png only" in capsys.readouterr().err
+    assert not list(tmp_path.glob("p.*"))

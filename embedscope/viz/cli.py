@@ -17,6 +17,7 @@ PLOT_EXAMPLE = """example:
   embedscope reduce builtin:mixture --method umap --out coords.parquet
   embedscope plot coords.parquet --color label --out plot.png
   embedscope plot coords.parquet --color label --out plot.html   # static page, no re-aggregation
+  embedscope plot coords/ --color label --local-cluster 4 --out plot.png   # parquet shards, aggregated on Dask
 """
 
 SERVE_EXAMPLE = """example:
@@ -38,9 +39,11 @@ def _serve_command(args: Any) -> str:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from embedscope.cli import cluster_flags
     from embedscope.engine.data import DataError
     from embedscope.viz.app import load_input
 
+    scheduler, workers = cluster_flags(args)
     out = Path(args.out)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
@@ -49,6 +52,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         from embedscope.engine.io import OutputExists
 
         raise OutputExists(f"{out} exists; pass --force to replace it")
+    if scheduler is not None or workers is not None:
+        return _plot_on_dask(args, out, scheduler, workers)
     array, meta, is_coords = load_input(args.input, args.meta)
     if not is_coords:
         raise DataError(f"{args.input} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
@@ -70,6 +75,154 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parquet_coords(source: str, color: str | None) -> tuple[list[str], list[str]]:
+    """The parquet files of ``source`` and the columns to read, checked from the schema alone.
+
+    Everything that can be refused without data is refused here, before a cluster starts.
+    """
+    import pyarrow.parquet as pq
+
+    from embedscope.engine.data import DataError
+    from embedscope.engine.distributed import shard_files
+
+    files = shard_files(source)
+    if files[0].suffix.lower() != ".parquet":
+        raise DataError(f"{source}: --scheduler / --local-cluster plot parquet coordinates (a file, or a folder "
+                        f"or glob of the shards 'embedscope reduce' writes); found {files[0].suffix} files")
+    try:
+        names = pq.read_schema(files[0]).names
+    except Exception as exc:
+        raise DataError(f"{files[0]} is not a readable parquet file: {exc}") from None
+    if not {"x", "y"} <= set(names):
+        raise DataError(f"{source} has no x and y columns (columns: {names[:12]}); "
+                        f"run 'embedscope reduce {source} --out coords/' first")
+    meta_columns = [c for c in names if c not in ("x", "y", "z")]
+    if color is not None and color not in meta_columns:
+        raise DataError(f"no column {color!r} to colour by; metadata columns: {meta_columns}")
+    # z only decides the coordinate dtype, as it does on the single-machine path.
+    columns = ["x", "y", *(["z"] if "z" in names else []), *([color] if color else [])]
+    return [str(f) for f in files], columns
+
+
+def _category_values(series: Any) -> Any:
+    """The values a colour column's categories are made of, as ``with_color`` makes them."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series
+    return series.astype(str) if series.dtype.kind == "O" else series
+
+
+def _named_categories(series: Any, categories: Any, names: list[str]) -> Any:
+    """One partition of a colour column as a categorical over the global, string-named categories."""
+    import pandas as pd
+
+    codes = pd.Categorical(_category_values(series), categories=categories).codes
+    return pd.Series(pd.Categorical.from_codes(codes, names), index=series.index, name=series.name)
+
+
+def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how: str,
+                 spread: int = 2) -> tuple[Any, dict[str, Any]]:
+    """``render_image`` for a lazy dask.dataframe: checks and aggregation run on the workers.
+
+    Only reductions (counts, extents, the distinct categories) and the raster come back
+    here, and the result draws the same pixels as ``render_image`` of the same points.
+    """
+    import dask
+    import numpy as np
+    import pandas as pd
+
+    from embedscope.engine.data import DataError
+    from embedscope.viz._input import MAX_INT_CATEGORIES, color_kind
+    from embedscope.viz.aggregate import category_colors, raster, shade
+    from embedscope.viz.export import _padded
+
+    coords = [c for c in ("x", "y", "z") if c in frame.columns]
+    # plot_frame keeps float64 coordinates and makes everything else float32; do the same
+    # so both paths bin identical values.
+    dtype = np.float64 if np.result_type(*[frame[c].dtype for c in coords]) == np.float64 else np.float32
+    frame = frame.assign(x=frame["x"].astype(dtype), y=frame["y"].astype(dtype))
+    x, y = frame["x"], frame["y"]
+    kind = None
+    if color is not None:
+        column = frame[color]
+        if column.dtype.kind in "iu":
+            # color_kind counts distinct integers; on a lazy column that is one pass.
+            kind = "category" if int(column.nunique().compute()) <= MAX_INT_CATEGORIES else "value"
+        else:
+            kind = color_kind(pd.Series([], dtype=column.dtype))
+    checks: dict[str, Any] = {"n": x.size, "bad": (~(np.isfinite(x) & np.isfinite(y))).sum(),
+                              "x": (x.min(), x.max()), "y": (y.min(), y.max())}
+    # A categorical column with known categories keeps their order, as with_color keeps it;
+    # otherwise the categories are the sorted distinct values, found on the workers.
+    known = (kind == "category" and isinstance(frame[color].dtype, pd.CategoricalDtype)
+             and frame[color].cat.known)
+    if kind == "category" and not known:
+        checks["categories"] = frame[color].unique()
+    elif kind == "value":
+        checks["inf"] = np.isinf(frame[color].astype(np.float64)).sum()
+    (stats,) = dask.compute(checks)
+    if int(stats["n"]) == 0:
+        raise DataError("there are no points to plot")
+    if int(stats["bad"]):
+        raise DataError(f"{int(stats['bad'])} point(s) have NaN or inf coordinates; drop them before plotting")
+    if int(stats.get("inf", 0)):
+        raise DataError(f"column {color!r} holds inf values; cannot colour by it")
+    color_key = None
+    if kind == "category":
+        categories = (frame[color].cat.categories if known
+                      else pd.Categorical(_category_values(pd.Series(stats["categories"]))).categories)
+        names = [str(c) for c in categories]
+        meta = pd.Series(pd.Categorical([], categories=names), name=color)
+        frame = frame.assign(**{color: frame[color].map_partitions(_named_categories, categories, names, meta=meta)})
+        color_key = category_colors(names)
+    agg = raster(frame[["x", "y", *([color] if color else [])]],
+                 by=color if kind == "category" else None, value=color if kind == "value" else None,
+                 width=width, height=height, x_range=_padded(np.asarray(stats["x"])),
+                 y_range=_padded(np.asarray(stats["y"])))
+    info: dict[str, Any] = {"n_points": int(stats["n"]), "x_range": agg.attrs["x_range"],
+                            "y_range": agg.attrs["y_range"], "color": color, "kind": kind}
+    if color_key is not None:
+        info["colors"] = color_key
+    return shade(agg, how=how, color_key=color_key, spread=spread), info
+
+
+def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, workers: int | None) -> int:
+    """``plot`` with ``--scheduler`` / ``--local-cluster``: parquet read lazily, aggregated on the cluster."""
+    from pathlib import Path
+
+    from embedscope._progress import Progress
+    from embedscope.engine import distributed as dist
+    from embedscope.engine.io import atomic_output
+    from embedscope.viz.export import _legend_image
+
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: with --scheduler / --local-cluster, plot writes .png only")
+    if args.meta:
+        raise ValueError("--meta is not supported with --scheduler / --local-cluster; "
+                         "put metadata columns in the parquet shards")
+    files, columns = _parquet_coords(args.input, args.color)
+    progress = Progress(not args.quiet, "plot")
+    _, _, dd = dist._dask()
+    with dist.cluster(scheduler, workers, verbose=not args.quiet) as client:
+        address = client.scheduler_info()["address"]
+        progress.log(f"aggregating on the Dask scheduler at {address}"
+                     + ("" if scheduler else f" (a local cluster of {workers} worker processes)"))
+        frame = dd.read_parquet(files, columns=columns)
+        with progress.stage("aggregate", f"{args.input}: {len(files)} parquet file(s) in "
+                                         f"{frame.npartitions} partition(s), {args.width} x {args.height} px"):
+            image, info = _render_lazy(frame, args.color, width=args.width, height=args.height, how=args.how)
+    pil = _legend_image(image.to_pil(), info)
+    with atomic_output(out, force=args.force) as tmp:
+        pil.save(tmp, format="PNG")
+    progress.log(f"{info['n_points']:,} points -> {out}")
+    print(out)
+    # serve reads one file into memory; a folder of shards has no single-file command to suggest.
+    if not args.quiet and Path(args.input).is_file():
+        print(f"explore it live (re-aggregates on zoom): {_serve_command(args)}", file=sys.stderr)
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from embedscope.viz.app import AppData, serve
 
@@ -85,6 +238,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``plot`` and ``serve`` sub-commands to an argparse sub-parsers object."""
+    from embedscope.cli import add_cluster_flags
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("plot", help="draw coordinates to a PNG (datashader) or a static HTML page",
                        epilog=PLOT_EXAMPLE, formatter_class=fmt)
@@ -98,6 +253,8 @@ def register(sub: Any) -> None:
                    help="colour normalisation (default eq_hist)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="print only the written path")
+    dist = p.add_argument_group("Dask (parquet coordinates: a file, or a folder or glob of shards; .png only)")
+    add_cluster_flags(dist, local_note=" to aggregate on")
     p.set_defaults(func=_cmd_plot)
 
     s = sub.add_parser("serve", help="explore an embedding in the browser (Bokeh server)",

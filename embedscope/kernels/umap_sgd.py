@@ -45,7 +45,7 @@ def _clip(value):  # pragma: no cover - numba
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self):  # pragma: no cover
+              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self, scratch):  # pragma: no cover
     """One epoch of UMAP's SGD, in place on ``head`` and the two schedule arrays.
 
     Parameters
@@ -62,6 +62,8 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     epoch : int, seed : uint64
     exclude_self : bool
         Skip negative samples equal to the head (fit, where both index one layout).
+    scratch : float32 (n_threads, dim)
+        Per-thread sum of an edge's repulsive steps.
     """
     n_heads, dim = head.shape
     n_ref = np.uint64(reference.shape[0])
@@ -98,6 +100,13 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             if n_negative <= 0:
                 continue
             state = mix64(useed ^ (np.uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
+            # The edge's negative samples all push from the head's position before the
+            # first of them, and their clipped steps are summed: the samples are then
+            # independent and overlap in the pipeline, where each one waiting for the
+            # previous one's update (pow, divide, clip) made the loop latency-bound.
+            push = scratch[numba.get_thread_id()]
+            for d in range(dim):
+                push[d] = np.float32(0.0)
             for _ in range(n_negative):
                 state += GOLDEN
                 # Lemire's multiply-shift maps 32 random bits onto [0, n_ref) without a division
@@ -111,11 +120,13 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                 if dist_sq > 0.0:
                     coeff = two_b / ((np.float32(0.001) + dist_sq) * (a32 * dist_sq**b32 + np.float32(1.0)))
                     for d in range(dim):
-                        head[i, d] += _clip(coeff * (head[i, d] - reference[k, d])) * alpha32
+                        push[d] += _clip(coeff * (head[i, d] - reference[k, d]))
                 else:
                     # Coincident points: push apart by the clip bound.
                     for d in range(dim):
-                        head[i, d] += four * alpha32
+                        push[d] += four
+            for d in range(dim):
+                head[i, d] += push[d] * alpha32
             next_negative[e] += n_negative * per_negative
 
 
@@ -210,13 +221,14 @@ def optimize_layout(
     fit_case = reference is None
     snapshot = np.empty_like(head) if fit_case else np.ascontiguousarray(reference, dtype=np.float32)
     report_every = max(1, n_epochs // 10)
+    scratch = np.zeros((numba.get_num_threads(), head.shape[1]), dtype=np.float32)
     for epoch in range(n_epochs):
         if fit_case:
             np.copyto(snapshot, head)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         sgd_epoch(head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
                   int(negative_sample_rate), float(a), float(b), float(alpha), 1,
-                  epoch, np.uint64(seed), fit_case)
+                  epoch, np.uint64(seed), fit_case, scratch)
         if callback is not None:
             callback(epoch + 1, n_epochs, head)
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):

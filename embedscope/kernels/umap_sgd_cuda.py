@@ -34,8 +34,12 @@ def _clip(value):
 
 @cuda.jit(fastmath=True)
 def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self):
-    """One epoch, one thread per head: the CPU twin's contract and arithmetic."""
+              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self, scratch):
+    """One epoch, one thread per head: the CPU twin's contract and arithmetic.
+
+    ``scratch`` (n_heads, dim) holds a head's summed repulsive steps (the CPU twin
+    keeps one row per thread; here a thread is a head).
+    """
     i = cuda.grid(1)
     n_heads = head.shape[0]
     if i >= n_heads:
@@ -74,6 +78,10 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
         if n_negative <= 0:
             continue
         state = _mix(useed ^ (uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
+        # As the CPU twin: every negative sample pushes from the head's position
+        # before the first one, and the clipped steps are summed, then applied.
+        for d in range(dim):
+            scratch[i, d] = float32(0.0)
         for _ in range(n_negative):
             state += GOLDEN
             k = int64(((_mix(state) >> uint64(32)) * n_ref) >> uint64(32))
@@ -86,15 +94,17 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             if dist_sq > float32(0.0):
                 coeff = two_b / ((float32(0.001) + dist_sq) * (a32 * dist_sq ** b32 + float32(1.0)))
                 for d in range(dim):
-                    head[i, d] += _clip(coeff * (head[i, d] - reference[k, d])) * alpha32
+                    scratch[i, d] += _clip(coeff * (head[i, d] - reference[k, d]))
             else:
                 for d in range(dim):
-                    head[i, d] += float32(4.0) * alpha32
+                    scratch[i, d] += float32(4.0)
+        for d in range(dim):
+            head[i, d] += scratch[i, d] * alpha32
         next_negative[e] = float32(float64(next_negative[e]) + float64(n_negative) * per_negative)
 
 
 #: Argument types (as the driver passes them), for ahead-of-time compile checks.
 SIGNATURES = {
     "sgd_epoch": (float32[:, :], float32[:, :], int64[:], int32[:], float32[:], float32[:], float32[:],
-                  int64, float64, float64, float64, int64, int64, uint64, boolean),
+                  int64, float64, float64, float64, int64, int64, uint64, boolean, float32[:, :]),
 }

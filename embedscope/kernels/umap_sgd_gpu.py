@@ -61,6 +61,7 @@ def optimize_layout_gpu(
     fit_case = reference is None
     snapshot = xp.empty_like(head) if fit_case else xp.ascontiguousarray(xp.asarray(reference, dtype=xp.float32))
     blocks = max(1, -(-head.shape[0] // threads))
+    scratch = xp.empty_like(head)
     report_every = max(1, n_epochs // 10)
     for epoch in range(n_epochs):
         if fit_case:
@@ -68,7 +69,7 @@ def optimize_layout_gpu(
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
                                 int(negative_sample_rate), float(a), float(b), float(alpha), 1,
-                                epoch, np.uint64(seed), fit_case)
+                                epoch, np.uint64(seed), fit_case, scratch)
         if callback is not None:
             callback(epoch + 1, n_epochs, head)
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):

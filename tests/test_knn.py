@@ -86,3 +86,20 @@ def test_nearest_neighbors_methods_and_errors():
     with pytest.raises(ValueError, match="k=500"):
         nndescent_knn(X, 500)
     assert check_metric("L2") == "euclidean"
+
+
+def test_nndescent_widens_its_lists_when_the_sampled_recall_falls_short():
+    # Uniform 40-D data is hard for NN-descent: narrow lists converge near 0.8.
+    X = np.random.default_rng(0).uniform(size=(4000, 40)).astype(np.float32)
+    truth, _ = exact_knn(X, 5)
+
+    def recall(idx):
+        return np.mean([len(set(a) & set(b)) / 5 for a, b in zip(idx, truth, strict=True)])
+
+    narrow, _ = nndescent_knn(X, 5, random_state=0, target_recall=None)
+    lines = []
+    checked, _ = nndescent_knn(X, 5, random_state=0, target_recall=0.95, log=lines.append)
+    assert len(lines) == 1 and "lists of 9" in lines[0]
+    estimate = float(lines[0].split("~")[1].split()[0])
+    assert abs(estimate - recall(narrow)) < 0.05  # the sampled estimate is honest
+    assert recall(checked) > recall(narrow) + 0.05

@@ -47,6 +47,19 @@ class _FakePCA(_Recorder):
         return (X - self.mean_) @ self.components_.T
 
 
+class _FakeUMAP(_Recorder):
+    """Stands in for cuml.manifold.UMAP: the first columns are the "embedding"."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def fit_transform(self, X):
+        self.graph_ = "fake graph"
+        return np.asarray(X)[:, : self.kwargs["n_components"]].astype(np.float64)
+
+    def transform(self, X):
+        return np.asarray(X)[:, : self.kwargs["n_components"]] + 1.0
+
+
 @pytest.fixture
 def fake_cuml(monkeypatch):
     """Installs a fake ``cuml`` package and makes the cuml backend resolvable on numpy."""
@@ -56,11 +69,16 @@ def fake_cuml(monkeypatch):
     decomposition = types.ModuleType("cuml.decomposition")
     decomposition.PCA = _FakePCA
     cuml.decomposition = decomposition
+    manifold = types.ModuleType("cuml.manifold")
+    manifold.UMAP = _FakeUMAP
+    cuml.manifold = manifold
     monkeypatch.setitem(sys.modules, "cuml", cuml)
     monkeypatch.setitem(sys.modules, "cuml.decomposition", decomposition)
+    monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
     monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(True, "fake cuml"))
     monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
     _FakePCA.calls.clear()
+    _FakeUMAP.calls.clear()
     return cuml
 
 
@@ -85,6 +103,39 @@ def test_pca_refusals_point_to_cuda(fake_cuml, params, message):
 def _umap(**params):
     module = pytest.importorskip("embedscope.engine.umap")
     return module.UMAP(**params)
+
+
+def test_umap_estimator_fits_through_cuml(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((200, 6))
+    est = _umap(n_neighbors=12, min_dist=0.2, n_epochs=40, init="random", random_state=5, backend="cuml")
+    Y = est.fit_transform(X)
+    assert len(_FakeUMAP.calls) == 1
+    call = _FakeUMAP.calls[0]
+    assert call["output_type"] == "cupy" and call["n_neighbors"] == 12 and call["min_dist"] == 0.2
+    assert call["n_epochs"] == 40 and call["init"] == "random" and call["random_state"] == 5
+    assert est.backend_ == "cuml" and set(est.timings_) == {"cuml-umap"}
+    assert est.embedding_.dtype == np.float32 and est.embedding_.shape == (200, 2)
+    np.testing.assert_allclose(Y, X[:, :2], rtol=1e-6)
+    assert est.graph_ == "fake graph" and est.n_epochs_ == 40 and est.init_used_ == "random"
+    np.testing.assert_allclose(est.transform(X[:5]), X[:5, :2] + 1.0)  # cuML's transform ran
+    with pytest.raises(ValueError, match="features"):
+        est.transform(X[:, :3])
+
+
+def test_umap_estimator_refusal_names_the_alternative(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    with pytest.raises(Unsupported, match=r"init='spectral' or 'random'.*backend='cuda'"):
+        _umap(init="pca", backend="cuml").fit(X)
+    assert _FakeUMAP.calls == []
+
+
+def test_umap_auto_passes_over_cuml_that_would_refuse(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    est = _umap(init="pca", n_neighbors=5, n_epochs=5, random_state=0).fit(X)
+    assert est.backend_ in ("cpu", "cuda") and _FakeUMAP.calls == []
+    assert "cuml: cannot run these settings (cuML's UMAP supports init='spectral'" in est.backend_reason_
+    est = _umap(n_neighbors=5, n_epochs=5, random_state=0).fit(X)
+    assert est.backend_ == "cuml" and len(_FakeUMAP.calls) == 1
 
 
 def _tsne(**params):
@@ -145,3 +196,16 @@ def test_real_cuml_classes_accept_the_mapped_parameters():
     CumlPCA(**cuml_adapter.cuml_pca_params(PCA(5)))
     CumlUMAP(**cuml_adapter.cuml_umap_params(_umap()))
     CumlTSNE(**cuml_adapter.cuml_tsne_params(_tsne(), 1000, accepted))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is None, reason="cuml is not installed")
+def test_real_cuml_umap_through_the_estimator():
+    from embedscope import make_mixture, trustworthiness
+
+    X, _ = make_mixture(2000, 20, 5, random_state=0)
+    est = _umap(backend="cuml", random_state=0)
+    Y = est.fit_transform(X)
+    assert est.backend_ == "cuml" and isinstance(Y, np.ndarray) and Y.shape == (2000, 2)
+    assert trustworthiness(X, Y, 15) > 0.9
+    assert est.transform(X[:50]).shape == (50, 2)

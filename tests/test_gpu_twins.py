@@ -31,13 +31,26 @@ needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is 
 
 
 @needs_numba_cuda
-@pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py"])
+@pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "ok" in proc.stdout
+
+
+def test_cuda_backend_resolves_to_the_simulator_only_when_asked(monkeypatch):
+    from embedscope.engine.dispatch import BackendUnavailable, probe_cuda, resolve_backend
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    backend = resolve_backend("cuda")
+    assert backend.name == "cuda" and backend.xp is np and "simulator" in backend.device
+    assert resolve_backend("auto").name != "cuda" or probe_cuda().ok  # never picked by auto
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    if not probe_cuda().ok:
+        with pytest.raises(BackendUnavailable):
+            resolve_backend("cuda")
 
 
 def _nvvm_available() -> bool:

@@ -1,11 +1,27 @@
-"""UMAP on the CPU: quality floors, negative controls, transform, seeds, bad input."""
+"""UMAP: quality floors, negative controls, transform, seeds, bad input; the GPU backend.
+
+The CPU tests pin backend="cpu" where they compare with exact CPU numbers; the others
+run on whatever "auto" picks. The cuda backend is checked end to end in numba's CUDA
+simulator by tests/cudasim/umap_backend_check.py and on a GPU by the ``gpu`` tests here.
+"""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from embedscope import UMAP, DataError, knn_accuracy, make_mixture, reduce, trustworthiness
+from embedscope import (
+    UMAP,
+    DataError,
+    Unsupported,
+    knn_accuracy,
+    make_mixture,
+    reduce,
+    trustworthiness,
+)
 from embedscope.engine.init import initial_layout, spectral_layout
 from embedscope.kernels.affinity import fuzzy_simplicial_set
 from embedscope.kernels.knn import exact_knn
@@ -29,7 +45,7 @@ def small():
 @pytest.fixture(scope="module")
 def fitted_5k(mixture_5k):
     X, _ = mixture_5k
-    return UMAP(random_state=0).fit(X)
+    return UMAP(random_state=0, backend="cpu").fit(X)
 
 
 def test_quality_mixture(mixture_5k, fitted_5k):
@@ -116,13 +132,13 @@ def test_progress_is_logged_only_when_verbose(small, capsys):
 def test_precomputed_knn(small):
     X, _ = small
     idx, dist = exact_knn(X, 14)
-    ours = UMAP(random_state=1, n_epochs=40).fit_transform(X)
-    given = UMAP(random_state=1, n_epochs=40, precomputed_knn=(idx, dist)).fit_transform(X)
+    ours = UMAP(random_state=1, n_epochs=40, backend="cpu").fit_transform(X)
+    given = UMAP(random_state=1, n_epochs=40, backend="cpu", precomputed_knn=(idx, dist)).fit_transform(X)
     np.testing.assert_allclose(ours, given, atol=1e-5)
     # umap-learn's layout: the point itself first
     n = X.shape[0]
     with_self = (np.hstack([np.arange(n)[:, None], idx]), np.hstack([np.zeros((n, 1)), dist]))
-    again = UMAP(random_state=1, n_epochs=40, precomputed_knn=with_self).fit_transform(X)
+    again = UMAP(random_state=1, n_epochs=40, backend="cpu", precomputed_knn=with_self).fit_transform(X)
     np.testing.assert_allclose(ours, again, atol=1e-5)
     with pytest.raises(ValueError, match="precomputed_knn"):
         UMAP(n_neighbors=30, precomputed_knn=(idx, dist)).fit(X)
@@ -224,3 +240,82 @@ def test_estimator_contract_and_reduce(small):
     assert Y.shape == (1200, 2)
     a, b = find_ab_params(1.0, 0.1)
     assert abs(a - 1.577) < 0.01 and abs(b - 0.895) < 0.01  # umap-learn's values
+
+
+def test_umap_import_loads_no_gpu_module():
+    code = ("import sys; from embedscope import UMAP; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('cupy', 'cuml', 'numba_cuda') "
+            "or m.startswith('numba.cuda')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"knn_method": "nndescent"}, "no GPU version yet"),
+    ({"n_neighbors": 130}, "at most 128 neighbours"),
+])
+def test_cuda_backend_refuses_what_it_cannot_do_before_any_work(monkeypatch, params, message):
+    # The simulator makes "cuda" resolvable here; the refusal comes before any kernel runs.
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    X, _ = make_mixture(200, 5, 2, random_state=0)
+    with pytest.raises(Unsupported, match=message + r".*backend='cpu'"):
+        UMAP(backend="cuda", **params).fit(X)
+
+
+@pytest.mark.gpu
+def test_cuda_backend_matches_cpu_quality(mixture_5k, fitted_5k):
+    X, labels = mixture_5k
+    umap = UMAP(random_state=0, backend="cuda").fit(X)
+    Y = umap.embedding_
+    assert umap.backend_ == "cuda" and isinstance(Y, np.ndarray) and Y.dtype == np.float32
+    assert Y.shape == (5000, 2) and np.all(np.isfinite(Y))
+    assert set(umap.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
+    cuda_score, cpu_score = trustworthiness(X, Y, 15), trustworthiness(X, fitted_5k.embedding_, 15)
+    assert abs(cuda_score - cpu_score) < 0.01, (cuda_score, cpu_score)
+    assert cuda_score >= MIXTURE_FLOOR and knn_accuracy(Y, labels, 15) >= 0.95
+
+
+@pytest.mark.gpu
+def test_cuda_backend_cupy_in_cupy_out(mixture_5k):
+    import cupy
+
+    X, labels = mixture_5k
+    rng = np.random.default_rng(0)
+    held = rng.choice(5000, 200, replace=False)
+    keep = np.setdiff1d(np.arange(5000), held)
+    umap = UMAP(random_state=0, n_epochs=200, backend="cuda")
+    Y = umap.fit_transform(cupy.asarray(X[keep]))
+    assert isinstance(Y, cupy.ndarray) and Y.shape == (4800, 2)
+    assert isinstance(umap.embedding_, np.ndarray)
+    np.testing.assert_array_equal(Y.get(), umap.embedding_)
+    placed = umap.transform(cupy.asarray(X[held]))
+    assert isinstance(placed, cupy.ndarray) and placed.shape == (200, 2)
+    assert isinstance(umap.transform(X[held]), np.ndarray)
+    nearest, _ = exact_knn(umap.embedding_, 5, queries=placed.get())
+    votes = labels[keep][nearest]
+    agree = np.mean([np.bincount(v).argmax() == lab for v, lab in zip(votes, labels[held], strict=True)])
+    assert agree >= 0.95
+
+
+@pytest.mark.gpu
+def test_cuda_backend_cosine_with_pca(mixture_5k):
+    import cupy
+
+    X, labels = mixture_5k
+    wide = np.hstack([X, X[:, ::-1], X[:, :20]])  # 120 features: PCA-50 runs first
+    umap = UMAP(metric="cosine", n_epochs=200, random_state=0, backend="cuda")
+    Y = umap.fit_transform(cupy.asarray(wide))
+    assert umap.pca_.backend_ == "cuda" and umap.pca_.n_components_ == 50
+    assert knn_accuracy(Y.get(), labels, 15) >= 0.9
+
+
+@pytest.mark.gpu
+def test_cuda_backend_streams_data_too_large_for_the_device(monkeypatch, small):
+    from embedscope.engine import memory
+    from embedscope.engine.umap import _to_device
+
+    X, labels = small
+    monkeypatch.setattr(memory, "device_free_bytes", lambda: 1024)  # only the placement reads this
+    assert isinstance(_to_device(X), np.ndarray)
+    umap = UMAP(backend="cuda", n_epochs=100, random_state=0).fit(X)
+    assert umap.backend_ == "cuda" and knn_accuracy(umap.embedding_, labels, 10) > 0.9

@@ -132,10 +132,15 @@ def cuml_tsne_params(est: Any, n_samples: int, accepted: set[str] | None = None)
 
 
 def fit_cuml_umap(est: Any, X: Any, backend: Backend) -> Any:
-    """Fit ``cuml.manifold.UMAP``; returns the embedding (cupy) and keeps the model."""
+    """Fit ``cuml.manifold.UMAP``; returns the embedding (cupy) and keeps the model.
+
+    The parameters are mapped (and refused, if need be) before cuML is imported, so
+    a refusal reads the same whether or not cuML loads.
+    """
+    params = cuml_umap_params(est)
     from cuml.manifold import UMAP as CumlUMAP
 
-    model = CumlUMAP(output_type="cupy", **cuml_umap_params(est))
+    model = CumlUMAP(output_type="cupy", **params)
     with est._progress.stage("cuml-umap", f"{X.shape[0]:,} x {X.shape[1]:,}"):
         embedding = model.fit_transform(backend.xp.asarray(X))
     est._cuml_model = model

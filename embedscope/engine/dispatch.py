@@ -130,6 +130,12 @@ def _cupy_backend(name: str, detail: str, reason: str) -> Backend:
     return Backend(name, cupy, detail, reason)
 
 
+def _simulated() -> bool:
+    from embedscope.kernels._cuda import simulated
+
+    return simulated()
+
+
 def resolve_backend(backend: str = "auto", *, supports: tuple[str, ...] = ("cpu", "cuda", "cuml")) -> Backend:
     """Resolve a backend name into a :class:`Backend`.
 
@@ -152,6 +158,11 @@ def resolve_backend(backend: str = "auto", *, supports: tuple[str, ...] = ("cpu"
     BackendUnavailable
         An explicitly requested backend cannot run here; the message says what is
         missing and how to install it.
+
+    Notes
+    -----
+    With ``NUMBA_ENABLE_CUDASIM=1`` an explicit ``"cuda"`` resolves to the simulator
+    (``xp`` is numpy), whatever GPU is present.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -161,6 +172,11 @@ def resolve_backend(backend: str = "auto", *, supports: tuple[str, ...] = ("cpu"
         if backend not in supports:
             raise Unsupported(f"backend={backend!r} is not implemented for this reducer yet; "
                               f"available: {', '.join(supports)}")
+        if backend == "cuda" and _simulated():
+            # The simulator runs the kernels on host arrays, which lets CI test the
+            # cuda code paths end to end without a GPU; "auto" never picks it (slow).
+            return Backend("cuda", np, "numba CUDA simulator, no GPU",
+                           "requested (NUMBA_ENABLE_CUDASIM is set)")
         probe = probe_cuda() if backend == "cuda" else probe_cuml()
         if not probe.ok:
             raise BackendUnavailable(

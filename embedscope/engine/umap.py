@@ -1,23 +1,101 @@
-"""UMAP: the estimator that runs the shared stages (see DESIGN.md) on the CPU backend.
+"""UMAP: the estimator that runs the shared stages (see DESIGN.md) on every backend.
 
-preprocess (PCA to 50 dims when d > 100) -> kNN graph (``kernels.knn``) -> fuzzy
-simplicial set (``kernels.affinity``) -> init (``engine.init``) -> SGD epochs
-(``kernels.umap_sgd``).
+preprocess (PCA to 50 dims when d > 100) -> kNN graph -> fuzzy simplicial set
+(``kernels.affinity``) -> init (``engine.init``) -> SGD epochs.
+
+Only the kNN search and the SGD epochs differ per backend (:class:`_Kernels`): the
+CPU twins in ``kernels.knn`` / ``kernels.umap_sgd``, the GPU twins in
+``kernels.knn_gpu`` / ``kernels.umap_sgd_gpu``. The graph and the init run on the
+host for both (sparse, cheap next to the kNN search and the epochs). The cuml backend
+hands the whole fit to cuML (``engine.cuml_adapter``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope._progress import Progress
+from embedscope.engine import dispatch
 from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
 from embedscope.engine.data import validate_vectors
-from embedscope.engine.dispatch import to_host, to_output
+from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.engine.init import INIT_CHOICES, initial_layout
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
+from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
+
+
+def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
+             method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    if queries is not None:
+        return exact_knn(data, k, metric, queries=queries)
+    return nearest_neighbors(data, k, metric, method=method, random_state=seed)
+
+
+def _knn_cuda(data: Any, k: int, metric: str, *, queries: Any = None,
+              method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # Looked up at call time, not import time: nothing GPU loads with this module.
+    from embedscope.kernels.knn_gpu import exact_knn_gpu
+
+    indices, distances = exact_knn_gpu(data, k, metric, queries)
+    return to_host(indices), to_host(distances)
+
+
+def _optimize_cpu(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.umap_sgd import optimize_layout
+
+    return optimize_layout(head, graph, n_epochs, **kwargs)
+
+
+def _optimize_cuda(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.umap_sgd_gpu import optimize_layout_gpu
+
+    layout = optimize_layout_gpu(head, graph, n_epochs, **kwargs)
+    return np.ascontiguousarray(to_host(layout), dtype=np.float32)
+
+
+def _to_device(X: Any) -> Any:
+    """``X`` on the device the GPU twins use (numpy under the simulator), in one copy.
+
+    numpy data larger than half the free GPU memory stays on the host: PCA and the
+    exact kNN search then stream it to the device in blocks.
+    """
+    from embedscope.kernels._cuda import device_array_module
+
+    xp = device_array_module()
+    if xp is np or dispatch.is_cupy(X):
+        return xp.asarray(X)
+    from embedscope.engine.memory import device_free_bytes
+
+    if 4 * X.shape[0] * X.shape[1] > device_free_bytes() // 2:  # float32 once on the device
+        return X
+    return xp.asarray(X)
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    """The stages that differ per backend; each returns host (numpy) arrays."""
+
+    backend: str
+    #: ``knn(data, k, metric, *, queries=None, method, seed)`` -> (int32, float32) (m, k)
+    knn: Callable[..., tuple[np.ndarray, np.ndarray]]
+    #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract.
+    optimize: Callable[..., np.ndarray]
+    #: Moves the input to where ``knn`` reads it.
+    place: Callable[[Any], Any]
+
+    def knn_label(self, method: str) -> str:
+        return "exact on cuda" if self.backend == "cuda" else f"{method} on cpu"
+
+
+def _kernels(backend: str) -> _Kernels:
+    if backend == "cuda":
+        return _Kernels("cuda", _knn_cuda, _optimize_cuda, _to_device)
+    return _Kernels("cpu", _knn_cpu, _optimize_cpu, to_host)
 
 
 class UMAP(BaseReducer):
@@ -59,25 +137,42 @@ class UMAP(BaseReducer):
         before the kNN search (cosine data is L2-normalised first). None disables.
         Not applied with ``metric="inner_product"`` (centring changes inner products).
     knn_method : {"auto", "exact", "nndescent"}, default="auto"
-        kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`.
-    backend : {"auto", "cpu"}, default="auto"
+        kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`. The cuda
+        backend always runs the exact search (GPU approximate kNN is not built yet):
+        "auto" and "exact" are accepted there, "nndescent" is refused.
+    backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
+        ``"cuda"``: the data is copied to the GPU once (cupy input stays there; numpy
+        data larger than half the free GPU memory stays on the host and is streamed
+        in blocks), then PCA, the exact kNN search
+        (:func:`embedscope.kernels.knn_gpu.exact_knn_gpu`) and the SGD epochs
+        (:func:`embedscope.kernels.umap_sgd_gpu.optimize_layout_gpu`) run on the
+        device; the fuzzy graph and the init run on the host. It finds at most 128
+        neighbours (``n_neighbors <= 129``) unless ``precomputed_knn`` is given.
+        ``"cuml"``: RAPIDS cuML's UMAP fits with the same parameters (no PCA
+        preprocessing; ``knn_method`` does not apply); what it cannot honour raises
+        :class:`embedscope.Unsupported`. ``"auto"`` picks cuml, then cuda, then cpu,
+        whichever can run here.
     verbose : bool, default=False
-        Log each stage and every 10% of the epochs.
+        Log each stage (naming the backend) and every 10% of the epochs.
     callback : callable or None, default=None
         ``callback(epoch, n_epochs, embedding)`` after every epoch (the array is live;
-        copy it to keep it).
+        copy it to keep it). On the cuda backend it is the device (cupy) array.
 
     Attributes
     ----------
     embedding_ : ndarray of shape (n_samples, n_components), float32
+        On the host (numpy) for every backend; ``fit_transform`` returns it in the
+        input's array type (cupy in, cupy out).
     graph_ : scipy.sparse.csr_matrix of shape (n_samples, n_samples)
-        The symmetric fuzzy simplicial set.
+        The symmetric fuzzy simplicial set (cuml backend: cuML's graph, if it keeps one).
     knn_indices_, knn_distances_ : ndarray of shape (n_samples, n_neighbors - 1)
+        Not set by the cuml backend.
     init_used_ : str
         Which initialisation ran (with the spectral fallback reason, if any).
     n_epochs_ : int
     timings_ : dict of str to float
-        Seconds per stage: preprocess, knn, graph, init, optimize.
+        Seconds per stage: preprocess, knn, graph, init, optimize (cuml backend: one
+        ``cuml-umap`` stage).
     backend_, backend_reason_ : str
     n_features_in_ : int
 
@@ -89,7 +184,7 @@ class UMAP(BaseReducer):
     (2000, 2)
     """
 
-    _supported_backends = ("cpu",)
+    _supported_backends = ("cpu", "cuda", "cuml")
 
     def __init__(
         self,
@@ -181,23 +276,28 @@ class UMAP(BaseReducer):
 
     # ------------------------------------------------------------------ preprocessing
 
-    def _prepare(self, X: np.ndarray, fitting: bool) -> np.ndarray:
-        """The vectors the kNN search sees (normalised / PCA-reduced as fitted)."""
-        Z = np.ascontiguousarray(X, dtype=np.float32)
+    def _prepare(self, X: Any, fitting: bool, backend: str = "cpu") -> Any:
+        """The vectors the kNN search sees (normalised / PCA-reduced as fitted).
+
+        Runs on whichever array module holds ``X`` (numpy, or cupy on the cuda
+        backend), and returns an array of the same kind.
+        """
+        xp = array_module(X)
+        Z = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
         if fitting:
             self._use_pca = (self.pca_components is not None and Z.shape[1] > 100
                              and self._metric != "inner_product")
             self._knn_metric = "euclidean" if (self._use_pca and self._metric == "cosine") else self._metric
         if self._use_pca and self._metric == "cosine":
-            norms = np.linalg.norm(Z, axis=1, keepdims=True)
-            Z = Z / np.where(norms > 0, norms, 1.0)
+            norms = xp.linalg.norm(Z, axis=1, keepdims=True)
+            Z = Z / xp.where(norms > 0, norms, xp.float32(1.0))
         if self._use_pca:
             if fitting:
                 from embedscope.engine.pca import PCA
 
                 n_pca = min(int(self.pca_components), Z.shape[0], Z.shape[1])
-                self.pca_ = PCA(n_components=n_pca, random_state=0).fit(Z)
-            Z = np.ascontiguousarray(self.pca_.transform(Z), dtype=np.float32)
+                self.pca_ = PCA(n_components=n_pca, random_state=0, backend=backend).fit(Z)
+            Z = xp.ascontiguousarray(xp.asarray(self.pca_.transform(Z), dtype=xp.float32))
         return Z
 
     def _to_metric(self, distances: np.ndarray) -> np.ndarray:
@@ -205,6 +305,43 @@ class UMAP(BaseReducer):
         if self._metric == "cosine" and self._knn_metric == "euclidean":
             return (distances * distances / 2.0).astype(np.float32)
         return distances
+
+    def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
+        """The base class's, except that "auto" passes over cuML where it would refuse
+        the settings (init="pca", a callback, ...): the user did not ask for cuML."""
+        refusal = self._cuml_refusal() if self.backend == "auto" and dispatch.probe_cuml().ok else None
+        if refusal is None:
+            return super()._start(X_shape)
+        others = tuple(name for name in self._supported_backends if name != "cuml")
+        backend = dispatch.resolve_backend("auto", supports=others)
+        backend = replace(backend, reason=backend.reason.replace(
+            "cuml: not implemented for this reducer", f"cuml: cannot run these settings ({refusal})"))
+        self.backend_, self.backend_reason_ = backend.name, backend.reason
+        progress = Progress(self.verbose, type(self).__name__)
+        shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
+        progress.log(f"backend {backend}{shape}")
+        return backend, progress
+
+    def _cuml_refusal(self) -> str | None:
+        from embedscope.engine.cuml_adapter import cuml_umap_params  # pure: imports no cuML
+
+        try:
+            cuml_umap_params(self)
+        except Unsupported as exc:
+            return str(exc).split(";")[0]
+        return None
+
+    def _check_backend(self, backend: Backend, k: int) -> None:
+        """Refuse, before any work, what the chosen backend cannot do."""
+        if backend.name != "cuda" or self.precomputed_knn is not None:
+            return
+        if self.knn_method == "nndescent":
+            raise Unsupported("knn_method='nndescent' has no GPU version yet (backend='cuda' runs the "
+                              "exact search); use knn_method='auto' or 'exact', or backend='cpu'")
+        if k > GPU_KNN_MAX:
+            raise Unsupported(f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point "
+                              f"(n_neighbors <= {GPU_KNN_MAX + 1}; got {k + 1}); use backend='cpu' "
+                              "or pass precomputed_knn")
 
     # ------------------------------------------------------------------ fit
 
@@ -214,42 +351,56 @@ class UMAP(BaseReducer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            numpy, memory-mapped numpy or cupy.
         y : ignored
+
+        Returns
+        -------
+        self
         """
         from embedscope.kernels import affinity, umap_sgd
 
         X = validate_vectors(X, name="X", min_rows=2)
         n = X.shape[0]
         params = self._validate_params(n)
-        _backend, progress = self._start(X.shape)
+        backend, progress = self._start(X.shape)
+        self.n_features_in_ = X.shape[1]
+        self._output_like = X
+        self._cuml_model = None  # a refit on another backend must not transform with it
+        if backend.name == "cuml":
+            return self._fit_cuml(X, backend, progress, n)
+        k = params["n_neighbors"] - 1
+        self._check_backend(backend, k)
+        kernels = _kernels(backend.name)
         rng = check_random_state(self.random_state)
         seed = int(rng.integers(0, 2**63 - 1))
         self._seed = seed
         self._metric = params["metric"]
-        self.n_features_in_ = X.shape[1]
-        k = params["n_neighbors"] - 1
 
-        with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,}"):
-            Z = self._prepare(to_host(X), fitting=True)
-        with progress.stage("knn", f"k={k}, metric={self._knn_metric}"):
+        with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
+            Z = self._prepare(kernels.place(X), fitting=True, backend=backend.name)
+            Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
+        search = "precomputed" if self.precomputed_knn is not None else kernels.knn_label(self.knn_method)
+        with progress.stage("knn", f"{search}, k={k}, metric={self._knn_metric}"):
             if self.precomputed_knn is not None:
                 indices, distances = self._check_precomputed(n, k)
             else:
-                indices, distances = nearest_neighbors(Z, k, self._knn_metric, method=self.knn_method,
-                                                       random_state=seed % (2**31))
+                indices, distances = kernels.knn(Z, k, self._knn_metric, method=self.knn_method,
+                                                 seed=seed % (2**31))
                 distances = self._to_metric(distances)
+        del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
-        with progress.stage("graph", "fuzzy simplicial set"):
+        with progress.stage("graph", "fuzzy simplicial set on the host"):
             graph, _, _ = affinity.fuzzy_simplicial_set(indices, distances, params["n_neighbors"],
                                                         rho_from_nearest=rho_nearest)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
-            layout, used = initial_layout(self.init, params["n_components"], graph=graph, data=Z,
+            layout, used = initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
                                           seed=seed % (2**31), log=progress.log)
         a, b = umap_sgd.find_ab_params(params["spread"], params["min_dist"])
-        with progress.stage("optimize", f"{n_epochs} epochs"):
+        with progress.stage("optimize", f"{n_epochs} epochs on {backend.name}"):
             pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
-            layout = umap_sgd.optimize_layout(
+            layout = kernels.optimize(
                 layout, pruned, n_epochs, a=a, b=b, learning_rate=params["learning_rate"],
                 negative_sample_rate=params["negative_sample_rate"], seed=seed,
                 callback=self.callback, log=progress.log)
@@ -257,7 +408,7 @@ class UMAP(BaseReducer):
             raise RuntimeError("UMAP produced non-finite coordinates; please report this input")
 
         self._ab = (a, b)
-        self._train = Z
+        self._train = Z_host
         self._n_neighbors = params["n_neighbors"]
         self.knn_indices_, self.knn_distances_ = indices, distances
         self.graph_ = graph
@@ -265,11 +416,35 @@ class UMAP(BaseReducer):
         self.init_used_ = used
         self.n_epochs_ = n_epochs
         self.timings_ = progress.timings
-        self._output_like = X
+        return self
+
+    def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
+        from embedscope.engine.cuml_adapter import fit_cuml_umap
+        from embedscope.kernels.umap_sgd import default_epochs
+
+        if self.pca_components is not None and X.shape[1] > 100:
+            progress.log(f"cuml: pca_components is not applied; cuML searches all {X.shape[1]:,} features")
+        self._progress = progress
+        embedding = fit_cuml_umap(self, X, backend)
+        self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
+        self.init_used_ = str(self.init)
+        # What cuML was asked for; None is umap-learn's rule, which cuML follows too.
+        self.n_epochs_ = default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
+        self.timings_ = progress.timings
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
-        """Fit and return the embedding in the input's array type."""
+        """Fit and return the embedding in the input's array type (cupy in, cupy out).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        array of shape (n_samples, n_components), float32
+        """
         self.fit(X)
         return to_output(self.embedding_, X)
 
@@ -281,7 +456,11 @@ class UMAP(BaseReducer):
         Each new point is linked to its ``n_neighbors - 1`` nearest fitted points with
         fuzzy memberships, starts at their weighted mean position and is refined by a
         short SGD (a third of ``n_epochs``; 100 epochs up to 10,000 fitted points and
-        30 above when ``n_epochs`` is None).
+        30 above when ``n_epochs`` is None). Runs on the backend that fitted: on cuda
+        the kNN of the new points and their SGD (against the fixed fitted layout) run
+        on the GPU, except that more than 128 neighbours (possible only after fitting
+        with ``precomputed_knn``) are searched on the CPU; on cuml, cuML's own
+        ``transform`` runs.
 
         Parameters
         ----------
@@ -289,7 +468,7 @@ class UMAP(BaseReducer):
 
         Returns
         -------
-        array of shape (n_new, n_components)
+        array of shape (n_new, n_components), in the input's array type
         """
         from embedscope.kernels import affinity, umap_sgd
 
@@ -297,9 +476,15 @@ class UMAP(BaseReducer):
         X = validate_vectors(X, name="X", min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features; this UMAP was fitted on {self.n_features_in_}")
-        Z = self._prepare(to_host(X), fitting=False)
+        if getattr(self, "_cuml_model", None) is not None:
+            return to_output(self._cuml_model.transform(X), X)
+        kernels = _kernels(self.backend_)
         k = min(self._n_neighbors - 1, self._train.shape[0])
-        indices, distances = exact_knn(self._train, k, self._knn_metric, queries=Z)
+        if kernels.backend == "cuda" and k > GPU_KNN_MAX:
+            # Only after a fit on a precomputed graph wider than the GPU kernel keeps.
+            kernels = replace(kernels, knn=_knn_cpu, place=to_host)
+        Z = self._prepare(kernels.place(X), fitting=False)
+        indices, distances = kernels.knn(self._train, k, self._knn_metric, queries=Z)
         distances = self._to_metric(distances)
         weights = affinity.transform_memberships(distances, self._n_neighbors,
                                                  rho_from_nearest=self._metric == "inner_product")
@@ -315,9 +500,8 @@ class UMAP(BaseReducer):
             n_epochs = int(self.n_epochs) // 3
         a, b = self._ab
         pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
-        layout = umap_sgd.optimize_layout(
+        layout = kernels.optimize(
             start, pruned, n_epochs, a=a, b=b, learning_rate=float(self.learning_rate) / 4.0,
             negative_sample_rate=int(self.negative_sample_rate), seed=self._seed ^ 0x5EED,
             reference=fitted)
         return to_output(layout, X)
-

@@ -129,6 +129,10 @@ class TSNE(BaseReducer):
     random_state : int, Generator or None, default=None
     precomputed_knn : tuple (indices, distances) or None, default=None
         A kNN graph of ``X`` (self excluded), each ``(n_samples, k)``; skips the search.
+    pca_components : int or None, default=50
+        When the data has more than 100 features, the kNN search runs on this many
+        principal components (cosine rows are normalised first). None searches the
+        full space. Not applied with ``metric="inner_product"``.
     backend : {"auto", "cpu"}, default="auto"
     verbose : bool, default=False
         Log stages, and the KL divergence every 50 iterations, to stderr.
@@ -175,6 +179,7 @@ class TSNE(BaseReducer):
         dof: float = 1.0,
         random_state: Any = None,
         precomputed_knn: tuple[np.ndarray, np.ndarray] | None = None,
+        pca_components: int | None = PCA_DIMS,
         backend: str = "auto",
         verbose: bool = False,
         callback: Callable | None = None,
@@ -189,6 +194,7 @@ class TSNE(BaseReducer):
         self.dof = dof
         self.random_state = random_state
         self.precomputed_knn = precomputed_knn
+        self.pca_components = pca_components
         self.backend = backend
         self.verbose = verbose
         self.callback = callback
@@ -206,6 +212,8 @@ class TSNE(BaseReducer):
         check_int(self.n_iter, "n_iter", 1)
         self._metric = check_metric(self.metric)
         check_float(self.dof, "dof", 0.0, open_low=True)
+        if self.pca_components is not None:
+            check_int(self.pca_components, "pca_components", 1)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None; got {self.callback!r}")
         if isinstance(self.init, str):
@@ -238,19 +246,20 @@ class TSNE(BaseReducer):
             self._pca = None
             # PCA keeps euclidean (and, on unit rows, cosine) neighbourhoods; it would
             # change inner products, so that metric is searched in the full space.
-            if X.shape[1] > PCA_ABOVE and self._metric != "inner_product":
+            if self.pca_components is not None and X.shape[1] > PCA_ABOVE and self._metric != "inner_product":
                 from embedscope.engine.pca import PCA
 
-                self._pca = PCA(n_components=PCA_DIMS, random_state=self._seed, backend="cpu")
+                n_pca = min(int(self.pca_components), X.shape[0], X.shape[1])
+                self._pca = PCA(n_components=n_pca, random_state=self._seed, backend="cpu")
                 return np.ascontiguousarray(self._pca.fit_transform(X), dtype=np.float32)
             return X
         if self._pca is not None:
             return np.ascontiguousarray(self._pca.transform(X), dtype=np.float32)
         return X
 
-    def _knn(self, X: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _knn(self, X: np.ndarray, n: int, k: int, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.precomputed_knn is None:
-            return nearest_neighbors(X, k, self._metric, method="auto", random_state=self._seed)
+            return nearest_neighbors(X, k, self._metric, method="auto", random_state=self._seed, log=log)
         try:
             indices, distances = self.precomputed_knn
         except (TypeError, ValueError):
@@ -306,7 +315,7 @@ class TSNE(BaseReducer):
             raise DataError(f"all {n} rows of X are identical; t-SNE needs distinct points")
         k = min(n - 1, max(1, int(3 * self.perplexity_)))
         with progress.stage("knn", f"k={k}, metric={self._metric}"):
-            indices, distances = self._knn(Xp, n, k)
+            indices, distances = self._knn(Xp, n, k, progress.log)
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
             cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
                                                         squared=self._metric == "euclidean")

@@ -413,9 +413,12 @@ def _reverse_lists(snap_idx, snap_new):  # pragma: no cover - numba
 
 
 @numba.njit(parallel=True, cache=True)
-def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_reverse,
+def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
                    sweep_seed, visited, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
     """One pull sweep; returns the number of neighbour-row changes.
+
+    A point's general neighbours are its ``max_forward`` nearest listed ones and up
+    to ``max_reverse`` reverse links; candidates are those of its general neighbours.
 
     ``visited`` (n_threads, n) int32 remembers per thread which candidates point i
     already measured (or holds), so a candidate reached through several neighbours
@@ -423,6 +426,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
     rejected while the row only gets closer.
     """
     n, k = snap_idx.shape
+    kf = min(k, max_forward)
     changes = np.zeros(n, dtype=np.int64)
     for i in numba.prange(n):
         n_changes = 0
@@ -435,12 +439,12 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
         n_rev_i = rev_ptr[i + 1] - rev_ptr[i]
         take_i = min(n_rev_i, max_reverse)
         start_i = _reverse_start(sweep_seed, i, n_rev_i, max_reverse)
-        for a in range(k + take_i):
-            if a < k:
+        for a in range(kf + take_i):
+            if a < kf:
                 j = snap_idx[i, a]
                 new_ij = snap_new[i, a]
             else:
-                pos = rev_ptr[i] + (start_i + a - k) % n_rev_i
+                pos = rev_ptr[i] + (start_i + a - kf) % n_rev_i
                 j = rev_src[pos]
                 new_ij = rev_new[pos]
             if j < 0:
@@ -448,12 +452,12 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
             n_rev_j = rev_ptr[j + 1] - rev_ptr[j]
             take_j = min(n_rev_j, max_reverse)
             start_j = _reverse_start(sweep_seed, j, n_rev_j, max_reverse)
-            for c in range(k + take_j):
-                if c < k:
+            for c in range(kf + take_j):
+                if c < kf:
                     cand = snap_idx[j, c]
                     new_jl = snap_new[j, c]
                 else:
-                    pos = rev_ptr[j] + (start_j + c - k) % n_rev_j
+                    pos = rev_ptr[j] + (start_j + c - kf) % n_rev_j
                     cand = rev_src[pos]
                     new_jl = rev_new[pos]
                 if cand < 0 or (new_ij == 0 and new_jl == 0) or seen[cand] == i:
@@ -463,6 +467,14 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
                 n_changes += _push(heap_idx, heap_dist, heap_new, i, cand, dist)
         changes[i] = n_changes
     return changes.sum()
+
+
+#: From this many points NN-descent starts with widened lists (see nndescent_knn).
+_WIDE_FROM_POINTS = 500_000
+
+#: Forward links a point explores per sweep (its nearest ones); reverse links are
+#: capped at 1.5x this.
+_MAX_CANDIDATES = 60
 
 
 def _self_knn_of_rows(data: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
@@ -523,7 +535,8 @@ def nndescent_knn(
     delta : float, default=0.001
         Stop when a sweep changes fewer than ``delta * n * k`` links.
     max_reverse : int, optional
-        Reverse links used per point and sweep; default ``4 x`` the search width.
+        Reverse links used per point and sweep; default ``4 x`` the search width,
+        at most 90 (and the nearest 60 forward links are used).
     target_recall : float or None, default=0.95
         After the sweeps converge, the recall of the graph is estimated against an
         exact search from 256 seeded rows; below this target the search lists are
@@ -548,6 +561,12 @@ def nndescent_knn(
     # Searching a few more than k neighbours and keeping the best k lifts recall at
     # k=14 from ~0.95 to ~0.98 on 50-D mixtures (NN-descent stalls less).
     k_search = min(n - 1, k + max(4, k // 3))
+    if n >= _WIDE_FROM_POINTS:
+        # Large sets start with the widened lists the recall check below would ask
+        # for: converging narrow first and then widening costs ~2x one narrow run,
+        # starting wide ~1.7x (on 50-D mixtures, recall 0.885 at 1M points with
+        # lists of 18).
+        k_search = min(n - 1, k_search + max(4, k_search // 2))
     leaf_size = max(k_search + 1, 32)
     heap_idx = np.full((n, k_search), -1, dtype=np.int32)
     heap_dist = np.full((n, k_search), np.inf, dtype=np.float32)
@@ -580,13 +599,17 @@ def nndescent_knn(
         # them at k_search (a random window per sweep) left recall at 0.89 on a 300k
         # mixture: links outside the window turn "old" unexplored. A loose cap
         # (4 x k_search, against hubs) gives 0.977 there for 1.7x the time.
-        reverse_cap = max_reverse or 4 * k_search
+        reverse_cap = max_reverse or min(4 * k_search, _MAX_CANDIDATES + _MAX_CANDIDATES // 2)
+        # A sweep costs (forward + reverse)^2 distances per point: for t-SNE's wide
+        # lists (k_search = 120) uncapped that was 360k and a 1M-point search did
+        # not finish; the nearest 60 forward and 90 reverse links keep it to 22k.
         for sweep in range(max_iters):
             snap_idx, snap_new = heap_idx.copy(), heap_new.copy()
             heap_new[:] = 0
             rev_ptr, rev_src, rev_new = _reverse_lists(snap_idx, snap_new)
             sweep_seed = (seed + 7919 * (sweep + 1) + 104729 * widening) % 2**62
-            changes = _descent_sweep(prepared, code, snap_idx, snap_new, rev_ptr, rev_src, rev_new, reverse_cap,
+            changes = _descent_sweep(prepared, code, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
+                                     _MAX_CANDIDATES, reverse_cap,
                                      sweep_seed, visited, heap_idx, heap_dist, heap_new)
             if changes < delta * n * k_search:
                 break

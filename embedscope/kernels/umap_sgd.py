@@ -101,9 +101,13 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                 continue
             state = mix64(useed ^ (np.uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
             # The edge's negative samples all push from the head's position before the
-            # first of them, and their clipped steps are summed: the samples are then
-            # independent and overlap in the pipeline, where each one waiting for the
-            # previous one's update (pow, divide, clip) made the loop latency-bound.
+            # first of them, and their clipped steps are summed and the sum clipped
+            # again: the samples are then independent and overlap in the pipeline,
+            # where each one waiting for the previous one's update (pow, divide,
+            # clip) made the loop latency-bound. Clipping the sum keeps a crowd of
+            # near negatives from throwing the point far: unclipped, trustworthiness
+            # on the word vectors fell from 0.759 (one by one) to 0.742; clipped it
+            # is 0.765, and the mixture's is unchanged.
             push = scratch[numba.get_thread_id()]
             for d in range(dim):
                 push[d] = np.float32(0.0)
@@ -126,7 +130,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                     for d in range(dim):
                         push[d] += four
             for d in range(dim):
-                head[i, d] += push[d] * alpha32
+                head[i, d] += _clip(push[d]) * alpha32
             next_negative[e] += n_negative * per_negative
 
 

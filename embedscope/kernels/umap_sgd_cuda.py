@@ -79,7 +79,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             continue
         state = _mix(useed ^ (uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
         # As the CPU twin: every negative sample pushes from the head's position
-        # before the first one, and the clipped steps are summed, then applied.
+        # before the first one; the clipped steps are summed, clipped, then applied.
         for d in range(dim):
             scratch[i, d] = float32(0.0)
         for _ in range(n_negative):
@@ -99,7 +99,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                 for d in range(dim):
                     scratch[i, d] += float32(4.0)
         for d in range(dim):
-            head[i, d] += scratch[i, d] * alpha32
+            head[i, d] += _clip(scratch[i, d]) * alpha32
         next_negative[e] = float32(float64(next_negative[e]) + float64(n_negative) * per_negative)
 
 

@@ -60,6 +60,19 @@ class _FakeUMAP(_Recorder):
         return np.asarray(X)[:, : self.kwargs["n_components"]] + 1.0
 
 
+class _FakeTSNE(_Recorder):
+    """Stands in for cuml.manifold.TSNE (whose constructor takes ``max_iter``)."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def __init__(self, *, max_iter: int = 1000, **kwargs):
+        super().__init__(max_iter=max_iter, **kwargs)
+
+    def fit_transform(self, X):
+        self.kl_divergence_ = 1.25
+        return np.asarray(X)[:, :2].astype(np.float64)
+
+
 @pytest.fixture
 def fake_cuml(monkeypatch):
     """Installs a fake ``cuml`` package and makes the cuml backend resolvable on numpy."""
@@ -71,6 +84,7 @@ def fake_cuml(monkeypatch):
     cuml.decomposition = decomposition
     manifold = types.ModuleType("cuml.manifold")
     manifold.UMAP = _FakeUMAP
+    manifold.TSNE = _FakeTSNE
     cuml.manifold = manifold
     monkeypatch.setitem(sys.modules, "cuml", cuml)
     monkeypatch.setitem(sys.modules, "cuml.decomposition", decomposition)
@@ -79,6 +93,7 @@ def fake_cuml(monkeypatch):
     monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
     _FakePCA.calls.clear()
     _FakeUMAP.calls.clear()
+    _FakeTSNE.calls.clear()
     return cuml
 
 
@@ -185,6 +200,55 @@ def test_tsne_refusals(params, message):
         cuml_adapter.cuml_tsne_params(_tsne(**params), 1000)
 
 
+def test_tsne_estimator_fits_through_cuml(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((200, 6))
+    est = _tsne(perplexity=20.0, n_iter=500, init="random", random_state=5, backend="cuml")
+    Y = est.fit_transform(X)
+    assert len(_FakeTSNE.calls) == 1
+    call = _FakeTSNE.calls[0]
+    assert call["output_type"] == "cupy" and call["perplexity"] == 20.0 and call["max_iter"] == 500
+    assert call["init"] == "random" and call["random_state"] == 5 and call["n_neighbors"] == 60
+    assert call["method"] == "fft" and call["learning_rate"] == 50.0
+    assert est.backend_ == "cuml" and set(est.timings_) == {"cuml-tsne"}
+    assert est.embedding_.dtype == np.float32 and est.embedding_.shape == (200, 2)
+    np.testing.assert_allclose(Y, X[:, :2], rtol=1e-6)
+    assert est.kl_divergence_ == 1.25 and est.n_iter_ == 500 and est.learning_rate_ == 50.0
+    assert est.perplexity_ == 20.0
+    with pytest.raises(Unsupported, match=r"no transform.*backend='cuda'"):
+        est.transform(X[:5])
+
+
+def test_tsne_estimator_clamps_perplexity_for_cuml(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    est = _tsne(perplexity=50.0, n_iter=300, backend="cuml")
+    with pytest.warns(UserWarning, match="too large for 100 points"):
+        est.fit(X)
+    call = _FakeTSNE.calls[0]
+    assert call["perplexity"] == pytest.approx(33.0) and call["n_neighbors"] == 99
+    assert est.perplexity_ == pytest.approx(33.0)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"n_components": 3}, "2-D only"),
+    ({"callback": print}, "callbacks"),
+    ({"init": np.zeros((100, 2))}, "init='pca' or 'random'"),
+])
+def test_tsne_estimator_refusal_names_the_alternative(fake_cuml, params, message):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    with pytest.raises(Unsupported, match=message + r".*backend='cuda'"):
+        _tsne(backend="cuml", **params).fit(X)
+    assert _FakeTSNE.calls == []
+
+
+def test_tsne_auto_passes_over_cuml_that_would_refuse(fake_cuml):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    est = _tsne(n_components=3, n_iter=60, random_state=0).fit(X)
+    assert est.backend_ in ("cpu", "cuda") and _FakeTSNE.calls == []
+    assert "cuml: cannot run these settings (cuML's t-SNE is 2-D only" in est.backend_reason_
+    est = _tsne(n_iter=60, random_state=0).fit(X)
+    assert est.backend_ == "cuml" and len(_FakeTSNE.calls) == 1
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(importlib.util.find_spec("cuml") is None, reason="cuml is not installed")
 def test_real_cuml_classes_accept_the_mapped_parameters():
@@ -209,3 +273,15 @@ def test_real_cuml_umap_through_the_estimator():
     assert est.backend_ == "cuml" and isinstance(Y, np.ndarray) and Y.shape == (2000, 2)
     assert trustworthiness(X, Y, 15) > 0.9
     assert est.transform(X[:50]).shape == (50, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("cuml") is None, reason="cuml is not installed")
+def test_real_cuml_tsne_through_the_estimator():
+    from embedscope import make_mixture, trustworthiness
+
+    X, _ = make_mixture(2000, 20, 5, random_state=0)
+    est = _tsne(backend="cuml", random_state=0)
+    Y = est.fit_transform(X)
+    assert est.backend_ == "cuml" and isinstance(Y, np.ndarray) and Y.shape == (2000, 2)
+    assert trustworthiness(X, Y, 15) > 0.9 and np.isfinite(est.kl_divergence_)

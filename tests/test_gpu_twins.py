@@ -25,13 +25,15 @@ import pytest
 from embedscope.engine.memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
-KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda"]
+KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda",
+                  "embedscope.kernels.tsne_cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
 
 @needs_numba_cuda
-@pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py"])
+@pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py",
+                                    "tsne_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,
@@ -147,6 +149,35 @@ def test_umap_sgd_gpu_matches_cpu_on_device():
     one_cpu = optimize_layout(start.copy(), graph, 1, a=a, b=b, seed=1)
     one_gpu = optimize_layout_gpu(start.copy(), graph, 1, a=a, b=b, seed=1).get()
     np.testing.assert_allclose(one_gpu, one_cpu, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_tsne_gpu_kernels_match_cpu_on_device():
+    import cupy
+
+    from embedscope.kernels import tsne as ktsne
+    from embedscope.kernels.knn import exact_knn
+    from embedscope.kernels.tsne_fft import FFTRepulsion
+    from embedscope.kernels.tsne_gpu import FFTRepulsionGPU, attractive_forces_gpu, csr_to_device
+
+    rng = np.random.default_rng(0)
+    for scale in (0.01, 1.0, 30.0):  # early (fine boxes) to late (unit boxes) embeddings
+        Y = (rng.normal(size=(20_000, 2)) * scale).astype(np.float32)
+        Y[:5000] *= 0.1
+        rep, z = FFTRepulsion()(Y.astype(np.float64))
+        got, got_z = FFTRepulsionGPU()(cupy.asarray(Y))
+        assert np.linalg.norm(got.get() - rep) / np.linalg.norm(rep) < 1e-4
+        assert abs(float(got_z[0]) - z) / z < 1e-5
+    X = rng.normal(size=(5000, 10)).astype(np.float32)
+    idx, dist = exact_knn(X, 90)
+    P = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 30.0)[0], 5000)
+    ref = np.empty(Y[:5000].shape)
+    ktsne.attractive_forces(P.indptr, P.indices, P.data, Y[:5000].astype(np.float64),
+                            Y[:5000].astype(np.float64), 1.0, ref)
+    Y_dev = cupy.asarray(Y[:5000])
+    out = cupy.empty_like(Y_dev)
+    attractive_forces_gpu(csr_to_device(P, cupy), Y_dev, Y_dev, 1.0, out)
+    np.testing.assert_allclose(out.get(), ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
 
 
 def test_row_stack_shim_restores_the_alias(monkeypatch):

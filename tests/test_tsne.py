@@ -1,13 +1,21 @@
-"""t-SNE: gradient kernels against exact references, quality floors, 3-D, transform, bad input."""
+"""t-SNE: gradient kernels against exact references, quality floors, 3-D, transform, bad input.
+
+The CPU tests pin backend="cpu" where they check CPU specifics; the others run on
+whatever "auto" picks. The cuda backend is checked end to end in numba's CUDA
+simulator by tests/cudasim/tsne_check.py and on a GPU by the ``gpu`` tests here.
+"""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from embedscope import DataError, knn_accuracy, trustworthiness
+from embedscope import DataError, Unsupported, knn_accuracy, trustworthiness
+from embedscope.engine import tsne as tsne_engine
 from embedscope.engine.base import NotFittedError
 from embedscope.engine.tsne import TSNE
 from embedscope.kernels import tsne as ktsne
@@ -32,7 +40,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def fitted_mixture(mixture_5k):
     X = mixture_5k[0]
-    est = TSNE(random_state=0)
+    est = TSNE(random_state=0, backend="cpu")
     return est, host(est.fit_transform(X))
 
 
@@ -174,13 +182,13 @@ def test_words_quality_above_floor(words):
     vectors, _ = words
     X = np.asarray(vectors[:5000], dtype=np.float32)
     # 750 iterations in all, as openTSNE's defaults (250 exaggerated + 500)
-    Y = host(TSNE(n_iter=750, random_state=0).fit_transform(X))
+    Y = host(TSNE(n_iter=750, random_state=0, backend="cpu").fit_transform(X))
     assert trustworthiness(X, Y, 15) > WORDS_FLOOR
 
 
 def test_three_dimensions_run_with_barnes_hut(mixture_5k):
     X, labels = mixture_5k
-    est = TSNE(n_components=3, n_iter=400, random_state=0)
+    est = TSNE(n_components=3, n_iter=400, random_state=0, backend="cpu")
     Y = host(est.fit_transform(X[:2500]))
     assert Y.shape == (2500, 3) and np.isfinite(Y).all()
     assert est.repulsion_ == "barnes-hut"
@@ -191,7 +199,7 @@ def test_three_dimensions_run_with_barnes_hut(mixture_5k):
 def test_transform_places_new_points_near_their_neighbours(mixture_5k):
     X, labels = mixture_5k
     train, test = np.arange(4000), np.arange(4000, 5000)
-    est = TSNE(n_iter=500, random_state=0).fit(X[train])
+    est = TSNE(n_iter=500, random_state=0, backend="cpu").fit(X[train])
     Y_new = host(est.transform(X[test]))
     assert Y_new.shape == (1000, 2) and np.isfinite(Y_new).all()
     # label of each new point's nearest fitted points in the embedding
@@ -214,11 +222,11 @@ def test_transform_places_new_points_near_their_neighbours(mixture_5k):
 # ----------------------------------------------------------------------------- contract
 def test_same_seed_same_embedding_and_precomputed_knn(mixture_5k):
     X = mixture_5k[0][:600]
-    a = TSNE(n_iter=120, random_state=3).fit_transform(X)
-    b = TSNE(n_iter=120, random_state=3).fit_transform(X)
+    a = TSNE(n_iter=120, random_state=3, backend="cpu").fit_transform(X)
+    b = TSNE(n_iter=120, random_state=3, backend="cpu").fit_transform(X)
     np.testing.assert_array_equal(a, b)
     knn = exact_knn(X, 90)
-    c = TSNE(n_iter=120, random_state=3, precomputed_knn=knn).fit_transform(X)
+    c = TSNE(n_iter=120, random_state=3, precomputed_knn=knn, backend="cpu").fit_transform(X)
     np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-5)
 
 
@@ -308,8 +316,83 @@ def test_bad_params_name_the_parameter(params, match):
 def test_transform_needs_fit_and_matching_features(mixture_5k):
     with pytest.raises(NotFittedError):
         TSNE().transform(np.zeros((2, 3)))
-    est = TSNE(n_iter=60, random_state=0).fit(mixture_5k[0][:200])
+    est = TSNE(n_iter=60, random_state=0, backend="cpu").fit(mixture_5k[0][:200])
     with pytest.raises(ValueError, match="features"):
         est.transform(np.zeros((2, 3)))
     with pytest.raises(DataError, match="NaN"):
         est.transform(np.full((2, 50), np.nan))
+
+
+# ----------------------------------------------------------------------------- GPU backends
+def test_tsne_import_loads_no_gpu_module():
+    code = ("import sys; from embedscope import TSNE; import embedscope.engine.tsne; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('cupy', 'cuml', 'numba_cuda') "
+            "or m.startswith('numba.cuda')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cuda_backend_refuses_large_perplexity_before_any_work(monkeypatch):
+    # The simulator makes "cuda" resolvable here; the refusal comes before any kernel runs.
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setattr(tsne_engine, "_kernels", lambda backend: pytest.fail("work started"))
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    with pytest.raises(Unsupported, match=r"at most 128 neighbours.*3 x perplexity = 150.*backend='cpu'"):
+        TSNE(perplexity=50.0, backend="cuda").fit(X)
+
+
+def test_auto_passes_over_a_gpu_that_would_refuse(monkeypatch):
+    from embedscope.engine import dispatch
+
+    monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
+    monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))
+    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
+    assert TSNE()._start((300, 5))[0].name == "cuda"
+    backend, _ = TSNE(perplexity=50.0)._start((300, 5))
+    assert backend.name == "cpu"
+    est = TSNE(perplexity=50.0)
+    est._start((300, 5))
+    assert est.backend_ == "cpu" and "cuda: cannot run these settings (backend='cuda' finds at most 128" in est.backend_reason_
+    # a graph given up front needs no GPU search
+    knn = (np.zeros((300, 150), np.int32), np.zeros((300, 150), np.float32))
+    assert TSNE(perplexity=50.0, precomputed_knn=knn)._start((300, 5))[0].name == "cuda"
+
+
+@pytest.mark.gpu
+def test_cuda_backend_matches_cpu_quality(mixture_5k, fitted_mixture):
+    X, labels = mixture_5k
+    est = TSNE(random_state=0, backend="cuda").fit(X)
+    Y = est.embedding_
+    assert est.backend_ == "cuda" and isinstance(Y, np.ndarray) and Y.dtype == np.float32
+    assert Y.shape == (5000, 2) and np.isfinite(Y).all() and est.repulsion_ == "fft"
+    assert set(est.timings_) >= {"knn", "affinities", "init", "early exaggeration", "optimise"}
+    cuda_score, cpu_score = trustworthiness(X, Y, 15), trustworthiness(X, fitted_mixture[1], 15)
+    assert abs(cuda_score - cpu_score) < 0.01, (cuda_score, cpu_score)
+    assert cuda_score > MIXTURE_FLOOR and knn_accuracy(Y, labels, 15) > 0.95
+    assert 0 < est.kl_divergence_ < 3.0 and est.n_iter_ == 1000
+
+
+@pytest.mark.gpu
+def test_cuda_backend_cupy_in_cupy_out(mixture_5k):
+    import cupy
+
+    X, labels = mixture_5k
+    est = TSNE(n_iter=400, random_state=0, backend="cuda")
+    Y = est.fit_transform(cupy.asarray(X[:2000]))
+    assert isinstance(Y, cupy.ndarray) and Y.shape == (2000, 2)
+    assert isinstance(est.embedding_, np.ndarray)
+    np.testing.assert_array_equal(Y.get(), est.embedding_)
+    assert knn_accuracy(est.embedding_, labels[:2000], 15) > 0.9
+    placed = est.transform(cupy.asarray(X[2000:2100]))  # placed on the CPU, returned as cupy
+    assert isinstance(placed, cupy.ndarray) and placed.shape == (100, 2)
+    assert isinstance(est.transform(X[2000:2100]), np.ndarray)
+
+
+@pytest.mark.gpu
+def test_cuda_backend_three_dimensions_on_the_grid(mixture_5k):
+    X, labels = mixture_5k
+    est = TSNE(n_components=3, n_iter=400, random_state=0, backend="cuda")
+    Y = est.fit_transform(X[:2500])
+    assert Y.shape == (2500, 3) and np.isfinite(Y).all() and est.repulsion_ == "fft"
+    assert trustworthiness(X[:2500], Y, 15) > 0.95
+    assert knn_accuracy(Y, labels[:2500], 15) > 0.95

@@ -94,8 +94,9 @@ def cuml_tsne_params(est: Any, n_samples: int, accepted: set[str] | None = None)
 
     ``learning_rate='auto'`` is resolved here (``max(N / early_exaggeration / 4,
     50)``) and cuML's own adaptive rate switched off, so both backends use the same
-    schedule. ``accepted`` (the cuML constructor's parameter names) picks ``max_iter``
-    or the older ``n_iter``.
+    schedule. A perplexity above ``(n_samples - 1) / 3`` is clamped to that, as the
+    other backends do. ``accepted`` (the cuML constructor's parameter names) picks
+    ``max_iter`` or the older ``n_iter``.
     """
     if est.n_components != 2:
         raise Unsupported(f"cuML's t-SNE is 2-D only (n_components={est.n_components}); {_USE_CUDA}")
@@ -111,9 +112,10 @@ def cuml_tsne_params(est: Any, n_samples: int, accepted: set[str] | None = None)
     if rate == "auto":
         rate = max(n_samples / est.early_exaggeration / 4.0, 50.0)
     iterations = "max_iter" if accepted is None or "max_iter" in accepted else "n_iter"
+    perplexity = min(float(est.perplexity), (n_samples - 1) / 3.0)
     params: dict[str, Any] = {
         "n_components": 2,
-        "perplexity": est.perplexity,
+        "perplexity": perplexity,
         "early_exaggeration": est.early_exaggeration,
         "learning_rate": float(rate),
         "learning_rate_method": "none",
@@ -122,7 +124,7 @@ def cuml_tsne_params(est: Any, n_samples: int, accepted: set[str] | None = None)
         "init": est.init,
         "random_state": _seed(est.random_state),
         "method": "fft",
-        "n_neighbors": int(min(n_samples - 1, 3 * est.perplexity)),
+        "n_neighbors": int(min(n_samples - 1, 3 * perplexity)),
         "verbose": bool(est.verbose),
     }
     if est.precomputed_knn is not None:
@@ -149,7 +151,12 @@ def fit_cuml_umap(est: Any, X: Any, backend: Backend) -> Any:
 
 
 def fit_cuml_tsne(est: Any, X: Any, backend: Backend) -> Any:
-    """Fit ``cuml.manifold.TSNE``; returns the embedding (cupy)."""
+    """Fit ``cuml.manifold.TSNE``; returns the embedding (cupy) and keeps the model.
+
+    The parameters are checked (and refused, if need be) before cuML is imported, so
+    a refusal reads the same whether or not cuML loads.
+    """
+    cuml_tsne_params(est, X.shape[0])
     from cuml.manifold import TSNE as CumlTSNE
 
     accepted = set(inspect.signature(CumlTSNE).parameters)

@@ -6,22 +6,34 @@ initialisation; gradient descent with early exaggeration, then the normal phase.
 Repulsion is exact below a few thousand points, grid-interpolated (FIt-SNE) in 2-D and
 Barnes-Hut in 3-D above that. The optimiser loop runs in Python, one compiled step
 at a time, so progress, callbacks and the KL report live here.
+
+The loop is written once; a backend only picks its kernels (:class:`_Kernels`): the
+CPU twins (numba) or the GPU twins in ``kernels.tsne_gpu`` (numba.cuda and cupy, the
+grid repulsion in 3-D as well). On the cuda backend the kNN search and the
+iterations run on the device; the perplexity calibration, P and the init stay on the
+host (sparse and cheap). The cuml backend hands the fit to cuML
+(``engine.cuml_adapter``).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
+from embedscope._progress import Progress
+from embedscope.engine import dispatch
 from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
 from embedscope.engine.data import DataError, validate_vectors
-from embedscope.engine.dispatch import to_host, to_output
+from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
+from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
 from embedscope.kernels.tsne_bh import BarnesHutRepulsion
 from embedscope.kernels.tsne_fft import FFTRepulsion
 
@@ -90,17 +102,108 @@ def _advance(Y, update):  # pragma: no cover - numba
             Y[i, c] -= mean[c] / n
 
 
-def _repulsion(n: int, dim: int, dof: float) -> Callable:
-    """The repulsion routine for ``n`` source points in ``dim`` dimensions."""
+def _repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
+    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, and its name."""
     if n <= EXACT_MAX:
-        return lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)
+        return (lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact"
     if dim == 2:
-        return FFTRepulsion(dof=dof)
-    return BarnesHutRepulsion(dof=dof)
+        return FFTRepulsion(dof=dof), "fft"
+    return BarnesHutRepulsion(dof=dof), "barnes-hut"
+
+
+def _knn_cpu(X: np.ndarray, k: int, metric: str, seed: int,
+             log: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    return nearest_neighbors(X, k, metric, method="auto", random_state=seed, log=log)
+
+
+def _place_cpu(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    return P, np.ascontiguousarray(Y, dtype=np.float64)
+
+
+def _step_cpu(P: sp.csr_matrix, Y: np.ndarray, rep: np.ndarray, z: float, dof: float,
+              exaggeration: float, learning_rate: float, momentum: float,
+              update: np.ndarray, gains: np.ndarray) -> None:
+    _step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(Y.shape[0], 1.0 / z),
+          exaggeration, 4.0, learning_rate, momentum, update, gains)
+
+
+# The cuda kernels are looked up at call time: importing this module loads nothing GPU.
+def _knn_cuda(X: np.ndarray, k: int, metric: str, seed: int,
+              log: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    from embedscope.kernels import knn_gpu
+
+    indices, distances = knn_gpu.exact_knn_gpu(X, k, metric)
+    return to_host(indices), to_host(distances)
+
+
+def _place_cuda(P: sp.csr_matrix, Y: np.ndarray) -> tuple[Any, Any]:
+    from embedscope.kernels import tsne_gpu
+    from embedscope.kernels._cuda import device_array_module
+
+    xp = device_array_module()
+    return tsne_gpu.csr_to_device(P, xp), xp.asarray(np.ascontiguousarray(Y, dtype=np.float32))
+
+
+def _repulsion_cuda(n: int, dim: int, dof: float) -> tuple[Callable, str]:
+    from embedscope.kernels import tsne_gpu
+
+    if n <= EXACT_MAX:
+        return (lambda sources: tsne_gpu.exact_repulsion_gpu(sources, dof)), "exact"
+    # The grid repulsion is dimension-generic on the device; there is no GPU Barnes-Hut.
+    return tsne_gpu.FFTRepulsionGPU(dof=dof), "fft"
+
+
+def _step_cuda(P: Any, Y: Any, rep: Any, z: Any, dof: float, exaggeration: float,
+               learning_rate: float, momentum: float, update: Any, gains: Any) -> None:
+    from embedscope.kernels import tsne_gpu
+
+    # 1/Z is formed on the device: the step never waits for Z to reach the host.
+    tsne_gpu.gradient_step_gpu(P, Y, Y, dof, rep, 1.0 / z, exaggeration, 4.0, learning_rate,
+                               momentum, update, gains)
+
+
+def _advance_cuda(Y: Any, update: Any) -> None:
+    from embedscope.kernels import tsne_gpu
+
+    tsne_gpu.advance_gpu(Y, update)
+
+
+def _kl_cuda(P: Any, Y: Any, z: Any, dof: float) -> float:
+    from embedscope.kernels import tsne_gpu
+
+    return tsne_gpu.kl_divergence_gpu(P, Y, z, dof)
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    """What differs per backend; the stages and the optimiser loop are shared."""
+
+    backend: str
+    #: ``knn(X, k, metric, seed, log)`` -> host (int32, float32) arrays (n, k), self excluded.
+    knn: Callable[..., tuple[np.ndarray, np.ndarray]]
+    #: ``place(P, Y)`` -> (P, Y) where the kernels read them (host float64 / device float32).
+    place: Callable[[sp.csr_matrix, np.ndarray], tuple[Any, Any]]
+    #: ``repulsion(n, dim, dof)`` -> (``routine(Y) -> (rep, Z)``, name).
+    repulsion: Callable[[int, int, float], tuple[Callable, str]]
+    #: ``step(P, Y, rep, Z, dof, exaggeration, learning_rate, momentum, update, gains)``.
+    step: Callable[..., None]
+    #: ``advance(Y, update)``: ``Y += update``, then recentre.
+    advance: Callable[[Any, Any], None]
+    #: ``kl(P, Y, Z, dof)`` -> KL(P || Q).
+    kl: Callable[..., float]
+
+    def knn_label(self) -> str:
+        return "exact on cuda" if self.backend == "cuda" else "on cpu"
+
+
+def _kernels(backend: str) -> _Kernels:
+    if backend == "cuda":
+        return _Kernels("cuda", _knn_cuda, _place_cuda, _repulsion_cuda, _step_cuda, _advance_cuda, _kl_cuda)
+    return _Kernels("cpu", _knn_cpu, _place_cpu, _repulsion, _step_cpu, _advance, ktsne.kl_divergence)
 
 
 class TSNE(BaseReducer):
-    """t-distributed stochastic neighbour embedding (CPU, numba).
+    """t-distributed stochastic neighbour embedding (CPU with numba, or a CUDA GPU).
 
     Parameters
     ----------
@@ -133,16 +236,30 @@ class TSNE(BaseReducer):
         When the data has more than 100 features, the kNN search runs on this many
         principal components (cosine rows are normalised first). None searches the
         full space. Not applied with ``metric="inner_product"``.
-    backend : {"auto", "cpu"}, default="auto"
+    backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
+        ``"cuda"``: the exact kNN search
+        (:func:`embedscope.kernels.knn_gpu.exact_knn_gpu`) and the iterations
+        (:mod:`embedscope.kernels.tsne_gpu`, float32 on the device; grid repulsion in
+        2-D and 3-D) run on the GPU, the PCA preprocessing too; the perplexity
+        calibration, P and the init run on the host. It finds at most 128 neighbours,
+        so ``perplexity <= 42`` unless ``precomputed_knn`` is given. ``"cuml"``:
+        RAPIDS cuML's t-SNE fits (2-D, dof=1, init "pca" or "random", no callback, no
+        ``transform``); what it cannot honour raises :class:`embedscope.Unsupported`.
+        ``"auto"`` picks cuml, then cuda, then cpu, passing over a GPU backend that
+        cannot run the settings.
     verbose : bool, default=False
-        Log stages, and the KL divergence every 50 iterations, to stderr.
+        Log stages (naming the backend), and the KL divergence every 50 iterations,
+        to stderr.
     callback : callable or None, default=None
-        ``callback(iteration, kl_divergence, embedding)`` every 50 iterations; a true
-        return value stops the optimisation early.
+        ``callback(iteration, kl_divergence, embedding)`` every 50 iterations, with a
+        host (numpy float32) copy of the embedding on every backend; a true return
+        value stops the optimisation early.
 
     Attributes
     ----------
     embedding_ : ndarray of shape (n_samples, n_components), float32
+        On the host for every backend; ``fit_transform`` returns it in the input's
+        array type (cupy in, cupy out).
     kl_divergence_ : float
         KL(P || Q) of the final embedding (without exaggeration).
     kl_history_ : list of (int, float)
@@ -152,7 +269,7 @@ class TSNE(BaseReducer):
     perplexity_, learning_rate_ : float
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
-        ``"exact"``, ``"fft"`` or ``"barnes-hut"``.
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend).
     backend_, backend_reason_ : str
     timings_ : dict of str to float
     n_features_in_ : int
@@ -165,7 +282,7 @@ class TSNE(BaseReducer):
     (1000, 2)
     """
 
-    _supported_backends = ("cpu",)
+    _supported_backends = ("cpu", "cuda", "cuml")
 
     def __init__(
         self,
@@ -235,6 +352,57 @@ class TSNE(BaseReducer):
             return limit
         return float(self.perplexity)
 
+    # ------------------------------------------------------------------ backend
+    def _neighbours(self, n: int) -> int:
+        """k of the kNN graph: 3 x the (clamped) perplexity."""
+        perplexity = min(float(self.perplexity), (n - 1) / 3.0)
+        return min(n - 1, max(1, int(3 * perplexity)))
+
+    def _refusal(self, backend: str, n: int) -> str | None:
+        """Why ``backend`` cannot run these settings on ``n`` points, or None."""
+        if backend == "cuda" and self.precomputed_knn is None and self._neighbours(n) > GPU_KNN_MAX:
+            return (f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point and t-SNE "
+                    f"needs 3 x perplexity = {self._neighbours(n)}; use perplexity <= "
+                    f"{GPU_KNN_MAX // 3}, pass precomputed_knn, or use backend='cpu'")
+        if backend == "cuml":
+            from embedscope.engine.cuml_adapter import cuml_tsne_params  # pure: imports no cuML
+
+            try:
+                cuml_tsne_params(self, n)
+            except Unsupported as exc:
+                return str(exc)
+        return None
+
+    def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
+        """The base class's, refusing before any work what the chosen backend cannot do.
+
+        ``"auto"`` instead passes over a GPU backend that would refuse: the user did
+        not ask for it.
+        """
+        n = X_shape[0] if X_shape else 0
+        if self.backend != "auto":
+            backend, progress = super()._start(X_shape)
+            refusal = self._refusal(backend.name, n)
+            if refusal is not None:
+                raise Unsupported(refusal)
+            return backend, progress
+        probes = {"cuml": dispatch.probe_cuml, "cuda": dispatch.probe_cuda}
+        refused = {name: why for name, probe in probes.items()
+                   if probe().ok and (why := self._refusal(name, n)) is not None}
+        if not refused:
+            return super()._start(X_shape)
+        supports = tuple(name for name in self._supported_backends if name not in refused)
+        backend = dispatch.resolve_backend("auto", supports=supports)
+        reason = backend.reason
+        for name, why in refused.items():
+            reason = reason.replace(f"{name}: not implemented for this reducer",
+                                    f"{name}: cannot run these settings ({why.split(';')[0]})")
+        self.backend_, self.backend_reason_ = backend.name, reason
+        progress = Progress(self.verbose, type(self).__name__)
+        shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
+        progress.log(f"backend {backend.name} ({backend.device}; {reason}){shape}")
+        return backend, progress
+
     # ------------------------------------------------------------------ stages
     def _preprocess(self, X: np.ndarray, fit: bool) -> np.ndarray:
         """float32 rows in the space the kNN graph is built in (unit rows, PCA)."""
@@ -250,7 +418,7 @@ class TSNE(BaseReducer):
                 from embedscope.engine.pca import PCA
 
                 n_pca = min(int(self.pca_components), X.shape[0], X.shape[1])
-                self._pca = PCA(n_components=n_pca, random_state=self._seed, backend="cpu")
+                self._pca = PCA(n_components=n_pca, random_state=self._seed, backend=self._kernels.backend)
                 return np.ascontiguousarray(self._pca.fit_transform(X), dtype=np.float32)
             return X
         if self._pca is not None:
@@ -259,7 +427,7 @@ class TSNE(BaseReducer):
 
     def _knn(self, X: np.ndarray, n: int, k: int, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.precomputed_knn is None:
-            return nearest_neighbors(X, k, self._metric, method="auto", random_state=self._seed, log=log)
+            return self._kernels.knn(X, k, self._metric, self._seed, log)
         try:
             indices, distances = self.precomputed_knn
         except (TypeError, ValueError):
@@ -305,16 +473,20 @@ class TSNE(BaseReducer):
         X = validate_vectors(X, min_rows=4)
         n = X.shape[0]
         self._validate_params(n)
-        progress = self._start(X.shape)[1]
+        backend, progress = self._start(X.shape)
+        self.n_features_in_ = X.shape[1]
+        if backend.name == "cuml":
+            return self._fit_cuml(X, backend, progress, n)
+        self._kernels = _kernels(backend.name)
         rng = check_random_state(self.random_state)
         self._seed = int(rng.integers(2**31 - 1))
         self.perplexity_ = self._effective_perplexity(n)
-        self.n_features_in_ = X.shape[1]
         Xp = self._preprocess(X, fit=True)
         if np.ptp(Xp, axis=0).max() == 0:
             raise DataError(f"all {n} rows of X are identical; t-SNE needs distinct points")
-        k = min(n - 1, max(1, int(3 * self.perplexity_)))
-        with progress.stage("knn", f"k={k}, metric={self._metric}"):
+        k = self._neighbours(n)
+        search = "precomputed" if self.precomputed_knn is not None else self._kernels.knn_label()
+        with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
             indices, distances = self._knn(Xp, n, k, progress.log)
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
             cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
@@ -329,6 +501,22 @@ class TSNE(BaseReducer):
         self.timings_ = progress.timings
         return self
 
+    def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
+        from embedscope.engine.cuml_adapter import cuml_tsne_params, fit_cuml_tsne
+
+        self.perplexity_ = self._effective_perplexity(n)
+        if self.pca_components is not None and X.shape[1] > PCA_ABOVE:
+            progress.log(f"cuml: pca_components is not applied; cuML searches all {X.shape[1]:,} features")
+        self._progress = progress
+        embedding = fit_cuml_tsne(self, X, backend)
+        self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
+        self.learning_rate_ = float(cuml_tsne_params(self, n)["learning_rate"])
+        self.repulsion_ = "fft"  # the adapter asks cuML for its FFT method
+        self.kl_history_ = []
+        self.n_iter_ = int(self.n_iter)
+        self.timings_ = progress.timings
+        return self
+
     def _schedule(self, n: int) -> tuple[int, float, float]:
         ee_iter = min(250, self.n_iter // 4)
         ee = float(self.early_exaggeration)
@@ -336,14 +524,15 @@ class TSNE(BaseReducer):
             return ee_iter, max(n / ee / 4.0, 50.0), max(n / 4.0, 50.0)
         return ee_iter, float(self.learning_rate), float(self.learning_rate)
 
-    def _optimise(self, P: Any, Y: np.ndarray, progress: Any) -> None:
+    def _optimise(self, P: sp.csr_matrix, Y: np.ndarray, progress: Any) -> None:
+        kernels = self._kernels
         n, dim = Y.shape
         dof = float(self.dof)
-        repulsion = _repulsion(n, dim, dof)
-        self.repulsion_ = "exact" if n <= EXACT_MAX else ("fft" if dim == 2 else "barnes-hut")
+        repulsion, self.repulsion_ = kernels.repulsion(n, dim, dof)
         ee_iter, lr_ee, lr_normal = self._schedule(n)
         self.learning_rate_ = lr_normal
-        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        P, Y = kernels.place(P, Y)
+        xp = array_module(Y)
         history: list[tuple[int, float]] = []
         it = 0
         stopped = False
@@ -353,31 +542,33 @@ class TSNE(BaseReducer):
             if it >= stop or stopped:
                 continue
             name = "early exaggeration" if phase == 0 else "optimise"
-            update, gains = np.zeros_like(Y), np.ones_like(Y)
-            with progress.stage(name, f"{stop - it} iterations, {self.repulsion_} repulsion, lr={lr:.4g}"):
+            update, gains = xp.zeros_like(Y), xp.ones_like(Y)
+            detail = f"{stop - it} iterations on {kernels.backend}, {self.repulsion_} repulsion, lr={lr:.4g}"
+            with progress.stage(name, detail):
                 while it < stop:
                     rep, z = repulsion(Y)
                     report = (it + 1) % REPORT_EVERY == 0
                     if report:
-                        kl = ktsne.kl_divergence(P, Y, z, dof)
-                    _step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(n, 1.0 / z),
-                          exaggeration, 4.0, lr, momentum, update, gains)
-                    _advance(Y, update)
+                        kl = kernels.kl(P, Y, z, dof)
+                    kernels.step(P, Y, rep, z, dof, exaggeration, lr, momentum, update, gains)
+                    kernels.advance(Y, update)
                     it += 1
                     if report:
                         history.append((it, kl))
                         progress.log(f"iteration {it}: KL divergence {kl:.4f}")
-                        if self.callback is not None and self.callback(it, kl, Y.astype(np.float32)):
+                        if self.callback is not None and self.callback(
+                                it, kl, to_host(Y).astype(np.float32)):
                             stopped = True
                             break
-        if not np.isfinite(Y).all():
+        Y_host = to_host(Y)
+        if not np.isfinite(Y_host).all():
             raise FloatingPointError("t-SNE optimisation diverged (non-finite coordinates); "
                                      "lower learning_rate")
         _, z = repulsion(Y)
-        self.kl_divergence_ = ktsne.kl_divergence(P, Y, z, dof)
+        self.kl_divergence_ = kernels.kl(P, Y, z, dof)
         self.kl_history_ = history
         self.n_iter_ = it
-        self.embedding_ = Y.astype(np.float32)
+        self.embedding_ = Y_host.astype(np.float32)
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """Embed ``X`` and return the embedding (in the input's array type)."""
@@ -393,6 +584,10 @@ class TSNE(BaseReducer):
         descent on its own KL divergence against the fixed embedding; new points do
         not interact with one another (as in openTSNE).
 
+        A model fitted on the cuda backend places new points on the CPU (the fitted
+        embedding and the reduced training data are kept on the host); one fitted on
+        cuml cannot place new points (cuML's t-SNE has no ``transform``).
+
         Parameters
         ----------
         X : array of shape (n_new, n_features)
@@ -404,26 +599,31 @@ class TSNE(BaseReducer):
         array of shape (n_new, n_components), in the input's array type
         """
         self._check_fitted("embedding_")
+        if getattr(self, "backend_", None) == "cuml":
+            raise Unsupported("cuML's t-SNE cannot place new points (it has no transform); fit with "
+                              "backend='cuda' or backend='cpu' to use transform")
         X_in = X
         X = validate_vectors(X, name="new points", min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"new points have {X.shape[1]} features; this TSNE was fitted on {self.n_features_in_}")
         n_iter = check_int(n_iter, "n_iter", 0)
-        progress = self._start(X.shape)[1]
+        # Placing points does not choose a backend again (it would reset backend_):
+        # it runs on the CPU for every fitted backend.
+        progress = Progress(self.verbose, type(self).__name__)
         ref = self.embedding_.astype(np.float64)
         n_ref, m = ref.shape[0], X.shape[0]
         perplexity = min(TRANSFORM_PERPLEXITY, (n_ref - 1) / 3.0)
         k = min(n_ref, max(1, int(3 * perplexity)))
-        with progress.stage("knn", f"{m:,} new points, k={k}"):
+        with progress.stage("knn", f"{m:,} new points, k={k}, exact on cpu"):
             Xq = self._preprocess(X, fit=False)
             indices, distances = exact_knn(self._X_ref, k, self._metric, queries=Xq)
         cond, _ = ktsne.conditional_affinities(distances, perplexity, squared=self._metric == "euclidean")
         indptr = np.arange(0, m * k + 1, k, dtype=np.int64)
         idx, vals = indices.ravel().astype(np.int32), cond.ravel().astype(np.float64)
         Y = np.einsum("mk,mkd->md", cond.astype(np.float64), ref[indices])
-        repulsion = _repulsion(n_ref, ref.shape[1], float(self.dof))
+        repulsion = _repulsion(n_ref, ref.shape[1], float(self.dof))[0]
         update, gains = np.zeros_like(Y), np.ones_like(Y)
-        with progress.stage("place", f"{n_iter} iterations"):
+        with progress.stage("place", f"{n_iter} iterations on cpu"):
             for _ in range(n_iter):
                 rep, z_rows = repulsion(ref, Y)
                 _step(indptr, idx, vals, Y, ref, float(self.dof), rep, 1.0 / z_rows,

@@ -7,7 +7,8 @@ Times are taken with the device synchronised before the clock stops, after one
 warm-up call of each kernel at a small size (JIT/NVRTC compilation is reported
 apart). Targets (issue #5, one H200): PCA 10M x 768 -> 50 <= 1 s; exact kNN
 1M x 50, k=15 <= 3 s; raster of 100M points <= 50 ms; UMAP and t-SNE end to end
-once their GPU twins exist; and our cpu backend against umap-learn at 100k on the
+once their GPU twins exist; IVF kNN at 1M and 10M x 50 (time and recall@15, no
+target yet); and our cpu backend against umap-learn at 100k on the
 same machine's cores, for the side-by-side ratio.
 """
 
@@ -90,6 +91,30 @@ def bench_knn_parity(rows: int) -> dict[str, Any]:
             "detail": f"identical rows {same:.4f} (of rows without near-ties); max |d| diff {np.abs(got_d - ref_d).max():.2e}"}
 
 
+def bench_ivf(rows: int, dim: int) -> dict[str, Any]:
+    """IVF kNN (defaults) on a 20-cluster mixture made on the device; recall@15 of 1,000 rows."""
+    import cupy
+
+    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    from embedscope.kernels.knn_ivf import default_n_lists, default_n_probe, ivf_knn
+
+    rng = cupy.random.default_rng(3)  # make_mixture's recipe, generated where it is searched
+    centers = rng.uniform(-10.0, 10.0, (20, dim)).astype(cupy.float32)
+    labels = rng.integers(0, 20, rows)
+    X = rng.standard_normal((rows, dim), dtype=cupy.float32)
+    X *= rng.uniform(0.5, 1.5, 20).astype(cupy.float32)[labels, None]
+    X += centers[labels]
+    ivf_knn(X[:20_000], 15, random_state=0)  # warm-up (kernel compilation)
+    result: list[Any] = []
+    seconds = _timed(lambda: result.append(ivf_knn(X, 15, random_state=0)), repeat=1)
+    found = result[-1][0][:1000].get()
+    truth = exact_knn_gpu(X, 16, queries=X[:1000])[0].get()
+    hits = [np.intersect1d(f, t[t != r][:15]).size / 15 for r, (f, t) in enumerate(zip(found, truth, strict=True))]
+    n_lists = default_n_lists(rows)
+    return {"stage": f"IVF kNN {rows:,} x {dim}, k=15", "time_s": seconds, "target_s": None,
+            "detail": f"recall@15 {np.mean(hits):.4f} on 1,000 rows; {n_lists} lists, {default_n_probe(n_lists)} probes"}
+
+
 def bench_raster(n_points: int) -> dict[str, Any]:
     import cupy
 
@@ -136,6 +161,8 @@ def main() -> None:
         ("pca", lambda: bench_pca(200_000 if small else 10_000_000, 768)),
         ("knn", lambda: bench_knn(50_000 if small else 1_000_000, 50)),
         ("knn_parity", lambda: bench_knn_parity(5_000 if small else 20_000)),
+        ("ivf", lambda: bench_ivf(200_000 if small else 1_000_000, 50)),
+        ("ivf_10m", lambda: bench_ivf(1_000_000 if small else 10_000_000, 50)),
         ("raster", lambda: bench_raster(1_000_000 if small else 100_000_000)),
         ("cpu_vs_umap_learn", lambda: bench_cpu_vs_umap_learn(10_000 if small else 100_000)),
     ]

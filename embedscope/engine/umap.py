@@ -28,6 +28,12 @@ from embedscope.engine.init import INIT_CHOICES, initial_layout
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
 from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
 
+#: Up to this many points ``knn_method="auto"`` on the cuda backend searches exactly,
+#: above it by IVF (:func:`embedscope.kernels.knn_ivf.ivf_knn`). Exact search costs
+#: N^2: 11-16 s at 1M x 50 (k=15) on an H200, so ~1 min at 2M but ~25 min at 10M;
+#: up to 2M the exact graph is worth its minute.
+GPU_EXACT_MAX_POINTS = 2_000_000
+
 
 def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
              method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +45,22 @@ def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | Non
 def _knn_cuda(data: Any, k: int, metric: str, *, queries: Any = None,
               method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     # Looked up at call time, not import time: nothing GPU loads with this module.
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    if _cuda_uses_ivf(method, data.shape[0], queries is None):
+        from embedscope.kernels._cuda import device_array_module
+        from embedscope.kernels.knn_ivf import ivf_knn
 
-    indices, distances = exact_knn_gpu(data, k, metric, queries)
+        indices, distances = ivf_knn(data, k, metric, queries=queries, random_state=seed,
+                                     xp=device_array_module())
+    else:
+        from embedscope.kernels.knn_gpu import exact_knn_gpu
+
+        indices, distances = exact_knn_gpu(data, k, metric, queries)
     return to_host(indices), to_host(distances)
+
+
+def _cuda_uses_ivf(method: str, n: int, self_join: bool = True) -> bool:
+    # "auto" keeps queries (transform) exact: m x N costs less than building an index.
+    return method == "ivf" or (method == "auto" and self_join and n > GPU_EXACT_MAX_POINTS)
 
 
 def _optimize_cpu(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
@@ -88,8 +106,10 @@ class _Kernels:
     #: Moves the input to where ``knn`` reads it.
     place: Callable[[Any], Any]
 
-    def knn_label(self, method: str) -> str:
-        return "exact on cuda" if self.backend == "cuda" else f"{method} on cpu"
+    def knn_label(self, method: str, n: int = 0) -> str:
+        if self.backend == "cuda":
+            return f"{'ivf' if _cuda_uses_ivf(method, n) else 'exact'} on cuda"
+        return f"{method} on cpu"
 
 
 def _kernels(backend: str) -> _Kernels:
@@ -136,15 +156,17 @@ class UMAP(BaseReducer):
         When the data has more than 100 features, reduce them to this many by PCA
         before the kNN search (cosine data is L2-normalised first). None disables.
         Not applied with ``metric="inner_product"`` (centring changes inner products).
-    knn_method : {"auto", "exact", "nndescent"}, default="auto"
-        kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`. The cuda
-        backend always runs the exact search (GPU approximate kNN is not built yet):
-        "auto" and "exact" are accepted there, "nndescent" is refused.
+    knn_method : {"auto", "exact", "nndescent", "ivf"}, default="auto"
+        kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`. On the cuda
+        backend "auto" is exact up to 2,000,000 points and IVF above,
+        "ivf" forces the approximate IVF-flat search
+        (:func:`embedscope.kernels.knn_ivf.ivf_knn`), "nndescent" is refused; "ivf"
+        is cuda-only (the cpu backend refuses it: use "nndescent" there).
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
         ``"cuda"``: the data is copied to the GPU once (cupy input stays there; numpy
         data larger than half the free GPU memory stays on the host and is streamed
-        in blocks), then PCA, the exact kNN search
-        (:func:`embedscope.kernels.knn_gpu.exact_knn_gpu`) and the SGD epochs
+        in blocks), then PCA, the kNN search (exact,
+        :func:`embedscope.kernels.knn_gpu.exact_knn_gpu`, or IVF) and the SGD epochs
         (:func:`embedscope.kernels.umap_sgd_gpu.optimize_layout_gpu`) run on the
         device; the fuzzy graph and the init run on the host. It finds at most 128
         neighbours (``n_neighbors <= 129``) unless ``precomputed_knn`` is given.
@@ -247,8 +269,8 @@ class UMAP(BaseReducer):
             raise ValueError(f"init array has shape {np.shape(self.init)}; expected ({n}, {params['n_components']})")
         if self.pca_components is not None:
             check_int(self.pca_components, "pca_components", 1)
-        if self.knn_method not in ("auto", "exact", "nndescent"):
-            raise ValueError(f"knn_method={self.knn_method!r} must be 'auto', 'exact' or 'nndescent'")
+        if self.knn_method not in ("auto", "exact", "nndescent", "ivf"):
+            raise ValueError(f"knn_method={self.knn_method!r} must be 'auto', 'exact', 'nndescent' or 'ivf'")
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable; got {self.callback!r}")
         return params
@@ -333,11 +355,16 @@ class UMAP(BaseReducer):
 
     def _check_backend(self, backend: Backend, k: int) -> None:
         """Refuse, before any work, what the chosen backend cannot do."""
-        if backend.name != "cuda" or self.precomputed_knn is not None:
+        if self.precomputed_knn is not None:
+            return
+        if backend.name != "cuda":
+            if self.knn_method == "ivf":
+                raise Unsupported("knn_method='ivf' is the GPU approximate search (backend='cuda'); "
+                                  "on backend='cpu' use knn_method='nndescent' or 'auto'")
             return
         if self.knn_method == "nndescent":
-            raise Unsupported("knn_method='nndescent' has no GPU version yet (backend='cuda' runs the "
-                              "exact search); use knn_method='auto' or 'exact', or backend='cpu'")
+            raise Unsupported("knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
+                              "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'")
         if k > GPU_KNN_MAX:
             raise Unsupported(f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point "
                               f"(n_neighbors <= {GPU_KNN_MAX + 1}; got {k + 1}); use backend='cpu' "
@@ -380,7 +407,7 @@ class UMAP(BaseReducer):
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             Z = self._prepare(kernels.place(X), fitting=True, backend=backend.name)
             Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
-        search = "precomputed" if self.precomputed_knn is not None else kernels.knn_label(self.knn_method)
+        search = "precomputed" if self.precomputed_knn is not None else kernels.knn_label(self.knn_method, n)
         with progress.stage("knn", f"{search}, k={k}, metric={self._knn_metric}"):
             if self.precomputed_knn is not None:
                 indices, distances = self._check_precomputed(n, k)

@@ -83,16 +83,18 @@ _COMMON_P: dict[int, object] = {}
 
 def common_kl(X: np.ndarray, Y: np.ndarray) -> float:
     """KL of ``Y`` under our P for ``X`` (perplexity 30, exact kNN after PCA-50 if wide)."""
-    from embedscope.engine.tsne import TSNE
+    from embedscope.engine.pca import PCA
+    from embedscope.engine.tsne import PCA_ABOVE, PCA_DIMS
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.tsne_fft import FFTRepulsion
 
     if id(X) not in _COMMON_P:
-        est = TSNE()
-        est._metric, est._seed = "euclidean", 0
-        Xp = est._preprocess(X, fit=True)
-        idx, dist = exact_knn(Xp, 90, "euclidean")
+        # the preprocessing TSNE() applies by default, through the public PCA
+        Xp = X
+        if X.shape[1] > PCA_ABOVE:
+            Xp = PCA(n_components=PCA_DIMS, random_state=0, backend="cpu").fit_transform(X)
+        idx, dist = exact_knn(np.ascontiguousarray(Xp, dtype=np.float32), 90, "euclidean")
         _COMMON_P.clear()
         _COMMON_P[id(X)] = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 30.0)[0], X.shape[0])
     P = _COMMON_P[id(X)]

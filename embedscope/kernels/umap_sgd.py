@@ -62,8 +62,8 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     epoch : int, seed : uint64
     exclude_self : bool
         Skip negative samples equal to the head (fit, where both index one layout).
-    scratch : float32 (n_threads, dim)
-        Per-thread sum of an edge's repulsive steps.
+    scratch : float32 (n_threads, >= dim)
+        Per-thread sum of an edge's repulsive steps (rows padded against false sharing).
     """
     n_heads, dim = head.shape
     n_ref = np.uint64(reference.shape[0])
@@ -225,7 +225,10 @@ def optimize_layout(
     fit_case = reference is None
     snapshot = np.empty_like(head) if fit_case else np.ascontiguousarray(reference, dtype=np.float32)
     report_every = max(1, n_epochs // 10)
-    scratch = np.zeros((numba.get_num_threads(), head.shape[1]), dtype=np.float32)
+    # One row per thread, each at least two cache lines long: rows of 2 floats shared
+    # a line between the two threads, and the ping-pong made 2 threads slower than 1.
+    width = 16 * (1 + (head.shape[1] + 15) // 16)
+    scratch = np.zeros((numba.get_num_threads(), width), dtype=np.float32)
     for epoch in range(n_epochs):
         if fit_case:
             np.copyto(snapshot, head)

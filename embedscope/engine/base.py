@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 import numbers
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from embedscope._progress import Progress
-from embedscope.engine.dispatch import Backend, resolve_backend
+from embedscope.engine import dispatch
+from embedscope.engine.dispatch import Backend, Unsupported, resolve_backend
 
 
 class NotFittedError(AttributeError, ValueError):
@@ -71,10 +73,39 @@ class BaseReducer:
                 changed.append(f"{name}={value!r}" if not isinstance(value, np.ndarray) else f"{name}=<array>")
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    def _refusal(self, backend: str, n: int) -> str | None:
+        """Why ``backend`` cannot run these settings on ``n`` points, or None.
+
+        Subclasses name what a GPU backend cannot do (too many neighbours, a
+        parameter cuML lacks, ...) so that it is refused before any work.
+        """
+        return None
+
     def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
-        backend = resolve_backend(self.backend, supports=self._supported_backends)
-        self.backend_ = backend.name
-        self.backend_reason_ = backend.reason
+        """Resolve the backend, record ``backend_`` / ``backend_reason_``, open the log.
+
+        A backend that cannot run the settings raises :class:`Unsupported`, except
+        that ``"auto"`` first passes over a GPU backend that would refuse (the user did
+        not ask for it) and says why in ``backend_reason_``.
+        """
+        n = X_shape[0] if X_shape else 0
+        supports = self._supported_backends
+        refused: dict[str, str] = {}
+        if self.backend == "auto":
+            # through the module, so a probe replaced there (tests, a GPU mock) is the one used
+            probes = {"cuml": dispatch.probe_cuml, "cuda": dispatch.probe_cuda}
+            refused = {name: why for name, probe in probes.items()
+                       if name in supports and probe().ok and (why := self._refusal(name, n)) is not None}
+            supports = tuple(name for name in supports if name not in refused)
+        backend = resolve_backend(self.backend, supports=supports)
+        if (why := self._refusal(backend.name, n)) is not None:
+            raise Unsupported(why)
+        reason = backend.reason
+        for name, why in refused.items():
+            reason = reason.replace(f"{name}: not implemented for this reducer",
+                                    f"{name}: cannot run these settings ({why.split(';')[0]})")
+        backend = replace(backend, reason=reason)
+        self.backend_, self.backend_reason_ = backend.name, reason
         progress = Progress(getattr(self, "verbose", False), type(self).__name__)
         shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
         progress.log(f"backend {backend}{shape}")

@@ -27,7 +27,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope._progress import Progress
-from embedscope.engine import dispatch
 from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
 from embedscope.engine.data import DataError, validate_vectors
 from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
@@ -372,36 +371,6 @@ class TSNE(BaseReducer):
             except Unsupported as exc:
                 return str(exc)
         return None
-
-    def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
-        """The base class's, refusing before any work what the chosen backend cannot do.
-
-        ``"auto"`` instead passes over a GPU backend that would refuse: the user did
-        not ask for it.
-        """
-        n = X_shape[0] if X_shape else 0
-        if self.backend != "auto":
-            backend, progress = super()._start(X_shape)
-            refusal = self._refusal(backend.name, n)
-            if refusal is not None:
-                raise Unsupported(refusal)
-            return backend, progress
-        probes = {"cuml": dispatch.probe_cuml, "cuda": dispatch.probe_cuda}
-        refused = {name: why for name, probe in probes.items()
-                   if probe().ok and (why := self._refusal(name, n)) is not None}
-        if not refused:
-            return super()._start(X_shape)
-        supports = tuple(name for name in self._supported_backends if name not in refused)
-        backend = dispatch.resolve_backend("auto", supports=supports)
-        reason = backend.reason
-        for name, why in refused.items():
-            reason = reason.replace(f"{name}: not implemented for this reducer",
-                                    f"{name}: cannot run these settings ({why.split(';')[0]})")
-        self.backend_, self.backend_reason_ = backend.name, reason
-        progress = Progress(self.verbose, type(self).__name__)
-        shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
-        progress.log(f"backend {backend.name} ({backend.device}; {reason}){shape}")
-        return backend, progress
 
     # ------------------------------------------------------------------ stages
     def _preprocess(self, X: np.ndarray, fit: bool) -> np.ndarray:

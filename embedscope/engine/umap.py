@@ -328,47 +328,32 @@ class UMAP(BaseReducer):
             return (distances * distances / 2.0).astype(np.float32)
         return distances
 
-    def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
-        """The base class's, except that "auto" passes over cuML where it would refuse
-        the settings (init="pca", a callback, ...): the user did not ask for cuML."""
-        refusal = self._cuml_refusal() if self.backend == "auto" and dispatch.probe_cuml().ok else None
-        if refusal is None:
-            return super()._start(X_shape)
-        others = tuple(name for name in self._supported_backends if name != "cuml")
-        backend = dispatch.resolve_backend("auto", supports=others)
-        backend = replace(backend, reason=backend.reason.replace(
-            "cuml: not implemented for this reducer", f"cuml: cannot run these settings ({refusal})"))
-        self.backend_, self.backend_reason_ = backend.name, backend.reason
-        progress = Progress(self.verbose, type(self).__name__)
-        shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
-        progress.log(f"backend {backend}{shape}")
-        return backend, progress
+    def _refusal(self, backend: str, n: int) -> str | None:
+        """Why ``backend`` cannot run these settings, or None (see ``BaseReducer._start``)."""
+        if backend == "cuml":
+            from embedscope.engine.cuml_adapter import cuml_umap_params  # pure: imports no cuML
 
-    def _cuml_refusal(self) -> str | None:
-        from embedscope.engine.cuml_adapter import cuml_umap_params  # pure: imports no cuML
-
-        try:
-            cuml_umap_params(self)
-        except Unsupported as exc:
-            return str(exc).split(";")[0]
-        return None
-
-    def _check_backend(self, backend: Backend, k: int) -> None:
-        """Refuse, before any work, what the chosen backend cannot do."""
+            try:
+                cuml_umap_params(self)
+            except Unsupported as exc:
+                return str(exc)
+            return None
         if self.precomputed_knn is not None:
-            return
-        if backend.name != "cuda":
+            return None
+        if backend != "cuda":
             if self.knn_method == "ivf":
-                raise Unsupported("knn_method='ivf' is the GPU approximate search (backend='cuda'); "
-                                  "on backend='cpu' use knn_method='nndescent' or 'auto'")
-            return
+                return ("knn_method='ivf' is the GPU approximate search (backend='cuda'); "
+                        "on backend='cpu' use knn_method='nndescent' or 'auto'")
+            return None
         if self.knn_method == "nndescent":
-            raise Unsupported("knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
-                              "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'")
+            return ("knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
+                    "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'")
+        k = int(self.n_neighbors) - 1
         if k > GPU_KNN_MAX:
-            raise Unsupported(f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point "
-                              f"(n_neighbors <= {GPU_KNN_MAX + 1}; got {k + 1}); use backend='cpu' "
-                              "or pass precomputed_knn")
+            return (f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point "
+                    f"(n_neighbors <= {GPU_KNN_MAX + 1}; got {k + 1}); use backend='cpu' "
+                    "or pass precomputed_knn")
+        return None
 
     # ------------------------------------------------------------------ fit
 
@@ -397,7 +382,6 @@ class UMAP(BaseReducer):
         if backend.name == "cuml":
             return self._fit_cuml(X, backend, progress, n)
         k = params["n_neighbors"] - 1
-        self._check_backend(backend, k)
         kernels = _kernels(backend.name)
         rng = check_random_state(self.random_state)
         seed = int(rng.integers(0, 2**63 - 1))

@@ -171,15 +171,22 @@ TOOLTIP_JS = """() => { const out = []; function visit(root) { for (const el of 
 
 
 def _hover_finds(page, sx: float, sy: float, text: str) -> bool:
-    """Hover at and around (sx, sy) (rounding may put the point a pixel off); True once ``text`` shows."""
-    for dx in (0, 1, -1, 2, -2):
-        for dy in (0, 1, -1):
-            page.mouse.move(sx + dx, sy + dy, steps=2)
-            deadline = time.monotonic() + 1.5
-            while time.monotonic() < deadline:  # the server answers the hover asynchronously
-                if f"word:{text}" in page.evaluate(TOOLTIP_JS).replace(" ", ""):
-                    return True
-                page.wait_for_timeout(100)
+    """Hover at and around (sx, sy) (rounding may put the point a pixel off); True once ``text`` shows.
+
+    The server answers a hover asynchronously; on a loaded 2-core machine that took
+    more than 1.5 s, so the exact position gets a long wait and the sweep around it
+    runs twice.
+    """
+    for sweep in range(2):
+        for dx in (0, 1, -1, 2, -2):
+            for dy in (0, 1, -1):
+                page.mouse.move(sx + dx, sy + dy, steps=2)
+                wait = 6.0 if (dx, dy, sweep) == (0, 0, 0) else 1.5
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline:
+                    if f"word:{text}" in page.evaluate(TOOLTIP_JS).replace(" ", ""):
+                        return True
+                    page.wait_for_timeout(100)
     return False
 
 

@@ -8,9 +8,9 @@ simulator runs one Python thread per CUDA thread). Exits non-zero on a failure.
 from __future__ import annotations
 
 import functools
-import logging
 
 import numpy as np
+from _common import embedscope_log_lines
 
 from embedscope import TSNE, knn_accuracy, make_mixture, trustworthiness
 from embedscope.engine import tsne as engine_tsne
@@ -119,15 +119,6 @@ def check_repulsion() -> None:
     print("t-SNE repulsion twins ok")
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def _slim_launches() -> None:
     # One Python thread per CUDA thread in the simulator: few threads per block.
     knn_gpu.exact_knn_gpu = functools.partial(knn_gpu.exact_knn_gpu, threads=1)
@@ -140,11 +131,9 @@ def check_estimator(X: np.ndarray, labels: np.ndarray, repulsion: str, perplexit
     k = int(3 * perplexity)
     params = dict(n_iter=60, perplexity=perplexity, random_state=0,
                   precomputed_knn=exact_knn(X, k) if precomputed else None)
-    lines = _Lines()
-    logging.getLogger("embedscope").addHandler(lines)
-    cuda = TSNE(backend="cuda", verbose=True, **params)
-    Y = cuda.fit_transform(X)
-    logging.getLogger("embedscope").removeHandler(lines)
+    with embedscope_log_lines() as lines:
+        cuda = TSNE(backend="cuda", verbose=True, **params)
+        Y = cuda.fit_transform(X)
     cpu = TSNE(backend="cpu", **params).fit(X)
 
     assert cuda.backend_ == "cuda" and "NUMBA_ENABLE_CUDASIM" in cuda.backend_reason_
@@ -155,7 +144,7 @@ def check_estimator(X: np.ndarray, labels: np.ndarray, repulsion: str, perplexit
     search = "precomputed" if precomputed else "exact on cuda"
     for stage in (f"knn ... k={k}, metric=euclidean, {search}", f"iterations on cuda, {repulsion} repulsion",
                   "iteration 50: KL divergence"):
-        assert any(stage in line for line in lines.lines), (stage, lines.lines)
+        assert any(stage in line for line in lines), (stage, lines)
     assert cuda.n_iter_ == 60 and [it for it, _ in cuda.kl_history_] == [50]
     # Same graph and init, but 60 iterations are enough for the float32 descent to drift
     # (see check_same_trajectory); the quality must not. For scale: the CPU alone,

@@ -9,22 +9,13 @@ transform, host-side attributes, timings and stage lines. Exits non-zero on a fa
 from __future__ import annotations
 
 import functools
-import logging
 import warnings
 
 import numpy as np
+from _common import embedscope_log_lines
 
 from embedscope import UMAP, make_mixture, trustworthiness
 from embedscope.kernels import knn_gpu, umap_sgd_gpu
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 def _slim_launches() -> None:
@@ -39,11 +30,9 @@ def check_euclidean() -> None:
     X, labels = make_mixture(176, 10, 3, random_state=0)
     fit_rows, new_rows = X[:160], X[160:]
     params = dict(n_neighbors=8, n_epochs=30, random_state=0)
-    lines = _Lines()
-    logging.getLogger("embedscope").addHandler(lines)
-    cuda = UMAP(backend="cuda", verbose=True, **params)
-    Y = cuda.fit_transform(fit_rows)
-    logging.getLogger("embedscope").removeHandler(lines)
+    with embedscope_log_lines() as lines:
+        cuda = UMAP(backend="cuda", verbose=True, **params)
+        Y = cuda.fit_transform(fit_rows)
     cpu = UMAP(backend="cpu", **params).fit(fit_rows)
 
     assert cuda.backend_ == "cuda" and "NUMBA_ENABLE_CUDASIM" in cuda.backend_reason_
@@ -52,7 +41,7 @@ def check_euclidean() -> None:
     assert np.all(np.isfinite(Y))
     assert set(cuda.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
     for stage in ("knn ... exact on cuda", "optimize ... 30 epochs on cuda", "preprocess ... 160 x 10 on cuda"):
-        assert any(stage in line for line in lines.lines), (stage, lines.lines)
+        assert any(stage in line for line in lines), (stage, lines)
     # Both backends search exactly, so they build the same graph.
     np.testing.assert_array_equal(cuda.knn_indices_, cpu.knn_indices_)
     np.testing.assert_allclose(cuda.knn_distances_, cpu.knn_distances_, rtol=1e-4, atol=1e-5)

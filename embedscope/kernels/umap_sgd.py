@@ -78,6 +78,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     two_b = np.float32(2.0 * b)
     four = np.float32(4.0)
     for i in numba.prange(n_heads):
+        push = scratch[numba.get_thread_id()]  # this thread's row, for every edge of i
         for e in range(indptr[i], indptr[i + 1]):
             if next_sample[e] > epoch:
                 continue
@@ -108,7 +109,6 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             # near negatives from throwing the point far: unclipped, trustworthiness
             # on the word vectors fell from 0.759 (one by one) to 0.742; clipped it
             # is 0.765, and the mixture's is unchanged.
-            push = scratch[numba.get_thread_id()]
             for d in range(dim):
                 push[d] = np.float32(0.0)
             for _ in range(n_negative):

@@ -56,3 +56,13 @@ def mixture_5k():
     from embedscope.engine.data import make_mixture
 
     return make_mixture(5000, 50, 20, random_state=0)
+
+
+@pytest.fixture
+def fake_cuda_only(monkeypatch):
+    """The dispatcher sees a GPU (numpy standing in for cupy) and no cuML."""
+    from embedscope.engine import dispatch
+
+    monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
+    monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))
+    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))

@@ -341,12 +341,7 @@ def test_cuda_backend_refuses_large_perplexity_before_any_work(monkeypatch):
         TSNE(perplexity=50.0, backend="cuda").fit(X)
 
 
-def test_auto_passes_over_a_gpu_that_would_refuse(monkeypatch):
-    from embedscope.engine import dispatch
-
-    monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
-    monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))
-    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
+def test_auto_passes_over_a_gpu_that_would_refuse(fake_cuda_only):
     assert TSNE()._start((300, 5))[0].name == "cuda"
     backend, _ = TSNE(perplexity=50.0)._start((300, 5))
     assert backend.name == "cpu"

@@ -321,12 +321,7 @@ def test_cuda_backend_streams_data_too_large_for_the_device(monkeypatch, small):
     assert umap.backend_ == "cuda" and knn_accuracy(umap.embedding_, labels, 10) > 0.9
 
 
-def test_auto_passes_over_a_gpu_that_cannot_find_enough_neighbours(monkeypatch):
-    from embedscope.engine import dispatch
-
-    monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
-    monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))
-    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
+def test_auto_passes_over_a_gpu_that_cannot_find_enough_neighbours(fake_cuda_only):
     assert UMAP()._start((300, 5))[0].name == "cuda"
     est = UMAP(n_neighbors=200)
     assert est._start((300, 5))[0].name == "cpu"

@@ -1,10 +1,18 @@
 """Interactive HoloViews plots of millions of points.
 
-The pipeline is HoloViews' ``rasterize -> dynspread -> shade`` over an ``hv.Points`` of
-the full data, so a live session (Bokeh server, Panel, Jupyter) re-aggregates at full
-resolution whenever the view changes. A datashader ``first`` selector keeps, for every
-pixel, the row id of one real point; HoloViews' server-side hover then shows that
+The plot is a HoloViews ``DynamicMap`` over the view's x/y range, so a live session
+(Bokeh server, Panel, Jupyter) re-aggregates every point at full resolution whenever
+the view changes. Each render is one pass of
+:func:`embedscope.kernels.view_raster.view_grid` (counts, category colour mix or value
+mean, and per pixel the row id of the point nearest its centre), shaded by datashader
+(``eq_hist`` by default) and spread by ``dynspread``'s rule. The row ids and their
+metadata ride along in the image, so HoloViews' server-side hover shows the real
 point's metadata without sending the points to the browser.
+
+This replaces HoloViews' own ``rasterize -> dynspread -> shade`` chain with a
+``count_cat`` aggregate and a ``first`` selector, which took ~2 s per zoom on 10M points
+in 50 categories on two cores (``benchmarks/viz.py``): most of it filling and collapsing
+a (height, width, categories) grid.
 
 Selections (box, lasso, or ids given in code) are row ids of the full data; selected
 points are drawn on top in a highlight colour and the rest is muted, not hidden.
@@ -25,6 +33,11 @@ __all__ = ["EmbeddingPlot", "plot"]
 HIGHLIGHT = "#e4002b"
 MIN_ALPHA = 100  # a lone point must stay visible against white
 MAX_HOVER_COLUMNS = 6
+
+
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 def _hv() -> Any:
@@ -62,9 +75,9 @@ class EmbeddingPlot:
         ``dynspread`` maximum radius, so sparse points stay visible when zoomed in.
     title : str, optional
     hover : bool, default=True
-        Server-side hover with the metadata of one real point per pixel. It costs a
-        datashader ``first`` selector per render (the dominant cost on millions of
-        points; see ``benchmarks/viz.py``); False keeps only the pixel counts.
+        Server-side hover with the metadata of the point nearest each pixel centre.
+        It costs a distance test per point and a gather of the hover columns per
+        render (~0.1 of the ~0.15 s per zoom on 10M points; ``benchmarks/viz.py``).
 
     Attributes
     ----------
@@ -112,72 +125,176 @@ class EmbeddingPlot:
         self._build()
 
     # ------------------------------------------------------------------ building
-    def _aggregator(self) -> Any:
-        import datashader as ds
+    def _prepare_colour(self) -> None:
+        """Arrays the renderer reads on every view, extracted once."""
+        from embedscope.viz.aggregate import category_colors, data_range
 
+        self._x = self.frame["x"].to_numpy()
+        self._y = self.frame["y"].to_numpy()
+        self._full_range = (data_range(self._x), data_range(self._y))
+        self._codes = self._palette = self._values = None
+        self._category_colors: dict[str, str] = {}
         if self.color_kind == "category":
-            return ds.count_cat(self.color)
-        if self.color_kind == "value":
-            return ds.mean(self.color)
-        return ds.count()
-
-    def _shade_options(self) -> dict[str, Any]:
-        import colorcet as cc
-
-        from embedscope.viz.aggregate import category_colors
-
-        if self.color_kind == "category":
-            return {"color_key": category_colors(self.frame[self.color].cat.categories)}
-        return {"cmap": self.cmap or (cc.bmy if self.color_kind == "value" else cc.blues[110:])}
+            column = self.frame[self.color]
+            self._codes = column.cat.codes.to_numpy()
+            self._category_colors = category_colors(column.cat.categories)
+            self._palette = np.array([_hex_rgb(c) for c in self._category_colors.values()], dtype=np.float32)
+        elif self.color_kind == "value":
+            self._values = self.frame[self.color].to_numpy(dtype=np.float64)
 
     def _build(self) -> None:
         hv = _hv()
-        import datashader as ds
-        from holoviews.operation.datashader import dynspread, rasterize, shade
 
-        vdims = [c for c in dict.fromkeys([*([self.color] if self.color else []), *self.hover_columns])]
-        self.points = hv.Points(self.frame, kdims=["x", "y"], vdims=vdims)
+        self._prepare_colour()
         Muted = hv.streams.Stream.define("Muted", muted=False)
         self._muted = Muted()
-        selector = {"selector": ds.first("x")} if self.hover else {}
-        raster = rasterize(self.points, aggregator=self._aggregator(), width=self.width, height=self.height,
-                           **selector)
-        if self.spread:
-            raster = dynspread(raster, threshold=0.5, max_px=self.spread)
-        base = shade(raster, cnorm=self.how, min_alpha=MIN_ALPHA, **self._shade_options())
-
-        def fade(rgb: Any, muted: bool) -> Any:
-            return rgb.opts(alpha=0.25 if muted else 1.0)
-
-        self.base = base.apply(fade, streams=[self._muted]).opts(
-            tools=["hover", "box_select", "lasso_select", "tap"], active_tools=["wheel_zoom"],
+        self.range = hv.streams.RangeXY()
+        self._last_render: tuple[Any, Any] | None = None
+        tools = ["hover", "box_select", "lasso_select", "tap"] if self.hover else ["box_select", "lasso_select", "tap"]
+        self.base = hv.DynamicMap(self._base_image, streams=[self.range, self._muted]).opts(
+            tools=tools, active_tools=["wheel_zoom"],
             width=self.width, height=self.height, title=self.title, xlabel="x", ylabel="y")
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
-        self.range = hv.streams.RangeXY(source=self.base)
         self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self._chosen])
-        # HoloViews' shade adds the category legend itself (glasbey swatches).
-        self.view = hv.Overlay([self.base, self.highlight]).collate().opts(width=self.width, height=self.height)
+        layers = [self.base, self.highlight]
+        if self._category_colors:
+            layers.append(self._legend())
+        self.view = hv.Overlay(layers).collate().opts(width=self.width, height=self.height)
         self.bounds = hv.streams.BoundsXY(source=self.base)
         self.lasso = hv.streams.Lasso(source=self.base)
         self.bounds.add_subscriber(self._on_bounds)
         self.lasso.add_subscriber(self._on_lasso)
 
+    def _legend(self) -> Any:
+        """One point per category, at NaN so nothing is drawn, giving the colour legend."""
+        hv = _hv()
+
+        rows = [(np.nan, np.nan, str(cat)) for cat in self._category_colors]
+        cmap = {str(cat): colour for cat, colour in self._category_colors.items()}
+        return hv.Points(rows, kdims=["x", "y"], vdims=[self.color]).opts(
+            color=self.color, cmap=cmap, show_legend=True, legend_position="right", size=8, tools=[])
+
+    # ------------------------------------------------------------------ rendering
+    def _base_image(self, x_range: Any = None, y_range: Any = None, muted: bool = False) -> Any:
+        """The view, aggregated and shaded; muted (faded) while a selection is shown."""
+        key = (None if x_range is None else tuple(x_range), None if y_range is None else tuple(y_range))
+        if self._last_render is None or self._last_render[0] != key:
+            # A selection change re-asks for the same view: reuse it, only the fade differs.
+            self._last_render = (key, self.render(*key))
+        return self._last_render[1].opts(alpha=0.25 if muted else 1.0, clone=True)
+
+    def render(self, x_range: Any = None, y_range: Any = None) -> Any:
+        """One view as an ``hv.RGB``: every point in range aggregated, shaded and spread.
+
+        One pass of :func:`embedscope.kernels.view_raster.view_grid` gives per pixel the
+        count, the colour mix or value sum, and the point nearest the pixel centre;
+        datashader shades it, and sparse pixels are spread (``dynspread``'s rule for the radius). With
+        ``hover``, the image carries that point's row id and metadata for HoloViews'
+        server-side hover.
+
+        Parameters
+        ----------
+        x_range, y_range : (float, float), optional
+            The view; the data's extent when None.
+
+        Returns
+        -------
+        holoviews.RGB
+        """
+        hv = _hv()
+        import datashader.transfer_functions as tf
+        import xarray as xr
+
+        from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
+
+        x_range = tuple(map(float, x_range)) if x_range is not None else self._full_range[0]
+        y_range = tuple(map(float, y_range)) if y_range is not None else self._full_range[1]
+        if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
+            x_range, y_range = self._full_range
+        width, height = self.width, self.height
+        grid = view_grid(self._x, self._y, x_range, y_range, width, height, codes=self._codes,
+                         palette=self._palette, values=self._values, pick=self.hover)
+        xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
+        ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
+        coords = {"x": xs, "y": ys}
+        counts = xr.DataArray(grid.count, dims=("y", "x"), coords=coords)
+        if grid.rgb_sum is not None:
+            # count-weighted mix of the category colours; opacity from the counts
+            alpha = tf.shade(counts, cmap="black", how=self.how, min_alpha=MIN_ALPHA).data.view(np.uint8)[..., 3::4]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mix = grid.rgb_sum / grid.count[..., None]
+            rgba = np.empty((height, width, 4), dtype=np.uint8)
+            rgba[..., :3] = np.nan_to_num(mix, nan=0.0).astype(np.uint8)
+            rgba[..., 3] = alpha.reshape(height, width)
+            img = tf.Image(rgba.view(np.uint32).reshape(height, width), dims=("y", "x"), coords=coords)
+        elif grid.value_sum is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean = np.where(grid.count > 0, grid.value_sum / grid.count, np.nan)
+            img = tf.shade(xr.DataArray(mean, dims=("y", "x"), coords=coords), cmap=self._shade_cmap(),
+                           how=self.how, min_alpha=MIN_ALPHA)
+        else:
+            img = tf.shade(counts, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
+        px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0
+        packed, index = spread_fill(np.asarray(img.data), grid.index, px)
+        rgba = np.ascontiguousarray(packed, dtype=np.uint32).view(np.uint8).reshape(height, width, 4)
+        data = xr.Dataset({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}, coords=coords)
+        if self.hover:
+            data["__index__"] = (("y", "x"), index)
+            for column in self.hover_columns:
+                data[column] = (("y", "x"), self._hover_values(column, index))
+            data.attrs["selector_columns"] = ["__index__", *self.hover_columns]
+            data.attrs["selector"] = "point nearest the pixel centre"
+        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+        return hv.RGB(data, kdims=["x", "y"], vdims=["R", "G", "B", "A"], bounds=bounds)
+
+    def _shade_cmap(self) -> Any:
+        import colorcet as cc
+
+        return self.cmap or (cc.bmy if self.color_kind == "value" else cc.blues[110:])
+
+    def _hover_values(self, column: str, index: np.ndarray) -> np.ndarray:
+        """``column`` of each pixel's point; "-" / NaN where a pixel shows none."""
+        series = self.frame[column]
+        empty = index < 0
+        rows = np.where(empty, 0, index)
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            # a fixed-width str array: xarray converts object arrays item by item (~40 ms)
+            names = np.array([*map(str, series.cat.categories), "-"])
+            codes = series.cat.codes.to_numpy()[rows].astype(np.int64)
+            codes[empty | (codes < 0)] = len(names) - 1
+            return names[codes]
+        values = series.to_numpy()
+        kind = values.dtype.kind
+        if kind == "M":
+            out = values[rows].astype("datetime64[ns]")
+            out[empty] = np.datetime64("NaT", "ns")
+        elif kind in "fiub":
+            out = values[rows].astype(np.float64)
+            out[empty] = np.nan
+        else:
+            out = np.asarray(values, dtype=object)[rows]
+            out[empty] = "-"
+        return out
+
     def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0) -> Any:
         """The selected points, shaded in the highlight colour over the current view."""
-        from embedscope.viz.aggregate import data_range, raster
+        from embedscope.kernels.view_raster import choose_spread, spread_fill
+        from embedscope.viz.aggregate import raster
 
         hv = _hv()
         import datashader.transfer_functions as tf
 
-        x_range = tuple(x_range) if x_range is not None else data_range(self.frame["x"].to_numpy())
-        y_range = tuple(y_range) if y_range is not None else data_range(self.frame["y"].to_numpy())
+        x_range = tuple(x_range) if x_range is not None else self._full_range[0]
+        y_range = tuple(y_range) if y_range is not None else self._full_range[1]
         chosen = self.frame.iloc[self.selected] if self.selected.size else self.frame.iloc[:0]
         agg = raster(chosen[["x", "y"]], width=self.width, height=self.height, x_range=x_range, y_range=y_range)
         img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)
-        if self.spread:
-            img = tf.dynspread(img, threshold=0.5, max_px=self.spread)
-        rgba = np.asarray(img.data, dtype=np.uint32).view(np.uint8).reshape(self.height, self.width, 4)
+        packed = np.asarray(img.data, dtype=np.uint32)
+        if self.spread and self.selected.size:
+            px = choose_spread(packed >> 24 > 0, threshold=0.5, max_px=self.spread)
+            packed, _ = spread_fill(packed, None, px)
+        rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(self.height, self.width, 4)
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
         return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])

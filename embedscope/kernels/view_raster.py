@@ -1,0 +1,290 @@
+"""One pass over the points for an interactive view: counts, colour mix, picked point.
+
+The live plot re-aggregates every point on each zoom. Doing that as datashader's
+``count_cat`` + ``first`` selector and HoloViews' shade/dynspread costs ~2 s for 10M
+points and 50 categories on two cores, mostly in a (height, width, n_categories) grid
+that the shading then collapses to one colour per pixel. :func:`view_grid` collapses
+it while aggregating instead: per pixel it keeps the point count, the sum of the
+points' category colours (the mean of which is datashader's count-weighted colour mix)
+or the sum of a value column, and the id of the point nearest the pixel centre (the
+point the hover tooltip describes).
+
+Contract (CPU twin here; the app keeps its frame on the host):
+
+``view_grid(x, y, x_range, y_range, width, height, codes=None, palette=None,
+values=None, pick=True)`` -> :class:`ViewGrid` with ``count`` (uint32, (height, width),
+rows bottom-up like datashader), ``rgb_sum`` (float32, (height, width, 3)) when codes
+are given, ``value_sum`` (float64) when values are given, ``index`` (int64, -1 where
+empty) when ``pick``. Pixels are computed as in :mod:`embedscope.kernels.raster`
+(datashader's arithmetic), so counts equal ``bin_points``' counts. Points whose code is
+negative or whose value is NaN are not drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from embedscope.kernels.raster import _check, scale_translate
+
+__all__ = ["ViewGrid", "choose_spread", "spread_fill", "view_grid"]
+
+# Private per-thread grids are merged at the end; bound their total size.
+_MAX_PRIVATE_BYTES = 256 << 20
+
+
+@dataclass
+class ViewGrid:
+    """Per-pixel aggregates of one view (see the module docstring)."""
+
+    count: np.ndarray
+    rgb_sum: np.ndarray | None
+    value_sum: np.ndarray | None
+    index: np.ndarray | None
+
+
+@numba.njit(cache=True, parallel=True)
+def _view_cpu(x, y, codes, palette, values, x0, x1, y0, y1, sx, tx, sy, ty, width, height, n_blocks, pick):
+    n = x.shape[0]
+    n_px = width * height
+    use_codes = codes.shape[0] == n
+    use_values = values.shape[0] == n
+    n_colours = palette.shape[0]
+    counts = np.zeros((n_blocks, n_px), dtype=np.uint32)
+    rgb = np.zeros((n_blocks if use_codes else 0, n_px, 3), dtype=np.float32)
+    vsum = np.zeros((n_blocks if use_values else 0, n_px), dtype=np.float64)
+    best = np.full((n_blocks if pick else 0, n_px), np.inf, dtype=np.float32)
+    index = np.full((n_blocks if pick else 0, n_px), -1, dtype=np.int64)
+    step = (n + n_blocks - 1) // n_blocks
+    for b in numba.prange(n_blocks):
+        for i in range(b * step, min(n, (b + 1) * step)):
+            xv = x[i]
+            yv = y[i]
+            if not (x0 <= xv <= x1 and y0 <= yv <= y1):
+                continue  # NaN fails every comparison, so it is dropped too
+            c = 0
+            if use_codes:
+                c = codes[i]
+                if c < 0 or c >= n_colours:
+                    continue
+            v = 0.0
+            if use_values:
+                v = values[i]
+                if np.isnan(v):
+                    continue
+            fx = xv * sx + tx
+            fy = yv * sy + ty
+            xi = min(int(fx), width - 1)
+            yi = min(int(fy), height - 1)
+            p = yi * width + xi
+            counts[b, p] += 1
+            if use_codes:
+                rgb[b, p, 0] += palette[c, 0]
+                rgb[b, p, 1] += palette[c, 1]
+                rgb[b, p, 2] += palette[c, 2]
+            if use_values:
+                vsum[b, p] += v
+            if pick:
+                dx = fx - xi - 0.5
+                dy = fy - yi - 0.5
+                d = np.float32(dx * dx + dy * dy)
+                if d < best[b, p]:
+                    best[b, p] = d
+                    index[b, p] = i
+    # Merge the private grids pixel by pixel; on a distance tie the earlier block
+    # (lower row ids) keeps the pixel, so the pick does not depend on thread timing.
+    out_count = np.zeros(n_px, dtype=np.uint32)
+    out_rgb = np.zeros((n_px if use_codes else 0, 3), dtype=np.float32)
+    out_vsum = np.zeros(n_px if use_values else 0, dtype=np.float64)
+    out_index = np.full(n_px if pick else 0, -1, dtype=np.int64)
+    for p in numba.prange(n_px):
+        total = np.uint32(0)
+        for b in range(n_blocks):
+            total += counts[b, p]
+        out_count[p] = total
+        if total == 0:
+            continue
+        if use_codes:
+            for k in range(3):
+                s = np.float32(0.0)
+                for b in range(n_blocks):
+                    s += rgb[b, p, k]
+                out_rgb[p, k] = s
+        if use_values:
+            s64 = 0.0
+            for b in range(n_blocks):
+                s64 += vsum[b, p]
+            out_vsum[p] = s64
+        if pick:
+            d_best = np.float32(np.inf)
+            for b in range(n_blocks):
+                if index[b, p] >= 0 and best[b, p] < d_best:
+                    d_best = best[b, p]
+                    out_index[p] = index[b, p]
+    return out_count, out_rgb, out_vsum, out_index
+
+
+def view_grid(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+    codes: np.ndarray | None = None,
+    palette: np.ndarray | None = None,
+    values: np.ndarray | None = None,
+    pick: bool = True,
+) -> ViewGrid:
+    """Aggregate one view of the points in a single pass.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (n,)
+        Coordinates (float32 or float64; other types are converted).
+    x_range, y_range : (float, float)
+        Closed data ranges of the view.
+    width, height : int
+        Raster size in pixels.
+    codes : int ndarray of shape (n,), optional
+        Category code per point, indexing ``palette``; negative codes are not drawn.
+    palette : ndarray of shape (n_categories, 3), optional
+        RGB colour (0-255) per category; needed with ``codes``.
+    values : ndarray of shape (n,), optional
+        Numbers to sum per pixel (the mean is ``value_sum / count``); NaN is not drawn.
+    pick : bool, default=True
+        Also return, per pixel, the row id of the point nearest the pixel centre.
+
+    Returns
+    -------
+    ViewGrid
+    """
+    _check(width, height, 1, x_range, y_range)
+    if codes is not None and palette is None:
+        raise ValueError("codes need a palette of RGB colours per category")
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if y.dtype != x.dtype:
+        y = y.astype(x.dtype)
+    n = len(x)
+    if len(y) != n:
+        raise ValueError(f"x and y differ in length: {n} and {len(y)}")
+    c = np.empty(0, np.int32) if codes is None else np.ascontiguousarray(codes)
+    if c.dtype.kind not in "iu":
+        raise ValueError(f"codes must be integers; got {c.dtype}")
+    pal = np.zeros((0, 3), np.float32) if palette is None else np.ascontiguousarray(palette, dtype=np.float32)
+    v = np.empty(0, np.float64) if values is None else np.ascontiguousarray(values, dtype=np.float64)
+    for name, arr in (("codes", codes), ("values", values)):
+        if arr is not None and len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} entries for {n} points")
+    width, height = int(width), int(height)
+    sx, tx = scale_translate(*x_range, width)
+    sy, ty = scale_translate(*y_range, height)
+    per_block = width * height * (4 + (12 if codes is not None else 0) + (8 if values is not None else 0)
+                                  + (12 if pick else 0))
+    n_blocks = int(max(1, min(numba.get_num_threads(), n // 65536 + 1, _MAX_PRIVATE_BYTES // per_block)))
+    count, rgb, vsum, index = _view_cpu(x, y, c, pal, v, float(x_range[0]), float(x_range[1]), float(y_range[0]),
+                                        float(y_range[1]), sx, tx, sy, ty, width, height, n_blocks, bool(pick))
+    shape = (height, width)
+    return ViewGrid(
+        count=count.reshape(shape),
+        rgb_sum=rgb.reshape(*shape, 3) if codes is not None else None,
+        value_sum=vsum.reshape(shape) if values is not None else None,
+        index=index.reshape(shape) if pick else None,
+    )
+
+
+@numba.njit(cache=True)
+def _share_with_neighbours(filled, radius):
+    # Datashader's dynspread heuristic: the share of non-empty pixels with at least one
+    # non-empty pixel within `radius` (a square), written for a boolean mask.
+    rows, cols = filled.shape
+    n_filled = 0
+    n_close = 0
+    for i in range(rows):
+        for j in range(cols):
+            if not filled[i, j]:
+                continue
+            n_filled += 1
+            found = False
+            for a in range(max(0, i - radius), min(rows, i + radius + 1)):
+                for b in range(max(0, j - radius), min(cols, j + radius + 1)):
+                    if filled[a, b] and (a != i or b != j):
+                        found = True
+                        break
+                if found:
+                    break
+            if found:
+                n_close += 1
+    return n_close / n_filled if n_filled else np.inf
+
+
+def choose_spread(filled: np.ndarray, threshold: float = 0.5, max_px: int = 3) -> int:
+    """How many pixels to spread each point by, as datashader's ``dynspread`` decides.
+
+    Grows the radius from 1 until more than ``threshold`` of the non-empty pixels would
+    touch another one; returns the last radius below that (0: the view is dense).
+    """
+    chosen = 0
+    for px in range(1, int(max_px) + 1):
+        if _share_with_neighbours(np.ascontiguousarray(filled), 2 * px) > threshold:
+            break
+        chosen = px
+    return chosen
+
+
+@numba.njit(cache=True, parallel=True)
+def _spread_fill(image, index, px):
+    rows, cols = image.shape
+    out_image = image.copy()
+    use_index = index.shape[0] == rows
+    out_index = index.copy()
+    # datashader's circle: offsets with sqrt(d2) <= px + 0.5, i.e. d2 <= px * px + px
+    reach = px * px + px
+    for i in numba.prange(rows):
+        for j in range(cols):
+            if image[i, j] >> 24:
+                continue
+            best = reach + 1
+            for a in range(max(0, i - px), min(rows, i + px + 1)):
+                for b in range(max(0, j - px), min(cols, j + px + 1)):
+                    d = (a - i) * (a - i) + (b - j) * (b - j)
+                    if d < best and image[a, b] >> 24:
+                        best = d
+                        out_image[i, j] = image[a, b]
+                        if use_index:
+                            out_index[i, j] = index[a, b]
+    return out_image, out_index
+
+
+def spread_fill(image: np.ndarray, index: np.ndarray | None, px: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Spread each drawn pixel over a disc of radius ``px``; the nearest one wins.
+
+    Parameters
+    ----------
+    image : uint32 ndarray of shape (height, width)
+        Packed RGBA (datashader's ``Image`` data); alpha 0 is empty.
+    index : int64 ndarray of shape (height, width), optional
+        Row id per pixel; spread with the colour, so a pixel coloured by a spread point
+        also reports that point on hover.
+    px : int
+        Radius in pixels (0 returns the inputs).
+
+    Returns
+    -------
+    (image, index)
+        Spread copies. Unlike datashader's ``spread``, overlapping discs do not
+        composite: each empty pixel takes the nearest drawn pixel's colour, so a lone
+        point keeps its own opacity. Compiled once and cached on disk, where
+        ``datashader.transfer_functions.spread`` compiles for ~2.6 s in every process.
+    """
+    if px <= 0:
+        return image, index
+    image = np.ascontiguousarray(image, dtype=np.uint32)
+    idx = np.empty((0, 0), np.int64) if index is None else np.ascontiguousarray(index, dtype=np.int64)
+    out_image, out_index = _spread_fill(image, idx, int(px))
+    return out_image, (out_index if index is not None else None)

@@ -1,0 +1,168 @@
+"""The interactive view's one-pass aggregate, its spreading, and the plot's rendered image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedscope.kernels.raster import bin_points_cpu
+from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
+
+
+@pytest.fixture(scope="module")
+def points():
+    rng = np.random.default_rng(3)
+    n = 40_000
+    codes = rng.integers(0, 5, n).astype(np.int8)
+    xy = rng.normal(size=(n, 2)) * np.array([2.0, 1.0]) + codes[:, None]
+    values = rng.uniform(-1, 1, n)
+    values[::97] = np.nan
+    return xy[:, 0].astype(np.float32), xy[:, 1].astype(np.float32), codes, values
+
+
+PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30], [200, 100, 50]], dtype=np.float32)
+RANGES = [((-3.0, 6.0), (-2.0, 5.0)), ((0.0, 1.0), (0.5, 1.5))]
+
+
+@pytest.mark.parametrize(("x_range", "y_range"), RANGES)
+def test_counts_and_colour_mix_equal_per_category_counts(points, x_range, y_range):
+    x, y, codes, _ = points
+    grid = view_grid(x, y, x_range, y_range, 37, 23, codes=codes, palette=PALETTE)
+    per_cat = bin_points_cpu(x, y, x_range, y_range, 37, 23, categories=codes, n_categories=5)
+    np.testing.assert_array_equal(grid.count, per_cat.sum(axis=0))
+    # the colour mix is datashader's count-weighted mean of the category colours
+    expected = np.einsum("chw,ck->hwk", per_cat.astype(np.float64), PALETTE.astype(np.float64))
+    np.testing.assert_allclose(grid.rgb_sum, expected, rtol=1e-5)
+    assert grid.count.sum() > 0
+
+
+def test_value_sum_skips_nan(points):
+    x, y, _, values = points
+    (xr_, yr_) = RANGES[0]
+    grid = view_grid(x, y, xr_, yr_, 30, 20, values=values, pick=False)
+    keep = ~np.isnan(values)
+    sums = bin_points_cpu(x[keep], y[keep], xr_, yr_, 30, 20, weights=values[keep])[0]
+    counts = bin_points_cpu(x[keep], y[keep], xr_, yr_, 30, 20)[0]
+    np.testing.assert_allclose(grid.value_sum, sums, atol=1e-9)
+    np.testing.assert_array_equal(grid.count, counts)
+    assert grid.index is None and grid.rgb_sum is None
+
+
+def test_pick_is_the_point_nearest_each_pixel_centre(points):
+    x, y, _, _ = points
+    (x0, x1), (y0, y1) = xr_, yr_ = RANGES[1]
+    w, h = 16, 12
+    grid = view_grid(x, y, xr_, yr_, w, h)
+    inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    fx = (x.astype(np.float64) - x0) * (w / (x1 - x0))
+    fy = (y.astype(np.float64) - y0) * (h / (y1 - y0))
+    col = np.minimum(fx.astype(np.int64), w - 1)
+    row = np.minimum(fy.astype(np.int64), h - 1)
+    d = (fx - col - 0.5) ** 2 + (fy - row - 0.5) ** 2
+    for r in range(h):
+        for c in range(w):
+            members = np.flatnonzero(inside & (row == r) & (col == c))
+            got = grid.index[r, c]
+            if members.size == 0:
+                assert got == -1
+            else:
+                assert got in members and d[got] <= d[members].min() + 1e-6
+
+
+def test_same_result_on_one_thread_and_many(points):
+    import numba
+
+    x, y, codes, _ = points
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = view_grid(x, y, *RANGES[0], 50, 40, codes=codes, palette=PALETTE)
+    finally:
+        numba.set_num_threads(before)
+    many = view_grid(x, y, *RANGES[0], 50, 40, codes=codes, palette=PALETTE)
+    np.testing.assert_array_equal(one.count, many.count)
+    np.testing.assert_array_equal(one.index, many.index)
+
+
+def test_view_grid_bad_input(points):
+    x, y, codes, _ = points
+    with pytest.raises(ValueError, match="palette"):
+        view_grid(x, y, *RANGES[0], 10, 10, codes=codes)
+    with pytest.raises(ValueError, match="x_range"):
+        view_grid(x, y, (1.0, 1.0), (0.0, 1.0), 10, 10)
+    with pytest.raises(ValueError, match="entries"):
+        view_grid(x, y, *RANGES[0], 10, 10, codes=codes[:5], palette=PALETTE)
+
+
+def _image(alpha_mask):
+    import datashader.transfer_functions as tf
+
+    h, w = alpha_mask.shape
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[alpha_mask] = (200, 30, 60, 180)
+    return tf.Image(rgba.view(np.uint32).reshape(h, w), dims=("y", "x"),
+                    coords={"y": np.arange(h, dtype=float), "x": np.arange(w, dtype=float)})
+
+
+@pytest.mark.parametrize("n_lit", [5, 60, 400, 3000])
+def test_choose_spread_agrees_with_datashader_dynspread(n_lit):
+    import datashader.transfer_functions as tf
+
+    rng = np.random.default_rng(n_lit)
+    mask = np.zeros((60, 80), bool)
+    mask.flat[rng.choice(mask.size, n_lit, replace=False)] = True
+    img = _image(mask)
+    px = choose_spread(mask, threshold=0.5, max_px=3)
+    theirs = tf.dynspread(img, threshold=0.5, max_px=3)
+    ours_footprint = (tf.spread(img, px, shape="circle") if px else img).data >> 24 > 0
+    np.testing.assert_array_equal(ours_footprint, theirs.data >> 24 > 0)
+
+
+def test_spread_fill_covers_datashaders_circle_and_carries_ids():
+    import datashader.transfer_functions as tf
+
+    mask = np.zeros((21, 21), bool)
+    mask[10, 10] = True
+    index = np.full((21, 21), -1, np.int64)
+    index[10, 10] = 1234
+    img = _image(mask)
+    for px in (1, 2, 3):
+        packed, spread_ids = spread_fill(np.asarray(img.data), index, px)
+        footprint = packed >> 24 > 0
+        np.testing.assert_array_equal(footprint, tf.spread(img, px, shape="circle").data >> 24 > 0)
+        assert (spread_ids[footprint] == 1234).all() and (spread_ids[~footprint] == -1).all()
+        assert (packed[footprint] == img.data[10, 10]).all()  # a lone point keeps its own colour
+    packed, ids = spread_fill(np.asarray(img.data), None, 0)
+    assert ids is None and (packed == img.data).all()
+
+
+def test_rendered_view_carries_the_hovered_points_metadata():
+    from embedscope.viz import EmbeddingPlot
+
+    rng = np.random.default_rng(0)
+    n = 50_000
+    coords = rng.uniform(0, 10, size=(n, 2)).astype(np.float32)
+    meta = pd.DataFrame({"label": rng.integers(0, 3, n), "word": [f"w{i}" for i in range(n)],
+                         "score": rng.normal(size=n)})
+    ep = EmbeddingPlot(coords, meta, color="label", width=50, height=40)
+    rgb = ep.render((2.0, 4.0), (2.0, 4.0))
+    data = rgb.data
+    assert data.attrs["selector_columns"] == ["__index__", "label", "word", "score"]
+    index = data["__index__"].values
+    hit = index >= 0
+    assert hit.mean() > 0.3 and ((data["A"].values > 0) == hit).all()
+    rows = index[hit]
+    np.testing.assert_array_equal(data["word"].values[hit], meta["word"].to_numpy()[rows])
+    np.testing.assert_allclose(data["score"].values[hit], meta["score"].to_numpy()[rows])
+    np.testing.assert_array_equal(data["label"].values[hit].astype(int), meta["label"].to_numpy()[rows])
+    assert (data["word"].values[~hit] == "-").all() and np.isnan(data["score"].values[~hit]).all()
+    # each pixel's point lies inside the view, within the pixel or a spread radius of it
+    xs, ys = data["x"].values, data["y"].values
+    r, c = np.nonzero(hit)
+    px_w = 2.0 / 50
+    assert np.abs(coords[rows, 0] - xs[c]).max() <= (ep.spread + 0.5) * px_w + 1e-6
+    assert np.abs(coords[rows, 1] - ys[r]).max() <= (ep.spread + 0.5) * (2.0 / 40) + 1e-6
+    # a selection change reuses the rendered view and only fades it
+    ep.select([1, 2, 3])
+    assert ep._base_image((2.0, 4.0), (2.0, 4.0), muted=True).data is ep._last_render[1].data

@@ -107,6 +107,23 @@ def test_seeded_runs_reproduce(small):
     assert not np.allclose(a, c)
 
 
+def test_sgd_prefetch_changes_nothing_but_speed(small, monkeypatch):
+    """The large-layout prefetch path gives bit-identical layouts (it is only a hint)."""
+    from embedscope.kernels import umap_sgd
+
+    X, _ = small
+    fitted = UMAP(random_state=4, n_epochs=0).fit(X)
+    a, b = fitted._ab
+    graph = umap_sgd.edge_schedule(fitted.graph_, 40)
+    plain = umap_sgd.optimize_layout(fitted.embedding_.copy(), graph, 40, a=a, b=b, seed=3)
+    monkeypatch.setattr(umap_sgd, "PREFETCH_FROM_BYTES", 0)
+    for lookahead in (1, 2, 7):
+        monkeypatch.setattr(umap_sgd, "PREFETCH_LOOKAHEAD", lookahead)
+        hinted = umap_sgd.optimize_layout(fitted.embedding_.copy(), graph, 40, a=a, b=b, seed=3)
+        np.testing.assert_array_equal(plain, hinted)
+    assert not np.allclose(plain, fitted.embedding_)
+
+
 def test_three_components_and_callback(small):
     X, labels = small
     calls = []

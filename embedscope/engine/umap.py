@@ -36,14 +36,16 @@ GPU_EXACT_MAX_POINTS = 2_000_000
 
 
 def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
-             method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+             method: str = "auto", seed: int = 0,
+             log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     if queries is not None:
         return exact_knn(data, k, metric, queries=queries)
-    return nearest_neighbors(data, k, metric, method=method, random_state=seed)
+    return nearest_neighbors(data, k, metric, method=method, random_state=seed, log=log)
 
 
 def _knn_cuda(data: Any, k: int, metric: str, *, queries: Any = None,
-              method: str = "auto", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+              method: str = "auto", seed: int = 0,
+              log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     # Looked up at call time, not import time: nothing GPU loads with this module.
     if _cuda_uses_ivf(method, data.shape[0], queries is None):
         from embedscope.kernels._cuda import device_array_module
@@ -99,7 +101,7 @@ class _Kernels:
     """The stages that differ per backend; each returns host (numpy) arrays."""
 
     backend: str
-    #: ``knn(data, k, metric, *, queries=None, method, seed)`` -> (int32, float32) (m, k)
+    #: ``knn(data, k, metric, *, queries=None, method, seed, log)`` -> (int32, float32) (m, k)
     knn: Callable[..., tuple[np.ndarray, np.ndarray]]
     #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract.
     optimize: Callable[..., np.ndarray]
@@ -397,7 +399,7 @@ class UMAP(BaseReducer):
                 indices, distances = self._check_precomputed(n, k)
             else:
                 indices, distances = kernels.knn(Z, k, self._knn_metric, method=self.knn_method,
-                                                 seed=seed % (2**31))
+                                                 seed=seed % (2**31), log=progress.log)
                 distances = self._to_metric(distances)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"

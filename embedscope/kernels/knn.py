@@ -248,7 +248,11 @@ def _reverse_start(sweep_seed, node, n_reverse, max_reverse):  # pragma: no cove
     return np.int64(mix64(np.uint64(sweep_seed) ^ np.uint64(node)) % np.uint64(n_reverse))
 
 
-@numba.njit(cache=True, inline="always", fastmath=True)
+# Not inline="always": numba inlines its own IR into the caller, which compiles it
+# without this function's fastmath, so the sum stayed a serial chain of scalar adds.
+# Compiled apart, LLVM still inlines it with the reassociation that vectorises it:
+# NN-descent on a 100k x 50 mixture went from 4.24 s to 3.3 s, recall unchanged.
+@numba.njit(cache=True, fastmath=True)
 def _pair_dist(data, i, j, metric_code):  # pragma: no cover - numba
     """Squared euclidean (code 0) or 1 - dot / -dot on prepared rows."""
     acc = np.float32(0.0)

@@ -289,6 +289,15 @@ def _push(heap_idx, heap_dist, heap_new, i, cand, dist):  # pragma: no cover - n
     return 1
 
 
+@numba.njit(cache=True, fastmath=True)
+def _row_dot(vector, data, row):  # pragma: no cover - numba
+    """``vector . data[row]``, compiled apart to keep fastmath (see _pair_dist)."""
+    acc = np.float32(0.0)
+    for f in range(data.shape[1]):
+        acc += vector[f] * data[row, f]
+    return acc
+
+
 @numba.njit(cache=True)
 def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover - numba
     """One random-projection tree; fills ``perm`` and the leaf ranges, returns #leaves."""
@@ -321,11 +330,8 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
             offset += normal[f] * (data[a, f] + data[b, f]) * np.float32(0.5)
         n_left = 0
         for t in range(lo, hi):
-            margin = np.float32(0.0)
             p = perm[t]
-            for f in range(dim):
-                margin += normal[f] * data[p, f]
-            margin -= offset
+            margin = _row_dot(normal, data, p) - offset
             if margin == 0.0:  # duplicates and a == b: split at random
                 state += np.uint64(0x9E3779B97F4A7C15)
                 left = (mix64(state) & np.uint64(1)) == 0

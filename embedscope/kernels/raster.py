@@ -73,6 +73,17 @@ def _check(width: int, height: int, n_categories: int, x_range: Any, y_range: An
             raise ValueError(f"{name} must be finite with low < high; got ({lo}, {hi})")
 
 
+def float_coords(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous x and y of one float type (float32 kept; anything else float64)."""
+    x = np.ascontiguousarray(x)
+    y = np.ascontiguousarray(y)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if y.dtype != x.dtype:
+        y = y.astype(x.dtype)
+    return x, y
+
+
 def bin_points_cpu(
     x: np.ndarray,
     y: np.ndarray,
@@ -86,12 +97,7 @@ def bin_points_cpu(
 ) -> np.ndarray:
     """CPU twin of :func:`bin_points` (numba)."""
     _check(width, height, n_categories, x_range, y_range)
-    x = np.ascontiguousarray(x)
-    y = np.ascontiguousarray(y)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if y.dtype != x.dtype:
-        y = y.astype(x.dtype)
+    x, y = float_coords(x, y)
     cats = np.empty(0, np.int64) if categories is None else np.ascontiguousarray(categories, dtype=np.int64)
     w = np.empty(0, np.float64) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     sx, tx = scale_translate(*x_range, width)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from embedscope.kernels.raster import _check, scale_translate
+from embedscope.kernels.raster import _check, float_coords, scale_translate
 
 __all__ = ["ViewGrid", "choose_spread", "spread_fill", "view_grid"]
 
@@ -164,12 +164,7 @@ def view_grid(
     _check(width, height, 1, x_range, y_range)
     if codes is not None and palette is None:
         raise ValueError("codes need a palette of RGB colours per category")
-    x = np.ascontiguousarray(x)
-    y = np.ascontiguousarray(y)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    if y.dtype != x.dtype:
-        y = y.astype(x.dtype)
+    x, y = float_coords(x, y)
     n = len(x)
     if len(y) != n:
         raise ValueError(f"x and y differ in length: {n} and {len(y)}")

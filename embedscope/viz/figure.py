@@ -87,6 +87,8 @@ class EmbeddingPlot:
         An overlay that re-renders on zoom and selection. The plot: display it, ``hv.save`` it or put it in a Panel layout.
     selected : ndarray of int64
         Row ids of the current selection (empty when nothing is selected).
+    extent : ((float, float), (float, float))
+        The data's x and y ranges: the view before any zoom.
     """
 
     def __init__(
@@ -131,7 +133,7 @@ class EmbeddingPlot:
 
         self._x = self.frame["x"].to_numpy()
         self._y = self.frame["y"].to_numpy()
-        self._full_range = (data_range(self._x), data_range(self._y))
+        self.extent = (data_range(self._x), data_range(self._y))
         self._codes = self._palette = self._values = None
         self._category_colors: dict[str, str] = {}
         if self.color_kind == "category":
@@ -208,10 +210,10 @@ class EmbeddingPlot:
 
         from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
 
-        x_range = tuple(map(float, x_range)) if x_range is not None else self._full_range[0]
-        y_range = tuple(map(float, y_range)) if y_range is not None else self._full_range[1]
+        x_range = tuple(map(float, x_range)) if x_range is not None else self.extent[0]
+        y_range = tuple(map(float, y_range)) if y_range is not None else self.extent[1]
         if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
-            x_range, y_range = self._full_range
+            x_range, y_range = self.extent
         width, height = self.width, self.height
         grid = view_grid(self._x, self._y, x_range, y_range, width, height, codes=self._codes,
                          palette=self._palette, values=self._values, pick=self.hover)
@@ -285,8 +287,8 @@ class EmbeddingPlot:
         hv = _hv()
         import datashader.transfer_functions as tf
 
-        x_range = tuple(x_range) if x_range is not None else self._full_range[0]
-        y_range = tuple(y_range) if y_range is not None else self._full_range[1]
+        x_range = tuple(x_range) if x_range is not None else self.extent[0]
+        y_range = tuple(y_range) if y_range is not None else self.extent[1]
         chosen = self.frame.iloc[self.selected] if self.selected.size else self.frame.iloc[:0]
         agg = raster(chosen[["x", "y"]], width=self.width, height=self.height, x_range=x_range, y_range=y_range)
         img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)

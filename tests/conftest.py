@@ -34,6 +34,19 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def gpu_modules_loaded_by(statement: str) -> list[str]:
+    """GPU modules (cupy, cuml, numba.cuda) a fresh interpreter has loaded after ``statement``."""
+    import ast
+    import subprocess
+    import sys
+
+    code = (f"import sys; {statement}; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('cupy', 'cuml', 'numba_cuda') "
+            "or m.startswith('numba.cuda')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return ast.literal_eval(out.stdout.strip())
+
+
 def host(array) -> np.ndarray:
     """A numpy copy of a numpy or cupy array, for assertions."""
     return array.get() if type(array).__module__.startswith("cupy") else np.asarray(array)

@@ -8,8 +8,6 @@ simulator by tests/cudasim/tsne_check.py and on a GPU by the ``gpu`` tests here.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,7 +21,7 @@ from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.tsne_bh import BarnesHutRepulsion
 from embedscope.kernels.tsne_fft import FFTRepulsion
 
-from .conftest import host
+from .conftest import gpu_modules_loaded_by, host
 
 # Floors = openTSNE 1.0.4's trustworthiness@15 (defaults, n_jobs=2, random_state=0) - 0.02,
 # measured with `python benchmarks/tsne_cpu.py --floors`:
@@ -325,11 +323,7 @@ def test_transform_needs_fit_and_matching_features(mixture_5k):
 
 # ----------------------------------------------------------------------------- GPU backends
 def test_tsne_import_loads_no_gpu_module():
-    code = ("import sys; from embedscope import TSNE; import embedscope.engine.tsne; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('cupy', 'cuml', 'numba_cuda') "
-            "or m.startswith('numba.cuda')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert gpu_modules_loaded_by("from embedscope import TSNE; import embedscope.engine.tsne") == []
 
 
 def test_cuda_backend_refuses_large_perplexity_before_any_work(monkeypatch):

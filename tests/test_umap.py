@@ -7,9 +7,6 @@ simulator by tests/cudasim/umap_backend_check.py and on a GPU by the ``gpu`` tes
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -26,7 +23,7 @@ from embedscope.engine.init import initial_layout, spectral_layout
 from embedscope.kernels.affinity import fuzzy_simplicial_set
 from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.umap_sgd import find_ab_params
-from tests.conftest import host
+from tests.conftest import gpu_modules_loaded_by, host
 
 # umap-learn 0.5.12, UMAP(random_state=0).fit_transform(X) on the mixture_5k fixture
 # (make_mixture(5000, 50, 20, random_state=0)): trustworthiness@15 = 0.9786
@@ -260,11 +257,7 @@ def test_estimator_contract_and_reduce(small):
 
 
 def test_umap_import_loads_no_gpu_module():
-    code = ("import sys; from embedscope import UMAP; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('cupy', 'cuml', 'numba_cuda') "
-            "or m.startswith('numba.cuda')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert gpu_modules_loaded_by("from embedscope import UMAP") == []
 
 
 @pytest.mark.parametrize(("params", "message"), [

@@ -379,7 +379,6 @@ class UMAP(BaseReducer):
         params = self._validate_params(n)
         backend, progress = self._start(X.shape)
         self.n_features_in_ = X.shape[1]
-        self._output_like = X
         self._cuml_model = None  # a refit on another backend must not transform with it
         if backend.name == "cuml":
             return self._fit_cuml(X, backend, progress, n)

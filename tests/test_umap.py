@@ -104,21 +104,57 @@ def test_seeded_runs_reproduce(small):
     assert not np.allclose(a, c)
 
 
-def test_sgd_prefetch_changes_nothing_but_speed(small, monkeypatch):
-    """The large-layout prefetch path gives bit-identical layouts (it is only a hint)."""
+def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small):
+    """The register-held 2-D epoch and the any-dimension epoch move points alike."""
+    import numba
+
     from embedscope.kernels import umap_sgd
 
     X, _ = small
     fitted = UMAP(random_state=4, n_epochs=0).fit(X)
     a, b = fitted._ab
-    graph = umap_sgd.edge_schedule(fitted.graph_, 40)
-    plain = umap_sgd.optimize_layout(fitted.embedding_.copy(), graph, 40, a=a, b=b, seed=3)
-    monkeypatch.setattr(umap_sgd, "PREFETCH_FROM_BYTES", 0)
-    for lookahead in (1, 2, 7):
-        monkeypatch.setattr(umap_sgd, "PREFETCH_LOOKAHEAD", lookahead)
-        hinted = umap_sgd.optimize_layout(fitted.embedding_.copy(), graph, 40, a=a, b=b, seed=3)
-        np.testing.assert_array_equal(plain, hinted)
-    assert not np.allclose(plain, fitted.embedding_)
+    schedule_graph = umap_sgd.edge_schedule(fitted.graph_, 40)
+    n_threads = numba.get_num_threads()
+    layouts = []
+    for kernel in ("2d", "any"):
+        head = fitted.embedding_.astype(np.float32)
+        indptr, indices, per_sample, next_sample, next_negative = umap_sgd.sgd_schedule(schedule_graph, 5)
+        scratch = np.zeros((n_threads, umap_sgd.scratch_width(2)), dtype=np.float32)
+        picks = np.zeros((n_threads, 2 * umap_sgd.LANES), dtype=np.int64)
+        for epoch in range(1, 6):
+            args = (head, head.copy(), indptr, indices, per_sample, next_sample, next_negative,
+                    5, a, b, 0.05, epoch, np.uint64(3), True, scratch)
+            if kernel == "2d":
+                umap_sgd.sgd_epoch_2d(*args)
+            else:
+                umap_sgd.sgd_epoch(*args, picks)
+        layouts.append(head)
+    moved = np.abs(layouts[0] - fitted.embedding_).max()
+    assert moved > 0.01
+    # not bit-equal: fastmath contracts the two kernels' sums differently
+    np.testing.assert_allclose(layouts[0], layouts[1], atol=1e-3 * moved)
+
+
+@pytest.mark.parametrize("exponent", [-1.0, -0.105, 0.3, 0.8950, 1.0, 1.58])
+def test_fast_power_matches_float64(exponent):
+    import numba
+
+    from embedscope.kernels._fastpow import pow_positive
+
+    @numba.njit
+    def powers(x, p):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = pow_positive(x[i], p)
+        return out
+
+    x = np.logspace(-12, 12, 200_001).astype(np.float32)
+    exact = x.astype(np.float64) ** np.float64(np.float32(exponent))
+    got = powers(x, np.float32(exponent)).astype(np.float64)
+    assert np.max(np.abs(got / exact - 1.0)) < 5e-6
+    # zero and subnormals read as the smallest normal float: finite, never NaN
+    edge = powers(np.array([0.0, 1e-45, 1e-39], dtype=np.float32), np.float32(exponent))
+    assert np.all(np.isfinite(edge))
 
 
 def test_three_components_and_callback(small):

@@ -34,7 +34,7 @@ def _clip(value):
 
 @cuda.jit(fastmath=True)
 def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-              negative_rate, a, b, alpha, attraction, epoch, seed, exclude_self, scratch):
+              negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):
     """One epoch, one thread per head: the CPU twin's contract and arithmetic.
 
     ``scratch`` (n_heads, dim) holds a head's summed repulsive steps (the CPU twin
@@ -58,16 +58,15 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
         if float64(next_sample[e]) > float64(epoch):
             continue
         j = indices[e]
-        for _ in range(attraction):
-            dist_sq = float32(0.0)
+        dist_sq = float32(0.0)
+        for d in range(dim):
+            diff = head[i, d] - reference[j, d]
+            dist_sq += diff * diff
+        if dist_sq > float32(0.0):
+            powered = dist_sq ** b32
+            coeff = -two_ab * (powered / dist_sq) / (a32 * powered + float32(1.0))
             for d in range(dim):
-                diff = head[i, d] - reference[j, d]
-                dist_sq += diff * diff
-            if dist_sq > float32(0.0):
-                powered = dist_sq ** b32
-                coeff = -two_ab * (powered / dist_sq) / (a32 * powered + float32(1.0))
-                for d in range(dim):
-                    head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
+                head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
         next_sample[e] += epochs_per_sample[e]
         if negative_rate <= 0:
             continue
@@ -106,5 +105,5 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
 #: Argument types (as the driver passes them), for ahead-of-time compile checks.
 SIGNATURES = {
     "sgd_epoch": (float32[:, :], float32[:, :], int64[:], int32[:], float32[:], float32[:], float32[:],
-                  int64, float64, float64, float64, int64, int64, uint64, boolean, float32[:, :]),
+                  int64, float64, float64, float64, int64, uint64, boolean, float32[:, :]),
 }

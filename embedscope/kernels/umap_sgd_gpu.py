@@ -68,7 +68,7 @@ def optimize_layout_gpu(
             xp.copyto(snapshot, head)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
         kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
-                                int(negative_sample_rate), float(a), float(b), float(alpha), 1,
+                                int(negative_sample_rate), float(a), float(b), float(alpha),
                                 epoch, np.uint64(seed), fit_case, scratch)
         if callback is not None:
             callback(epoch + 1, n_epochs, head)

@@ -1,0 +1,96 @@
+"""``x ** p`` for positive float32 ``x`` in plain arithmetic, so that loops of it vectorise.
+
+UMAP's low-dimensional kernel ``1 / (1 + a d^(2b))`` takes a power of every sampled
+distance, and libm's ``powf`` was the largest single cost of the CPU layout: on a
+100,000-point graph, replacing it by a plain multiply took the epochs from 6.6 s to
+3.9 s. ``powf`` is a call, so a loop of them stays scalar. Here
+``x ** p = 2 ** (p log2 x)`` with the exponent and mantissa read from the float's
+bits, ``log2`` of the mantissa from the ``atanh`` series and ``2 ** f`` from its
+Taylor series, truncated where the dropped terms fall below float32's rounding: a
+loop over a group of distances then runs 8 lanes at a time (AVX2), about 0.35 ns a
+power against libm's 3 ns. One at a time it is no faster than ``powf``; it pays only
+in loops that LLVM vectorises (which needs ``error_model="numpy"`` in the caller).
+
+Relative error against float64: under 3e-6 for ``x`` in [1e-8, 1e8], under 1e-5
+in [1e-30, 1e30] (float32 rounding of ``p log2 x`` dominates; tested in
+tests/test_umap.py). Results are clamped to float32's normal range.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.core.extending import intrinsic
+
+__all__ = ["pow_positive"]
+
+
+@intrinsic
+def _float_bits(typingctx, x):  # pragma: no cover - compiled into numba kernels
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):  # pragma: no cover - compiled into numba kernels
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+_LN2 = math.log(2.0)
+# log2(m) = (2 / ln 2) atanh(t), t = (m - 1) / (m + 1); |t| <= 0.1716 for m in [1/sqrt2, sqrt2]
+_L1 = np.float32(2.0 / _LN2)
+_L3 = np.float32(2.0 / (3.0 * _LN2))
+_L5 = np.float32(2.0 / (5.0 * _LN2))
+_L7 = np.float32(2.0 / (7.0 * _LN2))
+# 2^f = exp(f ln 2), |f| <= 1/2
+_E1 = np.float32(_LN2)
+_E2 = np.float32(_LN2**2 / 2.0)
+_E3 = np.float32(_LN2**3 / 6.0)
+_E4 = np.float32(_LN2**4 / 24.0)
+_E5 = np.float32(_LN2**5 / 120.0)
+_E6 = np.float32(_LN2**6 / 720.0)
+_SQRT2 = np.float32(math.sqrt(2.0))
+_TINY = np.float32(1e-37)
+
+
+@numba.njit(cache=True, inline="always")
+def _log2(x):  # pragma: no cover - numba
+    bits = _float_bits(max(x, _TINY))  # zero and subnormals read as the smallest normal
+    exponent = np.float32(((bits >> 23) & 0xFF) - 127)
+    mantissa = _bits_float(np.int32((bits & 0x7FFFFF) | 0x3F800000))  # in [1, 2)
+    if mantissa > _SQRT2:
+        mantissa *= np.float32(0.5)
+        exponent += np.float32(1.0)
+    t = (mantissa - np.float32(1.0)) / (mantissa + np.float32(1.0))
+    t2 = t * t
+    return exponent + t * (_L1 + t2 * (_L3 + t2 * (_L5 + t2 * _L7)))
+
+
+@numba.njit(cache=True, inline="always")
+def _exp2(y):  # pragma: no cover - numba
+    y = min(max(y, np.float32(-126.0)), np.float32(126.0))
+    whole = np.floor(y + np.float32(0.5))
+    f = y - whole
+    scale = _bits_float(np.int32((np.int32(whole) + 127) << 23))
+    return scale * (np.float32(1.0) + f * (_E1 + f * (_E2 + f * (_E3 + f * (_E4 + f * (_E5 + f * _E6))))))
+
+
+@numba.njit(cache=True, inline="always")
+def pow_positive(x, p):  # pragma: no cover - numba
+    """``x ** p`` for float32 ``x >= 0`` (0 reads as 1e-37) and float32 ``p``."""
+    return _exp2(p * _log2(x))

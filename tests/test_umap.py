@@ -292,6 +292,18 @@ def test_estimator_contract_and_reduce(small):
     assert abs(a - 1.577) < 0.01 and abs(b - 0.895) < 0.01  # umap-learn's values
 
 
+@pytest.mark.parametrize(("spread", "min_dist"), [(1.0, 0.1), (1.0, 0.0), (1.0, 0.5), (1.0, 0.99),
+                                                  (2.0, 0.1), (0.5, 0.01), (3.0, 1.0)])
+def test_ab_params_match_scipy_curve_fit(spread, min_dist):
+    from scipy.optimize import curve_fit
+
+    x = np.linspace(0.0, spread * 3.0, 300)
+    target = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+    expected, _ = curve_fit(lambda d, a, b: 1.0 / (1.0 + a * d ** (2.0 * b)), x, target, p0=(1.0, 1.0),
+                            maxfev=10_000)
+    np.testing.assert_allclose(find_ab_params(spread, min_dist), expected, rtol=1e-5)
+
+
 def test_umap_import_loads_no_gpu_module():
     assert gpu_modules_loaded_by("from embedscope import UMAP") == []
 

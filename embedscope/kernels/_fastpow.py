@@ -64,21 +64,20 @@ _E3 = np.float32(_LN2**3 / 6.0)
 _E4 = np.float32(_LN2**4 / 24.0)
 _E5 = np.float32(_LN2**5 / 120.0)
 _E6 = np.float32(_LN2**6 / 720.0)
-_SQRT2 = np.float32(math.sqrt(2.0))
+_HALF_SQRT2_BITS = int(np.array(math.sqrt(0.5), dtype=np.float32).view(np.int32))
 _TINY = np.float32(1e-37)
 
 
 @numba.njit(cache=True, inline="always")
 def _log2(x):  # pragma: no cover - numba
     bits = _float_bits(max(x, _TINY))  # zero and subnormals read as the smallest normal
-    exponent = np.float32(((bits >> 23) & 0xFF) - 127)
-    mantissa = _bits_float(np.int32((bits & 0x7FFFFF) | 0x3F800000))  # in [1, 2)
-    if mantissa > _SQRT2:
-        mantissa *= np.float32(0.5)
-        exponent += np.float32(1.0)
+    # Split x = 2^e m with m in [1/sqrt2, sqrt2) by integer arithmetic on the bits
+    # (no compare, so no branch to mispredict where the loop stays scalar).
+    exponent = (bits - _HALF_SQRT2_BITS) >> 23
+    mantissa = _bits_float(np.int32(bits - (exponent << 23)))
     t = (mantissa - np.float32(1.0)) / (mantissa + np.float32(1.0))
     t2 = t * t
-    return exponent + t * (_L1 + t2 * (_L3 + t2 * (_L5 + t2 * _L7)))
+    return np.float32(exponent) + t * (_L1 + t2 * (_L3 + t2 * (_L5 + t2 * _L7)))
 
 
 @numba.njit(cache=True, inline="always")

@@ -22,6 +22,7 @@ over-shooting moves early on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numba
@@ -264,22 +265,48 @@ def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sampl
         head[i, 1] = y
 
 
+@functools.lru_cache(maxsize=64)
 def find_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
     """``a, b`` of the low-dimensional kernel ``1 / (1 + a d^(2b))``.
 
     Fitted by least squares to the target curve: 1 below ``min_dist``, then
-    ``exp(-(d - min_dist) / spread)`` (the UMAP paper's definition).
+    ``exp(-(d - min_dist) / spread)`` (the UMAP paper's definition), on 300 points
+    of ``[0, 3 spread]``, by Levenberg-Marquardt from ``a = b = 1``. Written out
+    rather than with ``scipy.optimize.curve_fit``: importing ``scipy.optimize`` took
+    0.2 s of every fit, 8% of one on the word vectors. The two agree to 1e-5
+    (tests/test_umap.py).
     """
-    from scipy.optimize import curve_fit
-
     x = np.linspace(0.0, spread * 3.0, 300)
     target = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+    log_x = np.log(np.where(x > 0.0, x, 1.0))  # d^(2b) log d -> 0 at d = 0
 
-    def curve(d: np.ndarray, a: float, b: float) -> np.ndarray:
-        return 1.0 / (1.0 + a * d ** (2.0 * b))
+    def residuals(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        powered = x ** (2.0 * b)
+        curve = 1.0 / (1.0 + a * powered)
+        jacobian = np.stack([-powered * curve**2, -2.0 * a * powered * log_x * curve**2], axis=1)
+        return curve - target, jacobian
 
-    (a, b), _ = curve_fit(curve, x, target, p0=(1.0, 1.0), maxfev=10_000)
-    return float(a), float(b)
+    params = np.array([1.0, 1.0])
+    residual, jacobian = residuals(*params)
+    cost = residual @ residual
+    damping = 1e-3
+    for _ in range(500):
+        normal = jacobian.T @ jacobian
+        step = np.linalg.solve(normal + damping * np.diag(np.diag(normal)), -jacobian.T @ residual)
+        trial = params + step
+        trial_residual, trial_jacobian = residuals(*trial)
+        trial_cost = trial_residual @ trial_residual
+        if np.isfinite(trial_cost) and trial_cost <= cost:
+            converged = cost - trial_cost <= 1e-15 * max(cost, 1e-300) and np.all(np.abs(step) <= 1e-10 * (1.0 + np.abs(params)))
+            params, residual, jacobian, cost = trial, trial_residual, trial_jacobian, trial_cost
+            damping = max(damping / 10.0, 1e-12)
+            if converged:
+                break
+        else:
+            damping *= 10.0
+            if damping > 1e12:
+                break
+    return float(params[0]), float(params[1])
 
 
 def default_epochs(n_samples: int) -> int:

@@ -222,6 +222,11 @@ class FFTRepulsion:
         w1 = np.where(full_mask, base ** -dof, 0.0)
         kernels = [w1] + [np.where(full_mask, g * base ** (-dof - 1.0), 0.0) for g in grids]
         spectra = sfft.rfftn(np.stack(kernels), axes=tuple(range(1, dim + 1)), workers=WORKERS)
+        # Single precision from here on: the transforms are memory-bound, and float32
+        # halves them (t-SNE on the 30k word vectors: 28.1 s -> 19.6 s end to end).
+        # The interpolation's own error is ~1e-5 and above; float32 rounding moves the
+        # forces by ~1e-7 relative (the same error against exact repulsion either way).
+        spectra = spectra.astype(np.complex64)
         self._cache_key, self._spectra = key, spectra
         return spectra
 
@@ -246,7 +251,7 @@ class FFTRepulsion:
         n_boxes, box_width, fft_len = self._layout(lo, hi, dim)
         spectra = self._kernel_spectra(n_boxes, box_width, fft_len, dim)
         m = n_boxes * self.n_interp
-        charges = np.zeros((m,) * dim, dtype=np.float64)
+        charges = np.zeros((m,) * dim, dtype=np.float32)
         spread = _spread_2d if dim == 2 else _spread_3d
         gather = _gather_2d if dim == 2 else _gather_3d
         spread(S, lo, box_width, n_boxes, self.n_interp, charges)

@@ -103,3 +103,19 @@ def test_nndescent_widens_its_lists_when_the_sampled_recall_falls_short():
     estimate = float(lines[0].split("~")[1].split()[0])
     assert abs(estimate - recall(narrow)) < 0.05  # the sampled estimate is honest
     assert recall(checked) > recall(narrow) + 0.05
+
+
+def test_nndescent_stops_early_once_the_sampled_recall_clears_the_target():
+    X, _ = make_mixture(20_000, 30, 40, random_state=3)
+    truth, _ = exact_knn(X, 14)
+    lines = []
+    early, _ = nndescent_knn(X, 14, random_state=0, log=lines.append)
+    full, _ = nndescent_knn(X, 14, random_state=0, target_recall=None)
+    assert len(lines) == 1 and "stopping early" in lines[0]
+    assert recall(early, truth) >= 0.95
+    assert recall(early, truth) > recall(full, truth) - 0.01
+    # the margin is kept: a target it cannot clear early leaves the sweeps to converge
+    lines.clear()
+    late, _ = nndescent_knn(X, 14, random_state=0, target_recall=0.99, log=lines.append)
+    assert not any("stopping early" in line for line in lines)
+    np.testing.assert_array_equal(late, full)

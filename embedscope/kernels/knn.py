@@ -479,6 +479,13 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
     return changes.sum()
 
 
+#: Once a sweep changes fewer than this share of the links, NN-descent checks its
+#: sampled recall after every sweep and stops when it is ``_EARLY_STOP_MARGIN`` above
+#: the target. On the 100k x 50 mixture the last two of five sweeps (0.39 s of 2.6 s)
+#: lifted recall from 0.9846 to 0.9865; the check (256 rows) costs a few ms.
+_CHECK_BELOW_CHANGES = 0.05
+_EARLY_STOP_MARGIN = 0.03
+
 #: From this many points NN-descent starts with widened lists (see nndescent_knn).
 _WIDE_FROM_POINTS = 500_000
 
@@ -605,6 +612,7 @@ def nndescent_knn(
     truth = None
     for widening in range(2):
         heap_new[:] = 1
+        cleared = False
         # Reverse links are the other half of each point's neighbourhood. Capping
         # them at k_search (a random window per sweep) left recall at 0.89 on a 300k
         # mixture: links outside the window turn "old" unexplored. A loose cap
@@ -623,7 +631,19 @@ def nndescent_knn(
                                      sweep_seed, visited, heap_idx, heap_dist, heap_new)
             if changes < delta * n * k_search:
                 break
-        if target_recall is None or widening == 1 or k_search >= n - 1:
+            if target_recall is not None and changes < _CHECK_BELOW_CHANGES * n * k_search:
+                # Nearly settled: stop as soon as the sampled recall clears the target
+                # with room to spare, instead of sweeping on for the last few links.
+                if truth is None:
+                    truth = _self_knn_of_rows(prepared, check_rows, k, metric)
+                recall = _rows_recall(heap_idx[check_rows, :k], truth)
+                cleared = recall >= target_recall + _EARLY_STOP_MARGIN
+                if cleared:
+                    if log is not None:
+                        log(f"NN-descent recall@{k} ~{recall:.3f} on {check_rows.size} rows after sweep "
+                            f"{sweep + 1}, lists of {k_search}: stopping early")
+                    break
+        if cleared or target_recall is None or widening == 1 or k_search >= n - 1:
             break
         if truth is None:
             truth = _self_knn_of_rows(prepared, check_rows, k, metric)

@@ -557,8 +557,10 @@ def nndescent_knn(
     target_recall : float or None, default=0.95
         After the sweeps converge, the recall of the graph is estimated against an
         exact search from 256 seeded rows; below this target the search lists are
-        widened by half, once, and the sweeps resume from the graph found. None
-        skips the check.
+        widened by half, once, and the sweeps resume from the graph found. Once a
+        sweep changes under 5% of the links the estimate is also taken after each
+        sweep, and the search stops as soon as it clears the target by 0.03. None
+        skips both checks.
     log : callable, optional
         Receives a line per recall check.
 

@@ -73,6 +73,16 @@ def scratch_width(dim: int) -> int:
 
 
 @numba.njit(cache=True, inline="always")
+def _float32_constants(a, b, alpha):  # pragma: no cover - numba
+    """``a, b, alpha, 2ab, 2b`` in float32 (products taken in float64, rounded once).
+
+    float32 arithmetic throughout: powf is about twice as fast as pow, and the layout
+    is float32 anyway.
+    """
+    return np.float32(a), np.float32(b), np.float32(alpha), np.float32(2.0 * a * b), np.float32(2.0 * b)
+
+
+@numba.njit(cache=True, inline="always")
 def _attraction(dist_sq, a32, b32, two_ab):  # pragma: no cover - numba
     """Gradient coefficient pulling a head towards its tail at squared distance ``dist_sq > 0``."""
     powered = dist_sq**b32  # d^(2b); d^(2(b-1)) = d^(2b) / d^2
@@ -127,13 +137,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     n_ref = np.uint64(reference.shape[0])
     useed = np.uint64(seed)
     uepoch = np.uint64(epoch)
-    # float32 arithmetic throughout: powf is about twice as fast as pow, and the
-    # layout is float32 anyway.
-    a32 = np.float32(a)
-    b32 = np.float32(b)
-    alpha32 = np.float32(alpha)
-    two_ab = np.float32(2.0 * a * b)
-    two_b = np.float32(2.0 * b)
+    a32, b32, alpha32, two_ab, two_b = _float32_constants(a, b, alpha)
     four = np.float32(4.0)
     for i in numba.prange(n_heads):
         row = scratch[numba.get_thread_id()]
@@ -198,7 +202,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                  negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):  # pragma: no cover
-    """:func:`sgd_epoch` for 2-D layouts (the same steps, ``picks`` unused).
+    """:func:`sgd_epoch` for 2-D layouts: the same steps, without ``picks``.
 
     The head's coordinates and its repulsion sum live in registers instead of
     memory that might alias the layout: on a 100,000-point graph the epochs took
@@ -208,11 +212,7 @@ def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sampl
     n_ref = np.uint64(reference.shape[0])
     useed = np.uint64(seed)
     uepoch = np.uint64(epoch)
-    a32 = np.float32(a)
-    b32 = np.float32(b)
-    alpha32 = np.float32(alpha)
-    two_ab = np.float32(2.0 * a * b)
-    two_b = np.float32(2.0 * b)
+    a32, b32, alpha32, two_ab, two_b = _float32_constants(a, b, alpha)
     four = np.float32(4.0)
     for i in numba.prange(n_heads):
         row = scratch[numba.get_thread_id()]

@@ -612,6 +612,13 @@ def nndescent_knn(
     # convergence ~0.95 in 2x; a second widening (40) 0.99 in 4.6x, too dear.
     check_rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 256), replace=False))
     truth = None
+
+    def sampled_recall() -> float:
+        nonlocal truth
+        if truth is None:
+            truth = _self_knn_of_rows(prepared, check_rows, k, metric)
+        return _rows_recall(heap_idx[check_rows, :k], truth)
+
     for widening in range(2):
         heap_new[:] = 1
         cleared = False
@@ -636,9 +643,7 @@ def nndescent_knn(
             if target_recall is not None and changes < _CHECK_BELOW_CHANGES * n * k_search:
                 # Nearly settled: stop as soon as the sampled recall clears the target
                 # with room to spare, instead of sweeping on for the last few links.
-                if truth is None:
-                    truth = _self_knn_of_rows(prepared, check_rows, k, metric)
-                recall = _rows_recall(heap_idx[check_rows, :k], truth)
+                recall = sampled_recall()
                 cleared = recall >= target_recall + _EARLY_STOP_MARGIN
                 if cleared:
                     if log is not None:
@@ -647,9 +652,7 @@ def nndescent_knn(
                     break
         if cleared or target_recall is None or widening == 1 or k_search >= n - 1:
             break
-        if truth is None:
-            truth = _self_knn_of_rows(prepared, check_rows, k, metric)
-        recall = _rows_recall(heap_idx[check_rows, :k], truth)
+        recall = sampled_recall()
         if log is not None:
             log(f"NN-descent recall@{k} ~{recall:.3f} on {check_rows.size} rows, lists of {k_search}")
         if recall >= target_recall:

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.metadata
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -158,12 +159,19 @@ def _reducer_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return params
 
 
-def _cmd_reduce(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _shard_inputs(source: str) -> list[str]:
+    """The shard files a directory or glob input names (to protect them from the output)."""
+    import glob
 
+    if os.path.isdir(source):
+        return [os.path.join(source, name) for name in os.listdir(source)]
+    return glob.glob(source) if any(c in source for c in "*?[") else []
+
+
+def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope._progress import Progress
     from embedscope.engine.data import is_shard_source, load_vectors
-    from embedscope.engine.io import OutputExists, write_coords
+    from embedscope.engine.io import check_output, protect_inputs, write_coords
     from embedscope.engine.reduce import reducer_class
 
     scheduler, workers = cluster_flags(args)
@@ -171,8 +179,10 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     out_path = args.out
     if not distributed and not out_path.lower().endswith((".parquet", ".pq", ".npy")):
         raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
-    if Path(out_path).exists() and not args.force:
-        raise OutputExists(f"{out_path} exists; pass --force to replace it")
+    # Checked before the (possibly long) fit, and again by the writer: the output must
+    # not be (or hold) an input, and must not exist unless --force.
+    protect_inputs(args.input, args.meta, _shard_inputs(args.input) if distributed else None)
+    check_output(out_path, force=args.force)
     cls = reducer_class(args.method)
     params = _reducer_params(args, cls)
     progress = Progress(not args.quiet)
@@ -287,8 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """A one-line description of an error for the user."""
+    if isinstance(exc, OSError) and not type(exc).__module__.startswith("embedscope") and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``embedscope`` command; returns the exit code."""
+    """Entry point of the ``embedscope`` command; returns the exit code.
+
+    Every error reaches the user as one line on stderr and exit code 2 (130 when
+    interrupted); set ``EMBEDSCOPE_DEBUG=1`` to see the traceback of an unexpected one.
+    """
     from embedscope.engine.data import DataError
     from embedscope.engine.dispatch import BackendUnavailable
     from embedscope.engine.io import OutputExists
@@ -298,14 +321,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = os.environ.get("EMBEDSCOPE_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except (DataError, OutputExists, BackendUnavailable, ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"embedscope {args.command}: error: {exc}", file=sys.stderr)
+    except (DataError, OutputExists, BackendUnavailable, ValueError, OSError, ImportError) as exc:
+        if debug:
+            raise
+        print(f"embedscope {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print(f"embedscope {args.command}: error: out of memory; try a smaller input, "
+              "a sample, or the Dask path (--local-cluster)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"embedscope {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A failure nobody anticipated still reaches the user as one line that names
+        # its type; the traceback is one environment variable away.
+        if debug:
+            raise
+        print(f"embedscope {args.command}: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+              "(set EMBEDSCOPE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +28,7 @@ import pandas as pd
 
 from embedscope._progress import Progress
 from embedscope.engine.data import DataError, Vectors, _read_npy
-from embedscope.engine.io import OutputExists
+from embedscope.engine.io import atomic_output_dir
 from embedscope.kernels import pca as kpca
 
 #: Sample the fit runs on by default: a UMAP / t-SNE fit of this size takes a minute
@@ -305,24 +303,16 @@ def coords_dataframe(coords: Any, meta: Any = None) -> Any:
 
 
 def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False) -> Path:
-    """Write a dask.dataframe as parquet shards into a new folder, renamed into place."""
+    """Write a dask.dataframe as parquet shards into a new folder, renamed into place.
+
+    The folder is written under a temporary name and swapped in when complete
+    (:func:`embedscope.engine.io.atomic_output_dir`): an existing folder is replaced
+    only with ``force`` and only if it holds nothing but parquet shards, and never
+    when it is (or holds) an input of this run.
+    """
     final = Path(out)
-    if final.exists() and not force:
-        raise OutputExists(f"{final} exists; pass --force (force=True) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with atomic_output_dir(final, force=force) as tmp:
         frame.to_parquet(str(tmp), write_index=False)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

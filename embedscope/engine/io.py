@@ -1,10 +1,30 @@
-"""Writing results without ever leaving a user's file half-written or overwritten."""
+"""Writing results without ever leaving a user's file half-written, overwritten or lost.
+
+Every output goes through :func:`atomic_output` (one file) or :func:`atomic_output_dir`
+(a folder of shards): the result is written to a temporary name beside the destination
+and renamed into place only when complete. On top of that:
+
+- an output never replaces an input: paths registered with :func:`protect_inputs`
+  (the CLI registers every file and folder it reads) are refused as destinations,
+  even with ``force``, whether named directly, through a symlink or as a folder
+  holding them;
+- an existing destination is replaced only with ``force``, and keeps its permission
+  bits; a symlink at the destination (even a dangling one) counts as existing;
+- temporary files left by a killed run are removed by the next write to the same
+  destination (their names carry the writer's process id);
+- file-system failures (read-only folder, a path under an existing file, disk full)
+  become one :class:`OutputError` naming the path and the cause.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,9 +36,198 @@ from embedscope.engine.dispatch import to_host
 
 COORD_NAMES = ("x", "y", "z")
 
+# Files a folder of our parquet shards may hold; any other file makes it "not ours".
+_SHARD_FILE = re.compile(r"(part\.\d+\.parquet|.*\.parquet|_metadata|_common_metadata|_SUCCESS)$")
+
+_PROTECTED: set[Path] = set()
+
 
 class OutputExists(FileExistsError):
     """The output path exists and overwriting was not asked for."""
+
+
+class OutputError(OSError):
+    """An output cannot be written where it was asked for (the message says why)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "cannot write the output"
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    # strict=False: the output usually does not exist yet; a symlink loop is refused
+    # by the caller's checks rather than raised from here.
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def protect_inputs(*paths: str | os.PathLike | Iterable[str | os.PathLike] | None) -> None:
+    """Register files or folders that were read, so no output may replace them.
+
+    Parameters
+    ----------
+    *paths : path, iterable of paths, or None
+        Inputs of this run (vectors, metadata, shard files or their folder). ``None``
+        and names that are not files on disk (``builtin:...``, globs) are ignored.
+    """
+    for item in paths:
+        if item is None:
+            continue
+        if isinstance(item, (str, os.PathLike)):
+            if os.path.lexists(item):
+                _PROTECTED.add(_resolve(item))
+        else:
+            protect_inputs(*item)
+
+
+def clear_protected() -> None:
+    """Forget every registered input (for long-lived processes and tests)."""
+    _PROTECTED.clear()
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_not_input(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse ``path`` as an output if it is, contains or lies inside an input.
+
+    Parameters
+    ----------
+    path : str or path
+        The intended output (file or folder).
+    inputs : iterable of paths, optional
+        Inputs beside the registered ones (:func:`protect_inputs`).
+
+    Raises
+    ------
+    OutputError
+        Naming the input that the output would replace.
+    """
+    target = _resolve(path)
+    protected = set(_PROTECTED) | {_resolve(p) for p in inputs if p is not None and os.path.lexists(p)}
+    for source in sorted(protected):
+        if _is_within(source, target) or (source.is_dir() and _is_within(target, source)
+                                          and target != source and _is_shard_of(target, source)):
+            raise OutputError(f"{path} would replace the input {source}; write the output somewhere else "
+                              "(an output never replaces an input, even with --force)")
+
+
+def _is_shard_of(target: Path, folder: Path) -> bool:
+    # Writing a new file inside an input folder of shards would add a shard to it.
+    return target.parent == folder
+
+
+def _existing(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _mode_for(final: Path) -> int:
+    """Permission bits the output gets: the replaced file's, else what open() would give."""
+    try:
+        info = final.stat()
+        return stat.S_IMODE(info.st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _clean_stale(folder: Path, name: str) -> None:
+    """Remove temporaries of ``name`` whose writing process no longer runs."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.[^/]*\.tmp")
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_output(path: str | os.PathLike, *, force: bool = False) -> None:
+    """Refuse an output path before any work: an input, or existing without ``force``.
+
+    Commands call this before a long fit so a refusal comes at once; the writers
+    check again when they write.
+
+    Parameters
+    ----------
+    path : str or path
+    force : bool, default=False
+
+    Raises
+    ------
+    OutputError
+        ``path`` is, holds or lies in an input (:func:`check_not_input`).
+    OutputExists
+        ``path`` exists (a symlink too, even a dangling one) and ``force`` is false.
+    """
+    final = Path(path)
+    check_not_input(final)
+    if _existing(final) and not force:
+        kind = " (a dangling symlink)" if final.is_symlink() and not final.exists() else ""
+        raise OutputExists(f"{final} exists{kind}; pass --force (force=True) to replace it")
+
+
+def _prepare_destination(final: Path, force: bool, what: str) -> None:
+    check_output(final, force=force)
+    if _existing(final):
+        if final.is_dir() and not final.is_symlink() and what == "file":
+            raise OutputExists(f"{final} is a directory")
+    parent = final.parent
+    for ancestor in [parent, *parent.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputError(f"cannot write {final}: {ancestor} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to the folder {parent}: permission denied")
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < (1 << 20)
+
+
+def _write_error(final: Path, exc: OSError) -> OutputError:
+    reasons = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted", errno.EFBIG: "file too large"}
+    reason = reasons.get(exc.errno or -1, exc.strerror or str(exc))
+    if exc.errno is None and _nearly_full(final.parent):
+        # numpy reports a short write without an errno ("N requested and M written").
+        reason = reasons[errno.ENOSPC]
+    return OutputError(f"cannot write {final}: {reason}; nothing was written")
 
 
 @contextmanager
@@ -26,8 +235,10 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     """Yield a temporary path beside ``path``; rename it into place on success.
 
     The temporary file sits in the destination folder (same file system, so the
-    rename is atomic) and is removed if the block raises. An existing ``path`` is a
-    :class:`OutputExists` error unless ``force``.
+    rename is atomic) and is removed if the block raises. An existing ``path``
+    (a symlink too, even a dangling one) is a :class:`OutputExists` error unless
+    ``force``; a replaced file keeps its permission bits. A path that resolves to an
+    input registered with :func:`protect_inputs` is refused even with ``force``.
 
     Parameters
     ----------
@@ -41,27 +252,98 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     Path
         Where to write; it keeps ``path``'s suffix so writers that look at the
         extension behave.
+
+    Raises
+    ------
+    OutputExists
+        ``path`` exists and ``force`` is false, or it is a directory.
+    OutputError
+        ``path`` is an input, its folder cannot be written, or writing failed
+        (disk full, read-only file system).
     """
     final = Path(path)
-    if final.is_dir():
-        raise OutputExists(f"{final} is a directory")
-    if final.exists() and not force:
-        raise OutputExists(f"{final} exists; pass --force (force=True) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    _prepare_destination(final, force, "file")
+    _clean_stale(final.parent, final.name)
+    mode = _mode_for(final)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.",
+                                        suffix=f".tmp{final.suffix}", dir=final.parent)
+    except OSError as exc:
+        raise _write_error(final, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the permissions a plain
-        # open() would have, under the user's umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, final)
+        try:
+            yield tmp
+            os.chmod(tmp, mode)
+            os.replace(tmp, final)
+        except OSError as exc:
+            if isinstance(exc, (OutputError, OutputExists)):
+                raise
+            raise _write_error(final, exc) from None
+    finally:
+        if os.path.lexists(tmp):
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it into place on success.
+
+    As :func:`atomic_output`, for a folder of shards. An existing folder is replaced
+    only with ``force``, and only if it holds nothing but parquet shards (so a folder
+    of the user's other files is never deleted); it keeps its permission bits.
+
+    Parameters
+    ----------
+    path : str or path
+        Final folder.
+    force : bool, default=False
+        Replace an existing folder of shards.
+
+    Yields
+    ------
+    Path
+        An empty temporary folder to write into.
+    """
+    final = Path(path)
+    _prepare_destination(final, force, "dir")
+    if _existing(final) and final.is_dir() and not final.is_symlink():
+        strangers = [p.name for p in final.iterdir() if not (p.is_file() and _SHARD_FILE.match(p.name))]
+        if strangers:
+            raise OutputError(f"{final} holds files that are not parquet shards ({strangers[:3]}); "
+                              "refusing to replace it, even with --force")
+    _clean_stale(final.parent, final.name)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(final.stat().st_mode) if final.is_dir() else 0o777 & ~umask
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=final.parent))
+    except OSError as exc:
+        raise _write_error(final, exc) from None
+    old: Path | None = None
+    try:
+        try:
+            yield tmp
+            os.chmod(tmp, mode)
+            if _existing(final):
+                old = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp-old",
+                                            dir=final.parent))
+                os.rmdir(old)
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except OSError as exc:
+            if isinstance(exc, (OutputError, OutputExists)):
+                raise
+            raise _write_error(final, exc) from None
     finally:
         if tmp.exists():
-            tmp.unlink()
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and os.path.lexists(old):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
 
 
 def coords_frame(coords: Any, meta: pd.DataFrame | None = None) -> pd.DataFrame:

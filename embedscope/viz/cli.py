@@ -48,10 +48,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
         raise ValueError(f"--out {out}: give a .png or .html file name")
-    if out.exists() and not args.force:
-        from embedscope.engine.io import OutputExists
+    from embedscope.engine.io import check_output, protect_inputs
 
-        raise OutputExists(f"{out} exists; pass --force to replace it")
+    protect_inputs(args.input, getattr(args, "meta", None))
+    check_output(out, force=args.force)
     if scheduler is not None or workers is not None:
         return _plot_on_dask(args, out, scheduler, workers)
     array, meta, is_coords = load_input(args.input, args.meta)

@@ -129,7 +129,12 @@ class Case:
     env: dict[str, str] | None = None
 
 
+#: (case id, outcome) of every case run in this process, for the closing summary.
+OUTCOMES: list[tuple[str, str]] = []
+
+
 def _report(case: Case, outcome: str, result: Result | None) -> None:
+    OUTCOMES.append((case.id, outcome))
     path = os.environ.get("EMBEDSCOPE_HOSTILE_REPORT")
     if not path:
         return

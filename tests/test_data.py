@@ -233,3 +233,167 @@ def test_real_word_vectors_load(words):
     loaded, _ = load_vectors(vectors)
     assert loaded.shape == (30000, 384) and loaded.dtype == np.float16
     assert len(meta) == 30000 and "null" in set(meta["word"])
+
+
+# ----------------------------------------------------------------------------- issue 14: intake
+
+
+@pytest.fixture
+def decisions():
+    """The progress lines of the ``embedscope`` logger, captured while the test runs."""
+    import logging
+
+    from embedscope._progress import logger
+
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def test_pandas_numeric_header_is_a_header_not_a_row(tmp_path, X, decisions):
+    pd.DataFrame(X).to_csv(tmp_path / "pd.csv", index=False)  # header "0,1,2,3,4,5"
+    assert (tmp_path / "pd.csv").read_text().startswith("0,1,2,3,4,5\n")
+    vectors, _ = load_vectors(tmp_path / "pd.csv")
+    assert vectors.shape == (50, 6)
+    np.testing.assert_allclose(vectors, X, rtol=1e-6)
+    assert any("header" in line and "column numbers 0..5" in line for line in decisions)
+
+
+@pytest.mark.parametrize("sep, suffix", [(",", "csv"), ("\t", "tsv")])
+def test_header_rule(tmp_path, sep, suffix, decisions):
+    def load(text):
+        path = tmp_path / f"v.{suffix}"
+        path.write_text(text.replace(",", sep))
+        return load_vectors(path).vectors
+
+    assert load("1,2,3\n4,5,6\n7,8,9\n").shape == (2, 3)  # the positions 1..d
+    assert load("x,y,z\n4,5,6\n7,8,9\n").shape == (2, 3)  # names
+    kept = load("0,1,5\n4,5,6\n7,8,9\n")  # numbers that are not the positions: data
+    assert kept.shape == (3, 3) and kept[0].tolist() == [0, 1, 5]
+    assert load("0\n1\n2\n").shape == (3, 1)  # one column: a lone 0 is a value
+    assert decisions[-2:] == [f"{tmp_path / f'v.{suffix}'}: no header row; the first row is data"] * 2
+    with pytest.raises(DataError, match=r"row 1 mixes numbers and text \(column 2 is 'name'\)"):
+        load("1,name,3\n4,5,6\n7,8,9\n")
+
+
+def test_short_csv_row_is_named(tmp_path):
+    (tmp_path / "short.csv").write_text("0.5,2,3\n4,5\n7,8,9\n")
+    with pytest.raises(DataError, match=r"row 2, column 3 is empty"):
+        load_vectors(tmp_path / "short.csv")
+
+
+def _unblock_after(path, seconds=10.0):
+    """Open a FIFO for writing after ``seconds``, so a reader that blocks on it fails instead of hanging."""
+    import threading
+
+    def poke():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        except OSError:
+            pass  # nobody was reading: the code under test did not open it
+
+    timer = threading.Timer(seconds, poke)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def test_fifo_device_socket_and_links_are_refused(tmp_path, X):
+    import socket
+
+    os.mkfifo(tmp_path / "pipe.npy")
+    timer = _unblock_after(tmp_path / "pipe.npy")
+    with pytest.raises(DataError, match=r"pipe\.npy is a FIFO \(named pipe\), not a regular file"):
+        load_vectors(tmp_path / "pipe.npy")
+    timer.cancel()
+    os.mkfifo(tmp_path / "meta.tsv")
+    timer = _unblock_after(tmp_path / "meta.tsv")
+    with pytest.raises(DataError, match=r"metadata file .*meta\.tsv is a FIFO"):
+        load_vectors(X, tmp_path / "meta.tsv")
+    timer.cancel()
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match=r"zero\.csv \(-> /dev/zero\) is a character device"):
+        load_vectors(tmp_path / "zero.csv")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "s.npy"))
+        with pytest.raises(DataError, match="is a socket"):
+            load_vectors(tmp_path / "s.npy")
+    finally:
+        sock.close()
+    (tmp_path / "a.npy").symlink_to(tmp_path / "b.npy")
+    (tmp_path / "b.npy").symlink_to(tmp_path / "a.npy")
+    with pytest.raises(DataError, match="symlink loop"):
+        load_vectors(tmp_path / "a.npy")
+    (tmp_path / "dangling.npy").symlink_to(tmp_path / "gone.npy")
+    with pytest.raises(DataError, match="dangling symlink"):
+        load_vectors(tmp_path / "dangling.npy")
+    np.save(tmp_path / "real.npy", X)
+    (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")  # a link to a regular file is fine
+    np.testing.assert_array_equal(load_vectors(tmp_path / "link.npy").vectors, X)
+
+
+@pytest.mark.parametrize("junk", [b"'''", b'"""', b"(((", b"\x00\xff"])
+def test_corrupt_npy_header_is_one_line(tmp_path, X, junk):
+    np.save(tmp_path / "ok.npy", X)
+    raw = bytearray((tmp_path / "ok.npy").read_bytes())
+    at = raw.index(b"{") + 1
+    raw[at : at + len(junk)] = junk
+    (tmp_path / "bad.npy").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"bad\.npy is not a readable \.npy file") as info:
+        load_vectors(tmp_path / "bad.npy")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_float64_beyond_float32_is_called_overflow(tmp_path):
+    data = np.random.default_rng(0).standard_normal((40, 3))
+    data[[3, 17], 1] = [1e300, -5e38]
+    np.save(tmp_path / "big.npy", data)
+    with pytest.raises(DataError, match=r"2 row\(s\) with values beyond the float32 range .*rows 3, 17\)") as info:
+        load_vectors(tmp_path / "big.npy")
+    assert "NaN" not in str(info.value)
+    np.savetxt(tmp_path / "big.csv", data, delimiter=",")
+    with pytest.raises(DataError, match=r"big\.csv has 2 row\(s\) with values beyond the float32 range"):
+        load_vectors(tmp_path / "big.csv")
+    data[[3, 17], 1] = [3e38, -1e-300]  # wide but representable (or flushed to 0): accepted
+    np.save(tmp_path / "fits.npy", data)
+    assert np.isfinite(np.asarray(load_vectors(tmp_path / "fits.npy").vectors, dtype=np.float32)).all()
+    data[5, 0] = np.inf  # a real inf is still called one
+    np.save(tmp_path / "inf.npy", data)
+    with pytest.raises(DataError, match=r"1 row\(s\) with NaN or inf values \(rows 5\)"):
+        load_vectors(tmp_path / "inf.npy")
+
+
+def test_one_size_rule():
+    from embedscope.bench.datasets import parse_size
+    from embedscope.engine.data import parse_count
+
+    for text, value in [("2500", 2500), ("10_000", 10_000), ("10k", 10_000), ("1.5M", 1_500_000), ("1e3", 1000)]:
+        assert parse_count(text) == value == parse_size(text)
+    for bad in ("ten", "0", "-5k", "1.2345k", "inf", "nan", ""):
+        with pytest.raises(DataError, match="size"):
+            parse_count(bad)
+    assert load_builtin("mixture:1e3x4").vectors.shape == (1000, 4)
+    for bad in ("mixture:1.5x3", "mixture:10kx", "mixture:10x5x2", "swissroll:0x5"):
+        with pytest.raises(DataError, match="size"):
+            load_builtin(bad)
+
+
+def test_huge_builtin_is_refused_before_allocating(monkeypatch):
+    import embedscope.engine.data as data
+
+    with pytest.raises(DataError, match=r"builtin:mixture:1e15x50 needs 2\d\d PB of memory \(1,000,000,000,000,000 x 50"):
+        load_vectors("builtin:mixture:1e15x50")
+    with pytest.raises(DataError, match=r"builtin:swissroll:1e12x100 needs .* TB"):
+        load_vectors("builtin:swissroll:1e12x100")
+    monkeypatch.setattr(data, "_available_memory", lambda: 10_000)
+    with pytest.raises(DataError, match=r"needs 20\.4 KB of memory \(100 x 48 .*; 10 KB is available"):
+        load_builtin("mixture:100x48")
+    assert load_builtin("mixture:100x20").vectors.shape == (100, 20)  # 9.2 KB: fits

@@ -80,17 +80,14 @@ def swissroll_labels(t: np.ndarray, bins: int = SWISSROLL_BINS) -> np.ndarray:
 
 
 def parse_size(text: str) -> int:
-    """``"10k"`` -> 10000, ``"1M"`` -> 1000000, ``"2500"`` -> 2500, ``"1.5k"`` -> 1500."""
-    raw = str(text).strip().lower().replace("_", "")
-    mult = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
-    number = raw[:-1] if mult > 1 else raw
-    try:
-        value = float(number)
-    except ValueError:
-        raise ValueError(f"cannot read size {text!r}; write e.g. 10k, 100k, 1M or 2500") from None
-    if not value >= 1 or value * mult != int(value * mult):
-        raise ValueError(f"size {text!r} must be a positive whole number of points")
-    return int(value * mult)
+    """``"10k"`` -> 10000, ``"1M"`` -> 1000000, ``"2500"`` -> 2500, ``"1.5k"`` -> 1500.
+
+    The same rule as ``builtin:mixture:NxD`` (:func:`embedscope.engine.data.parse_count`);
+    errors are ``DataError``, a ``ValueError``.
+    """
+    from embedscope.engine.data import parse_count
+
+    return parse_count(text)
 
 
 def parse_sizes(text: str | None) -> list[int]:

@@ -12,7 +12,9 @@ RAM keeps the resident set small.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from embedscope._progress import logger
 from embedscope.engine.dispatch import array_module, is_cupy
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "load_builtin",
     "load_vectors",
     "make_mixture",
+    "parse_count",
     "validate_vectors",
 ]
 
@@ -39,6 +43,8 @@ __all__ = [
 CHUNK_BYTES = 64 * 2**20
 #: Block size for data already on a GPU: kernel launches, not memory, bound the blocks.
 DEVICE_CHUNK_BYTES = 1024 * 2**20
+#: Largest float32: wider values become inf when the reducers convert to float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DataError(ValueError):
@@ -55,6 +61,32 @@ class Vectors(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- validation
+
+
+def _rows_shown(count: int, first: list[int]) -> str:
+    return ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
+
+
+def _overflow_error(name: str, count: int, first: list[int]) -> DataError:
+    return DataError(
+        f"{name} has {count} row(s) with values beyond the float32 range (|x| > 3.4e38, rows "
+        f"{_rows_shown(count, first)}); they would overflow to inf when converted to float32: rescale them"
+    )
+
+
+def _first_overflow_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
+    """Count rows of a wide float array (float64 or longer) whose values overflow float32."""
+    count, first = 0, []
+    for start, chunk in iter_row_chunks(X, dtype=None):
+        xp = array_module(chunk)
+        # NaN compares False and rows with inf were refused before this scan.
+        big = xp.nonzero(xp.abs(chunk).max(axis=1) > FLOAT32_MAX)[0]
+        if big.size:
+            count += int(big.size)
+            if len(first) < limit:
+                idx = big[: limit - len(first)]
+                first.extend(int(i) + start for i in (idx.get() if is_cupy(idx) else idx))
+    return count, first
 
 
 def _first_bad_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
@@ -104,8 +136,9 @@ def validate_vectors(X: Any, *, name: str = "X", min_rows: int = 2, check_finite
     Raises
     ------
     DataError
-        Not 2-D, empty, too few rows, object / string / complex dtype, or NaN / inf
-        values (the message gives the number of rows and the first indices).
+        Not 2-D, empty, too few rows, object / string / complex dtype, NaN / inf
+        values, or float64 values that overflow float32 (the message gives the number
+        of rows and the first indices).
     """
     if not (isinstance(X, np.ndarray) or is_cupy(X)):
         try:
@@ -126,11 +159,14 @@ def validate_vectors(X: Any, *, name: str = "X", min_rows: int = 2, check_finite
     if check_finite and X.dtype.kind == "f":
         count, first = _first_bad_rows(X)
         if count:
-            shown = ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
             raise DataError(
-                f"{name} has {count} row(s) with NaN or inf values (rows {shown}); "
+                f"{name} has {count} row(s) with NaN or inf values (rows {_rows_shown(count, first)}); "
                 "drop or impute them before reducing"
             )
+        if X.dtype.itemsize > 4:
+            count, first = _first_overflow_rows(X)
+            if count:
+                raise _overflow_error(name, count, first)
     return X
 
 
@@ -229,13 +265,61 @@ def is_shard_source(source: str | os.PathLike) -> bool:
     return Path(text).is_dir() or (any(ch in text for ch in "*?[") and not Path(text).exists())
 
 
-def _path_error(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; give a file (.npy, .npz, .parquet, .csv, .tsv)")
+_SPECIAL_KINDS = {stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFCHR: "character device",
+                  stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "") -> None:
+    """Refuse anything but a readable regular file (symlinks are followed first).
+
+    A FIFO or a socket blocks a reader forever and a device such as ``/dev/zero``
+    never ends, so they are refused before anything opens them.
+
+    Parameters
+    ----------
+    path : str or path
+    what : str, default=""
+        How to name the file in messages (``"metadata file"``); by default its path.
+
+    Raises
+    ------
+    DataError
+        Missing, a symlink loop or a dangling symlink, a directory, a FIFO, socket or
+        device, or not readable.
+    """
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{label}: symlink loop (a link points back to itself)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if os.path.islink(path):
+                raise DataError(f"{label} is a dangling symlink to {os.readlink(path)} (no such file)") from None
+            raise DataError(f"{label}: no such file") from None
+        if exc.errno == errno.EACCES:
+            raise DataError(f"{label}: permission denied") from None
+        raise DataError(f"{label} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{label} is a directory; give a file (.npy, .npz, .parquet, .csv, .tsv)")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _SPECIAL_KINDS.get(stat.S_IFMT(info.st_mode), "special file")
+        target = os.path.realpath(path)
+        shown = f"{label} (-> {target})" if target != str(path.absolute()) else label
+        raise DataError(f"{shown} is a {kind}, not a regular file; embedscope reads only regular files")
     if not os.access(path, os.R_OK):
-        raise DataError(f"{path}: permission denied")
+        raise DataError(f"{label}: permission denied")
+
+
+def _path_error(path: Path) -> None:
+    check_regular_file(path)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """``text`` on one printable line, cut to ``limit`` characters (headers can hold junk)."""
+    flat = " ".join("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -252,9 +336,15 @@ def _read_npy(path: Path) -> np.ndarray:
             raise DataError(f"{path} holds an object array; only numeric arrays are read (pickles never are)") from None
         if "mmap length" in msg or "cannot reshape" in msg or "larger than" in msg:
             raise DataError(f"{path} is truncated: its header promises more data than the file holds") from None
-        raise DataError(f"{path} is not a readable .npy file: {msg}") from None
+        raise DataError(f"{path} is not a readable .npy file: {_one_line(msg)}") from None
     except (OSError, EOFError) as exc:
-        raise DataError(f"{path} could not be read as .npy: {exc}") from None
+        raise DataError(f"{path} could not be read as .npy: {_one_line(str(exc))}") from None
+    except Exception as exc:
+        # numpy parses the header with Python's tokenizer and ast, whose errors
+        # (TokenError, SyntaxError, ...) pass through np.load for a corrupt header.
+        raise DataError(f"{path} is not a readable .npy file: corrupt header "
+                        f"({type(exc).__name__}: {_one_line(str(exc), 80)})") from None
+
 
 
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
@@ -367,27 +457,76 @@ def _sep_for(path: Path) -> str:
     return "\t" if ".tsv" in suffixes or ".tab" in suffixes else ","
 
 
+#: Words pandas reads as NaN / inf that count as numbers in a vector file (they are then
+#: refused by the NaN / inf check, with the row numbers).
+_NON_FINITE_WORDS = ["nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"]
+
+
+def _header_decision(path: Path, frame: pd.DataFrame, values: pd.DataFrame, numeric: pd.DataFrame) -> bool:
+    """Whether the first row of a delimited file is a header; logs the decision.
+
+    A header is a row of names (no cell a number) or the column positions ``0..d-1``
+    / ``1..d`` that ``pandas.to_csv(index=False)`` writes for unnamed columns. A row of
+    numbers is data, and a row mixing numbers and text is refused: dropping it or
+    reading it would both guess.
+    """
+    first = numeric.iloc[0].to_numpy()
+    d = frame.shape[1]
+    if not first.any():
+        logger.info("%s: first row read as a header (column names), not data", path)
+        return True
+    if not first.all():
+        c = int(np.argmin(first))
+        raise DataError(
+            f"{path}: row 1 mixes numbers and text (column {c + 1} is {frame.iat[0, c]!r}); "
+            "a header row must be all names, a data row all numbers"
+        )
+    row = values.iloc[0].to_numpy(dtype=np.float64)
+    # One column of positions is a single 0 or 1, as likely a value as a header.
+    if d > 1 and (np.array_equal(row, np.arange(d)) or np.array_equal(row, np.arange(1, d + 1))):
+        logger.info("%s: first row read as a header (the column numbers %d..%d, as pandas writes them), not data",
+                    path, int(row[0]), int(row[-1]))
+        return True
+    logger.info("%s: no header row; the first row is data", path)
+    return False
+
+
 def _read_delimited(path: Path) -> np.ndarray:
     """A headerless (or single-header-row) numeric CSV/TSV, as in the TF Projector."""
     sep = _sep_for(path)
+    kind = "TSV" if sep == "\t" else "CSV"
     try:
         frame = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, skip_blank_lines=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path} could not be parsed as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
-    values = frame.apply(pd.to_numeric, errors="coerce")
-    first_bad = values.iloc[0].isna() & (frame.iloc[0].str.strip() != "")
-    if first_bad.any():  # a header row of names
-        frame, values = frame.iloc[1:], values.iloc[1:]
-    bad = values.isna() & ~frame.apply(lambda c: c.str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf"]))
-    if bad.to_numpy().any():
-        r, c = np.argwhere(bad.to_numpy())[0]
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"{path} could not be parsed as {kind}: {_one_line(str(exc))}") from None
+    text = frame.apply(lambda c: c.fillna("").str.strip())
+    values = text.apply(pd.to_numeric, errors="coerce")
+    words = text.apply(lambda c: c.str.lower().isin(_NON_FINITE_WORDS))
+    numeric = values.notna() | words
+    if _header_decision(path, frame, values, numeric):
+        frame, text, values, numeric, words = (t.iloc[1:] for t in (frame, text, values, numeric, words))
+        offset = 2
+    else:
+        offset = 1
+    if not numeric.to_numpy().all():
+        r, c = np.argwhere(~numeric.to_numpy())[0]
+        cell = text.iat[r, c]
+        what = "is empty (a short row?)" if cell == "" else f"is not a number ({cell!r})"
         raise DataError(
-            f"{path}: row {r + 1}, column {c + 1} is not a number ({frame.iat[r, c]!r}); "
+            f"{path}: row {r + offset}, column {c + 1} {what}; "
             "vector files must be all numeric — put labels in a metadata file"
         )
-    return values.to_numpy(dtype=np.float32)
+    array = values.to_numpy(dtype=np.float64)
+    # Finite text such as 1e300 (or 1e400, which pandas already reads as inf) would
+    # become inf as float32 and be reported as an inf the file does not hold.
+    with np.errstate(invalid="ignore"):
+        over = ((np.abs(array) > FLOAT32_MAX) & ~words.to_numpy()).any(axis=1)
+    if over.any():
+        rows = np.flatnonzero(over)
+        raise _overflow_error(str(path), len(rows), [int(r) for r in rows[:5]])
+    return array.astype(np.float32)
 
 
 def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
@@ -399,7 +538,7 @@ def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
         frame = meta.to_pandas()
     else:
         path = Path(meta)
-        _path_error(path)
+        check_regular_file(path, "metadata file")
         suffixes = [s.lower() for s in path.suffixes]
         try:
             if ".parquet" in suffixes or ".pq" in suffixes:
@@ -565,21 +704,72 @@ def make_mixture(
     return X, labels
 
 
-def _parse_size(spec: str) -> tuple[int, int | None]:
-    def number(s: str) -> int:
-        s = s.lower().replace("_", "")
-        mult = 1
-        if s.endswith("k"):
-            mult, s = 1_000, s[:-1]
-        elif s.endswith("m"):
-            mult, s = 1_000_000, s[:-1]
-        return int(float(s) * mult)
+def parse_count(text: str) -> int:
+    """A positive whole number as people write sizes: ``2500``, ``10_000``, ``10k``, ``1.5M``, ``1e6``.
 
-    parts = spec.lower().split("x")
+    The one rule for every size embedscope reads (``builtin:mixture:NxD``, ``bench
+    --sizes``).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DataError
+        Not a number, not positive, or not whole (``1.2345k``).
+    """
+    raw = str(text).strip().lower().replace("_", "")
+    mult = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
     try:
-        return number(parts[0]), (number(parts[1]) if len(parts) > 1 else None)
+        value = float(raw[:-1] if mult > 1 else raw) * mult
     except ValueError:
-        raise DataError(f"cannot read size {spec!r}; write e.g. 100000x50 or 100kx50") from None
+        raise DataError(f"cannot read size {text!r}; write e.g. 2500, 10k, 1.5M or 1e6") from None
+    if not (1 <= value < float("inf")) or value != int(value):
+        raise DataError(f"size {text!r} must be a positive whole number")
+    return int(value)
+
+
+def _parse_size(spec: str) -> tuple[int, int | None]:
+    """``"NxD"`` or ``"N"`` as (rows, dims or None), each read by :func:`parse_count`."""
+    parts = spec.lower().split("x")
+    if len(parts) > 2 or not all(part.strip() for part in parts):
+        raise DataError(f"cannot read size {spec!r}; write e.g. 100000x50 or 100kx50")
+    return parse_count(parts[0]), (parse_count(parts[1]) if len(parts) > 1 else None)
+
+
+def _available_memory() -> int:
+    """Bytes this process can still allocate: free RAM, or less under an address-space limit."""
+    import resource
+
+    import psutil
+
+    available = psutil.virtual_memory().available
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        available = min(available, max(0, soft - psutil.Process().memory_info().vms))
+    return int(available)
+
+
+def _check_fits(what: str, n: int, d: int, bytes_per_row: int) -> None:
+    """Refuse a generated dataset that cannot fit in memory, before allocating it."""
+    need = n * bytes_per_row
+    have = _available_memory()
+    if need > have:
+        raise DataError(f"{what} needs {_size_text(need)} of memory ({n:,} x {d:,} float32 and its labels); "
+                        f"{_size_text(have)} is available: ask for fewer rows or dimensions")
+
+
+def _size_text(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:,.0f} {unit}" if unit == "bytes" or nbytes >= 100 else f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    raise AssertionError("unreachable")
 
 
 def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
@@ -602,12 +792,18 @@ def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
     base, _, size = name.partition(":")
     if base == "mixture":
         n, d = _parse_size(size) if size else (10_000, 50)
-        X, labels = make_mixture(n, d or 50, random_state=random_state)
+        d = d or 50
+        # float32 values plus the int64 draw of the labels and their int32 copy
+        _check_fits(f"builtin:{name}", n, d, 4 * d + 12)
+        X, labels = make_mixture(n, d, random_state=random_state)
     elif base == "swissroll":
         from embedscope.bench.datasets import make_swiss_roll, swissroll_labels
 
         n, d = _parse_size(size) if size else (10_000, 100)
-        X, t = make_swiss_roll(n, d or 100, random_state=random_state)
+        d = d or 100
+        # float32 values plus five float64 columns (position, height, the 3-D sheet)
+        _check_fits(f"builtin:{name}", n, d, 4 * d + 40)
+        X, t = make_swiss_roll(n, d, random_state=random_state)
         return Vectors(X, pd.DataFrame({"label": swissroll_labels(t), "t": t}))
     elif base == "digits":
         try:

@@ -42,8 +42,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from embedscope.bench.datasets import parse_sizes
     from embedscope.bench.report import markdown_table
     from embedscope.bench.runner import run_bench
+    from embedscope.engine.io import protect_inputs
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the results")
+    # The report's files never replace a data or metadata file that was read.
+    protect_inputs(args.data, args.meta)
     if (out / "results.json").exists() and not args.force:
         raise ValueError(f"{out} already holds results.json; pass --force to replace the results")
     sizes: list[int | None] = list(parse_sizes(args.sizes)) or [None]

@@ -11,6 +11,7 @@ recorded and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -221,8 +222,17 @@ def run_bench(
 
     if not float(budget) > 0:
         raise ValueError(f"budget must be a positive number of seconds; got {budget!r}")
+    # Checked here, before any run starts, so a bad value is one line and not a failure
+    # deep inside the first fit or quality measure.
+    if not (isinstance(seed, (int, np.integer)) and 0 <= seed < 2**32):
+        raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+    if not (isinstance(sample_size, (int, np.integer)) and sample_size >= 2 * QUALITY_K):
+        raise ValueError(f"sample_size must be an integer >= {2 * QUALITY_K}; got {sample_size!r}")
+    if not (isinstance(warmup_rows, (int, np.integer)) and warmup_rows >= 0):
+        raise ValueError(f"warmup_rows must be a non-negative integer (0: no warm-up); got {warmup_rows!r}")
     jobs = plan_jobs(list(methods), list(backends), list(peers))
     out = Path(out_dir)
+    created = [p for p in (out, out / "embeddings", out / "logs") if not p.exists()]
     for sub in ("embeddings", "logs", ".work"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     progress = Progress(verbose, "bench")
@@ -284,6 +294,15 @@ def run_bench(
                              + (f", fit {record['fit_s']:.2f} s, trustworthiness {record['trustworthiness']:.3f}"
                                 if record["status"] == "ok" else f" ({record.get('error', '')})"))
                 runs.append(record)
+    except BaseException:
+        if not runs:
+            # Nothing ran (bad data, an interrupt before the first run): leave no
+            # empty folders behind, only those this call made and only while empty.
+            shutil.rmtree(out / ".work", ignore_errors=True)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     finally:
         shutil.rmtree(out / ".work", ignore_errors=True)
     payload = {"manifest": manifest, "runs": runs}

@@ -82,10 +82,6 @@ def _coords(folder: Path) -> None:
     os.symlink("c.parquet", folder / "plot.png")
 
 
-def _bench_file(folder: Path) -> None:
-    (folder / "results").write_text("a file, not a folder")
-
-
 def _mode_kept(folder: Path, result) -> None:
     assert stat.S_IMODE((folder / "o.npy").stat().st_mode) == 0o600
     assert np.load(folder / "o.npy").shape == (120, 2)
@@ -121,9 +117,6 @@ CASES = [
          setup=_foreign_folder, message=r"holds files that are not parquet shards"),
     Case("plot-over-symlinked-input", ["plot", "c.parquet", "--out", "plot.png", "--force"],
          setup=_coords, message=r"would replace the input .*c\.parquet"),
-    Case("bench-out-is-a-file", ["bench", "--data", "mixture:300x5", "--methods", "pca", "--out", "results",
-                                 "--quiet"],
-         setup=_bench_file, message=r"results.* is a file|not a (folder|directory)"),
 ]
 # The stale temporary file is the one change the stale-temp case must make.
 CASES[7].outputs.append(".o.npy.")

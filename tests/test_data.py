@@ -276,8 +276,10 @@ def test_header_rule(tmp_path, sep, suffix, decisions):
     assert load("x,y,z\n4,5,6\n7,8,9\n").shape == (2, 3)  # names
     kept = load("0,1,5\n4,5,6\n7,8,9\n")  # numbers that are not the positions: data
     assert kept.shape == (3, 3) and kept[0].tolist() == [0, 1, 5]
-    assert load("0\n1\n2\n").shape == (3, 1)  # one column: a lone 0 is a value
-    assert decisions[-2:] == [f"{tmp_path / f'v.{suffix}'}: no header row; the first row is data"] * 2
+    assert load("0\n1\n2\n").shape == (2, 1)  # one column: "0" is what pandas writes as its header
+    assert load("2\n1\n2\n").shape == (3, 1)
+    assert decisions[-1] == f"{tmp_path / f'v.{suffix}'}: no header row; the first row is data"
+    assert decisions[-2].endswith("first row read as a header (the column numbers 0..0, as pandas writes them), not data")
     with pytest.raises(DataError, match=r"row 1 mixes numbers and text \(column 2 is 'name'\)"):
         load("1,name,3\n4,5,6\n7,8,9\n")
 
@@ -397,3 +399,10 @@ def test_huge_builtin_is_refused_before_allocating(monkeypatch):
     with pytest.raises(DataError, match=r"needs 20\.4 KB of memory \(100 x 48 .*; 10 KB is available"):
         load_builtin("mixture:100x48")
     assert load_builtin("mixture:100x20").vectors.shape == (100, 20)  # 9.2 KB: fits
+
+
+def test_single_non_list_non_numeric_column_is_refused(tmp_path):
+    # Found by tests/hostile/test_fuzz_load.py: a lone bool column reached pyarrow's list kernel.
+    pd.DataFrame({"flag": [True, False, True]}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(DataError, match=r"column\(s\) \['flag'\] are not numeric"):
+        load_vectors(tmp_path / "b.parquet")

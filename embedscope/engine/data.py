@@ -417,7 +417,7 @@ def _table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> Vec
         if len(list_cols) > 1:
             raise DataError(f"{origin} has several list columns {list_cols}; say which holds the vectors (columns=[...], --columns)")
         columns = list_cols or names
-    if len(columns) == 1 and not _is_numeric_type(table.schema.field(columns[0]).type):
+    if len(columns) == 1 and _is_list_type(table.schema.field(columns[0]).type):
         X = _list_column_to_array(table, columns[0])
     else:
         bad = [c for c in columns if not _is_numeric_type(table.schema.field(c).type)]
@@ -433,6 +433,12 @@ def _table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> Vec
     rest = [c for c in names if c not in columns]
     meta = table.select(rest).to_pandas() if rest else None
     return Vectors(X, meta)
+
+
+def _is_list_type(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
 
 
 def _is_numeric_type(t: Any) -> bool:
@@ -482,8 +488,9 @@ def _header_decision(path: Path, frame: pd.DataFrame, values: pd.DataFrame, nume
             "a header row must be all names, a data row all numbers"
         )
     row = values.iloc[0].to_numpy(dtype=np.float64)
-    # One column of positions is a single 0 or 1, as likely a value as a header.
-    if d > 1 and (np.array_equal(row, np.arange(d)) or np.array_equal(row, np.arange(1, d + 1))):
+    # Also for one column: pandas writes its header "0", and a file whose first value
+    # happens to be 0 or 1 is told apart only by the logged decision.
+    if np.array_equal(row, np.arange(d)) or np.array_equal(row, np.arange(1, d + 1)):
         logger.info("%s: first row read as a header (the column numbers %d..%d, as pandas writes them), not data",
                     path, int(row[0]), int(row[-1]))
         return True

@@ -220,6 +220,7 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
     with context:
         with progress.stage("load", f"{args.input} (lazy, dask)"):
             X, meta = load_vectors(args.input, columns=columns)
+            X = dist.as_dask_array(X)  # a single file or a built-in, split into row blocks
         progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims in {X.numblocks[0]} blocks")
         if args.method == "pca":
             coords = reducer.fit_transform(X)

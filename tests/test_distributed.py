@@ -258,3 +258,105 @@ def test_plot_cli_cluster_refusals(coord_shards, tmp_path, capsys):
     assert _plot([str(folder), "--local-cluster", "2", "--out", str(tmp_path / "p.html")]) == 2
     assert ".png only" in capsys.readouterr().err
     assert not list(tmp_path.glob("p.*"))
+
+
+# ----------------------------------------------------------------------------- issue 14: intake, cluster
+
+
+def test_mixed_shard_folder_is_refused_naming_both_kinds(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((5, 3), np.float32))
+    pd.DataFrame({"emb": list(np.ones((5, 3), np.float32))}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(DataError, match=r"mixes 1 \.npy and 1 \.parquet shard\(s\) \(e\.g\. a\.npy and b\.parquet\)"):
+        load_vectors(tmp_path)
+
+
+def test_special_file_among_shards_is_refused_not_skipped(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((5, 3), np.float32))
+    os.mkfifo(tmp_path / "b.npy")
+    with pytest.raises(DataError, match=r"shard .*b\.npy is a FIFO"):
+        load_vectors(tmp_path)
+    (tmp_path / "b.npy").unlink()
+    (tmp_path / "c.npy").symlink_to(tmp_path / "c.npy")
+    with pytest.raises(DataError, match=r"c\.npy: symlink loop"):
+        load_vectors(tmp_path)
+
+
+def test_ragged_parquet_shards_name_the_shard_and_widths(tmp_path):
+    pd.DataFrame({"emb": list(np.ones((5, 3), np.float32))}).to_parquet(tmp_path / "p0.parquet")
+    pd.DataFrame({"emb": list(np.ones((5, 4), np.float32))}).to_parquet(tmp_path / "p1.parquet")
+    with pytest.raises(DataError, match=r"different widths in column 'emb': .*p1\.parquet has 4, .*p0\.parquet has 3"):
+        load_vectors(tmp_path)
+    pd.DataFrame({"emb": [np.ones(3, np.float32)] * 4 + [np.ones(2, np.float32)]}).to_parquet(tmp_path / "p1.parquet")
+    with pytest.raises(DataError, match=r"p1\.parquet has vectors of different widths \(2 and 3\)"):
+        load_vectors(tmp_path)
+    pd.DataFrame({"emb": list(np.full((5, 3), 2, np.float32))}).to_parquet(tmp_path / "p1.parquet")
+    assert load_vectors(tmp_path).vectors.compute().tolist() == [[1.0] * 3] * 5 + [[2.0] * 3] * 5
+
+
+def test_npy_shard_widths_and_float64_overflow_are_named(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((5, 3)))
+    np.save(tmp_path / "b.npy", np.zeros((5, 4)))
+    with pytest.raises(DataError, match=r"different widths: .*b\.npy has 4, .*a\.npy has 3"):
+        load_vectors(tmp_path)
+    big = np.zeros((5, 3))
+    big[1, 2] = 1e300
+    np.save(tmp_path / "b.npy", big)
+    with pytest.raises(DataError, match=r"1 row\(s\) with values beyond the float32 range"):
+        load_vectors(tmp_path)
+
+
+def test_single_npy_becomes_blocks_read_from_the_file(tmp_path):
+    import pickle
+
+    X = np.random.default_rng(0).standard_normal((1000, 8))
+    np.save(tmp_path / "x.npy", X)
+    mapped, _ = load_vectors(tmp_path / "x.npy")
+    lazy = dist.as_dask_array(mapped, chunk_bytes=8 * 8 * 300)
+    assert lazy.numblocks == (4, 1) and lazy.dtype == np.float64
+    np.testing.assert_array_equal(lazy.compute(), X)
+    # The tasks carry the path and row ranges, not the 64 KB of data.
+    assert len(pickle.dumps(dict(lazy.__dask_graph__()))) < 8 * X.size // 4
+    ints = dist.as_dask_array(np.arange(12, dtype=np.int16).reshape(6, 2))
+    assert ints.dtype == np.float32 and ints.compute().tolist()[-1] == [10.0, 11.0]
+    assert dist.as_dask_array(lazy) is lazy
+
+
+def test_local_cluster_listens_on_loopback_only(client):
+    import psutil
+
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    listening = [c.laddr for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert client.dashboard_link.startswith("http://127.0.0.1:")
+    dashboard_port = int(client.dashboard_link.split(":")[2].split("/")[0])
+    assert dashboard_port in {addr.port for addr in listening}
+    exposed = [addr for addr in listening if addr.ip not in ("127.0.0.1", "::1")]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_unreachable_scheduler_fails_within_the_timeout(monkeypatch):
+    start = time.perf_counter()
+    with pytest.raises(dist.ClusterError, match=r"no Dask scheduler answered at tcp://127\.0\.0\.1:1 within 1 s"):
+        with dist.cluster("tcp://127.0.0.1:1", timeout=1):
+            pass
+    assert time.perf_counter() - start < 15
+    assert dist.connect_timeout() == dist.CONNECT_TIMEOUT == 30
+    monkeypatch.setenv("EMBEDSCOPE_CONNECT_TIMEOUT", "2.5")
+    assert dist.connect_timeout() == 2.5
+    monkeypatch.setenv("EMBEDSCOPE_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="EMBEDSCOPE_CONNECT_TIMEOUT='soon' must be a positive number"):
+        dist.connect_timeout()
+
+
+def test_killed_worker_becomes_one_line():
+    from distributed.scheduler import KilledWorker
+
+    with pytest.raises(dist.ClusterError) as info:
+        with dist._cluster_errors():
+            raise KilledWorker("_place_block-abc", None, 3)
+    message = str(info.value)
+    assert message.startswith("KilledWorker: Dask gave up on task '_place_block-abc'") and "died 4 times" in message
+    assert "\n" not in message
+    with pytest.raises(ValueError, match="untouched"):  # other errors pass as they are
+        with dist._cluster_errors():
+            raise ValueError("untouched")

@@ -27,9 +27,17 @@ import numpy as np
 import pandas as pd
 
 from embedscope._progress import Progress
-from embedscope.engine.data import DataError, Vectors, _read_npy
+from embedscope.engine.data import FLOAT32_MAX, DataError, Vectors, _read_npy, check_regular_file
 from embedscope.engine.io import atomic_output_dir
 from embedscope.kernels import pca as kpca
+
+#: Seconds to wait for a scheduler (``EMBEDSCOPE_CONNECT_TIMEOUT`` overrides it).
+CONNECT_TIMEOUT = 30.0
+
+
+class ClusterError(ConnectionError):
+    """The Dask scheduler could not be reached, or the workers a task needed kept dying."""
+
 
 #: Sample the fit runs on by default: a UMAP / t-SNE fit of this size takes a minute
 #: and a few GB on one worker.
@@ -55,20 +63,31 @@ def is_dask(x: Any) -> bool:
 
 
 def shard_files(source: str | os.PathLike) -> list[Path]:
-    """The shard files of a directory (``*.npy`` or ``*.parquet``) or a glob, sorted."""
+    """The shard files of a directory (``*.npy`` or ``*.parquet``) or a glob, sorted.
+
+    Raises
+    ------
+    DataError
+        No shards; a folder or glob mixing ``.npy`` and parquet (reading one kind would
+        silently drop the other); a shard that is not a regular file (a FIFO would
+        block, a device never end, a broken link lose rows).
+    """
     text = str(source)
-    if any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text))
-    elif Path(text).is_dir():
-        files = sorted(Path(text).glob("*.npy")) or sorted(Path(text).glob("*.parquet"))
+    if any(ch in text for ch in "*?[") and not Path(text).is_dir():
+        files = sorted(Path(p) for p in glob.glob(text) if not os.path.isdir(p))
     else:
-        files = [Path(text)]
-    files = [f for f in files if f.is_file()]
+        npy, parquet = sorted(Path(text).glob("*.npy")), sorted(Path(text).glob("*.parquet"))
+        if npy and parquet:
+            raise DataError(f"{text} mixes {len(npy)} .npy and {len(parquet)} .parquet shard(s) "
+                            f"(e.g. {npy[0].name} and {parquet[0].name}); keep one kind per folder")
+        files = npy or parquet
     if not files:
         raise DataError(f"{text}: no .npy or .parquet shards found")
     kinds = {f.suffix.lower() for f in files}
     if len(kinds) > 1 or not kinds <= {".npy", ".parquet"}:
         raise DataError(f"{text}: shards must all be .npy or all .parquet; found {sorted(kinds)}")
+    for f in files:
+        check_regular_file(f, "shard")
     return files
 
 
@@ -85,10 +104,42 @@ def _load_npy_shard(path: str) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)[:]
 
 
-def _vector_block(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _vector_block(frame: pd.DataFrame, columns: list[str], width: int) -> np.ndarray:
     if len(columns) == 1 and frame[columns[0]].dtype == object:
-        return np.stack(frame[columns[0]].to_numpy()).astype(np.float32)
+        rows = frame[columns[0]].to_numpy()
+        lengths = {len(r) for r in rows}
+        if lengths - {width}:  # load_sharded checked the widths; a shard changed since
+            raise DataError(f"vector column {columns[0]!r} has rows of {sorted(lengths)} values; expected {width}")
+        block = np.stack(rows) if len(rows) else np.empty((0, width))
+        return block.astype(np.float32)
     return frame[columns].to_numpy(dtype=np.float32)
+
+
+def _partition_widths(frame: pd.DataFrame, column: str) -> tuple[int, int, int]:
+    """(rows, shortest vector, longest vector) of one partition's list column."""
+    lengths = frame[column].map(len).to_numpy() if len(frame) else np.zeros(1, dtype=int)
+    return len(frame), int(lengths.min()), int(lengths.max())
+
+
+def _shard_width_error(source: Any, files: list[Path], column: str) -> DataError:
+    """Name the first parquet shard whose vectors differ in width from the first shard's."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    expected = None
+    for f in files:
+        lengths = pc.list_value_length(pq.read_table(f, columns=[column]).column(column))
+        lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+        if lo is None:
+            continue
+        if lo != hi:
+            return DataError(f"shard {f} has vectors of different widths ({lo} and {hi}) in column {column!r}")
+        if expected is None:
+            expected = (f, lo)
+        elif lo != expected[1]:
+            return DataError(f"shards have different widths in column {column!r}: {f} has {lo}, "
+                             f"{expected[0]} has {expected[1]}")
+    return DataError(f"{source}: vectors in column {column!r} have different widths")
 
 
 def load_sharded(source: str | os.PathLike, *, columns: list[str] | None = None,
@@ -116,9 +167,10 @@ def load_sharded(source: str | os.PathLike, *, columns: list[str] | None = None,
     meta = None
     if files[0].suffix.lower() == ".npy":
         headers = [_npy_header(f) for f in files]
-        widths = {shape[1] for shape, _ in headers}
-        if len(widths) != 1:
-            raise DataError(f"{source}: shards have different widths {sorted(widths)}")
+        first = headers[0][0][1]
+        for f, (shape, _) in zip(files, headers, strict=True):
+            if shape[1] != first:
+                raise DataError(f"shards have different widths: {f} has {shape[1]}, {files[0]} has {first}")
         dtype = np.result_type(*[dt for _, dt in headers])
         blocks = [da.from_delayed(dask.delayed(_load_npy_shard)(str(f)), shape=shape, dtype=dt)
                   for f, (shape, dt) in zip(files, headers, strict=True)]
@@ -138,20 +190,75 @@ def load_sharded(source: str | os.PathLike, *, columns: list[str] | None = None,
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(f"{source}: no column(s) {missing}; shards have {list(frame.columns)}")
-        lengths = tuple(int(n) for n in frame.map_partitions(len).compute())
-        width = len(columns) if len(columns) > 1 else len(frame[columns[0]].head(1).iloc[0])
         parts = frame.to_delayed()
-        X = da.concatenate([da.from_delayed(dask.delayed(_vector_block)(p, columns), shape=(n, width), dtype=np.float32)
+        if len(columns) == 1 and frame[columns[0]].dtype == object:
+            # One pass finds each partition's rows and vector widths: ragged shards are
+            # named here instead of failing later inside numpy on a worker.
+            stats = dask.compute(*[dask.delayed(_partition_widths)(p, columns[0]) for p in parts])
+            lengths = tuple(n for n, _, _ in stats)
+            widths = {w for n, lo, hi in stats if n for w in (lo, hi)}
+            if len(widths) > 1:
+                raise _shard_width_error(source, files, columns[0])
+            width = widths.pop() if widths else 0
+        else:
+            lengths = tuple(int(n) for n in frame.map_partitions(len).compute())
+            width = len(columns)
+        X = da.concatenate([da.from_delayed(dask.delayed(_vector_block)(p, columns, width), shape=(n, width),
+                                            dtype=np.float32)
                             for p, n in zip(parts, lengths, strict=True) if n], axis=0)
         rest = [c for c in frame.columns if c not in columns]
         meta = frame[rest] if rest else None
     if X.shape[0] < 2:
         raise DataError(f"{source} has {X.shape[0]} row(s); at least 2 are needed")
     if check_finite:
-        bad = int((~da.isfinite(X).all(axis=1)).sum().compute())
+        bad_rows = ~da.isfinite(X).all(axis=1)
+        over_rows = (da.fabs(X) > FLOAT32_MAX).any(axis=1) & ~bad_rows if X.dtype.itemsize > 4 else None
+        bad, over = dask.compute(bad_rows.sum(), over_rows.sum() if over_rows is not None else 0)
         if bad:
-            raise DataError(f"{source} has {bad} row(s) with NaN or inf values; drop or impute them before reducing")
+            raise DataError(f"{source} has {int(bad)} row(s) with NaN or inf values; drop or impute them before reducing")
+        if over:
+            raise DataError(f"{source} has {int(over)} row(s) with values beyond the float32 range (|x| > 3.4e38); "
+                            "they would overflow to inf when converted to float32: rescale them")
     return Vectors(X, meta)
+
+
+def _load_npy_rows(path: str, start: int, stop: int) -> np.ndarray:
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+def as_dask_array(X: Any, *, chunk_bytes: int = 128 * 2**20) -> Any:
+    """A ``dask.array`` of ``X`` in row blocks of about ``chunk_bytes``.
+
+    A memory-mapped ``.npy`` becomes tasks that each read their rows from the file, so
+    the array is neither read here nor copied into the task graph; other arrays are
+    split in memory. Dask arrays are returned as they are.
+
+    Parameters
+    ----------
+    X : array
+        numpy (memory-mapped or not) or dask array, 2-D.
+    chunk_bytes : int, default=128 MiB
+
+    Returns
+    -------
+    dask.array.Array
+        float32, or float64 where ``X`` is float64 (as for shards).
+    """
+    dask, da, _ = _dask()
+    if is_dask(X):
+        return X
+    n, d = X.shape
+    rows = max(1, min(n, chunk_bytes // max(1, d * X.dtype.itemsize)))
+    dtype = np.float64 if X.dtype == np.float64 else np.float32
+    path = getattr(X, "filename", None)
+    whole_file = (isinstance(X, np.memmap) and path is not None and X.flags.c_contiguous
+                  and np.load(path, mmap_mode="r", allow_pickle=False).shape == X.shape)
+    if not whole_file:
+        return da.from_array(np.asarray(X), chunks=(rows, -1)).astype(dtype)
+    blocks = [da.from_delayed(dask.delayed(_load_npy_rows)(str(path), start, min(n, start + rows)),
+                              shape=(min(n, start + rows) - start, d), dtype=X.dtype)
+              for start in range(0, n, rows)]
+    return da.concatenate(blocks, axis=0).astype(dtype)
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -319,10 +426,46 @@ def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False
 # ----------------------------------------------------------------------------- clusters
 
 
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: ``EMBEDSCOPE_CONNECT_TIMEOUT``, else :data:`CONNECT_TIMEOUT`."""
+    text = os.environ.get("EMBEDSCOPE_CONNECT_TIMEOUT", "").strip()
+    if not text:
+        return CONNECT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"EMBEDSCOPE_CONNECT_TIMEOUT={text!r} must be a positive number of seconds")
+    return value
+
+
+@contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """Turn Dask's lost-worker failure into one line naming it."""
+    try:
+        from distributed.scheduler import KilledWorker
+    except ImportError:  # pragma: no cover - distributed is there when a cluster is
+        yield
+        return
+    try:
+        yield
+    except KilledWorker as exc:
+        task = getattr(exc, "task", None) or (exc.args[0] if exc.args else "?")
+        allowed = getattr(exc, "allowed_failures", None)
+        times = f"{allowed + 1} times" if isinstance(allowed, int) else "repeatedly"
+        raise ClusterError(
+            f"KilledWorker: Dask gave up on task {task!r} after the workers running it died {times} "
+            "(out of memory or a crash? see the worker logs)"
+        ) from None
+
+
 @contextmanager
 def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
-            gpu: bool = False, verbose: bool = False) -> Iterator[Any]:
+            gpu: bool = False, verbose: bool = False, timeout: float | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: on ``scheduler``, or on a local cluster it starts.
+
+    A local cluster listens on the loopback interface only, its dashboard included.
 
     Parameters
     ----------
@@ -333,6 +476,15 @@ def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
         with ``gpu`` a dask-cuda ``LocalCUDACluster`` (one worker per visible GPU).
     gpu : bool, default=False
     verbose : bool, default=False
+    timeout : float, optional
+        Seconds to wait for ``scheduler``; by default :func:`connect_timeout` (30 s,
+        or ``EMBEDSCOPE_CONNECT_TIMEOUT``).
+
+    Raises
+    ------
+    ClusterError
+        The scheduler did not answer within ``timeout``; or, inside the block, a
+        task's workers died repeatedly (Dask's ``KilledWorker``).
     """
     try:
         from distributed import Client, LocalCluster
@@ -341,22 +493,31 @@ def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
     progress = Progress(verbose, "dask")
     local = None
     if scheduler:
-        client = Client(scheduler)
+        wait = connect_timeout() if timeout is None else timeout
+        try:
+            client = Client(scheduler, timeout=wait)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"no Dask scheduler answered at {scheduler} within {wait:g} s "
+                               f"({type(exc).__name__}); is it running and reachable? "
+                               "(EMBEDSCOPE_CONNECT_TIMEOUT sets the wait)") from None
     else:
+        # ":0" would serve the dashboard on every interface: anyone on the network
+        # could watch the tasks and read the data they show.
         if gpu:
             try:
                 from dask_cuda import LocalCUDACluster
             except ImportError:
                 raise ImportError("several GPUs need dask-cuda: conda install -c rapidsai dask-cuda") from None
-            local = LocalCUDACluster()
+            local = LocalCUDACluster(host="127.0.0.1", dashboard_address="127.0.0.1:0")
         else:
             local = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
-                                 dashboard_address=":0")
+                                 host="127.0.0.1", dashboard_address="127.0.0.1:0")
         client = Client(local)
     where = f"connected to {scheduler}" if scheduler else "local cluster"
     progress.log(f"{where}: {len(client.scheduler_info()['workers'])} workers")
     try:
-        yield client
+        with _cluster_errors():
+            yield client
     finally:
         client.close()
         if local is not None:

@@ -406,3 +406,12 @@ def test_single_non_list_non_numeric_column_is_refused(tmp_path):
     pd.DataFrame({"flag": [True, False, True]}).to_parquet(tmp_path / "b.parquet")
     with pytest.raises(DataError, match=r"column\(s\) \['flag'\] are not numeric"):
         load_vectors(tmp_path / "b.parquet")
+
+
+def test_corrupt_compressed_npz_is_one_line(tmp_path):
+    np.savez_compressed(tmp_path / "c.npz", x=np.random.default_rng(0).random((100, 3)))
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    raw[60:80] = bytes(20)  # inside the deflated data: zlib.error, not a zip error
+    (tmp_path / "c.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"c\.npz is not a readable \.npz file \(corrupt member\): error: Error -3"):
+        load_vectors(tmp_path / "c.npz")

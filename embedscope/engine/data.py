@@ -369,7 +369,11 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
             raise DataError(f"{path} holds an object array; only numeric arrays are read") from None
         raise DataError(f"{path} is not a readable .npz file: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file (truncated or corrupt): {exc}") from None
+        raise DataError(f"{path} is not a readable .npz file (truncated or corrupt): {_one_line(str(exc))}") from None
+    except Exception as exc:
+        # A corrupt member header (TokenError, SyntaxError) or compressed data (zlib.error).
+        raise DataError(f"{path} is not a readable .npz file (corrupt member): "
+                        f"{type(exc).__name__}: {_one_line(str(exc), 80)}") from None
 
 
 def _list_column_to_array(table: Any, name: str) -> np.ndarray:
@@ -453,8 +457,8 @@ def _read_parquet(path: Path, columns: list[str] | None) -> Vectors:
 
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path} is not a readable parquet file (truncated or corrupt?): {exc}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file (truncated or corrupt?): {_one_line(str(exc))}") from None
     return _table_to_vectors(table, columns, str(path))
 
 
@@ -583,7 +587,9 @@ def load_vectors(
     source : str, path, array or table
         ``.npy`` (memory-mapped, never copied whole), ``.npz``, ``.parquet``,
         ``.csv`` / ``.tsv`` (optionally gzipped; headerless numeric rows as in the
-        TensorFlow Projector's ``vectors.tsv``), a numpy or cupy array, a pandas
+        TensorFlow Projector's ``vectors.tsv``; a first row is a header only when no
+        cell is a number or it holds the column positions ``0..d-1`` / ``1..d`` that
+        ``pandas.to_csv`` writes, and the decision is logged), a numpy or cupy array, a pandas
         DataFrame or a pyarrow Table, or ``"builtin:NAME"`` (see :func:`load_builtin`).
         A directory or glob of ``.npy`` / parquet shards is read lazily as a
         ``dask.array`` plus a ``dask.dataframe`` of metadata (needs dask).
@@ -606,8 +612,10 @@ def load_vectors(
     Raises
     ------
     DataError
-        Missing, unreadable, truncated or unsupported files; non-numeric values;
-        wrong shape; too few rows; NaN / inf rows; metadata with another row count.
+        Missing, unreadable, truncated or unsupported files; FIFOs, devices, sockets
+        and symlink loops (only regular files are read); non-numeric values; wrong
+        shape; too few rows; NaN / inf rows; float64 values beyond the float32 range;
+        metadata with another row count.
 
     Examples
     --------

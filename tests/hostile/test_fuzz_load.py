@@ -128,3 +128,18 @@ def test_delimited_text(text, name):
         path = Path(folder) / name
         path.write_text(text)
         _check(path, None)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=4)), min_size=1, max_size=4),
+       st.booleans())
+def test_npz_with_corrupted_bytes(edits, compressed):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "v.npz"
+        save = np.savez_compressed if compressed else np.savez
+        save(path, vectors=np.random.default_rng(0).standard_normal((20, 4)))
+        raw = bytearray(path.read_bytes())
+        for at, junk in edits:
+            raw[at : at + len(junk)] = junk
+        path.write_bytes(bytes(raw))
+        _check(path, None)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import io
 import logging
+import mmap
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,78 @@ import pandas as pd
 from embedscope.engine.data import DataError, load_vectors
 from embedscope.viz._input import color_kind, plot_frame
 
-__all__ = ["AppData", "default_method", "load_input", "make_session", "serve"]
+__all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
+
+log = logging.getLogger(__name__)
 
 N_NEIGHBORS = 10
+#: Longest search string accepted. A substring test over millions of rows needs no more,
+#: and pyarrow's string kernels fail on multi-megabyte patterns (ArrowInvalid).
+MAX_SEARCH_CHARS = 200
+#: Longest metadata value shown in a title; the table and the export keep the whole value.
+MAX_LABEL_CHARS = 120
+
+# Characters that HTML or Markdown would read as markup. Each is written as a numeric
+# character reference, which both show as the literal character and neither interprets.
+_MARKUP = set("<>&\"'`*_[](){}#+-.!|~=:$\\/")
+
+
+def safe_text(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
+    """``value`` as inert text for a Markdown or HTML pane: no tag, link or emphasis survives.
+
+    Metadata comes from the user's files and search text from the browser, so neither
+    may reach a pane as markup (a value ``<img src=x onerror=...>`` would run in every
+    browser that shows it). Whitespace runs become one space and long values are cut.
+    """
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return "".join(f"&#{ord(c)};" if c in _MARKUP or ord(c) < 32 else c for c in text)
+
+
+def _check_regular(source: str, what: str) -> None:
+    """Refuse a FIFO, socket or device as input: reading one blocks forever or never ends."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return  # missing files and builtin: specs are the loader's to report
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DataError(f"{what} {source} is not a regular file (a pipe, socket or device); "
+                        "give a file saved on disk")
+
+
+def _in_memory(array: np.ndarray, source: str) -> np.ndarray:
+    """``array`` copied out of any file mapping, read with ``pread``.
+
+    The server lives for hours; if the file under a mapping is truncated meanwhile, the
+    next access to a lost page is SIGBUS, which kills the whole server. A copy cannot
+    shrink, and reading (not touching a mapping) turns a file that is short now into a
+    DataError rather than a signal.
+    """
+    base, mapped = array, False
+    while base is not None:
+        if isinstance(base, mmap.mmap):
+            mapped = True
+            break
+        base = getattr(base, "base", None)
+    if not mapped:
+        return array
+    if isinstance(array, np.memmap) and array.flags.c_contiguous and array.filename and array.base is not None \
+            and isinstance(array.base, mmap.mmap):
+        out = np.empty(array.shape, dtype=array.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(array.filename, os.O_RDONLY)
+        try:
+            got = 0
+            while got < len(view):
+                n = os.preadv(fd, [view[got:]], array.offset + got)
+                if n == 0:
+                    raise DataError(f"{source} is shorter than its header says: it was truncated while loading")
+                got += n
+        finally:
+            os.close(fd)
+        return out
+    return np.array(array)  # a strided view of a mapping: copied at start, while the file is whole
 
 
 def default_method() -> str:
@@ -44,6 +116,9 @@ def load_input(path: str, meta: str | None = None) -> tuple[np.ndarray, pd.DataF
     is coordinates too, wider input is vectors.
     """
     source = str(path)
+    _check_regular(source, "input")
+    if meta is not None:
+        _check_regular(str(meta), "--meta")
     columns = None
     suffixes = [s.lower() for s in Path(source).suffixes]
     if (".parquet" in suffixes or ".pq" in suffixes) and Path(source).exists():
@@ -93,6 +168,7 @@ class AppData:
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
                  color: str | None = None, text_column: str | None = None, verbose: bool = True) -> None:
         array, self.meta, is_coords = load_input(path, meta)
+        array = _in_memory(array, str(path))
         self.path = str(path)
         self.status = ""
         self.error: str | None = None
@@ -148,7 +224,14 @@ class AppData:
             log.removeHandler(handler)
 
     def _finish(self, coords: Any) -> None:
-        self.frame = plot_frame(coords, self.meta)
+        frame = plot_frame(coords, self.meta)
+        # Python str objects of each text column, made once and shared by every session's
+        # hover. Without them each render turned the pixels' rows into new str objects
+        # (pandas' Arrow strings hold none), ~30 MB per session at 200k points.
+        self.hover_text = {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns
+                           if c not in ("x", "y")
+                           and (frame[c].dtype.kind in "OSU" or isinstance(frame[c].dtype, pd.StringDtype))}
+        self.frame = frame
         self._ready.set()
 
     def nearest_row(self, x: float, y: float) -> int:
@@ -187,6 +270,27 @@ def _table_bytes(frame: pd.DataFrame, fmt: str) -> io.BytesIO:
     return buffer
 
 
+def _served_plot_class(base: type) -> type:
+    """``base`` (EmbeddingPlot) whose hover reads the server's shared text arrays."""
+    import xarray as xr
+
+    class ServedPlot(base):  # type: ignore[misc, valid-type]
+        shared_text: dict[str, np.ndarray] | None = None
+
+        def _hover_values(self, column: str, index: np.ndarray) -> Any:
+            shared = (self.shared_text or {}).get(column)
+            if shared is None:
+                return super()._hover_values(column, index)
+            empty = index < 0
+            out = shared[np.where(empty, 0, index)]  # pointers to the shared strings, no new str
+            out[empty] = "-"
+            # fastpath: xarray would otherwise re-infer the object array through pandas,
+            # which in pandas 3 rebuilds every element as a new str (another ~30 MB).
+            return xr.Variable(("y", "x"), out, fastpath=True)
+
+    return ServedPlot
+
+
 class Explorer:
     """One browser session's widgets around an :class:`EmbeddingPlot`."""
 
@@ -196,12 +300,13 @@ class Explorer:
         from embedscope.viz.figure import EmbeddingPlot
 
         self.data = data
-        self._plot_cls = EmbeddingPlot
+        self._plot_cls = _served_plot_class(EmbeddingPlot)
         options = ["(density)", *data.meta_columns]
         self.color = pn.widgets.Select(label="Colour by", options=options,
                                        value=data.color or "(density)", width=220)
         self.search = pn.widgets.TextInput(label=f"Search {data.text_column or '(no text column)'}",
-                                           placeholder="text to find", disabled=data.text_column is None, width=220)
+                                           placeholder="text to find", disabled=data.text_column is None, width=220,
+                                           max_length=MAX_SEARCH_CHARS)
         self.clear = pn.widgets.Button(label="Clear selection", width=220)
         self.fmt = pn.widgets.RadioButtonGroup(options=["csv", "parquet"], value="csv", width=220)
         self.download = pn.widgets.FileDownload(callback=self._export, filename="selection.csv",
@@ -210,8 +315,9 @@ class Explorer:
         self.view_info = pn.pane.Markdown("", css_classes=["es-view"])
         self.neighbour_title = pn.pane.Markdown("Click a point to list its nearest neighbours.",
                                                 css_classes=["es-neighbours-title"])
+        # escape=True: pandas writes every cell and column name as text, never as markup
         self.neighbour_table = pn.pane.DataFrame(pd.DataFrame(), index=False, css_classes=["es-neighbours"],
-                                                 max_rows=N_NEIGHBORS + 1)
+                                                 max_rows=N_NEIGHBORS + 1, escape=True)
         self.pane = pn.pane.HoloViews(sizing_mode="fixed")
         self._make_plot(data.color)
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
@@ -219,7 +325,7 @@ class Explorer:
         self.clear.on_click(lambda _: self.plot.clear_selection())
         self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
         sidebar = pn.Column(
-            pn.pane.Markdown(f"### embedscope\n{data.note}\n\n{len(data.frame):,} points"),
+            pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
             self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table))
 
@@ -228,6 +334,7 @@ class Explorer:
         selected = getattr(self, "plot", None).selected if hasattr(self, "plot") else np.empty(0, np.int64)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True,
                                    title=Path(self.data.path).name)
+        self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)
         import holoviews as hv
@@ -258,22 +365,33 @@ class Explorer:
         if not text.strip():
             self.plot.clear_selection()
             return
+        needle = text.strip()
+        if len(needle) > MAX_SEARCH_CHARS:
+            # the browser's maxlength stops typing past it; a hand-made message is refused here
+            self.selection_info.object = (f"Search text is {len(needle):,} characters; "
+                                          f"the limit is {MAX_SEARCH_CHARS}. Nothing searched.")
+            return
         values = self.data.frame[column].astype(str)
-        matches = np.flatnonzero(values.str.contains(text.strip(), case=False, regex=False).to_numpy())
+        matches = np.flatnonzero(values.str.contains(needle, case=False, regex=False).to_numpy())
         self.plot.select(matches)
-        self.selection_info.object = f"Search {text.strip()!r}: {matches.size:,} match(es) highlighted."
+        self.selection_info.object = f"Search \"{safe_text(needle)}\": {matches.size:,} match(es) highlighted."
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
         if x is None or y is None:
             return
         row = self.data.nearest_row(x, y)
-        ids, dist, space = self.data.neighbours(row)
+        try:
+            ids, dist, space = self.data.neighbours(row)
+        except Exception as exc:  # one failed click, not a dead session
+            log.warning("neighbours of row %d failed: %s", row, exc)
+            self.neighbour_title.object = f"Could not list the neighbours of row {row}: {safe_text(exc, 300)}"
+            return
         table = self.data.frame.iloc[ids].reset_index(drop=True)
         table.insert(0, "distance", dist)
         table.insert(0, "row", ids)
         label = ""
         if self.data.text_column:
-            label = f" ({self.data.frame[self.data.text_column].iloc[row]})"
+            label = f" ({safe_text(self.data.frame[self.data.text_column].iloc[row])})"
         self.neighbour_title.object = f"Nearest neighbours of row {row}{label} in the {space}:"
         self.neighbour_table.object = table
         self.plot.select(np.concatenate([[row], ids]))
@@ -282,19 +400,29 @@ class Explorer:
         return _table_bytes(self.plot.selection_frame(), self.fmt.value)
 
 
-def make_session(data: AppData) -> Any:
-    """The page of one browser session: progress while reducing, then the explorer."""
+def make_session(data: AppData, gate: Any = None) -> Any:
+    """The page of one browser session: progress while reducing, then the explorer.
+
+    With ``gate`` (a :class:`embedscope.viz.server.SessionGate`), a session past its
+    limit gets a short notice instead of the widgets, and a session's slot is given
+    back when Bokeh discards it.
+    """
     import panel as pn
 
+    if gate is not None:
+        if not gate.acquire():
+            return pn.pane.Markdown(f"### embedscope\n{gate.limit} sessions are open, the most this server allows "
+                                    "(`--max-sessions`). Close a tab and reload in a minute.")
+        pn.state.on_session_destroyed(lambda _context: gate.release())
     if data.ready and data.error is None:
         return Explorer(data).layout
     holder = pn.Column()
     indicator = pn.indicators.Progress(active=True, width=400)
     status = pn.pane.Markdown(css_classes=["es-status"])
-    holder[:] = [pn.pane.Markdown(f"### embedscope\n{data.note}"), indicator, status]
+    holder[:] = [pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}"), indicator, status]
 
     def poll() -> None:
-        status.object = data.error or f"Reducing: {data.status}"
+        status.object = safe_text(data.error, 1000) if data.error else f"Reducing: {safe_text(data.status, 300)}"
         if data.error:
             indicator.active = False
             callback.stop()
@@ -307,11 +435,30 @@ def make_session(data: AppData) -> Any:
     return holder
 
 
-def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: bool = False) -> None:
-    """Run the app until interrupted; only ``host:port`` may open its websocket."""
-    import panel as pn
+def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: bool = False,
+          allow_hosts: Any = (), max_sessions: int | None = None, on_ready: Any = None) -> None:
+    """Run the app until interrupted.
 
-    pn.extension()
-    origins = [f"{host}:{port}"] + ([f"localhost:{port}"] if host == "127.0.0.1" else [])
-    pn.serve({"/": lambda: make_session(data)}, port=port, address=host, websocket_origin=origins,
-             show=show, title="embedscope", threaded=False, start=True)
+    Only requests addressed to this server's names (``host``, plus ``localhost`` for a
+    loopback bind, plus ``allow_hosts``) are answered; see :mod:`embedscope.viz.server`.
+
+    Parameters
+    ----------
+    data : AppData
+        What every session shows; built once, shared by all sessions.
+    port, host : int, str
+        Where to listen (port 0: a free one).
+    show : bool
+        Open a browser tab.
+    allow_hosts : sequence of str
+        Extra host names requests may use (a reverse proxy's or DNS name).
+    max_sessions : int, optional
+        Live sessions at most; default :data:`embedscope.viz.server.DEFAULT_MAX_SESSIONS`.
+    on_ready : callable, optional
+        Called with the bound port once the server listens.
+    """
+    from embedscope.viz.server import DEFAULT_MAX_SESSIONS, SessionGate, run_server
+
+    gate = SessionGate(DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions)
+    run_server(lambda: make_session(data, gate), host=host, port=port, allow=list(allow_hosts), gate=gate,
+               show=show, on_ready=on_ready)

@@ -224,21 +224,35 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from embedscope._progress import Progress
     from embedscope.viz.app import AppData, serve
+    from embedscope.viz.server import SessionGate, check_listen, is_loopback, page_urls
 
-    if not args.quiet:
-        print(f"embedscope serve: loading {args.input}", file=sys.stderr)
+    # Everything about the address is checked before the data loads (which can take minutes).
+    SessionGate(args.max_sessions)
+    check_listen(args.host, args.port)
+    if not is_loopback(args.host):
+        # Always said, even with --quiet: the data is open to anyone who can reach the port.
+        print(f"embedscope serve: warning: --host {args.host} makes the app reachable from the network, "
+              "without a login, by anyone who can reach this machine", file=sys.stderr)
+    Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
                    verbose=not args.quiet)
-    if not args.quiet:
-        print(f"embedscope serve: {data.note}\n  open http://{args.host}:{args.port}/  (Ctrl-C stops)", file=sys.stderr)
-    serve(data, port=args.port, host=args.host, show=args.show)
+
+    def ready(port: int) -> None:
+        if not args.quiet:
+            urls = "\n  ".join(page_urls(args.host, port))
+            print(f"embedscope serve: {data.note}\n  open {urls}\n  (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    serve(data, port=args.port, host=args.host, show=args.show, allow_hosts=args.allow_host,
+          max_sessions=args.max_sessions, on_ready=ready)
     return 0
 
 
 def register(sub: Any) -> None:
     """Add the ``plot`` and ``serve`` sub-commands to an argparse sub-parsers object."""
     from embedscope.cli import add_cluster_flags
+    from embedscope.viz.server import DEFAULT_MAX_SESSIONS
 
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("plot", help="draw coordinates to a PNG (datashader) or a static HTML page",
@@ -265,8 +279,14 @@ def register(sub: Any) -> None:
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")
-    s.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    s.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="another host name browsers may use to reach the server (a reverse proxy's or DNS "
+                        "name); requests addressed to any other name are refused (repeatable)")
+    s.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                   help=f"browser sessions served at once (default {DEFAULT_MAX_SESSIONS}); "
+                        "more get a 'too many sessions' page")
     s.add_argument("--show", action="store_true", help="open a browser tab")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=_cmd_serve)

@@ -12,6 +12,10 @@ reject them up front with a clear error.
 
 from __future__ import annotations
 
+import os
+import resource
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,9 +23,29 @@ import pandas as pd
 
 from embedscope.engine.dispatch import is_cupy
 
-__all__ = ["PointFrame", "data_range", "points_frame", "raster", "shade", "to_pil"]
+__all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPlan", "PointFrame",
+           "check_raster_size", "check_spread", "data_range", "limit_categorical", "memory_budget",
+           "plan_categories", "points_frame", "raster", "shade", "to_pil"]
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 800, 600
+
+#: Most colours a category plot draws: past it, the most frequent categories keep their
+#: own colour and the rest are drawn as one "other" (the PNG legend lists 40 entries).
+MAX_CATEGORIES = 40
+#: Largest raster side and area in pixels (an 8K image, 7680 x 4320, fits).
+MAX_SIDE = 16_384
+MAX_PIXELS = 36_000_000
+#: Largest ``dynspread`` radius: each step of its search passes over the whole image.
+MAX_SPREAD = 32
+#: Peak bytes per pixel of a plot without categories (count or mean grid, eq_hist,
+#: RGBA image, spread, PNG): 34 measured for counts and 39 for means at 5000 x 5000.
+PIXEL_BYTES = 40
+#: Peak bytes per pixel per category of datashader's ``count_cat`` and its shading
+#: (uint32 counts, a copy, float32 casts and masks): 17.8 measured at 1200 x 900.
+CATEGORY_PIXEL_BYTES = 18
+#: The bucket the less frequent categories are drawn as.
+OTHER = "other"
+OTHER_COLOR = "#a0a0a0"
 
 
 def _import_datashader() -> Any:
@@ -116,6 +140,211 @@ def _as_categorical(values: Any) -> pd.Categorical:
     return pd.Categorical(np.asarray(values))
 
 
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _address_space_left() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, soft - used)
+
+
+def memory_budget() -> int | None:
+    """Bytes a plot may still allocate, or None when the system does not say.
+
+    The memory available now, and within an address-space limit (``ulimit -v``) what is
+    left of it: past either, the process is killed or gets a ``MemoryError`` mid-plot.
+    """
+    limits = [b for b in (_meminfo_available(), _address_space_left()) if b is not None]
+    return min(limits) if limits else None
+
+
+def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget: int | None = -1) -> tuple[int, int]:
+    """Refuse a raster that is too large before anything is allocated.
+
+    Parameters
+    ----------
+    width, height : int
+        Raster size in pixels; each in ``[1, MAX_SIDE]`` and their product at most
+        ``MAX_PIXELS``.
+    n_categories : int, default=0
+        Categories aggregated per pixel (``count_cat``); 0 for counts or means.
+    budget : int or None, optional
+        Bytes the plot may use; by default :func:`memory_budget`, None for no check.
+
+    Returns
+    -------
+    (int, int)
+        ``width, height`` as ints.
+
+    Raises
+    ------
+    ValueError
+        One line naming the bound that was passed and what to change.
+    """
+    try:
+        w, h = int(width), int(height)
+    except (TypeError, ValueError):
+        raise ValueError(f"width and height must be whole numbers of pixels; got {width!r} x {height!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"width and height must be positive; got {w} x {h}")
+    for name, side in (("width", w), ("height", h)):
+        if side > MAX_SIDE:
+            raise ValueError(f"{name} {side:,} is over the bound of {MAX_SIDE:,} pixels a side; give a smaller {name}")
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"{w:,} x {h:,} = {w * h:,} pixels is over the bound of {MAX_PIXELS:,} "
+                         f"(6000 x 6000); give a smaller width or height")
+    if budget == -1:
+        budget = memory_budget()
+    need = w * h * (PIXEL_BYTES + int(n_categories) * CATEGORY_PIXEL_BYTES)
+    if budget is not None and need > budget:
+        what = f"{w:,} x {h:,} pixels" + (f" x {n_categories} colour categories" if n_categories else "")
+        fix = "a smaller width or height" + (" or a colour column with fewer categories" if n_categories else "")
+        raise ValueError(f"{what} needs about {need / 2**30:.1f} GiB but only {budget / 2**30:.1f} GiB "
+                         f"of memory is free; give {fix}")
+    return w, h
+
+
+def check_spread(spread: Any) -> int:
+    """``spread`` as an int in ``[0, MAX_SPREAD]``; ValueError naming the bound otherwise."""
+    try:
+        px = int(spread)
+    except (TypeError, ValueError):
+        raise ValueError(f"spread must be a whole number of pixels; got {spread!r}") from None
+    if not 0 <= px <= MAX_SPREAD:
+        raise ValueError(f"spread must be in [0, {MAX_SPREAD}] pixels; got {px}")
+    return px
+
+
+@dataclass(frozen=True)
+class CategoryPlan:
+    """Which categories a plot draws in their own colour; see :func:`plan_categories`.
+
+    Attributes
+    ----------
+    names : list
+        The categories drawn, in their original order, then ``other`` when grouped.
+    mapping : ndarray of int64
+        New position of each original category (-1: not drawn, it had no points).
+    other : str or None
+        The name of the grouped bucket (the last of ``names``), None when nothing is grouped.
+    note : str or None
+        What was grouped, in words (also logged), None when nothing is.
+    """
+
+    names: list[Any]
+    mapping: np.ndarray
+    other: str | None = None
+    note: str | None = None
+
+    def recode(self, codes: np.ndarray) -> np.ndarray:
+        """Codes over the original categories -> codes over ``names`` (-1 stays -1)."""
+        codes = np.asarray(codes)
+        out = np.full(codes.shape, -1, dtype=np.int32)
+        valid = codes >= 0
+        out[valid] = self.mapping[codes[valid]]
+        return out
+
+    def colors(self) -> dict[Any, str]:
+        """Colour per drawn category: glasbey by position, grey for ``other``."""
+        key = category_colors(self.names)
+        if self.other is not None:
+            key[self.other] = OTHER_COLOR
+        return key
+
+
+def plan_categories(categories: Sequence[Any], counts: Any, column: str | None = None, *,
+                    max_categories: int = MAX_CATEGORIES) -> CategoryPlan:
+    """Keep at most ``max_categories`` colours: the most frequent categories and ``other``.
+
+    Every category plot goes through this, so the aggregate, which costs a grid of
+    pixels per category, stays bounded whatever the column holds.
+
+    Parameters
+    ----------
+    categories : sequence
+        The categories, in the order they are drawn and listed.
+    counts : array of int, shape (len(categories),)
+        Points per category.
+    column : str, optional
+        The column's name, for the note.
+    max_categories : int, default=MAX_CATEGORIES
+        Past this many categories, the ``max_categories - 1`` most frequent keep their
+        own colour (ties go to the earlier category, so the choice is deterministic)
+        and the rest become one category, ``"other"``. Categories without points are
+        dropped then.
+
+    Returns
+    -------
+    CategoryPlan
+    """
+    n = len(categories)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (n,):
+        raise ValueError(f"counts must have one entry per category ({n}); got shape {counts.shape}")
+    if max_categories < 2:
+        raise ValueError(f"max_categories must be at least 2; got {max_categories}")
+    if n <= max_categories:
+        return CategoryPlan(list(categories), np.arange(n, dtype=np.int64))
+    order = np.argsort(-counts, kind="stable")
+    top = order[:max_categories - 1]
+    top = np.sort(top[counts[top] > 0])
+    rest = np.ones(n, dtype=bool)
+    rest[top] = False
+    rest_points = int(counts[rest].sum())
+    mapping = np.full(n, -1, dtype=np.int64)
+    mapping[top] = np.arange(top.size)
+    names = [categories[i] for i in top]
+    if rest_points == 0:  # only categories without points were left out
+        return CategoryPlan(names, mapping)
+    other = OTHER
+    kept = {str(c) for c in names}
+    while other in kept:
+        other = f"({other})"
+    mapping[rest & (counts > 0)] = top.size
+    rest_used = int((rest & (counts > 0)).sum())
+    what = f"colour column {column!r}" if column else "the colour categories"
+    note = (f"{what} has {n:,} distinct values; drawing the {top.size} most frequent in their own colours "
+            f"and the other {rest_used:,} ({rest_points:,} points) as {other!r}")
+    from embedscope._progress import logger
+
+    logger.warning(note)
+    return CategoryPlan([*names, other], mapping, other, note)
+
+
+def limit_categorical(values: Any, column: str | None = None, *,
+                      max_categories: int = MAX_CATEGORIES) -> tuple[pd.Categorical, CategoryPlan]:
+    """``values`` as a categorical of at most ``max_categories`` categories (see :func:`plan_categories`).
+
+    Returns the (possibly regrouped) categorical and the plan.
+    """
+    cats = _as_categorical(values)
+    codes = np.asarray(cats.codes)
+    n = len(cats.categories)
+    counts = np.bincount(codes[codes >= 0], minlength=n) if n > max_categories else np.zeros(n, dtype=np.int64)
+    plan = plan_categories(list(cats.categories), counts, column, max_categories=max_categories)
+    if plan.note is None and len(plan.names) == n:
+        return cats, plan
+    return pd.Categorical.from_codes(plan.recode(codes), plan.names), plan
+
+
 def raster(
     points: Any,
     *,
@@ -127,6 +356,7 @@ def raster(
     y_range: tuple[float, float] | None = None,
     x: str = "x",
     y: str = "y",
+    max_categories: int = MAX_CATEGORIES,
 ) -> Any:
     """Aggregate points into a ``height x width`` grid.
 
@@ -140,10 +370,15 @@ def raster(
     value : str or array of shape (n,), optional
         Mean of this numeric column per pixel (NaN where no point falls).
     width, height : int, default=800, 600
+        At most ``MAX_SIDE`` each and ``MAX_PIXELS`` together; with the categories,
+        the estimated memory must fit what is free (:func:`check_raster_size`).
     x_range, y_range : (float, float), optional
         Data ranges of the grid; the data's extent by default.
     x, y : str, default="x", "y"
         Coordinate column names of DataFrame input.
+    max_categories : int, default=MAX_CATEGORIES
+        With ``by``, past this many categories the most frequent keep their own
+        layer and the rest are counted as one ``"other"`` (:func:`plan_categories`).
 
     Returns
     -------
@@ -160,18 +395,20 @@ def raster(
     """
     if by is not None and value is not None:
         raise ValueError("give either by= (count per category) or value= (mean), not both")
-    if int(width) < 1 or int(height) < 1:
-        raise ValueError(f"width and height must be positive; got {width} x {height}")
+    # Bounds first, with no categories: the points may not even be read yet.
+    width, height = check_raster_size(width, height, budget=None)
     frame = points_frame(points, x=x, y=y)
     if isinstance(frame, PointFrame) and is_cupy(frame.x):
-        return _raster_gpu(frame, by, value, int(width), int(height), x_range, y_range)
+        return _raster_gpu(frame, by, value, width, height, x_range, y_range, max_categories)
     ds = _import_datashader()
+    n_categories = 0
     if isinstance(frame, PointFrame):
         n = len(frame)
         columns = {}
         if by is not None:
             name, values = _column(frame, by, n, "by")
-            columns[name] = _as_categorical(values)
+            columns[name], _ = limit_categorical(values, name, max_categories=max_categories)
+            n_categories = len(columns[name].categories)
             by = name
         if value is not None:
             name, values = _column(frame, value, n, "value")
@@ -186,11 +423,11 @@ def raster(
             name, values = _column(frame, by, n or 0, "by") if isinstance(by, str) else (None, None)
             if name is None:
                 raise ValueError("for DataFrame input give by= as a column name")
-            if not isinstance(data[by].dtype, pd.CategoricalDtype):
-                if n is None:
-                    data = data.categorize(columns=[by])
-                else:
-                    data = data.assign(**{by: pd.Categorical(data[by])})
+            if n is None:
+                data = _limit_dask_categories(data, by, max_categories)
+            else:
+                data = data.assign(**{by: limit_categorical(data[by], by, max_categories=max_categories)[0]})
+            n_categories = len(data[by].cat.categories)
         if value is not None and not isinstance(value, str):
             raise ValueError("for DataFrame input give value= as a column name")
         if value is not None:
@@ -199,19 +436,47 @@ def raster(
         x_range = data_range(np.asarray(data[x]) if n is not None else data[x].compute().to_numpy())
     if y_range is None:
         y_range = data_range(np.asarray(data[y]) if n is not None else data[y].compute().to_numpy())
-    canvas = ds.Canvas(plot_width=int(width), plot_height=int(height), x_range=tuple(x_range), y_range=tuple(y_range))
+    check_raster_size(width, height, n_categories)
+    canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=tuple(x_range), y_range=tuple(y_range))
     agg = ds.count_cat(by) if by is not None else ds.mean(value) if value is not None else ds.count()
     return canvas.points(data, x, y, agg=agg)
 
 
+def _limit_dask_categories(data: Any, by: str, max_categories: int) -> Any:
+    """A dask frame whose ``by`` column is categorical, within ``max_categories``.
+
+    Known categories within the limit are used as they are; otherwise the counts per
+    value are reduced on the workers (one pass, a row per distinct value comes back).
+    """
+    column = data[by]
+    if isinstance(column.dtype, pd.CategoricalDtype) and column.cat.known:
+        if len(column.cat.categories) <= max_categories:
+            return data
+        categories = list(column.cat.categories)
+        counts = column.value_counts(dropna=True).compute().reindex(categories, fill_value=0).to_numpy()
+    else:
+        found = column.value_counts(dropna=True).compute()
+        categories = list(pd.Categorical(found.index.to_numpy()).categories)
+        counts = found.reindex(categories, fill_value=0).to_numpy()
+    plan = plan_categories(categories, counts, by, max_categories=max_categories)
+    meta = pd.Series(pd.Categorical([], categories=plan.names), name=by)
+
+    def recode(part: pd.Series) -> pd.Series:
+        codes = pd.Categorical(part.to_numpy(), categories=categories).codes
+        return pd.Series(pd.Categorical.from_codes(plan.recode(codes), plan.names), index=part.index, name=by)
+
+    return data.assign(**{by: column.map_partitions(recode, meta=meta)})
+
+
 def _raster_gpu(frame: PointFrame, by: Any, value: Any, width: int, height: int,
-                x_range: Any, y_range: Any) -> Any:
+                x_range: Any, y_range: Any, max_categories: int = MAX_CATEGORIES) -> Any:
     """The same aggregate as datashader's, filled by the CuPy twin."""
     import cupy as cp
     import xarray as xr
 
     from embedscope.kernels.raster import bin_points_gpu, scale_translate
 
+    check_raster_size(width, height)
     n = len(frame)
     x_range = tuple(x_range) if x_range is not None else data_range(frame.x)
     y_range = tuple(y_range) if y_range is not None else data_range(frame.y)
@@ -221,7 +486,9 @@ def _raster_gpu(frame: PointFrame, by: Any, value: Any, width: int, height: int,
     attrs = {"x_range": x_range, "y_range": y_range}
     if by is not None:
         name, values = _column(frame, by, n, "by")
-        cats = _as_categorical(values.get() if is_cupy(values) else values)
+        cats, _ = limit_categorical(values.get() if is_cupy(values) else values, name, max_categories=max_categories)
+        # On the device the cost is a grid per category; the host check is the bound we have.
+        check_raster_size(width, height, len(cats.categories))
         codes = cp.asarray(cats.codes.astype(np.int32))
         grid = bin_points_gpu(frame.x, frame.y, x_range, y_range, width, height, codes, len(cats.categories))
         data = cp.ascontiguousarray(grid.transpose(1, 2, 0)).astype(cp.uint32)
@@ -270,7 +537,8 @@ def shade(
     color_key : dict, optional
         Category -> colour for counts by category; glasbey by default.
     spread : int, default=0
-        Maximum ``dynspread`` radius in pixels (0 = none), so lone points stay visible.
+        Maximum ``dynspread`` radius in pixels (0 = none, at most ``MAX_SPREAD``), so
+        lone points stay visible.
     alpha, min_alpha : int
         Opacity of the densest and of the sparsest non-empty pixel.
     background : str or None, default="white"
@@ -290,7 +558,7 @@ def shade(
     else:
         default = cc.bmy if agg.dtype.kind == "f" else cc.blues[110:]
         img = tf.shade(agg, cmap=cmap or default, how=how, alpha=alpha, min_alpha=min_alpha)
-    if spread:
+    if check_spread(spread):
         img = tf.dynspread(img, threshold=0.5, max_px=int(spread))
     if background is not None:
         img = tf.set_background(img, background)

@@ -36,9 +36,43 @@ def _serve_command(args: Any) -> str:
     return shlex.join(parts)
 
 
+def _check_plot_size(args: argparse.Namespace) -> None:
+    """Refuse --width / --height past the bounds, before any input is read."""
+    from embedscope.viz.aggregate import check_raster_size
+
+    try:
+        check_raster_size(args.width, args.height, budget=None)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("width", "--width").replace("height", "--height")) from None
+
+
+def _require_xy(source: str) -> None:
+    """A parquet file to plot must name its coordinates ``x`` and ``y`` (as the Dask path requires).
+
+    Any other 2 or 3 numeric columns would otherwise be drawn as coordinates, silently.
+    """
+    from pathlib import Path
+
+    suffixes = [s.lower() for s in Path(source).suffixes]
+    if not ((".parquet" in suffixes or ".pq" in suffixes) and Path(source).is_file()):
+        return
+    import pyarrow.parquet as pq
+
+    from embedscope.engine.data import DataError
+
+    try:
+        names = pq.read_schema(source).names
+    except Exception as exc:
+        raise DataError(f"{source} is not a readable parquet file: {exc}") from None
+    if not {"x", "y"} <= set(names):
+        raise DataError(f"{source} has no x and y columns (columns: {names[:12]}); "
+                        f"run 'embedscope reduce {source} --out coords.parquet' first")
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from embedscope._progress import Progress
     from embedscope.cli import cluster_flags
     from embedscope.engine.data import DataError
     from embedscope.viz.app import load_input
@@ -48,16 +82,21 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
         raise ValueError(f"--out {out}: give a .png or .html file name")
+    _check_plot_size(args)
     from embedscope.engine.io import check_output, protect_inputs
 
     protect_inputs(args.input, getattr(args, "meta", None))
     check_output(out, force=args.force)
     if scheduler is not None or workers is not None:
         return _plot_on_dask(args, out, scheduler, workers)
+    _require_xy(args.input)
     array, meta, is_coords = load_input(args.input, args.meta)
     if not is_coords:
         raise DataError(f"{args.input} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
                         f"run 'embedscope reduce {args.input} --out coords.parquet' first")
+    progress = Progress(not args.quiet, "plot")
+    if array.shape[1] == 3:
+        progress.log(f"{args.input} holds 3-D coordinates; drawing x and y (z is not shown)")
     if args.color is not None and (meta is None or args.color not in meta.columns):
         known = [] if meta is None else list(meta.columns)
         raise DataError(f"no column {args.color!r} to colour by; metadata columns: {known}")
@@ -113,12 +152,13 @@ def _category_values(series: Any) -> Any:
     return series.astype(str) if series.dtype.kind == "O" else series
 
 
-def _named_categories(series: Any, categories: Any, names: list[str]) -> Any:
-    """One partition of a colour column as a categorical over the global, string-named categories."""
+def _named_categories(series: Any, categories: Any, plan: Any) -> Any:
+    """One partition of a colour column as a categorical over the global categories, named
+    and grouped by ``plan`` (a :class:`embedscope.viz.aggregate.CategoryPlan`)."""
     import pandas as pd
 
     codes = pd.Categorical(_category_values(series), categories=categories).codes
-    return pd.Series(pd.Categorical.from_codes(codes, names), index=series.index, name=series.name)
+    return pd.Series(pd.Categorical.from_codes(plan.recode(codes), plan.names), index=series.index, name=series.name)
 
 
 def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how: str,
@@ -134,7 +174,7 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
 
     from embedscope.engine.data import DataError
     from embedscope.viz._input import MAX_INT_CATEGORIES, color_kind
-    from embedscope.viz.aggregate import category_colors, raster, shade
+    from embedscope.viz.aggregate import plan_categories, raster, shade
     from embedscope.viz.export import _padded
 
     coords = [c for c in ("x", "y", "z") if c in frame.columns]
@@ -154,11 +194,12 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
     checks: dict[str, Any] = {"n": x.size, "bad": (~(np.isfinite(x) & np.isfinite(y))).sum(),
                               "x": (x.min(), x.max()), "y": (y.min(), y.max())}
     # A categorical column with known categories keeps their order, as with_color keeps it;
-    # otherwise the categories are the sorted distinct values, found on the workers.
+    # otherwise the categories are the sorted distinct values, found on the workers. Their
+    # counts decide which keep a colour of their own (plan_categories) before any raster.
     known = (kind == "category" and isinstance(frame[color].dtype, pd.CategoricalDtype)
              and frame[color].cat.known)
-    if kind == "category" and not known:
-        checks["categories"] = frame[color].unique()
+    if kind == "category":
+        checks["counts"] = frame[color].value_counts(dropna=False)
     elif kind == "value":
         checks["inf"] = np.isinf(frame[color].astype(np.float64)).sum()
     (stats,) = dask.compute(checks)
@@ -170,12 +211,19 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
         raise DataError(f"column {color!r} holds inf values; cannot colour by it")
     color_key = None
     if kind == "category":
+        found = stats["counts"]
+        values = found.index.to_series(index=np.arange(len(found)))
         categories = (frame[color].cat.categories if known
-                      else pd.Categorical(_category_values(pd.Series(stats["categories"]))).categories)
-        names = [str(c) for c in categories]
-        meta = pd.Series(pd.Categorical([], categories=names), name=color)
-        frame = frame.assign(**{color: frame[color].map_partitions(_named_categories, categories, names, meta=meta)})
-        color_key = category_colors(names)
+                      else pd.Categorical(_category_values(values)).categories)
+        # Distinct values can name one category (1 and "1" both become "1"): add them up.
+        per_category = pd.Series(found.to_numpy(), index=pd.Categorical(_category_values(values),
+                                                                         categories=categories).codes)
+        counts = per_category[per_category.index >= 0].groupby(level=0).sum().reindex(
+            range(len(categories)), fill_value=0).to_numpy()
+        plan = plan_categories([str(c) for c in categories], counts, color)
+        meta = pd.Series(pd.Categorical([], categories=plan.names), name=color)
+        frame = frame.assign(**{color: frame[color].map_partitions(_named_categories, categories, plan, meta=meta)})
+        color_key = plan.colors()
     agg = raster(frame[["x", "y", *([color] if color else [])]],
                  by=color if kind == "category" else None, value=color if kind == "value" else None,
                  width=width, height=height, x_range=_padded(np.asarray(stats["x"])),
@@ -184,6 +232,7 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
                             "y_range": agg.attrs["y_range"], "color": color, "kind": kind}
     if color_key is not None:
         info["colors"] = color_key
+        info["note"] = plan.note
     return shade(agg, how=how, color_key=color_key, spread=spread), info
 
 

@@ -16,12 +16,21 @@ import numpy as np
 
 from embedscope.engine.io import atomic_output
 from embedscope.viz._input import plot_frame, with_color
-from embedscope.viz.aggregate import category_colors, data_range, raster, shade
+from embedscope.viz.aggregate import (
+    MAX_CATEGORIES,
+    check_raster_size,
+    check_spread,
+    data_range,
+    limit_categorical,
+    raster,
+    shade,
+)
 
 __all__ = ["render_image", "save_html", "save_png"]
 
 LEGEND_WIDTH = 180
-MAX_LEGEND = 40
+# Every colour a plot can draw has its legend entry (see MAX_CATEGORIES).
+MAX_LEGEND = MAX_CATEGORIES
 
 
 def render_image(
@@ -36,14 +45,26 @@ def render_image(
 ) -> tuple[Any, dict[str, Any]]:
     """Shade the full data once; return the datashader Image and what was drawn.
 
+    A colour column of more than ``MAX_CATEGORIES`` categories is drawn as its most
+    frequent categories plus ``"other"`` (logged, and noted in ``info``). Sizes past
+    the bounds of :func:`embedscope.viz.aggregate.check_raster_size` are refused before
+    the data is read.
+
     Returns
     -------
     image : datashader.transfer_functions.Image
     info : dict
         ``n_points``, ``x_range``, ``y_range``, ``color``, ``kind`` and, for
-        categories, ``colors`` (category -> colour).
+        categories, ``colors`` (category -> colour) and ``note`` (what was grouped
+        into ``"other"``, or None).
     """
+    check_raster_size(width, height, budget=None)
+    check_spread(spread)
     frame, kind = with_color(plot_frame(data, meta), color)
+    plan = None
+    if kind == "category":
+        grouped, plan = limit_categorical(frame[color], color)
+        frame = frame.assign(**{color: grouped})
     by = color if kind == "category" else None
     value = color if kind == "value" else None
     agg = raster(frame, by=by, value=value, width=width, height=height,
@@ -51,9 +72,10 @@ def render_image(
     info: dict[str, Any] = {"n_points": len(frame), "x_range": agg.attrs["x_range"],
                             "y_range": agg.attrs["y_range"], "color": color, "kind": kind}
     color_key = None
-    if kind == "category":
-        color_key = category_colors(frame[color].cat.categories)
+    if plan is not None:
+        color_key = plan.colors()
         info["colors"] = color_key
+        info["note"] = plan.note
     return shade(agg, how=how, color_key=color_key, spread=spread), info
 
 

@@ -26,13 +26,15 @@ import numpy as np
 import pandas as pd
 
 from embedscope.viz._input import plot_frame, with_color
-from embedscope.viz.select import rows_in_box, rows_in_polygon
+from embedscope.viz.select import MAX_POLYGON_VERTICES, rows_in_box, rows_in_polygon
 
 __all__ = ["EmbeddingPlot", "plot"]
 
 HIGHLIGHT = "#e4002b"
 MIN_ALPHA = 100  # a lone point must stay visible against white
 MAX_HOVER_COLUMNS = 6
+#: Per hover column and view; past it, names are gathered as objects (8 bytes a pixel).
+MAX_HOVER_BYTES = 64 << 20
 
 
 def _hex_rgb(colour: str) -> tuple[int, int, int]:
@@ -62,9 +64,12 @@ class EmbeddingPlot:
         Per-point metadata, shown in hover tooltips and usable as ``color``.
     color : str, optional
         Column to colour by: categories (glasbey colours, legend) or numbers (mean per
-        pixel, colour bar-less ``bmy`` map). None: point density.
+        pixel, colour bar-less ``bmy`` map). None: point density. Past
+        ``MAX_CATEGORIES`` categories, the most frequent keep their colour and the rest
+        are drawn grey as ``"other"`` (logged); hover still shows each point's own value.
     width, height : int, default=800, 600
-        Plot size in screen pixels; the raster follows it.
+        Plot size in screen pixels; the raster follows it. Bounded as in
+        :func:`embedscope.viz.aggregate.check_raster_size`.
     how : str, default="eq_hist"
         Datashader colour normalisation.
     cmap : list of str, optional
@@ -72,7 +77,8 @@ class EmbeddingPlot:
     hover_columns : list of str, optional
         Metadata columns in the tooltip (default: the first six).
     spread : int, default=3
-        ``dynspread`` maximum radius, so sparse points stay visible when zoomed in.
+        ``dynspread`` maximum radius (at most ``MAX_SPREAD``), so sparse points stay
+        visible when zoomed in.
     title : str, optional
     hover : bool, default=True
         Server-side hover with the metadata of the point nearest each pixel centre.
@@ -87,6 +93,8 @@ class EmbeddingPlot:
         An overlay that re-renders on zoom and selection. The plot: display it, ``hv.save`` it or put it in a Panel layout.
     selected : ndarray of int64
         Row ids of the current selection (empty when nothing is selected).
+    note : str or None
+        What was grouped into ``"other"`` when the colour column has too many categories.
     extent : ((float, float), (float, float))
         The data's x and y ranges: the view before any zoom.
     """
@@ -107,6 +115,11 @@ class EmbeddingPlot:
         hover: bool = True,
         _prepared: bool = False,
     ) -> None:
+        from embedscope.viz.aggregate import check_raster_size, check_spread
+
+        # Bounds before the frame is copied or anything is allocated.
+        width, height = check_raster_size(width, height)
+        spread = check_spread(spread)
         # _prepared: the app hands over a frame already checked by plot_frame, so each
         # browser session shares it instead of copying millions of rows.
         frame = data if _prepared else plot_frame(data, meta)
@@ -129,17 +142,22 @@ class EmbeddingPlot:
     # ------------------------------------------------------------------ building
     def _prepare_colour(self) -> None:
         """Arrays the renderer reads on every view, extracted once."""
-        from embedscope.viz.aggregate import category_colors, data_range
+        from embedscope.viz.aggregate import data_range, limit_categorical
 
         self._x = self.frame["x"].to_numpy()
         self._y = self.frame["y"].to_numpy()
         self.extent = (data_range(self._x), data_range(self._y))
         self._codes = self._palette = self._values = None
         self._category_colors: dict[str, str] = {}
+        self.note: str | None = None
         if self.color_kind == "category":
-            column = self.frame[self.color]
-            self._codes = column.cat.codes.to_numpy()
-            self._category_colors = category_colors(column.cat.categories)
+            # Only the colours are grouped; the frame keeps every value for hover and
+            # selections. The view's cost per category is one palette entry, but a
+            # legend of thousands of entries, in 256 cycling colours, shows nothing.
+            grouped, plan = limit_categorical(self.frame[self.color], self.color)
+            self._codes = np.asarray(grouped.codes)
+            self._category_colors = plan.colors()
+            self.note = plan.note
             self._palette = np.array([_hex_rgb(c) for c in self._category_colors.values()], dtype=np.float32)
         elif self.color_kind == "value":
             self._values = self.frame[self.color].to_numpy(dtype=np.float64)
@@ -261,8 +279,11 @@ class EmbeddingPlot:
         empty = index < 0
         rows = np.where(empty, 0, index)
         if isinstance(series.dtype, pd.CategoricalDtype):
-            # a fixed-width str array: xarray converts object arrays item by item (~40 ms)
-            names = np.array([*map(str, series.cat.categories), "-"])
+            # a fixed-width str array: xarray converts object arrays item by item (~40 ms);
+            # but its width is the longest name's, per pixel, so long names stay objects
+            labels = [*map(str, series.cat.categories), "-"]
+            wide = 4 * max(map(len, labels)) * max(index.size, len(labels)) > MAX_HOVER_BYTES
+            names = np.array(labels, dtype=object if wide else None)
             codes = series.cat.codes.to_numpy()[rows].astype(np.int64)
             codes[empty | (codes < 0)] = len(names) - 1
             return names[codes]
@@ -330,7 +351,11 @@ class EmbeddingPlot:
     def _on_lasso(self, geometry: Any = None, **_: Any) -> None:
         if geometry is None or len(geometry) < 3:
             return
-        self.select(rows_in_polygon(self.frame["x"].to_numpy(), self.frame["y"].to_numpy(), np.asarray(geometry)))
+        geometry = np.asarray(geometry)
+        if len(geometry) > MAX_POLYGON_VERTICES:
+            # A hand-drawn stroke that long is dense: every k-th vertex draws the same shape.
+            geometry = geometry[:: -(-len(geometry) // MAX_POLYGON_VERTICES)]
+        self.select(rows_in_polygon(self.frame["x"].to_numpy(), self.frame["y"].to_numpy(), geometry))
 
     def selection_frame(self) -> pd.DataFrame:
         """The selected rows with a ``row`` id column, coordinates and metadata."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["rows_in_box", "rows_in_polygon"]
+__all__ = ["MAX_POLYGON_VERTICES", "rows_in_box", "rows_in_polygon"]
+
+#: Most lasso vertices: the test walks every edge for each point in the polygon's box,
+#: and the polygon comes from the browser.
+MAX_POLYGON_VERTICES = 10_000
 
 
 def rows_in_box(x: np.ndarray, y: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -45,7 +49,7 @@ def rows_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.nda
     ----------
     x, y : array of shape (n,)
     polygon : array of shape (m, 2)
-        Vertices in order; the last connects back to the first.
+        Vertices in order; the last connects back to the first. ``3 <= m <= MAX_POLYGON_VERTICES``.
 
     Returns
     -------
@@ -54,6 +58,8 @@ def rows_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.nda
     poly = np.asarray(polygon, dtype=np.float64)
     if poly.ndim != 2 or poly.shape[1] != 2 or poly.shape[0] < 3:
         raise ValueError(f"polygon must have shape (m >= 3, 2); got {poly.shape}")
+    if poly.shape[0] > MAX_POLYGON_VERTICES:
+        raise ValueError(f"polygon has {poly.shape[0]:,} vertices, over the bound of {MAX_POLYGON_VERTICES:,}")
     if not np.isfinite(poly).all():
         raise ValueError("polygon vertices must be finite")
     px, py = np.ascontiguousarray(poly[:, 0]), np.ascontiguousarray(poly[:, 1])

@@ -355,8 +355,23 @@ def test_killed_worker_becomes_one_line():
         with dist._cluster_errors():
             raise KilledWorker("_place_block-abc", None, 3)
     message = str(info.value)
-    assert message.startswith("KilledWorker: Dask gave up on task '_place_block-abc'") and "died 4 times" in message
+    assert message.startswith("KilledWorker: Dask gave up on task '_place_block-abc'") and "after 4 worker death(s)" in message
     assert "\n" not in message
     with pytest.raises(ValueError, match="untouched"):  # other errors pass as they are
         with dist._cluster_errors():
             raise ValueError("untouched")
+
+
+def test_real_killed_worker_becomes_one_line(client):
+    def set_allowed(dask_scheduler, n):
+        old, dask_scheduler.allowed_failures = dask_scheduler.allowed_failures, n
+        return old
+
+    old = client.run_on_scheduler(set_allowed, n=0)  # the first worker death gives up on the task
+    try:
+        with pytest.raises(dist.ClusterError, match=r"^KilledWorker: Dask gave up on task '_exit-.*' after 1 worker death\(s\)"):
+            with dist._cluster_errors():
+                client.submit(os._exit, 1, pure=False).result(timeout=120)
+    finally:
+        client.run_on_scheduler(set_allowed, n=old)
+        client.wait_for_workers(2, timeout=60)

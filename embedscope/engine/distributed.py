@@ -453,9 +453,9 @@ def _cluster_errors() -> Iterator[None]:
     except KilledWorker as exc:
         task = getattr(exc, "task", None) or (exc.args[0] if exc.args else "?")
         allowed = getattr(exc, "allowed_failures", None)
-        times = f"{allowed + 1} times" if isinstance(allowed, int) else "repeatedly"
+        deaths = f"{allowed + 1} worker death(s)" if isinstance(allowed, int) else "repeated worker deaths"
         raise ClusterError(
-            f"KilledWorker: Dask gave up on task {task!r} after the workers running it died {times} "
+            f"KilledWorker: Dask gave up on task {task!r} after {deaths} while running it "
             "(out of memory or a crash? see the worker logs)"
         ) from None
 

@@ -319,3 +319,140 @@ def test_cli_plot_errors(tmp_path, capsys):
     np.save(tmp_path / "c.npy", np.zeros((10, 2)))
     assert main(["plot", str(tmp_path / "c.npy"), "--out", str(tmp_path / "a.jpg")]) == 2
     assert ".png or .html" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- bounds: categories, sizes (#14)
+
+
+def test_plan_categories_keeps_the_most_frequent_plus_other():
+    from embedscope.viz.aggregate import OTHER_COLOR, plan_categories
+
+    names = [f"c{i}" for i in range(10)]
+    counts = [5, 1, 9, 1, 0, 7, 1, 3, 1, 2]
+    plan = plan_categories(names, counts, "name", max_categories=4)
+    # the 3 most frequent (9, 7, 5) in their original order, then the rest as one category
+    assert plan.names == ["c0", "c2", "c5", "other"] and plan.other == "other"
+    assert plan.note == ("colour column 'name' has 10 distinct values; drawing the 3 most frequent in their own "
+                         "colours and the other 6 (9 points) as 'other'")
+    np.testing.assert_array_equal(plan.mapping, [0, 3, 1, 3, -1, 2, 3, 3, 3, 3])  # c4 has no points
+    np.testing.assert_array_equal(plan.recode(np.array([2, 4, -1, 9])), [1, -1, -1, 3])
+    colors = plan.colors()
+    assert list(colors) == plan.names and colors["other"] == OTHER_COLOR and len(set(colors.values())) == 4
+
+
+def test_plan_categories_is_deterministic_and_bounded():
+    from embedscope.viz.aggregate import MAX_CATEGORIES, plan_categories
+
+    # all tied: the earlier categories win, whatever the run
+    plan = plan_categories([f"w{i:04d}" for i in range(2000)], np.ones(2000), "name")
+    assert len(plan.names) == MAX_CATEGORIES
+    assert plan.names[:-1] == [f"w{i:04d}" for i in range(MAX_CATEGORIES - 1)]
+    # within the limit, nothing changes and nothing is said
+    few = plan_categories(["a", "b"], [0, 3], "name")
+    assert few.names == ["a", "b"] and few.note is None and few.other is None
+    # a kept category named "other" does not merge with the bucket
+    clash = plan_categories(["other", "x", "y"], [9, 1, 1], max_categories=2)
+    assert clash.names == ["other", "(other)"]
+    with pytest.raises(ValueError, match="one entry per category"):
+        plan_categories(["a", "b"], [1])
+
+
+def test_raster_and_exports_group_many_categories(blobs, caplog):
+    import logging
+
+    from embedscope.viz import EmbeddingPlot
+    from embedscope.viz.aggregate import MAX_CATEGORIES, OTHER_COLOR
+    from embedscope.viz.export import render_image
+
+    coords, meta = blobs
+    words = meta["word"].to_numpy()  # 8,000 distinct values
+    with caplog.at_level(logging.WARNING, logger="embedscope"):
+        agg = raster(coords, by=words, width=40, height=30)
+    assert agg.shape == (30, 40, MAX_CATEGORIES) and agg.coords["category"].values[-1] == "other"
+    np.testing.assert_array_equal(agg.values.sum(axis=2), raster(coords, width=40, height=30).values)
+    assert int(agg.values[:, :, -1].sum()) == len(coords) - (MAX_CATEGORIES - 1)
+    assert "8,000 distinct values" in caplog.text
+    # the same for a DataFrame column, in the export and in the live plot
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "word": words})
+    assert raster(frame, by="word", width=40, height=30).shape[2] == MAX_CATEGORIES
+    _, info = render_image(coords, meta, "word", width=60, height=40)
+    assert len(info["colors"]) == MAX_CATEGORIES and info["colors"]["other"] == OTHER_COLOR
+    assert "8,000 distinct values" in info["note"]
+    view = EmbeddingPlot(coords, meta, "word", width=60, height=40)
+    assert len(view._category_colors) == MAX_CATEGORIES and view.note == info["note"]
+    assert view._codes.max() == MAX_CATEGORIES - 1
+    # the hover still names each point's own word, not "other"
+    grid = view.render()
+    hovered = grid.data["word"].values
+    shown = hovered[hovered != "-"]
+    assert shown.size and "other" not in set(shown)
+
+
+def test_raster_dask_groups_many_categories(blobs):
+    dd = pytest.importorskip("dask.dataframe")
+    from embedscope.viz.aggregate import MAX_CATEGORIES
+
+    coords, meta = blobs
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "word": meta["word"]})
+    lazy = raster(dd.from_pandas(frame, npartitions=3), by="word", width=32, height=24)
+    eager = raster(frame, by="word", width=32, height=24)
+    assert lazy.shape == (24, 32, MAX_CATEGORIES)
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    assert list(lazy.coords["word"].values) == list(eager.coords["word"].values)
+
+
+def test_size_and_memory_bounds_refuse_before_allocating(blobs):
+    from embedscope.viz import EmbeddingPlot
+    from embedscope.viz.aggregate import MAX_SPREAD, check_raster_size, shade
+    from embedscope.viz.export import render_image
+    from embedscope.viz.select import MAX_POLYGON_VERTICES, rows_in_polygon
+
+    coords, meta = blobs
+    assert check_raster_size(1200.0, 900, 40, budget=None) == (1200, 900)
+    with pytest.raises(ValueError, match="width 200,000 is over the bound of 16,384"):
+        check_raster_size(200_000, 10)
+    with pytest.raises(ValueError, match="height 20,000 is over"):
+        check_raster_size(10, 20_000)
+    with pytest.raises(ValueError, match="100,000,000 pixels is over the bound"):
+        check_raster_size(10_000, 10_000)
+    with pytest.raises(ValueError, match="whole numbers"):
+        check_raster_size("wide", 10)
+    # the budget: 1200 x 900 x 40 categories needs ~0.8 GB
+    with pytest.raises(ValueError, match=r"x 40 colour categories needs about 0.8 GiB but only 0.5 GiB .* "
+                                         r"fewer categories"):
+        check_raster_size(1200, 900, 40, budget=1 << 29)
+    check_raster_size(1200, 900, 40, budget=1 << 30)
+    with pytest.raises(ValueError, match="over the bound"):
+        raster(coords, width=100_000)
+    with pytest.raises(ValueError, match="over the bound"):
+        render_image(coords, width=1, height=50_000)
+    with pytest.raises(ValueError, match="over the bound"):
+        EmbeddingPlot(coords, meta, width=40_000)
+    with pytest.raises(ValueError, match=rf"spread must be in \[0, {MAX_SPREAD}\]"):
+        render_image(coords, spread=10_000)
+    with pytest.raises(ValueError, match="spread must be in"):
+        EmbeddingPlot(coords, spread=-1)
+    with pytest.raises(ValueError, match="spread must be in"):
+        shade(raster(coords, width=8, height=8), spread=MAX_SPREAD + 1)
+    ring = np.column_stack([np.cos(np.linspace(0, 6.28, MAX_POLYGON_VERTICES + 1)),
+                            np.sin(np.linspace(0, 6.28, MAX_POLYGON_VERTICES + 1))])
+    with pytest.raises(ValueError, match="over the bound of 10,000"):
+        rows_in_polygon(coords[:, 0], coords[:, 1], ring)
+    # a lasso that long from the browser is thinned, not refused
+    view = EmbeddingPlot(coords, meta, width=60, height=40)
+    view._on_lasso(geometry=ring * 20)
+    assert view.selected.size == len(coords)
+
+
+def test_hover_of_long_category_names_is_not_fixed_width(blobs):
+    from embedscope.viz import EmbeddingPlot
+
+    coords, meta = blobs
+    long = meta.assign(text=pd.Categorical(["x" * 40_000 if i % 2 else "short" for i in range(len(meta))]))
+    view = EmbeddingPlot(coords, long, width=200, height=150, hover_columns=["text"])
+    index = np.zeros((40, 50), dtype=np.int64)
+    index[0, 1], index[1, 0] = 1, -1
+    values = view._hover_values("text", index)
+    # a fixed-width array would cost 160 kB a pixel here (320 MB for this small view)
+    assert values.dtype == object and values[1, 0] == "-" and values[0, 1] == "x" * 40_000
+    assert values[0, 0] == "short"

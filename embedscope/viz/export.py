@@ -48,7 +48,7 @@ def render_image(
     A colour column of more than ``MAX_CATEGORIES`` categories is drawn as its most
     frequent categories plus ``"other"`` (logged, and noted in ``info``). Sizes past
     the bounds of :func:`embedscope.viz.aggregate.check_raster_size` are refused before
-    the data is read.
+    the points are prepared; the memory estimate is checked before the aggregate.
 
     Returns
     -------

@@ -332,7 +332,7 @@ def test_plan_categories_keeps_the_most_frequent_plus_other():
     plan = plan_categories(names, counts, "name", max_categories=4)
     # the 3 most frequent (9, 7, 5) in their original order, then the rest as one category
     assert plan.names == ["c0", "c2", "c5", "other"] and plan.other == "other"
-    assert plan.note == ("colour column 'name' has 10 distinct values; drawing the 3 most frequent in their own "
+    assert plan.note == ("colour column 'name' has 9 distinct values; drawing the 3 most frequent in their own "
                          "colours and the other 6 (9 points) as 'other'")
     np.testing.assert_array_equal(plan.mapping, [0, 3, 1, 3, -1, 2, 3, 3, 3, 3])  # c4 has no points
     np.testing.assert_array_equal(plan.recode(np.array([2, 4, -1, 9])), [1, -1, -1, 3])
@@ -399,6 +399,12 @@ def test_raster_dask_groups_many_categories(blobs):
     assert lazy.shape == (24, 32, MAX_CATEGORIES)
     np.testing.assert_array_equal(lazy.values, eager.values)
     assert list(lazy.coords["word"].values) == list(eager.coords["word"].values)
+    # known categories, some without points: counted on the workers all the same
+    known = frame.assign(word=pd.Categorical(frame["word"], categories=[*frame["word"], "unused"]))
+    lazy = raster(dd.from_pandas(known, npartitions=3), by="word", width=32, height=24)
+    eager = raster(known, by="word", width=32, height=24)
+    assert lazy.shape == eager.shape == (24, 32, MAX_CATEGORIES)
+    np.testing.assert_array_equal(lazy.values, eager.values)
 
 
 def test_size_and_memory_bounds_refuse_before_allocating(blobs):

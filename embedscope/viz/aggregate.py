@@ -321,7 +321,7 @@ def plan_categories(categories: Sequence[Any], counts: Any, column: str | None =
     mapping[rest & (counts > 0)] = top.size
     rest_used = int((rest & (counts > 0)).sum())
     what = f"colour column {column!r}" if column else "the colour categories"
-    note = (f"{what} has {n:,} distinct values; drawing the {top.size} most frequent in their own colours "
+    note = (f"{what} has {int((counts > 0).sum()):,} distinct values; drawing the {top.size} most frequent in their own colours "
             f"and the other {rest_used:,} ({rest_points:,} points) as {other!r}")
     from embedscope._progress import logger
 

@@ -53,7 +53,11 @@ def arrays(draw, two_d_only: bool = False):
 
 
 def _check(path: Path, written: np.ndarray | None) -> None:
-    """The property: a clean array equal to ``written`` (when known), or one DataError line."""
+    """The property: a clean array equal to ``written`` (when known), or one DataError line.
+
+    Text comes back as C-contiguous float32; binary formats keep their numeric dtype
+    (a float64 .npy stays memory-mapped) and must convert to finite float32.
+    """
     try:
         X, _ = load_vectors(path)
     except DataError as exc:
@@ -61,6 +65,8 @@ def _check(path: Path, written: np.ndarray | None) -> None:
         assert message and "\n" not in message and len(message) < 400, message
         return
     assert X.ndim == 2 and X.shape[0] >= 2 and X.shape[1] >= 1 and X.dtype.kind in "biuf", (X.shape, X.dtype)
+    if path.suffix in (".csv", ".tsv"):
+        assert X.dtype == np.float32 and X.flags.c_contiguous
     as32 = np.ascontiguousarray(X, dtype=np.float32)
     assert np.isfinite(as32).all()
     if written is not None:

@@ -537,7 +537,7 @@ def _read_delimited(path: Path) -> np.ndarray:
     if over.any():
         rows = np.flatnonzero(over)
         raise _overflow_error(str(path), len(rows), [int(r) for r in rows[:5]])
-    return array.astype(np.float32)
+    return np.ascontiguousarray(array, dtype=np.float32)  # pandas hands back column-major blocks
 
 
 def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:

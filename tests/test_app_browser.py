@@ -307,3 +307,94 @@ def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, brow
         page.get_by_text("in the original vector space").first.wait_for()
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- hostile input
+
+PAYLOAD = "<img src=x onerror=\"window.__xss='{}'\">"
+# Every element, shadow roots included: an <img src=x> or a javascript: link anywhere means markup got through.
+INJECTED_JS = """() => { const found = []; function visit(root) { for (const el of root.querySelectorAll('*')) {
+  if (el.tagName === 'IMG' && el.getAttribute('src') === 'x') found.push('img');
+  if (el.tagName === 'A' && (el.getAttribute('href') || '').toLowerCase().startsWith('javascript')) found.push('a');
+  if (el.shadowRoot) visit(el.shadowRoot); } } visit(document); return found; }"""
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    """The four clusters again, but the needle's word, a category and the file name are markup."""
+    rng = np.random.default_rng(2)
+    labels = list(rng.choice(list(CENTRES), 2000))
+    coords = np.vstack([np.array([CENTRES[k] for k in labels]) + rng.normal(scale=0.5, size=(2000, 2)), NEEDLE])
+    words = [f"w{i}" for i in range(2000)] + [PAYLOAD.format("word") + " [md](javascript:window.__xss='md') **b**"]
+    labels = [PAYLOAD.format("label") if k == "a" else k for k in labels] + ["e"]
+    root = tmp_path_factory.mktemp("hostile")
+    path = root / (PAYLOAD.format("file").replace("/", "") + ".parquet")
+    pd.DataFrame({"x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32), "label": labels,
+                  "word": words}).to_parquet(path, index=False)
+    return path
+
+
+def test_hostile_metadata_is_shown_as_text_never_run(hostile_files, browser_page):
+    page = browser_page
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    server = Server(str(hostile_files), "--color", "label", "--text-column", "word")
+    try:
+        _open(page, server)
+        page.get_by_text("2,001 points").first.wait_for()
+        # the file name is in the sidebar as text
+        assert "onerror=\"window.__xss='file'\"" in page.evaluate(ALL_TEXT_JS)
+
+        # hover: the tooltip shows the markup as text
+        sx, sy = page.evaluate(TO_SCREEN_JS, list(NEEDLE))
+        assert _hover_finds(page, sx, sy, "<imgsrc=x"), page.evaluate(TOOLTIP_JS)[-300:]
+
+        # search, then a click listing the needle's neighbours: title and table carry the value
+        page.mouse.move(5, 5)
+        box = page.locator("input[placeholder='text to find']").first
+        box.fill("onerror")
+        box.press("Enter")
+        page.get_by_text("1 match(es) highlighted").wait_for()
+        page.mouse.click(sx, sy)
+        page.get_by_text("Nearest neighbours of row 2000").wait_for()
+        text = page.evaluate(ALL_TEXT_JS)
+        assert "Nearest neighbours of row 2000 (<img src=x onerror=" in text, text[-2000:]
+        assert "[md](javascript:window.__xss='md') **b**" in text
+        page.wait_for_timeout(1000)  # an onerror fires as soon as the broken image is parsed
+
+        assert page.evaluate("() => window.__xss") is None
+        assert page.evaluate(INJECTED_JS) == []
+        # the page needed nothing from Panel's /components/ route (it answers 404 now)
+        assert not [u for u in requested if "/components/" in u], requested
+        assert not failed, failed
+
+        # negative control: the same payload put in as markup does run in this browser
+        page.evaluate("(p) => { const d = document.createElement('div'); d.innerHTML = p; document.body.append(d); }",
+                      PAYLOAD.format("control"))
+        page.wait_for_function("() => window.__xss === 'control'", timeout=10_000)
+    finally:
+        server.stop()
+
+
+def test_dns_rebinding_name_is_refused_in_the_browser(data_files):
+    """evil.example resolved to 127.0.0.1, as a rebinding attacker's DNS would: the page is refused."""
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            tempfile.mkdtemp(prefix="embedscope-chromium-"), executable_path=CHROMIUM, headless=True,
+            args=[*ARGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+        server = Server(str(data_files / "coords.parquet"))
+        try:
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            response = page.goto(f"http://evil.example:{server.port}/", timeout=WAIT_MS)
+            assert response.status == 403 and "host name" in page.content()
+            assert page.evaluate("() => typeof window.Bokeh") == "undefined"
+            # negative control: the server's own name through the same browser loads the app
+            response = page.goto(f"http://localhost:{server.port}/", timeout=WAIT_MS)
+            assert response.status == 200
+            page.wait_for_function(f"() => window.Bokeh && Bokeh.index && ({FIGURE_JS})() !== null", timeout=60_000)
+        finally:
+            server.stop()
+            context.close()

@@ -327,3 +327,18 @@ def test_allowed_hosts_and_urls():
     urls = page_urls("0.0.0.0", 5006)
     assert "http://127.0.0.1:5006/" in urls and not any("0.0.0.0" in u for u in urls)
     assert page_urls("127.0.0.1", 80) == ["http://127.0.0.1:80/"]
+
+
+def test_a_discarded_session_gives_its_slot_back(coords_file):
+    server = Server(str(coords_file), "--quiet", "--max-sessions", "1")
+    try:
+        host = f"127.0.0.1:{server.port}"
+        assert server.request("/", host)[0] == 200
+        assert server.request("/", host)[0] == 503
+        # Bokeh discards a session no browser connected to after 15 s; then the slot is free
+        deadline = time.monotonic() + 90
+        while server.request("/", host)[0] != 200:
+            assert time.monotonic() < deadline, "the slot never came back"
+            time.sleep(2)
+    finally:
+        server.stop()

@@ -462,3 +462,25 @@ def test_hover_of_long_category_names_is_not_fixed_width(blobs):
     # a fixed-width array would cost 160 kB a pixel here (320 MB for this small view)
     assert values.dtype == object and values[1, 0] == "-" and values[0, 1] == "x" * 40_000
     assert values[0, 0] == "short"
+
+
+def test_value_colour_says_nan_points_and_refuses_all_nan(blobs, caplog):
+    import logging
+
+    dd = pytest.importorskip("dask.dataframe")
+    from embedscope.viz.cli import _render_lazy
+    from embedscope.viz.export import render_image
+
+    coords, _ = blobs
+    v = coords[:, 0].astype(np.float64)
+    v[:100] = np.nan
+    frame = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "v": v, "none": np.full(len(v), np.nan)})
+    lazy = dd.from_pandas(frame, npartitions=3)
+    with caplog.at_level(logging.WARNING, logger="embedscope"):
+        render_image(frame, color="v", width=40, height=30)
+        _render_lazy(lazy, "v", width=40, height=30, how="eq_hist")
+    assert caplog.text.count("column 'v' has no value (NaN) for 100 of 8,000 points") == 2
+    with pytest.raises(DataError, match="'none' holds no numbers"):
+        render_image(frame, color="none", width=40, height=30)
+    with pytest.raises(DataError, match="'none' holds no numbers"):
+        _render_lazy(lazy, "none", width=40, height=30, how="eq_hist")

@@ -99,7 +99,26 @@ def with_color(frame: pd.DataFrame, color: str | None) -> tuple[pd.DataFrame, st
         # pixels with "-", which an integer category array cannot hold.
         frame = frame.assign(**{color: pd.Categorical.from_codes(cats.codes, [str(c) for c in cats.categories])})
     if kind == "value" and not np.isfinite(frame[color].to_numpy(dtype=np.float64)).all():
+        values = frame[color].to_numpy(dtype=np.float64)
         # datashader's mean skips NaN already; inf would poison a pixel, so refuse it
-        if np.isinf(frame[color].to_numpy(dtype=np.float64)).any():
+        if np.isinf(values).any():
             raise DataError(f"column {color!r} holds inf values; cannot colour by it")
+        note_missing_values(color, int(np.isnan(values).sum()), len(values))
     return frame, kind
+
+
+def note_missing_values(color: str, n_missing: int, n: int) -> None:
+    """Say how many points a value colour leaves out (NaN has no colour); refuse when all.
+
+    Raises
+    ------
+    DataError
+        Every value is NaN: the plot would be empty.
+    """
+    if not n_missing:
+        return
+    if n_missing == n:
+        raise DataError(f"column {color!r} holds no numbers (all {n:,} values are NaN); cannot colour by it")
+    from embedscope._progress import logger
+
+    logger.warning(f"column {color!r} has no value (NaN) for {n_missing:,} of {n:,} points; they are not drawn")

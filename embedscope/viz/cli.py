@@ -173,7 +173,7 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
     import pandas as pd
 
     from embedscope.engine.data import DataError
-    from embedscope.viz._input import MAX_INT_CATEGORIES, color_kind
+    from embedscope.viz._input import MAX_INT_CATEGORIES, color_kind, note_missing_values
     from embedscope.viz.aggregate import plan_categories, raster, shade
     from embedscope.viz.export import _padded
 
@@ -202,6 +202,7 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
         checks["counts"] = frame[color].value_counts(dropna=False)
     elif kind == "value":
         checks["inf"] = np.isinf(frame[color].astype(np.float64)).sum()
+        checks["nan"] = frame[color].isna().sum()
     (stats,) = dask.compute(checks)
     if int(stats["n"]) == 0:
         raise DataError("there are no points to plot")
@@ -209,6 +210,8 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
         raise DataError(f"{int(stats['bad'])} point(s) have NaN or inf coordinates; drop them before plotting")
     if int(stats.get("inf", 0)):
         raise DataError(f"column {color!r} holds inf values; cannot colour by it")
+    if kind == "value":
+        note_missing_values(color, int(stats["nan"]), int(stats["n"]))
     color_key = None
     if kind == "category":
         found = stats["counts"]

@@ -57,6 +57,13 @@ def _wide(folder):
     np.save(folder / "v.npy", np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32))
 
 
+def _values(folder):
+    frame = _frame(5)
+    v = np.arange(N, dtype=np.float64)
+    v[::4] = np.nan
+    frame.assign(v=v, allnan=np.full(N, np.nan)).to_parquet(folder / "c.parquet")
+
+
 def _png_with_legend_of_40(folder, result):
     # 1200 px of plot plus the legend column; the legend lists 39 categories and "other"
     with Image.open(folder / "p.png") as image:
@@ -86,6 +93,11 @@ CASES = [
     Case("dask-color-2000-categories", ["plot", "coords", "--out", "p.png", "--color", "name", "--local-cluster", "1"],
          expect="handle", setup=_shards, outputs=["p.png"], message=r"2,000 distinct values; drawing the 39",
          memory_gb=4.0, timeout=300),
+    # a value colour: NaN points are not drawn, so say how many; all NaN would draw nothing
+    Case("color-values-some-nan", [*PLOT, "--color", "v"], expect="handle", setup=_values, outputs=["p.png"],
+         message=r"column 'v' has no value \(NaN\) for 500 of 2,000 points; they are not drawn", timeout=120),
+    Case("color-values-all-nan", [*PLOT, "--color", "allnan"], setup=_values,
+         message=r"column 'allnan' holds no numbers \(all 2,000 values are NaN\)", timeout=120),
     # sizes, refused before the input is even read (the input does not exist)
     Case("width-200000", ["plot", "absent.parquet", "--out", "p.png", "--width", "200000"],
          message=r"--width 200,000 is over the bound of 16,384 pixels"),

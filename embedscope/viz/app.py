@@ -377,8 +377,8 @@ class Explorer:
         self.selection_info.object = f"Search \"{safe_text(needle)}\": {matches.size:,} match(es) highlighted."
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
-        if x is None or y is None:
-            return
+        if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
+            return  # a tap event is browser input: a NaN would index past the last row
         row = self.data.nearest_row(x, y)
         try:
             ids, dist, space = self.data.neighbours(row)

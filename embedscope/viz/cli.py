@@ -293,7 +293,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         if not args.quiet:
-            urls = "\n  ".join(page_urls(args.host, port))
+            urls = "\n       ".join(page_urls(args.host, port))
             print(f"embedscope serve: {data.note}\n  open {urls}\n  (Ctrl-C stops)", file=sys.stderr, flush=True)
 
     serve(data, port=args.port, host=args.host, show=args.show, allow_hosts=args.allow_host,

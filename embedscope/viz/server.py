@@ -86,8 +86,10 @@ def page_urls(host: str, port: int) -> list[str]:
     instead of the wildcard, which no browser can open.
     """
     if _is_wildcard(host):
-        ipv6 = ":" in host
-        names = [a for a in interface_addresses() if ipv6 or ":" not in a] or ["127.0.0.1"]
+        # tornado binds '::' as IPv6 only and '0.0.0.0' as IPv4 only; '' binds both.
+        family = "6" if ":" in host else "4" if host == "0.0.0.0" else ""
+        names = [a for a in interface_addresses()
+                 if not family or (":" in a) == (family == "6")] or ["localhost"]
     else:
         names = [host]
     return [f"http://{_host_port(name, port)}/" for name in names]

@@ -267,6 +267,7 @@ def test_metadata_never_reaches_a_pane_as_markup(hostile_data):
         explorer._on_tap(x=float(hostile_data.frame["x"][row]), y=float(hostile_data.frame["y"][row]))
         title = explorer.neighbour_title.object
         assert f"row {row}" in title and "<" not in title and "](" not in title
+    explorer._on_tap(x=float("nan"), y=0.0)  # hand-made tap events are ignored, not an IndexError
     explorer._search(HOSTILE)
     assert "<" not in explorer.selection_info.object and "1 match" in explorer.selection_info.object
     # the neighbour table: pandas escapes cells and column names
@@ -327,6 +328,7 @@ def test_allowed_hosts_and_urls():
     urls = page_urls("0.0.0.0", 5006)
     assert "http://127.0.0.1:5006/" in urls and not any("0.0.0.0" in u for u in urls)
     assert page_urls("127.0.0.1", 80) == ["http://127.0.0.1:80/"]
+    assert all(u.startswith("http://[") for u in page_urls("::", 5006))  # tornado binds '::' as IPv6 only
 
 
 def test_a_discarded_session_gives_its_slot_back(coords_file):

@@ -438,6 +438,9 @@ def test_size_and_memory_bounds_refuse_before_allocating(blobs):
         render_image(coords, spread=10_000)
     with pytest.raises(ValueError, match="spread must be in"):
         EmbeddingPlot(coords, spread=-1)
+    many = pd.DataFrame({f"m{i}": np.zeros(len(coords)) for i in range(40)})
+    with pytest.raises(ValueError, match="40 hover_columns is over the bound of 32"):
+        EmbeddingPlot(coords, many, hover_columns=list(many.columns))
     with pytest.raises(ValueError, match="spread must be in"):
         shade(raster(coords, width=8, height=8), spread=MAX_SPREAD + 1)
     ring = np.column_stack([np.cos(np.linspace(0, 6.28, MAX_POLYGON_VERTICES + 1)),

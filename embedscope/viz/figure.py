@@ -33,6 +33,7 @@ __all__ = ["EmbeddingPlot", "plot"]
 HIGHLIGHT = "#e4002b"
 MIN_ALPHA = 100  # a lone point must stay visible against white
 MAX_HOVER_COLUMNS = 6
+MAX_HOVER_COLUMNS_GIVEN = 32
 #: Per hover column and view; past it, names are gathered as objects (8 bytes a pixel).
 MAX_HOVER_BYTES = 64 << 20
 
@@ -75,7 +76,7 @@ class EmbeddingPlot:
     cmap : list of str, optional
         Colour map for density or values.
     hover_columns : list of str, optional
-        Metadata columns in the tooltip (default: the first six).
+        Metadata columns in the tooltip (default: the first six; at most 32).
     spread : int, default=3
         ``dynspread`` maximum radius (at most ``MAX_SPREAD``), so sparse points stay
         visible when zoomed in.
@@ -134,6 +135,9 @@ class EmbeddingPlot:
         unknown = [c for c in hover_columns if c not in meta_cols]
         if unknown:
             raise ValueError(f"hover_columns {unknown} are not metadata columns; known: {meta_cols}")
+        if len(hover_columns) > MAX_HOVER_COLUMNS_GIVEN:
+            # each is gathered per pixel on every render
+            raise ValueError(f"{len(hover_columns)} hover_columns is over the bound of {MAX_HOVER_COLUMNS_GIVEN}")
         self.hover_columns = list(hover_columns)
         self.selected = np.empty(0, dtype=np.int64)
         self._listeners: list[Any] = []

@@ -13,7 +13,6 @@ reject them up front with a clear error.
 from __future__ import annotations
 
 import os
-import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,6 +154,10 @@ def _meminfo_available() -> int | None:
 
 
 def _address_space_left() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows; nor is ulimit -v
+        return None
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
@@ -186,8 +189,8 @@ def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget:
         ``MAX_PIXELS``.
     n_categories : int, default=0
         Categories aggregated per pixel (``count_cat``); 0 for counts or means.
-    budget : int or None, optional
-        Bytes the plot may use; by default :func:`memory_budget`, None for no check.
+    budget : int or None, default=-1
+        Bytes the plot may use: -1 asks :func:`memory_budget`, None skips the check.
 
     Returns
     -------

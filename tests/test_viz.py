@@ -487,3 +487,24 @@ def test_value_colour_says_nan_points_and_refuses_all_nan(blobs, caplog):
         render_image(frame, color="none", width=40, height=30)
     with pytest.raises(DataError, match="'none' holds no numbers"):
         _render_lazy(lazy, "none", width=40, height=30, how="eq_hist")
+
+
+def test_memory_budget_reads_a_containers_limit(tmp_path):
+    from embedscope.viz.aggregate import _cgroup_left
+
+    assert _cgroup_left(str(tmp_path)) is None  # no cgroup files: no limit from there
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("1000\n")
+    assert _cgroup_left(str(tmp_path)) is None  # v2 without a limit
+    (tmp_path / "memory.max").write_text(f"{3 << 30}\n")
+    (tmp_path / "memory.current").write_text(f"{2 << 30}\n")
+    (tmp_path / "memory.stat").write_text(f"anon 5\ninactive_file {1 << 29}\nactive_file 7\n")
+    assert _cgroup_left(str(tmp_path)) == (1 << 30) + (1 << 29)
+    v1 = tmp_path / "v1" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{9223372036854771712}\n")  # v1's "no limit"
+    (v1 / "memory.usage_in_bytes").write_text("10\n")
+    assert _cgroup_left(str(tmp_path / "v1")) is None
+    (v1 / "memory.limit_in_bytes").write_text(f"{4 << 30}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{1 << 30}\n")
+    assert _cgroup_left(str(tmp_path / "v1")) == 3 << 30

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -313,16 +314,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every error reaches the user as one line on stderr and exit code 2 (130 when
     interrupted); set ``EMBEDSCOPE_DEBUG=1`` to see the traceback of an unexpected one.
     """
-    from embedscope.engine.data import DataError
-    from embedscope.engine.dispatch import BackendUnavailable
-    from embedscope.engine.io import OutputExists
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     debug = os.environ.get("EMBEDSCOPE_DEBUG", "") not in ("", "0")
+    saved_format = warnings.formatwarning
+    if not debug:
+        # A warning is one line too (Python's default adds the source line that raised it).
+        warnings.formatwarning = lambda message, category, *rest, **kw: (  # type: ignore[assignment]
+            f"embedscope {args.command}: warning: {' '.join(str(message).split())}\n")
+    try:
+        return _run(args, debug)
+    finally:
+        warnings.formatwarning = saved_format
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """Run the chosen command; every error becomes one line and exit code 2."""
+    from embedscope.engine.data import DataError
+    from embedscope.engine.dispatch import BackendUnavailable
+    from embedscope.engine.io import OutputExists
+
     try:
         return int(args.func(args) or 0)
     except (DataError, OutputExists, BackendUnavailable, ValueError, OSError, ImportError) as exc:

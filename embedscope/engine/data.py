@@ -562,6 +562,15 @@ def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
                 frame = pd.read_csv(path, sep=sep, header=header, keep_default_na=False)
                 if header is None:
                     frame.columns = ["label"]
+                    if len(frame) == n_rows + 1:
+                        # One column with one line more than there are vectors: its
+                        # first line names the column (pandas' to_csv writes one), so
+                        # reading it as a label would shift every label by one row.
+                        name = str(frame.iat[0, 0]).strip() or "label"
+                        frame = pd.read_csv(path, sep=sep, header=0, keep_default_na=False)
+                        frame.columns = [name]
+                        logger.info("%s: one column and %d lines for %d vectors: first line read as "
+                                    "the column name %r", path, n_rows + 1, n_rows, name)
         except DataError:
             raise
         except Exception as exc:
@@ -638,6 +647,12 @@ def load_vectors(
         path = Path(source)
         _path_error(path)
         suffixes = [s.lower() for s in path.suffixes]
+        # An option that cannot apply is refused rather than silently ignored.
+        if key is not None and path.suffix.lower() != ".npz":
+            raise DataError(f"key={key!r} (--key) names an array inside an .npz file; {path} is not one")
+        if columns is not None and not (".parquet" in suffixes or ".pq" in suffixes):
+            raise DataError(f"columns={columns!r} (--columns) selects vector columns of a parquet table; "
+                            f"{path} is not one")
         if path.suffix.lower() == ".npy":
             X = _read_npy(path)
         elif path.suffix.lower() == ".npz":

@@ -320,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = os.environ.get("EMBEDSCOPE_DEBUG", "") not in ("", "0")
+    # Warnings of the library's logger (categories grouped, points not drawn) reach the
+    # user in the progress format even with --quiet, which silences only progress.
+    from embedscope._progress import _ensure_handler
+
+    _ensure_handler()
     saved_format = warnings.formatwarning
     if not debug:
         # A warning is one line too (Python's default adds the source line that raised it).

@@ -18,15 +18,30 @@ class NotFittedError(AttributeError, ValueError):
     """A fitted attribute or ``transform`` was used before ``fit``."""
 
 
+def validate_random_state(seed: Any) -> None:
+    """Refuse a seed numpy cannot use, naming ``random_state`` and what it accepts.
+
+    Draws nothing, so a caller's Generator or RandomState is left as it was.
+    """
+    if isinstance(seed, bool):
+        raise ValueError(f"random_state={seed!r} must be None, an integer >= 0 or a numpy Generator")
+    if isinstance(seed, numbers.Integral):
+        if seed < 0:
+            raise ValueError(f"random_state={seed} must be None, an integer >= 0 or a numpy Generator")
+        return
+    if seed is None or isinstance(seed, np.random.Generator | np.random.RandomState):
+        return
+    raise ValueError(f"random_state={seed!r} must be None, an integer >= 0 or a numpy Generator")
+
+
 def check_random_state(seed: Any) -> np.random.Generator:
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
+    """A numpy Generator from None, an int >= 0, a Generator or a legacy RandomState."""
+    validate_random_state(seed)
     if seed is None or isinstance(seed, numbers.Integral):
         return np.random.default_rng(seed)
     if isinstance(seed, np.random.Generator):
         return seed
-    if isinstance(seed, np.random.RandomState):
-        return np.random.default_rng(seed.randint(0, 2**31 - 1))
-    raise ValueError(f"random_state={seed!r} must be None, an int or a numpy Generator")
+    return np.random.default_rng(seed.randint(0, 2**31 - 1))
 
 
 class BaseReducer:
@@ -116,23 +131,111 @@ class BaseReducer:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
 
+def _range_text(low: float | None, high: float | None, open_low: bool = False) -> str:
+    if low is None and high is None:
+        return "any finite number"
+    if high is None:
+        return f"{'>' if open_low else '>='} {low:g}"
+    if low is None:
+        return f"<= {high:g}"
+    return f"in {'(' if open_low else '['}{low:g}, {high:g}]"
+
+
 def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int within ``[low, high]``, else a ValueError naming ``name``."""
+    """``value`` as an int within ``[low, high]``, else a ValueError naming ``name`` and the range."""
+    bound = f">= {low}" if high is None else f"between {low} and {high}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
+        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
     if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
         raise ValueError(f"{name}={value} must be {bound}")
     return int(value)
 
 
 def check_float(value: Any, name: str, low: float | None = None, high: float | None = None,
                 *, open_low: bool = False) -> float:
-    """``value`` as a finite float within bounds, else a ValueError naming ``name``."""
+    """``value`` as a finite float within bounds, else a ValueError naming ``name`` and the range."""
+    accepted = _range_text(low, high, open_low)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if low is not None and (value < low or (open_low and value == low)):
-        raise ValueError(f"{name}={value} must be {'>' if open_low else '>='} {low}")
-    if high is not None and value > high:
-        raise ValueError(f"{name}={value} must be <= {high}")
+        what = "a finite number" if accepted == "any finite number" else f"a finite number {accepted}"
+        raise ValueError(f"{name} must be {what}; got {value!r}")
+    if (low is not None and (value < low or (open_low and value == low))) or (high is not None and value > high):
+        raise ValueError(f"{name}={value:g} must be {accepted}")
     return float(value)
+
+
+#: Largest magnitude of a given initial layout: both optimisers work at unit scale
+#: (UMAP in float32, whose squared distances overflow near 1e19).
+MAX_INIT_MAGNITUDE = 1e10
+
+
+def check_init_array(init: Any, n: int, n_components: int, name: str = "init") -> np.ndarray:
+    """A given initial layout as a host float64 array, else a ValueError naming ``name``."""
+    layout = np.asarray(dispatch.to_host(init))
+    if layout.shape != (n, n_components):
+        raise ValueError(f"{name} has shape {layout.shape}; expected ({n}, {n_components})")
+    if layout.dtype.kind not in "biuf" or not np.isfinite(layout).all():
+        raise ValueError(f"{name} must be a finite numeric array")
+    layout = layout.astype(np.float64)
+    if np.abs(layout).max() > MAX_INIT_MAGNITUDE:
+        raise ValueError(f"{name} has values beyond +-{MAX_INIT_MAGNITUDE:g}; rescale it "
+                         "(both optimisers work at unit scale)")
+    return layout
+
+
+#: Largest magnitude of the input that the float32 kernels square safely, and the
+#: smallest below which squares lose digits to float32's subnormals. Outside, UMAP and
+#: t-SNE divide the data by a power of two (exact, and both are scale-invariant: the
+#: graph calibrates each point's bandwidth to its own distances).
+SAFE_MAGNITUDE = (2.0**-40, 2.0**40)
+
+
+def magnitude_scale(X: Any) -> float:
+    """A power of two to divide ``X`` by so its largest magnitude is near 1, or 1.0.
+
+    1.0 whenever the largest magnitude already lies in :data:`SAFE_MAGNITUDE` (so
+    ordinary data is untouched) or ``X`` is all zeros. Reads ``X`` twice (max and min),
+    without a temporary copy.
+    """
+    xp = dispatch.array_module(X)
+    top = max(abs(float(xp.max(X))), abs(float(xp.min(X))))
+    if top == 0.0 or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]:
+        return 1.0
+    return float(2.0 ** np.frexp(top)[1])
+
+
+def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | None:
+    """Why a neighbour graph of ``X`` under ``metric`` would be meaningless, or None.
+
+    All rows identical leaves every distance 0 (no neighbourhood to preserve); under
+    cosine, zero rows have no direction and rows that are multiples of one another are
+    identical. Compares every row with the first, block by block, and stops at the
+    first block that differs, so ordinary data costs one small block.
+    """
+    xp = dispatch.array_module(X)
+    n = X.shape[0]
+    cosine = metric == "cosine"
+
+    def unit(block: Any) -> Any:
+        block = xp.asarray(block, dtype=xp.float64)
+        norms = xp.sqrt((block * block).sum(axis=1, keepdims=True))
+        return block / xp.where(norms > 0, norms, 1.0), norms.ravel()
+
+    first = xp.asarray(X[:1], dtype=xp.float64)
+    if cosine:
+        first, _ = unit(first)
+    any_nonzero = False
+    for start in range(0, n, chunk_rows):
+        block = X[start:start + chunk_rows]
+        if cosine:
+            block, norms = unit(block)
+            any_nonzero = any_nonzero or bool((norms > 0).any())
+            # float32 rows parallel to one another normalise to within rounding
+            if bool((xp.abs(block - first) > 1e-6).any()):
+                return None
+        elif bool((xp.asarray(block) != xp.asarray(X[:1])).any()):
+            return None
+    if cosine and not any_nonzero:
+        return f"all {n} rows are zero, which have no cosine distance"
+    if cosine:
+        return f"all {n} rows point the same way, so every cosine distance is 0"
+    return f"all {n} rows are identical"

@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.base import BaseReducer, check_int
+from embedscope.engine.base import BaseReducer, check_int, validate_random_state
 from embedscope.engine.data import as_float, validate_vectors
 from embedscope.engine.dispatch import Backend, is_cupy, to_output
 from embedscope.kernels import pca as kpca
 
 SOLVERS = ("auto", "full", "randomized", "covariance")
+#: Subspace iterations beyond this add nothing (7 already converges); each costs two
+#: passes over the data, so a typo such as 10**6 would run for hours.
+MAX_ITERATED_POWER = 100
 
 
 def _is_streamed(X: Any) -> bool:
@@ -21,6 +24,18 @@ def _is_streamed(X: Any) -> bool:
 
 def _is_dask(X: Any) -> bool:
     return type(X).__module__.split(".")[0] == "dask"
+
+
+def _well_scaled(cov: Any, dtype: Any, xp: Any) -> bool:
+    """False where the covariance overflowed, or its scale lies in the subnormals of ``dtype``.
+
+    All-zero covariances (constant data) also fail, and are recomputed at no harm.
+    """
+    if not bool(xp.isfinite(cov).all()):
+        return False
+    # Below this, squares of the input's type keep too few digits to trust.
+    floor = 1e-30 if np.dtype(dtype) != np.float64 else 1e-280
+    return float(xp.abs(xp.diagonal(cov)).max()) > floor
 
 
 class PCA(BaseReducer):
@@ -46,8 +61,9 @@ class PCA(BaseReducer):
         with ``n_features <= 1000`` (or any memory-mapped input with
         ``n_features <= 4096``), randomized for other large inputs, else full.
     iterated_power : int or "auto", default="auto"
-        Subspace iterations of the randomized solver (7 when few components, else 4).
-    random_state : int, Generator or None, default=None
+        Subspace iterations of the randomized solver (7 when few components, else 4);
+        0 to 100.
+    random_state : int >= 0, Generator or None, default=None
         Seed of the randomized solver.
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
     verbose : bool, default=False
@@ -105,11 +121,14 @@ class PCA(BaseReducer):
         if isinstance(nc, bool) or (nc is not None and not isinstance(nc, numbers.Real)):
             raise ValueError(f"n_components must be an int, a float in (0, 1) or None; got {nc!r}")
         if isinstance(nc, numbers.Integral):
-            check_int(nc, "n_components", 1, min(n, d))
+            if not 1 <= nc <= min(n, d):  # there are no more principal axes than that
+                raise ValueError(f"n_components={nc} must be between 1 and {min(n, d)} "
+                                 f"(min(n_samples, n_features) = min({n}, {d}))")
         elif isinstance(nc, numbers.Real) and not 0 < nc < 1:
             raise ValueError(f"n_components={nc} as a float must be a fraction of variance in (0, 1)")
         if self.iterated_power != "auto":
-            check_int(self.iterated_power, "iterated_power", 0)
+            check_int(self.iterated_power, "iterated_power", 0, MAX_ITERATED_POWER)
+        validate_random_state(self.random_state)
 
     def _choose_solver(self, X: Any, n: int, d: int) -> str:
         if self.svd_solver != "auto":
@@ -184,36 +203,71 @@ class PCA(BaseReducer):
             return int(variances.shape[0])
         if isinstance(nc, numbers.Integral):
             return int(nc)
+        if total <= 0:  # constant data: no variance to explain, one (zero) axis says so
+            return 1
         ratios = np.cumsum(np.asarray(variances.get() if is_cupy(variances) else variances) / total)
         return int(min(np.searchsorted(ratios, nc, side="right") + 1, len(ratios)))
 
     def _finish(self, mean: Any, variances: Any, components: Any, total: float, xp: Any) -> None:
         dtype = np.float64 if self._x_dtype == np.float64 else np.float32
+        if not np.isfinite(total) or not bool(xp.isfinite(variances).all()):
+            raise ValueError("X has values so large that their variance overflows float64; "
+                             "rescale the data")
         k = self._n_keep(variances, total, xp)
         components = kpca.flip_signs(components[:k].astype(xp.float64), xp)
         self.n_components_ = k
         self.mean_ = mean.astype(dtype)
         self.components_ = components.astype(dtype)
-        self.explained_variance_ = variances[:k].astype(dtype)
+        # Values near float32's limits have variances float32 cannot hold: keep float64.
+        top = float(variances[:k].max()) if k else 0.0
+        info = np.finfo(dtype)
+        outside = top * max(self.n_samples_ - 1, 1) >= float(info.max) or 0.0 < top < float(info.tiny)
+        vdtype = np.float64 if outside else dtype
+        self.explained_variance_ = variances[:k].astype(vdtype)
         self.explained_variance_ratio_ = (variances[:k] / total).astype(dtype) if total > 0 else xp.zeros(k, dtype)
-        self.singular_values_ = xp.sqrt(variances[:k] * max(self.n_samples_ - 1, 1)).astype(dtype)
+        self.singular_values_ = xp.sqrt(variances[:k] * max(self.n_samples_ - 1, 1)).astype(vdtype)
         self.noise_variance_ = float((total - float(variances[:k].sum())) / max(min(self.n_samples_, self.n_features_in_) - k, 1)) \
             if k < min(self.n_samples_, self.n_features_in_) else 0.0
 
     def _fit_covariance(self, X: Any, xp: Any) -> None:
         self._x_dtype = X.dtype
-        mean, cov = kpca.mean_and_covariance(X, xp)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, cov = kpca.mean_and_covariance(X, xp)
+        scale = 1.0
+        if not _well_scaled(cov, X.dtype, xp):
+            # Squares overflowed (values near 1e20 and up in float32) or fell into the
+            # subnormals: a second pass in float64 on the data over its largest magnitude
+            # (a power of two, so exact). Ordinary data never takes it.
+            top = kpca.max_magnitude(X, xp)
+            if top > 0:
+                scale = float(2.0 ** np.frexp(top)[1])
+                mean, cov = kpca.mean_and_covariance(X, xp, scale=scale)
+                mean = mean * scale
         k_max = min(self.n_samples_, self.n_features_in_)
         values, vectors = kpca.top_eigh(cov, xp, k_max)
-        self._finish(mean, values, vectors, float(xp.trace(cov)), xp)
+        with np.errstate(over="ignore"):
+            self._finish(mean, values * scale**2, vectors, float(xp.trace(cov)) * scale**2, xp)
 
     def _fit_full(self, X: Any, xp: Any) -> None:
         self._x_dtype = X.dtype
         data = as_float(X, xp)
         mean = data.mean(axis=0, dtype=xp.float64)
-        centred = data - mean.astype(data.dtype)
-        _, s, vt = xp.linalg.svd(centred, full_matrices=False)
-        variances = (s.astype(xp.float64) ** 2) / max(self.n_samples_ - 1, 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            centred = data - mean.astype(data.dtype)
+        s = vt = None
+        scale = 1.0
+        # LAPACK's SVD can loop forever on inf: never hand it an overflowed matrix.
+        if bool(xp.isfinite(centred).all()):
+            with np.errstate(over="ignore", invalid="ignore"):
+                _, s, vt = xp.linalg.svd(centred, full_matrices=False)
+        if s is None or not (bool(xp.isfinite(s).all()) and bool(xp.isfinite(vt).all())):
+            # Values near float32's limit overflowed the centring or the singular values:
+            # once more in float64 over a power of two (exact), cheap next to the failure.
+            wide = data.astype(xp.float64) - mean
+            top = float(xp.abs(wide).max())
+            scale = float(2.0 ** np.frexp(top)[1]) if top > 0 else 1.0
+            _, s, vt = xp.linalg.svd(wide / scale, full_matrices=False)
+        variances = (s.astype(xp.float64) ** 2) / max(self.n_samples_ - 1, 1) * scale**2
         self._finish(mean, variances, vt, float(variances.sum()), xp)
 
     def _fit_randomized(self, X: Any, xp: Any) -> None:
@@ -226,7 +280,16 @@ class PCA(BaseReducer):
         mean /= n
         n_iter = (7 if k < 0.1 * min(n, d) else 4) if self.iterated_power == "auto" else self.iterated_power
         seed = self._seed()
-        s, vt = kpca.randomized_svd(X, mean, k, xp, n_iter=n_iter, random_state=seed)
+        overflow = ValueError(
+            "X has values too large for float32 arithmetic in the randomized solver "
+            "(products overflow); rescale the data or use svd_solver='covariance'")
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                s, vt = kpca.randomized_svd(X, mean, k, xp, n_iter=n_iter, random_state=seed)
+        except (np.linalg.LinAlgError, FloatingPointError):
+            raise overflow from None
+        if not (bool(xp.isfinite(s).all()) and bool(xp.isfinite(vt).all())):
+            raise overflow
         variances = (s.astype(xp.float64) ** 2) / max(n - 1, 1)
         total = kpca.total_variance(X, mean, xp)
         self._finish(mean, variances, vt, total, xp)
@@ -262,8 +325,25 @@ class PCA(BaseReducer):
             return to_output(self._cuml_model.transform(X), X)
         xp = self._xp
         with self._progress.stage("transform", f"{X.shape[0]:,} rows"):
-            out = kpca.centred_matmul(X, self.mean_.astype(self.components_.dtype), self._projection(), xp)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = kpca.centred_matmul(X, self.mean_.astype(self.components_.dtype), self._projection(), xp)
+            if not bool(xp.isfinite(out).all()):
+                out = self._project_wide(X, xp)
         return to_output(out, X)
+
+    def _project_wide(self, X: Any, xp: Any) -> Any:
+        """The projection in float64, for data whose float32 products overflowed.
+
+        Refused when even the projections lie beyond the output type's range.
+        """
+        dtype = self.components_.dtype
+        with np.errstate(over="ignore", invalid="ignore"):
+            wide = kpca.centred_matmul(X, self.mean_.astype(np.float64),
+                                       self._projection().astype(np.float64), xp)
+        if not bool(xp.isfinite(wide).all()) or float(xp.abs(wide).max()) > float(np.finfo(dtype).max):
+            raise ValueError(f"X has values so large that its projections overflow {np.dtype(dtype).name}; "
+                             "rescale the data")
+        return wide.astype(dtype)
 
     def transform(self, X: Any) -> Any:
         """Project ``X`` onto the fitted axes.

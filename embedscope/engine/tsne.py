@@ -27,7 +27,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope._progress import Progress
-from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
+from embedscope.engine.base import (
+    BaseReducer,
+    check_float,
+    check_init_array,
+    check_int,
+    check_random_state,
+    degenerate_reason,
+    magnitude_scale,
+    validate_random_state,
+)
 from embedscope.engine.data import DataError, validate_vectors
 from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.kernels import tsne as ktsne
@@ -45,6 +54,22 @@ REPORT_EVERY = 50
 #: Perplexity used to place new points in ``transform`` (openTSNE's choice: new points
 #: should attach to their closest neighbours, not to a broad neighbourhood).
 TRANSFORM_PERPLEXITY = 5.0
+#: Largest ``early_exaggeration``: 4-30 is the useful range; far above, the attraction
+#: swamps every step and "auto" learning rates collapse to their floor.
+MAX_EXAGGERATION = 1000.0
+#: Largest numeric ``learning_rate``: "auto" gives N / 4, so 1e7 covers 40M points; a
+#: larger rate throws the layout apart in the first step.
+MAX_LEARNING_RATE = 1e7
+#: Largest ``n_iter`` (750-1000 is usual; each iteration costs a full gradient).
+MAX_ITER = 100_000
+#: Bounds of ``dof``: below, the kernel's tail is so heavy that every point repels every
+#: other alike; above 100 it is a Gaussian to float precision.
+DOF_RANGE = (1e-2, 100.0)
+
+
+class DivergedError(FloatingPointError, ValueError):
+    """The optimisation left the floating-point range (a ValueError, so it reaches a
+    user as one line: the cure is a parameter, not a bug report)."""
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -214,21 +239,21 @@ class TSNE(BaseReducer):
         ``perplexity_``.
     early_exaggeration : float, default=12.0
         Factor on P during the first phase (250 iterations, or ``n_iter // 4`` when
-        ``n_iter < 1000``).
+        ``n_iter < 1000``); in [1, 1000].
     learning_rate : float or "auto", default="auto"
         ``"auto"`` is ``max(N / exaggeration / 4, 50)`` for each phase: ``N / 48`` while
         exaggerating (scikit-learn's rule), ``N / 4`` afterwards (openTSNE's rule;
-        the gradient here carries the factor 4).
+        the gradient here carries the factor 4). A number must lie in (0, 1e7].
     n_iter : int, default=1000
-        Total iterations, early exaggeration included.
+        Total iterations, early exaggeration included; 1 to 100,000.
     metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
         Metric of the input space.
     init : {"pca", "random"} or array of shape (n_samples, n_components), default="pca"
         ``"pca"``: the first principal components, scaled to standard deviation 1e-4.
     dof : float, default=1.0
         Degrees of freedom of the Student-t kernel (1 is standard t-SNE; smaller is
-        heavier-tailed and shows finer clusters).
-    random_state : int, Generator or None, default=None
+        heavier-tailed and shows finer clusters); in [0.01, 100].
+    random_state : int >= 0, Generator or None, default=None
     precomputed_knn : tuple (indices, distances) or None, default=None
         A kNN graph of ``X`` (self excluded), each ``(n_samples, k)``; skips the search.
     pca_components : int or None, default=50
@@ -253,6 +278,16 @@ class TSNE(BaseReducer):
         ``callback(iteration, kl_divergence, embedding)`` every 50 iterations, with a
         host (numpy float32) copy of the embedding on every backend; a true return
         value stops the optimisation early.
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: a parameter outside its range (the message names it and the
+        range); :class:`embedscope.engine.data.DataError` for data with no
+        neighbourhoods (all rows identical; under cosine, all zero or all parallel);
+        :class:`DivergedError` (also a ``FloatingPointError``) if the optimisation
+        leaves the float range. Data of any float32 magnitude is embedded: values far
+        from 1 are divided by a power of two first (P does not depend on scale).
 
     Attributes
     ----------
@@ -320,14 +355,16 @@ class TSNE(BaseReducer):
         if self.n_components not in (2, 3) or isinstance(self.n_components, bool):
             raise ValueError(f"n_components={self.n_components!r} must be 2 or 3")
         check_float(self.perplexity, "perplexity", 0.0, open_low=True)
-        check_float(self.early_exaggeration, "early_exaggeration", 1.0)
+        check_float(self.early_exaggeration, "early_exaggeration", 1.0, MAX_EXAGGERATION)
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             if isinstance(self.learning_rate, str):
-                raise ValueError(f"learning_rate={self.learning_rate!r} must be 'auto' or a positive number")
-            check_float(self.learning_rate, "learning_rate", 0.0, open_low=True)
-        check_int(self.n_iter, "n_iter", 1)
+                raise ValueError(f"learning_rate={self.learning_rate!r} must be 'auto' or a number "
+                                 f"in (0, {MAX_LEARNING_RATE:g}]")
+            check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE, open_low=True)
+        check_int(self.n_iter, "n_iter", 1, MAX_ITER)
         self._metric = check_metric(self.metric)
-        check_float(self.dof, "dof", 0.0, open_low=True)
+        check_float(self.dof, "dof", *DOF_RANGE)
+        validate_random_state(self.random_state)
         if self.pca_components is not None:
             check_int(self.pca_components, "pca_components", 1)
         if self.callback is not None and not callable(self.callback):
@@ -336,11 +373,7 @@ class TSNE(BaseReducer):
             if self.init not in ("pca", "random"):
                 raise ValueError(f"init={self.init!r}; choose 'pca', 'random' or an array")
         else:
-            init = np.asarray(to_host(self.init))
-            if init.shape != (n, self.n_components):
-                raise ValueError(f"init has shape {init.shape}; expected ({n}, {self.n_components})")
-            if init.dtype.kind not in "biuf" or not np.isfinite(init).all():
-                raise ValueError("init must be a finite numeric array")
+            check_init_array(self.init, n, self.n_components, "init")
 
     def _effective_perplexity(self, n: int) -> float:
         limit = (n - 1) / 3.0
@@ -376,6 +409,13 @@ class TSNE(BaseReducer):
     def _preprocess(self, X: np.ndarray, fit: bool) -> np.ndarray:
         """float32 rows in the space the kNN graph is built in (unit rows, PCA)."""
         X = np.ascontiguousarray(to_host(X), dtype=np.float32)
+        if fit:
+            # Squared distances of values near 1e20 overflow float32 (near 1e-20 they
+            # vanish); P is calibrated per point, so dividing by a power of two is exact
+            # and changes nothing else.
+            self._scale = magnitude_scale(X)
+        if getattr(self, "_scale", 1.0) != 1.0:
+            X = X / np.float32(self._scale)
         if self._metric == "cosine":
             norms = np.linalg.norm(X, axis=1, keepdims=True)
             X = X / np.where(norms > 0, norms, 1.0)
@@ -397,6 +437,9 @@ class TSNE(BaseReducer):
     def _knn(self, X: np.ndarray, n: int, k: int, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         if self.precomputed_knn is None:
             return self._kernels.knn(X, k, self._metric, self._seed, log)
+        return self._check_precomputed(n)
+
+    def _check_precomputed(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         try:
             indices, distances = self.precomputed_knn
         except (TypeError, ValueError):
@@ -409,6 +452,8 @@ class TSNE(BaseReducer):
             raise ValueError(f"precomputed_knn indices must be integers in [0, {n})")
         if not np.isfinite(distances).all():
             raise ValueError("precomputed_knn distances contain NaN or inf")
+        if not (indices != np.arange(n)[:, None]).any():
+            raise ValueError("precomputed_knn has no valid neighbour: every entry is the point itself")
         return indices.astype(np.int32), distances
 
     def _initial(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -442,6 +487,10 @@ class TSNE(BaseReducer):
         X = validate_vectors(X, min_rows=4)
         n = X.shape[0]
         self._validate_params(n)
+        if self.precomputed_knn is not None:
+            self._check_precomputed(n)
+        if (reason := degenerate_reason(X, self._metric)) is not None:
+            raise DataError(f"{reason}; t-SNE needs distinct points")
         backend, progress = self._start(X.shape)
         self.n_features_in_ = X.shape[1]
         if backend.name == "cuml":
@@ -451,8 +500,6 @@ class TSNE(BaseReducer):
         self._seed = int(rng.integers(2**31 - 1))
         self.perplexity_ = self._effective_perplexity(n)
         Xp = self._preprocess(X, fit=True)
-        if np.ptp(Xp, axis=0).max() == 0:
-            raise DataError(f"all {n} rows of X are identical; t-SNE needs distinct points")
         k = self._neighbours(n)
         search = "precomputed" if self.precomputed_knn is not None else self._kernels.knn_label()
         with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
@@ -531,8 +578,8 @@ class TSNE(BaseReducer):
                             break
         Y_host = to_host(Y)
         if not np.isfinite(Y_host).all():
-            raise FloatingPointError("t-SNE optimisation diverged (non-finite coordinates); "
-                                     "lower learning_rate")
+            raise DivergedError("t-SNE optimisation diverged (non-finite coordinates); "
+                                "lower learning_rate or early_exaggeration")
         _, z = repulsion(Y)
         self.kl_divergence_ = kernels.kl(P, Y, z, dof)
         self.kl_history_ = history

@@ -21,8 +21,17 @@ import scipy.sparse as sp
 
 from embedscope._progress import Progress
 from embedscope.engine import dispatch
-from embedscope.engine.base import BaseReducer, check_float, check_int, check_random_state
-from embedscope.engine.data import validate_vectors
+from embedscope.engine.base import (
+    BaseReducer,
+    check_float,
+    check_init_array,
+    check_int,
+    check_random_state,
+    degenerate_reason,
+    magnitude_scale,
+    validate_random_state,
+)
+from embedscope.engine.data import DataError, validate_vectors
 from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.engine.init import INIT_CHOICES, initial_layout
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
@@ -33,6 +42,22 @@ from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
 #: N^2: 11-16 s at 1M x 50 (k=15) on an H200, so ~1 min at 2M but ~25 min at 10M;
 #: up to 2M the exact graph is worth its minute.
 GPU_EXACT_MAX_POINTS = 2_000_000
+#: Largest ``n_components``: a layout is for looking at or for a downstream model; above
+#: 100 dimensions UMAP's low-dimensional kernel no longer separates anything and the
+#: epochs cost grows linearly (``--n-components 1000000`` ran for minutes).
+MAX_COMPONENTS = 100
+#: Largest ``learning_rate``: each SGD step moves a point by at most 4 x the rate
+#: (gradients are clipped at 4) in a [0, 10] starting box, so above 1000 the layout is
+#: thrown across thousands of box widths per step and nothing of the graph survives.
+MAX_LEARNING_RATE = 1000.0
+#: Largest ``negative_sample_rate``: each edge sample draws this many repulsions, so
+#: the epochs cost grows linearly with it (umap-learn's default is 5).
+MAX_NEGATIVE_SAMPLE_RATE = 1000
+#: Largest ``n_epochs`` (200-500 is usual; a million epochs of a small graph is hours).
+MAX_EPOCHS = 100_000
+#: Bounds of ``spread``: the kernel is fitted on [0, 3 spread] in float32 coordinates
+#: starting in a [0, 10] box, so scales far outside give a degenerate layout.
+SPREAD_RANGE = (1e-3, 1e3)
 
 
 def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
@@ -130,30 +155,32 @@ class UMAP(BaseReducer):
         umap-learn), so the kNN graph holds ``n_neighbors - 1`` other points per row.
         Between 2 and the number of points.
     n_components : int, default=2
-        Output dimensions (2 or 3 for plots; any positive int works).
+        Output dimensions (2 or 3 for plots), at most 100 (``MAX_COMPONENTS``).
     min_dist : float, default=0.1
         Smallest distance between embedded points; ``0 <= min_dist <= spread``.
     spread : float, default=1.0
-        Scale of the embedded clusters.
+        Scale of the embedded clusters, in [0.001, 1000].
     metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
     n_epochs : int or None, default=None
         SGD epochs; None is 500 up to 10,000 points and 200 above. 0 returns the
-        initial layout.
+        initial layout; at most 100,000.
     learning_rate : float, default=1.0
+        In (0, 1000].
     init : {"spectral", "pca", "random"} or array of shape (n, n_components), default="spectral"
         Spectral falls back to PCA init, logging the reason, when the graph is
         disconnected or ill-conditioned, and above 500,000 points (see
         ``engine.init``); ``init_used_`` records what ran.
     negative_sample_rate : int, default=5
-        Repulsive samples per attractive sample.
-    random_state : int, Generator or None, default=None
+        Repulsive samples per attractive sample, 0 to 1000.
+    random_state : int >= 0, Generator or None, default=None
         Seed of the kNN search, init and SGD. Every mode is parallel; a seeded run is
         reproducible on the same machine (whatever the thread count), an unseeded one
         draws a fresh seed.
     precomputed_knn : tuple (indices, distances) or None, default=None
         A kNN graph of the data, arrays of shape (n, >= n_neighbors - 1), each row
         ascending. A first column that is the point itself (umap-learn's layout) is
-        dropped; extra columns are ignored.
+        dropped; extra columns are ignored; -1 marks a missing neighbour. A graph with
+        no valid neighbour at all is refused.
     pca_components : int or None, default=50
         When the data has more than 100 features, reduce them to this many by PCA
         before the kNN search (cosine data is L2-normalised first). None disables.
@@ -181,6 +208,15 @@ class UMAP(BaseReducer):
     callback : callable or None, default=None
         ``callback(epoch, n_epochs, embedding)`` after every epoch (the array is live;
         copy it to keep it). On the cuda backend it is the device (cupy) array.
+
+    Raises
+    ------
+    ValueError
+        From ``fit``: a parameter outside its range (the message names it and the
+        range); :class:`embedscope.engine.data.DataError` for data with no
+        neighbourhoods (all rows identical; under cosine, all zero or all parallel).
+        Data of any float32 magnitude is embedded: values far from 1 are divided by a
+        power of two first (the graph does not depend on scale).
 
     Attributes
     ----------
@@ -256,21 +292,24 @@ class UMAP(BaseReducer):
         if params["n_neighbors"] > n:
             raise ValueError(f"n_neighbors={self.n_neighbors} is larger than the number of points ({n}); "
                              f"use n_neighbors <= {n} (it counts the point itself)")
-        params["n_components"] = check_int(self.n_components, "n_components", 1)
-        params["spread"] = check_float(self.spread, "spread", 0.0, open_low=True)
+        params["n_components"] = check_int(self.n_components, "n_components", 1, MAX_COMPONENTS)
+        params["spread"] = check_float(self.spread, "spread", *SPREAD_RANGE)
         params["min_dist"] = check_float(self.min_dist, "min_dist", 0.0, params["spread"])
         params["metric"] = check_metric(self.metric)
         if self.n_epochs is not None:
-            check_int(self.n_epochs, "n_epochs", 0)
-        params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, open_low=True)
-        params["negative_sample_rate"] = check_int(self.negative_sample_rate, "negative_sample_rate", 0)
+            check_int(self.n_epochs, "n_epochs", 0, MAX_EPOCHS)
+        params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
+                                              open_low=True)
+        params["negative_sample_rate"] = check_int(self.negative_sample_rate, "negative_sample_rate", 0,
+                                                   MAX_NEGATIVE_SAMPLE_RATE)
         if isinstance(self.init, str):
             if self.init.lower() not in INIT_CHOICES:
                 raise ValueError(f"init={self.init!r} must be one of {', '.join(INIT_CHOICES)} or an array")
-        elif np.shape(self.init) != (n, params["n_components"]):
-            raise ValueError(f"init array has shape {np.shape(self.init)}; expected ({n}, {params['n_components']})")
+        else:
+            check_init_array(self.init, n, params["n_components"], "init array")
         if self.pca_components is not None:
             check_int(self.pca_components, "pca_components", 1)
+        validate_random_state(self.random_state)
         if self.knn_method not in ("auto", "exact", "nndescent", "ivf"):
             raise ValueError(f"knn_method={self.knn_method!r} must be 'auto', 'exact', 'nndescent' or 'ivf'")
         if self.callback is not None and not callable(self.callback):
@@ -294,7 +333,15 @@ class UMAP(BaseReducer):
             raise ValueError(f"precomputed_knn has {indices.shape[1]} neighbours per point (self excluded); "
                              f"n_neighbors={k + 1} needs {k}")
         if indices.min() < -1 or indices.max() >= n:
-            raise ValueError(f"precomputed_knn indices must lie in [0, {n})")
+            raise ValueError(f"precomputed_knn indices must lie in [0, {n}) (or -1 for a missing neighbour)")
+        valid = (indices[:, :k] >= 0) & (indices[:, :k] != np.arange(n)[:, None])
+        if not valid.any():
+            raise ValueError("precomputed_knn has no valid neighbour: every entry is -1 or the point itself")
+        if check_metric(self.metric) != "inner_product" and (distances[:, :k] < 0).any():
+            raise ValueError("precomputed_knn distances must be >= 0 (only metric='inner_product' has "
+                             "negative distances)")
+        if (np.diff(distances[:, :k], axis=1) < 0).any():
+            raise ValueError("precomputed_knn distances must be ascending along each row")
         return (np.ascontiguousarray(indices[:, :k], dtype=np.int32),
                 np.ascontiguousarray(distances[:, :k], dtype=np.float32))
 
@@ -308,6 +355,12 @@ class UMAP(BaseReducer):
         """
         xp = array_module(X)
         Z = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
+        if fitting:
+            # Squared distances of values near 1e20 overflow float32 (near 1e-20 they
+            # vanish); the graph is scale-invariant, so divide by a power of two (exact).
+            self._scale = magnitude_scale(Z)
+        if getattr(self, "_scale", 1.0) != 1.0:
+            Z = Z / xp.float32(self._scale)
         if fitting:
             self._use_pca = (self.pca_components is not None and Z.shape[1] > 100
                              and self._metric != "inner_product")
@@ -377,6 +430,10 @@ class UMAP(BaseReducer):
         X = validate_vectors(X, name="X", min_rows=2)
         n = X.shape[0]
         params = self._validate_params(n)
+        if self.precomputed_knn is not None:
+            self._check_precomputed(n, params["n_neighbors"] - 1)
+        elif (reason := degenerate_reason(X, params["metric"])) is not None:
+            raise DataError(f"{reason}: UMAP has no neighbourhoods to preserve")
         backend, progress = self._start(X.shape)
         self.n_features_in_ = X.shape[1]
         self._cuml_model = None  # a refit on another backend must not transform with it

@@ -25,11 +25,14 @@ def work_dtype(X: Any) -> Any:
     return np.float64 if X.dtype == np.float64 else np.float32
 
 
-def mean_and_covariance(X: Any, xp: Any, *, chunk_rows: int | None = None) -> tuple[Any, Any]:
+def mean_and_covariance(X: Any, xp: Any, *, chunk_rows: int | None = None,
+                        scale: float | None = None) -> tuple[Any, Any]:
     """Column means and the sample covariance (float64) in one pass over the rows.
 
     Sums are taken around a shift (the first block's mean) rather than zero, so the
-    one-pass formula does not lose digits to a large common offset.
+    one-pass formula does not lose digits to a large common offset. With ``scale``,
+    every block is divided by it in float64 first (for data whose squares overflow,
+    or vanish in, the input's precision), and the results are of ``X / scale``.
     """
     n, d = X.shape
     shift = None
@@ -37,6 +40,8 @@ def mean_and_covariance(X: Any, xp: Any, *, chunk_rows: int | None = None) -> tu
     scatter = xp.zeros((d, d), dtype=xp.float64)
     for _, block in iter_row_chunks(X, chunk_rows=chunk_rows):
         block = _on(xp, block)
+        if scale is not None:
+            block = block.astype(xp.float64) / scale
         if shift is None:
             shift = block.mean(axis=0, dtype=xp.float64).astype(block.dtype)
         centred = block - shift
@@ -48,6 +53,15 @@ def mean_and_covariance(X: Any, xp: Any, *, chunk_rows: int | None = None) -> tu
     mean = shift.astype(xp.float64) + offset
     cov = (scatter - n * xp.outer(offset, offset)) / max(n - 1, 1)
     return mean, cov
+
+
+def max_magnitude(X: Any, xp: Any, *, chunk_rows: int | None = None) -> float:
+    """Largest absolute value in ``X``, one streamed pass."""
+    top = 0.0
+    for _, block in iter_row_chunks(X, chunk_rows=chunk_rows):
+        block = _on(xp, block)
+        top = max(top, abs(float(block.max())), abs(float(block.min())))
+    return top
 
 
 def top_eigh(cov: Any, xp: Any, n_components: int) -> tuple[Any, Any]:
@@ -124,6 +138,9 @@ def randomized_svd(
         Z, _ = xp.linalg.qr(centred_rmatmul(X, mean_w, Q, xp, chunk_rows=chunk_rows))
         Q, _ = xp.linalg.qr(centred_matmul(X, mean_w, Z, xp, chunk_rows=chunk_rows))
     B_t = centred_rmatmul(X, mean_w, Q, xp, chunk_rows=chunk_rows)  # (d, size) = B.T
+    if not bool(xp.isfinite(B_t).all()):
+        # products overflowed the working precision; LAPACK's SVD may not return on inf
+        raise FloatingPointError("randomized_svd: products overflow the input's precision")
     _, s, ut = xp.linalg.svd(B_t.T.astype(xp.float64), full_matrices=False)
     return s[:n_components], ut[:n_components]
 

@@ -385,3 +385,13 @@ def test_cuda_backend_three_dimensions_on_the_grid(mixture_5k):
     assert Y.shape == (2500, 3) and np.isfinite(Y).all() and est.repulsion_ == "fft"
     assert trustworthiness(X[:2500], Y, 15) > 0.95
     assert knn_accuracy(Y, labels[:2500], 15) > 0.95
+
+
+@pytest.mark.filterwarnings("ignore:perplexity=")
+@pytest.mark.parametrize("n_components", [2, 3])
+def test_pca_init_of_one_feature_data(n_components):
+    # one principal axis; the others start as small noise (was PCA's n_components error)
+    X = np.random.default_rng(0).normal(size=(60, 1))
+    Y = TSNE(n_components=n_components, init="pca", n_iter=100, random_state=0).fit_transform(X)
+    assert Y.shape == (60, n_components) and np.isfinite(Y).all()
+    assert (Y.std(axis=0) > 0).all()

@@ -13,6 +13,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope.engine.base import magnitude_scale
 from embedscope.engine.dispatch import to_host
 from embedscope.kernels.knn import check_metric, exact_knn, prepare
 
@@ -34,6 +35,14 @@ def _take(A: Any, rows: np.ndarray | None) -> np.ndarray:
 
         return to_host(A[cupy.asarray(rows)])
     return np.asarray(A[rows])
+
+
+def _rescaled(A: np.ndarray) -> np.ndarray:
+    """``A`` over a power of two when its magnitude would overflow (or vanish in) float32
+    squared distances; neighbour ranks do not depend on scale, and ordinary data is
+    returned as it is."""
+    scale = magnitude_scale(A)
+    return A if scale == 1.0 else np.asarray(A, dtype=np.float64) / scale
 
 
 def _checked_pair(X: Any, Y: Any, k: int) -> None:
@@ -101,7 +110,7 @@ def trustworthiness(
     metric = check_metric(metric)
     _checked_pair(X, Y, n_neighbors)
     rows = _sample_rows(X.shape[0], sample_size, random_state)
-    Xs, Ys = _take(X, rows), _take(Y, rows)
+    Xs, Ys = _rescaled(_take(X, rows)), _rescaled(_take(Y, rows))
     n, k = Xs.shape[0], n_neighbors
     if not 1 <= k < n / 2:
         raise ValueError(f"n_neighbors={k} must be below n/2 = {n / 2:g} for trustworthiness")
@@ -155,7 +164,7 @@ def knn_recall(
     metric = check_metric(metric)
     _checked_pair(X, Y, k)
     rows = _sample_rows(X.shape[0], sample_size, random_state)
-    Xs, Ys = _take(X, rows), _take(Y, rows)
+    Xs, Ys = _rescaled(_take(X, rows)), _rescaled(_take(Y, rows))
     high, _ = exact_knn(Xs, k, metric)
     low, _ = exact_knn(Ys, k, "euclidean")
     return recall_of(high, low)
@@ -200,7 +209,7 @@ def knn_accuracy(
     if not 1 <= k < Y.shape[0]:
         raise ValueError(f"k={k} must be between 1 and {Y.shape[0] - 1}")
     rows = _sample_rows(Y.shape[0], sample_size, random_state)
-    Ys = _take(Y, rows)
+    Ys = _rescaled(_take(Y, rows))
     codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
     codes = codes if rows is None else codes[rows]
     idx, _ = exact_knn(Ys, k, "euclidean")

@@ -463,11 +463,16 @@ class TSNE(BaseReducer):
         if self.init == "pca":
             from embedscope.engine.pca import PCA
 
-            Y = np.asarray(PCA(n_components=nc, random_state=self._seed, backend="cpu").fit_transform(X),
+            # Data with fewer features than n_components has fewer axes: the rest is noise.
+            usable = min(nc, X.shape[1])
+            Y = np.asarray(PCA(n_components=usable, random_state=self._seed, backend="cpu").fit_transform(X),
                            dtype=np.float64)
             std = Y[:, 0].std()
             if std > 0:
-                return Y / std * 1e-4
+                Y = Y / std * 1e-4
+                if usable < nc:
+                    Y = np.hstack([Y, rng.normal(0.0, 1e-4, size=(n, nc - usable))])
+                return Y
         # random, or PCA of data with no spread
         return rng.normal(0.0, 1e-4, size=(n, nc))
 

@@ -203,6 +203,21 @@ def magnitude_scale(X: Any) -> float:
     return float(2.0 ** np.frexp(top)[1])
 
 
+def check_new_points_scale(Z: Any, metric: str, name: str = "new points") -> None:
+    """Refuse new points whose squared distances overflow float32 at the fitted scale.
+
+    ``Z`` is already divided by the scale found at fit, so ordinary new points lie
+    near 1; cosine compares directions only and is never refused.
+    """
+    if metric == "cosine":
+        return
+    xp = dispatch.array_module(Z)
+    top = max(abs(float(xp.max(Z))), abs(float(xp.min(Z))))
+    if top > SAFE_MAGNITUDE[1]:
+        raise ValueError(f"{name}: values reach {top:.3g} times the magnitude of the fitted data, so "
+                         "their squared distances overflow float32; rescale them as the fitted data was")
+
+
 def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | None:
     """Why a neighbour graph of ``X`` under ``metric`` would be meaningless, or None.
 

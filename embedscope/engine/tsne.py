@@ -32,6 +32,7 @@ from embedscope.engine.base import (
     check_float,
     check_init_array,
     check_int,
+    check_new_points_scale,
     check_random_state,
     degenerate_reason,
     magnitude_scale,
@@ -613,7 +614,7 @@ class TSNE(BaseReducer):
         ----------
         X : array of shape (n_new, n_features)
         n_iter : int, default=250
-            Optimisation steps.
+            Optimisation steps, 0 to 100,000.
 
         Returns
         -------
@@ -627,7 +628,7 @@ class TSNE(BaseReducer):
         X = validate_vectors(X, name="new points", min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"new points have {X.shape[1]} features; this TSNE was fitted on {self.n_features_in_}")
-        n_iter = check_int(n_iter, "n_iter", 0)
+        n_iter = check_int(n_iter, "n_iter", 0, MAX_ITER)
         # Placing points does not choose a backend again (it would reset backend_):
         # it runs on the CPU for every fitted backend.
         progress = Progress(self.verbose, type(self).__name__)
@@ -637,6 +638,7 @@ class TSNE(BaseReducer):
         k = min(n_ref, max(1, int(3 * perplexity)))
         with progress.stage("knn", f"{m:,} new points, k={k}, exact on cpu"):
             Xq = self._preprocess(X, fit=False)
+            check_new_points_scale(Xq, self._metric)
             indices, distances = exact_knn(self._X_ref, k, self._metric, queries=Xq)
         cond, _ = ktsne.conditional_affinities(distances, perplexity, squared=self._metric == "euclidean")
         indptr = np.arange(0, m * k + 1, k, dtype=np.int64)

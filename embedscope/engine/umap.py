@@ -26,6 +26,7 @@ from embedscope.engine.base import (
     check_float,
     check_init_array,
     check_int,
+    check_new_points_scale,
     check_random_state,
     degenerate_reason,
     magnitude_scale,
@@ -58,6 +59,11 @@ MAX_EPOCHS = 100_000
 #: Bounds of ``spread``: the kernel is fitted on [0, 3 spread] in float32 coordinates
 #: starting in a [0, 10] box, so scales far outside give a degenerate layout.
 SPREAD_RANGE = (1e-3, 1e3)
+
+
+class NonFiniteLayout(RuntimeError, ValueError):
+    """The SGD left the float range: a defect, not user data (every parameter and the
+    data's scale are checked first). Also a ValueError, so it reaches a user as one line."""
 
 
 def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
@@ -473,7 +479,7 @@ class UMAP(BaseReducer):
                 negative_sample_rate=params["negative_sample_rate"], seed=seed,
                 callback=self.callback, log=progress.log)
         if not np.all(np.isfinite(layout)):  # a kernel defect, never user data
-            raise RuntimeError("UMAP produced non-finite coordinates; please report this input")
+            raise NonFiniteLayout("UMAP produced non-finite coordinates; please report this input")
 
         self._ab = (a, b)
         self._train = Z_host
@@ -552,6 +558,7 @@ class UMAP(BaseReducer):
             # Only after a fit on a precomputed graph wider than the GPU kernel keeps.
             kernels = replace(kernels, knn=_knn_cpu, place=to_host)
         Z = self._prepare(kernels.place(X), fitting=False)
+        check_new_points_scale(Z, self._knn_metric, "X")
         indices, distances = kernels.knn(self._train, k, self._knn_metric, queries=Z)
         weights = affinity.transform_memberships(distances, self._n_neighbors,
                                                  rho_from_nearest=self._metric == "inner_product")

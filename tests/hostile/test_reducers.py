@@ -338,3 +338,15 @@ def test_quality_metrics_do_not_depend_on_magnitude(scale):
     assert trustworthiness(Xs, Ys, 10) == pytest.approx(trustworthiness(X, Y, 10), abs=1e-9)
     assert knn_recall(Xs, Ys, 10) == pytest.approx(knn_recall(X, Y, 10), abs=1e-9)
     assert knn_accuracy(Ys, labels, 10) == pytest.approx(knn_accuracy(Y, labels, 10), abs=1e-9)
+
+
+@pytest.mark.parametrize("estimator, params", [(UMAP, {"n_epochs": 20}), (TSNE, {"n_iter": 50})])
+def test_transform_refuses_points_far_beyond_the_fitted_scale(estimator, params):
+    X = _two_clusters()
+    fitted = estimator(random_state=0, **params).fit(X)
+    with pytest.raises(ValueError, match=r"values reach .* times the magnitude of the fitted data"):
+        fitted.transform(X[:10] * np.float32(1e30))
+    assert np.isfinite(fitted.transform(X[:10] * np.float32(1e-30))).all()
+    # fitted at 1e30, new points at 1e30 are ordinary
+    big = estimator(random_state=0, **params).fit(X * np.float32(1e30))
+    assert np.isfinite(big.transform(X[:10] * np.float32(1e30))).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from dataclasses import replace
 from typing import Any
@@ -151,11 +152,19 @@ def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def _finite(value: numbers.Real) -> bool:
+    # math, not numpy: np.isfinite refuses Python ints beyond int64
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 def check_float(value: Any, name: str, low: float | None = None, high: float | None = None,
                 *, open_low: bool = False) -> float:
     """``value`` as a finite float within bounds, else a ValueError naming ``name`` and the range."""
     accepted = _range_text(low, high, open_low)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
         what = "a finite number" if accepted == "any finite number" else f"a finite number {accepted}"
         raise ValueError(f"{name} must be {what}; got {value!r}")
     if (low is not None and (value < low or (open_low and value == low))) or (high is not None and value > high):

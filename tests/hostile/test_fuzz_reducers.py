@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -122,3 +123,30 @@ def test_tsne_never_fails_badly(X, data):
         random_state=0, backend="cpu",
     )
     _holds(reducer, X, components)
+
+
+HOSTILE_VALUES = [None, "x", [1], float("nan"), -1, 1e300, True, {}, 2**70, 10**400, -0.0,
+                  np.float32(np.inf), np.int64(-3)]
+FAST = {PCA: {}, UMAP: {"n_epochs": 5}, TSNE: {"n_iter": 20}}
+
+
+@pytest.mark.parametrize("estimator", [PCA, UMAP, TSNE], ids=lambda c: c.__name__)
+def test_every_parameter_refuses_hostile_values_by_name(estimator):
+    """Each constructor parameter set to each hostile value: a result, or a ValueError naming it."""
+    X = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    refused = 0
+    for name in estimator._param_names():
+        if name == "verbose":  # any truthy value is a valid flag
+            continue
+        for value in HOSTILE_VALUES:
+            reducer = estimator(**{**FAST[estimator], name: value})
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    Y = np.asarray(reducer.fit_transform(X))
+            except ValueError as exc:
+                assert name in str(exc) and "\n" not in str(exc), f"{name}={value!r}: {exc}"
+                refused += 1
+                continue
+            assert np.isfinite(Y).all(), f"{name}={value!r}: non-finite coordinates"
+    assert refused > 0

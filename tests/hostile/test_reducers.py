@@ -228,6 +228,8 @@ def test_a_generator_seed_is_not_consumed_by_validation():
     ({"n_components": 101}, r"n_components=101 must be between 1 and 100"),
     ({"learning_rate": float("inf")}, r"learning_rate must be a finite number in \(0, 1000\]; got inf"),
     ({"learning_rate": 1e6}, r"learning_rate=1e\+06 must be in \(0, 1000\]"),
+    ({"learning_rate": 2**70}, r"learning_rate=1.18059e\+21 must be in \(0, 1000\]"),
+    ({"min_dist": 10**400}, r"min_dist must be a finite number in \[0, 1\]"),
     ({"spread": 1e9}, r"spread=1e\+09 must be in \[0.001, 1000\]"),
     ({"min_dist": -0.1}, r"min_dist=-0.1 must be in \[0, 1\]"),
     ({"negative_sample_rate": 10**9}, r"negative_sample_rate=1000000000 must be between 0 and 1000"),

@@ -312,7 +312,11 @@ class PCA(BaseReducer):
         xp = self._xp
         components = self.components_.astype(xp.float64)
         if self.whiten:
-            scale = xp.sqrt(xp.maximum(self.explained_variance_.astype(xp.float64), 1e-30))
+            variances = self.explained_variance_.astype(xp.float64)
+            # 1e-30 guards constant axes; data at 1e-30 has variances far below it, so
+            # the guard follows the largest variance there
+            floor = min(1e-30, max(float(variances.max()) * 1e-12, 1e-300))
+            scale = xp.sqrt(xp.maximum(variances, floor))
             components = components / scale[:, None]
         return components.T.astype(self.components_.dtype)
 

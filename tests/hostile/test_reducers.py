@@ -202,6 +202,12 @@ def test_pca_extreme_magnitudes_match_unit_data(solver, scale):
                                unit.explained_variance_, rtol=1e-3)
 
 
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_pca_whitening_gives_unit_variance_at_any_magnitude(scale):
+    Y = PCA(2, whiten=True, svd_solver="covariance").fit_transform(_two_clusters(d=8, scale=scale))
+    np.testing.assert_allclose(Y.astype(np.float64).std(axis=0, ddof=1), 1.0, rtol=1e-3)
+
+
 def test_pca_refuses_projections_beyond_float32():
     X = _two_clusters(d=8)
     X[:, 0] = 3e38 * np.sign(X[:, 0])

@@ -231,6 +231,17 @@ def _write_error(final: Path, exc: OSError) -> OutputError:
 
 
 @contextmanager
+def _as_output_error(final: Path) -> Iterator[None]:
+    """Turn a file-system failure while writing ``final`` into one :class:`OutputError`."""
+    try:
+        yield
+    except (OutputError, OutputExists):
+        raise
+    except OSError as exc:
+        raise _write_error(final, exc) from None
+
+
+@contextmanager
 def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
 
@@ -273,14 +284,10 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        try:
+        with _as_output_error(final):
             yield tmp
             os.chmod(tmp, mode)
             os.replace(tmp, final)
-        except OSError as exc:
-            if isinstance(exc, (OutputError, OutputExists)):
-                raise
-            raise _write_error(final, exc) from None
     finally:
         if os.path.lexists(tmp):
             tmp.unlink()
@@ -323,19 +330,23 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
         raise _write_error(final, exc) from None
     old: Path | None = None
     try:
-        try:
+        with _as_output_error(final):
             yield tmp
             os.chmod(tmp, mode)
             if _existing(final):
+                # Two renames, not one: a folder cannot replace a non-empty folder.
                 old = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp-old",
                                             dir=final.parent))
                 os.rmdir(old)
                 os.replace(final, old)
-            os.replace(tmp, final)
-        except OSError as exc:
-            if isinstance(exc, (OutputError, OutputExists)):
-                raise
-            raise _write_error(final, exc) from None
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    os.replace(old, final)  # put the user's folder back before failing
+                    old = None
+                    raise
+            else:
+                os.replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -220,3 +220,25 @@ def test_replaced_folder_keeps_mode_and_new_folder_is_not_private(tmp_path: Path
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o750
     assert (fresh / "part.0.parquet").read_bytes() == b"y"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh"]
+
+
+def test_failed_folder_swap_puts_the_old_folder_back(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "coords"
+    target.mkdir()
+    (target / "part.0.parquet").write_bytes(b"old shards")
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if Path(dst) == target and ".tmp" in Path(src).name and not Path(src).name.endswith("-old"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", failing_replace)
+    with pytest.raises(io.OutputError, match=r"cannot write .*coords"):
+        with io.atomic_output_dir(target, force=True) as tmp:
+            (tmp / "part.0.parquet").write_bytes(b"new shards")
+    assert (target / "part.0.parquet").read_bytes() == b"old shards"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coords"]
+    assert len(calls) == 3  # aside, the failed swap, and back

@@ -164,8 +164,8 @@ def main() -> None:
         if ours and peer and "fit_s" in peer and "fit_s" in ours:
             ours["time_ratio_vs_umap_learn"] = ours["fit_s"] / peer["fit_s"]
             ours["trust_diff_vs_umap_learn"] = ours["trustworthiness"] - peer["trustworthiness"]
-    columns = ["dataset", "impl", "state", "import_s", "fit_cold_s", "fit_s", "t_preprocess", "t_knn", "t_graph",
-               "t_init", "t_optimize", "peak_rss_gb", "trustworthiness", "emb_knn_recall", "graph_recall",
+    columns = ["dataset", "impl", "state", "import_s", "fit_cold_s", "fit_s", "t_preprocess", "t_knn", "t_affinities",
+               "t_init", "t_optimise", "peak_rss_gb", "trustworthiness", "emb_knn_recall", "graph_recall",
                "time_ratio_vs_umap_learn", "trust_diff_vs_umap_learn", "init_used", "note", "error"]
     # datasets not run this time keep their last rows
     previous = RESULTS_JSON.exists() and json.loads(RESULTS_JSON.read_text()).get("rows", [])

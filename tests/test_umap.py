@@ -54,7 +54,7 @@ def test_quality_mixture(mixture_5k, fitted_5k):
     random_layout = np.random.default_rng(0).normal(size=Y.shape)
     assert knn_accuracy(random_layout, labels, 15) < 0.2, "negative control"
     assert trustworthiness(X, random_layout, 15) < 0.6, "negative control"
-    assert set(fitted_5k.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
+    assert set(fitted_5k.timings_) == {"preprocess", "knn", "affinities", "init", "optimise"}
     assert fitted_5k.backend_ == "cpu"
     graph = fitted_5k.graph_
     assert graph.shape == (5000, 5000) and abs(graph - graph.T).max() < 1e-6
@@ -174,7 +174,7 @@ def test_progress_is_logged_only_when_verbose(small, capsys):
     assert "UMAP" not in capsys.readouterr().err
     UMAP(n_epochs=20, random_state=0, verbose=True).fit(X)
     text = capsys.readouterr().err
-    for stage in ("knn", "graph", "init", "optimize"):
+    for stage in ("knn", "affinities", "init", "optimise"):
         assert f"UMAP: {stage} done" in text
     assert text.count("UMAP: epoch ") == 10
 
@@ -331,7 +331,7 @@ def test_cuda_backend_matches_cpu_quality(mixture_5k, fitted_5k):
     Y = umap.embedding_
     assert umap.backend_ == "cuda" and isinstance(Y, np.ndarray) and Y.dtype == np.float32
     assert Y.shape == (5000, 2) and np.all(np.isfinite(Y))
-    assert set(umap.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
+    assert set(umap.timings_) == {"preprocess", "knn", "affinities", "init", "optimise"}
     cuda_score, cpu_score = trustworthiness(X, Y, 15), trustworthiness(X, fitted_5k.embedding_, 15)
     assert abs(cuda_score - cpu_score) < 0.01, (cuda_score, cpu_score)
     assert cuda_score >= MIXTURE_FLOOR and knn_accuracy(Y, labels, 15) >= 0.95

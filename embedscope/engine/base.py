@@ -9,14 +9,26 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from embedscope._progress import Progress
 from embedscope.engine import dispatch
 from embedscope.engine.dispatch import Backend, Unsupported, resolve_backend
 
 
-class NotFittedError(AttributeError, ValueError):
-    """A fitted attribute or ``transform`` was used before ``fit``."""
+class NotFittedError(_SklearnNotFittedError):
+    """A fitted attribute or ``transform`` was used before ``fit``.
+
+    scikit-learn's own ``NotFittedError`` (so also an ``AttributeError`` and a
+    ``ValueError``), so code written for scikit-learn catches it.
+    """
+
+
+#: The ``timings_`` keys of a fit of UMAP and t-SNE, in the order the stages run:
+#: both build a neighbour graph (``affinities``) and optimise a layout against it.
+#: PCA has its own two (``pca``, then ``transform`` when it projects).
+GRAPH_STAGES = ("preprocess", "knn", "affinities", "init", "optimise")
 
 
 def validate_random_state(seed: Any) -> None:
@@ -35,6 +47,29 @@ def validate_random_state(seed: Any) -> None:
     raise ValueError(f"random_state={seed!r} must be None, an integer >= 0 or a numpy Generator")
 
 
+def derive_seed(random_state: Any, high: int = 2**31 - 1) -> tuple[int, np.random.Generator]:
+    """The integer seed a fit runs on, drawn from ``random_state``, and its generator.
+
+    Every reducer takes its seed here, so one ``random_state`` means the same thing in
+    all of them: an int (or None) seeds a fresh Generator, a Generator is drawn from
+    (advancing it), a legacy RandomState gives one draw to seed a Generator. The
+    generator is returned for whatever else the fit draws (t-SNE's random init).
+
+    Parameters
+    ----------
+    random_state : None, int >= 0, numpy Generator or RandomState
+    high : int, default=2**31 - 1
+        The seed lies in ``[0, high)``.
+
+    Returns
+    -------
+    seed : int
+    rng : numpy.random.Generator
+    """
+    rng = check_random_state(random_state)
+    return int(rng.integers(high)), rng
+
+
 def check_random_state(seed: Any) -> np.random.Generator:
     """A numpy Generator from None, an int >= 0, a Generator or a legacy RandomState."""
     validate_random_state(seed)
@@ -45,40 +80,51 @@ def check_random_state(seed: Any) -> np.random.Generator:
     return np.random.default_rng(seed.randint(0, 2**31 - 1))
 
 
-class BaseReducer:
-    """Parameters live in ``__init__`` exactly as given; ``fit`` validates them.
+class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """A scikit-learn transformer: parameters live in ``__init__`` exactly as given.
 
-    Subclasses set ``_supported_backends`` and call :meth:`_start` at the top of
-    ``fit``, which resolves the backend (recording ``backend_`` and
+    ``fit`` validates them with ``_validate_params(n_samples, n_features)``, which
+    returns the checked values and sets nothing. Subclasses set
+    ``_supported_backends`` and ``_fitted_attribute`` and call :meth:`_start` at the
+    top of ``fit``, which resolves the backend (recording ``backend_`` and
     ``backend_reason_``) and opens the stage log.
+
+    From scikit-learn come ``get_params`` / ``set_params`` (so ``clone`` and grid
+    searches), tags, ``check_is_fitted``, ``set_output``, ``get_feature_names_out``
+    (``pca0``, ``pca1``, ...) and the HTML repr of notebooks.
     """
 
     _supported_backends: tuple[str, ...] = ("cpu",)
+    #: Set by every fit; ``check_is_fitted`` and ``transform`` look for it.
+    _fitted_attribute: str = "embedding_"
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters as given (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        """Constructor parameter names (the CLI maps its flags onto them)."""
+        return list(cls._get_param_names())
 
     def set_params(self, **params: Any) -> BaseReducer:
-        """Set constructor parameters; unknown names are a ``ValueError``."""
+        """Set constructor parameters; an unknown name is a ``ValueError`` listing the valid ones."""
         valid = set(self._param_names())
-        for name, value in params.items():
+        for name in params:
             if name not in valid:
                 raise ValueError(f"{type(self).__name__} has no parameter {name!r}; valid: {sorted(valid)}")
-            setattr(self, name, value)
-        return self
+        return super().set_params(**params)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, self._fitted_attribute)
+
+    @property
+    def _n_features_out(self) -> int:
+        # ClassNamePrefixFeaturesOutMixin names one output column per dimension
+        return int(self.embedding_.shape[1])
 
     def __repr__(self) -> str:
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         changed = []
-        for name, value in self.get_params().items():
-            default = defaults.get(name, inspect.Parameter.empty)
+        params = self.get_params(deep=False)
+        for name in (name for name in defaults if name in params):  # signature order, not sorted
+            value, default = params[name], defaults[name]
             same = default is value
             if not same:
                 try:
@@ -127,8 +173,8 @@ class BaseReducer:
         progress.log(f"backend {backend}{shape}")
         return backend, progress
 
-    def _check_fitted(self, attribute: str) -> None:
-        if not hasattr(self, attribute):
+    def _check_fitted(self, attribute: str | None = None) -> None:
+        if not hasattr(self, attribute or self._fitted_attribute):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
 

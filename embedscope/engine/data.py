@@ -141,6 +141,9 @@ def validate_vectors(X: Any, *, name: str = "X", min_rows: int = 2, check_finite
         of rows and the first indices).
     """
     if not (isinstance(X, np.ndarray) or is_cupy(X)):
+        if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse: asarray makes an object scalar
+            raise DataError(f"{name} is a sparse matrix; sparse input is not supported, "
+                            "pass a dense array (X.toarray())")
         try:
             X = np.asarray(X)
         except (ValueError, TypeError) as exc:

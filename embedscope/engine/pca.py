@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import numbers
 from typing import Any
 
 import numpy as np
 
-from embedscope.engine.base import BaseReducer, check_int, validate_random_state
+from embedscope._progress import Progress
+from embedscope.engine.base import BaseReducer, check_int, derive_seed, validate_random_state
 from embedscope.engine.data import as_float, validate_vectors
 from embedscope.engine.dispatch import Backend, is_cupy, to_output
 from embedscope.kernels import pca as kpca
@@ -81,8 +83,13 @@ class PCA(BaseReducer):
     n_samples_, n_features_in_ : int
     svd_solver_ : str
         The solver ``"auto"`` resolved to.
+    embedding_ : array of shape (n_samples, n_components_)
+        The training data projected (what ``fit_transform`` returned), in the input's
+        array type, so a fitted PCA can be plotted like UMAP and t-SNE. ``fit`` pays
+        one projection pass for it; ``fit_transform`` none.
     backend_, backend_reason_ : str
     timings_ : dict of str to float
+        Seconds per stage: ``pca``, ``transform``.
 
     Examples
     --------
@@ -93,6 +100,7 @@ class PCA(BaseReducer):
     """
 
     _supported_backends = ("cpu", "cuda", "cuml")
+    _fitted_attribute = "components_"
 
     def __init__(
         self,
@@ -114,7 +122,11 @@ class PCA(BaseReducer):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self, n: int, d: int) -> None:
+    def _validate_params(self, n: int, d: int) -> dict[str, Any]:
+        """Every constructor parameter checked against ``n`` x ``d`` data; sets nothing.
+
+        Returns the checked values; a bad one is a ValueError naming it and its range.
+        """
         if self.svd_solver not in SOLVERS:
             raise ValueError(f"svd_solver={self.svd_solver!r}; choose one of {', '.join(SOLVERS)}")
         nc = self.n_components
@@ -126,9 +138,11 @@ class PCA(BaseReducer):
                                  f"(min(n_samples, n_features) = min({n}, {d}))")
         elif isinstance(nc, numbers.Real) and not 0 < nc < 1:
             raise ValueError(f"n_components={nc} as a float must be a fraction of variance in (0, 1)")
-        if self.iterated_power != "auto":
-            check_int(self.iterated_power, "iterated_power", 0, MAX_ITERATED_POWER)
+        iterated_power = self.iterated_power
+        if iterated_power != "auto":
+            iterated_power = check_int(iterated_power, "iterated_power", 0, MAX_ITERATED_POWER)
         validate_random_state(self.random_state)
+        return {"n_components": nc, "svd_solver": self.svd_solver, "iterated_power": iterated_power}
 
     def _choose_solver(self, X: Any, n: int, d: int) -> str:
         if self.svd_solver != "auto":
@@ -157,13 +171,31 @@ class PCA(BaseReducer):
         -------
         self
         """
-        self._fit(X)
+        self._fit_project(X)
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
-        """Fit and project ``X``; the result has the input's array type."""
+        """Fit and project ``X``; the result has the input's array type.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        array of shape (n_samples, n_components_), also kept as ``embedding_``
+        """
+        return self._fit_project(X)
+
+    def _fit_project(self, X: Any) -> Any:
         X = self._fit(X)
-        return self._project(X)
+        self.embedding_ = self._project(X, self._progress)
+        return self.embedding_
+
+    @property
+    def _n_features_out(self) -> int:
+        return int(self.n_components_)
 
     def _fit(self, X: Any) -> Any:
         distributed = _is_dask(X)
@@ -297,10 +329,22 @@ class PCA(BaseReducer):
     def _seed(self) -> int | None:
         rs = self.random_state
         if rs is None or isinstance(rs, numbers.Integral):
+            # the solver seeds its own Generator with an int (None: a fresh one), so a
+            # seeded PCA keeps the values it has always had
             return rs
-        from embedscope.engine.base import check_random_state
+        return derive_seed(rs)[0]
 
-        return int(check_random_state(rs).integers(2**31 - 1))
+    def __getstate__(self) -> dict[str, Any]:
+        # the array module is stored by name: a module does not pickle
+        state = dict(super().__getstate__())
+        if "_xp" in state:
+            state["_xp"] = state["_xp"].__name__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("_xp"), str):
+            state = {**state, "_xp": importlib.import_module(state["_xp"])}
+        super().__setstate__(state)
 
     def _fit_cuml(self, X: Any, backend: Backend) -> None:
         from embedscope.engine.cuml_adapter import fit_cuml_pca
@@ -320,7 +364,8 @@ class PCA(BaseReducer):
             components = components / scale[:, None]
         return components.T.astype(self.components_.dtype)
 
-    def _project(self, X: Any) -> Any:
+    def _project(self, X: Any, progress: Progress | None = None) -> Any:
+        """``X`` projected; timed into ``progress`` (a fit's log), else only logged."""
         if _is_dask(X):
             from embedscope.engine.distributed import pca_transform
 
@@ -328,7 +373,9 @@ class PCA(BaseReducer):
         if getattr(self, "_cuml_model", None) is not None:
             return to_output(self._cuml_model.transform(X), X)
         xp = self._xp
-        with self._progress.stage("transform", f"{X.shape[0]:,} rows"):
+        # transform of new data logs its stage but leaves the fit's timings_ alone
+        progress = progress or Progress(self.verbose, type(self).__name__)
+        with progress.stage("transform", f"{X.shape[0]:,} rows"):
             with np.errstate(over="ignore", invalid="ignore"):
                 out = kpca.centred_matmul(X, self.mean_.astype(self.components_.dtype), self._projection(), xp)
             if not bool(xp.isfinite(out).all()):
@@ -363,7 +410,8 @@ class PCA(BaseReducer):
         self._check_fitted("components_")
         X = X if _is_dask(X) else validate_vectors(X, min_rows=1)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features; this PCA was fitted on {self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but PCA is expecting {self.n_features_in_} "
+                             f"features as input: it was fitted on {self.n_features_in_}")
         if self._xp is np and is_cupy(X):
             X = X.get()
         return self._project(X)

@@ -33,8 +33,8 @@ from embedscope.engine.base import (
     check_init_array,
     check_int,
     check_new_points_scale,
-    check_random_state,
     degenerate_reason,
+    derive_seed,
     magnitude_scale,
     validate_random_state,
 )
@@ -305,8 +305,14 @@ class TSNE(BaseReducer):
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
         ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend).
+    pca_ : PCA or None
+        The PCA the kNN search ran in (see ``pca_components``), None when the
+        full space was searched; ``transform`` projects new points with it.
     backend_, backend_reason_ : str
     timings_ : dict of str to float
+        Seconds per stage of the fit: preprocess, knn, affinities, init, optimise (both
+        phases; ``base.GRAPH_STAGES``, as UMAP; cuml backend: one ``cuml-tsne``
+        stage). ``transform`` leaves it as the fit left it.
     n_features_in_ : int
 
     Examples
@@ -352,19 +358,28 @@ class TSNE(BaseReducer):
         self.callback = callback
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self, n: int) -> None:
+    def _validate_params(self, n: int, d: int) -> dict[str, Any]:
+        """Every constructor parameter checked against ``n`` x ``d`` data; sets nothing.
+
+        Returns the checked values; a bad one is a ValueError naming it and its range.
+        """
+        params: dict[str, Any] = {}
         if self.n_components not in (2, 3) or isinstance(self.n_components, bool):
             raise ValueError(f"n_components={self.n_components!r} must be 2 or 3")
-        check_float(self.perplexity, "perplexity", 0.0, open_low=True)
-        check_float(self.early_exaggeration, "early_exaggeration", 1.0, MAX_EXAGGERATION)
+        params["n_components"] = int(self.n_components)
+        params["perplexity"] = check_float(self.perplexity, "perplexity", 0.0, open_low=True)
+        params["early_exaggeration"] = check_float(self.early_exaggeration, "early_exaggeration", 1.0,
+                                                   MAX_EXAGGERATION)
+        params["learning_rate"] = self.learning_rate
         if not (isinstance(self.learning_rate, str) and self.learning_rate == "auto"):
             if isinstance(self.learning_rate, str):
                 raise ValueError(f"learning_rate={self.learning_rate!r} must be 'auto' or a number "
                                  f"in (0, {MAX_LEARNING_RATE:g}]")
-            check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE, open_low=True)
-        check_int(self.n_iter, "n_iter", 1, MAX_ITER)
-        self._metric = check_metric(self.metric)
-        check_float(self.dof, "dof", *DOF_RANGE)
+            params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
+                                                  open_low=True)
+        params["n_iter"] = check_int(self.n_iter, "n_iter", 1, MAX_ITER)
+        params["metric"] = check_metric(self.metric)
+        params["dof"] = check_float(self.dof, "dof", *DOF_RANGE)
         validate_random_state(self.random_state)
         if self.pca_components is not None:
             check_int(self.pca_components, "pca_components", 1)
@@ -375,6 +390,7 @@ class TSNE(BaseReducer):
                 raise ValueError(f"init={self.init!r}; choose 'pca', 'random' or an array")
         else:
             check_init_array(self.init, n, self.n_components, "init")
+        return params
 
     def _effective_perplexity(self, n: int) -> float:
         limit = (n - 1) / 3.0
@@ -421,18 +437,18 @@ class TSNE(BaseReducer):
             norms = np.linalg.norm(X, axis=1, keepdims=True)
             X = X / np.where(norms > 0, norms, 1.0)
         if fit:
-            self._pca = None
+            self.pca_ = None
             # PCA keeps euclidean (and, on unit rows, cosine) neighbourhoods; it would
             # change inner products, so that metric is searched in the full space.
             if self.pca_components is not None and X.shape[1] > PCA_ABOVE and self._metric != "inner_product":
                 from embedscope.engine.pca import PCA
 
                 n_pca = min(int(self.pca_components), X.shape[0], X.shape[1])
-                self._pca = PCA(n_components=n_pca, random_state=self._seed, backend=self._kernels.backend)
-                return np.ascontiguousarray(self._pca.fit_transform(X), dtype=np.float32)
+                self.pca_ = PCA(n_components=n_pca, random_state=self._seed, backend=self._kernels.backend)
+                return np.ascontiguousarray(self.pca_.fit_transform(X), dtype=np.float32)
             return X
-        if self._pca is not None:
-            return np.ascontiguousarray(self._pca.transform(X), dtype=np.float32)
+        if self.pca_ is not None:
+            return np.ascontiguousarray(self.pca_.transform(X), dtype=np.float32)
         return X
 
     def _knn(self, X: np.ndarray, n: int, k: int, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -492,20 +508,21 @@ class TSNE(BaseReducer):
         """
         X = validate_vectors(X, min_rows=4)
         n = X.shape[0]
-        self._validate_params(n)
+        params = self._validate_params(n, X.shape[1])
         if self.precomputed_knn is not None:
             self._check_precomputed(n)
-        if (reason := degenerate_reason(X, self._metric)) is not None:
+        if (reason := degenerate_reason(X, params["metric"])) is not None:
             raise DataError(f"{reason}; t-SNE needs distinct points")
         backend, progress = self._start(X.shape)
+        self._metric = params["metric"]
         self.n_features_in_ = X.shape[1]
         if backend.name == "cuml":
             return self._fit_cuml(X, backend, progress, n)
         self._kernels = _kernels(backend.name)
-        rng = check_random_state(self.random_state)
-        self._seed = int(rng.integers(2**31 - 1))
+        self._seed, rng = derive_seed(self.random_state)
         self.perplexity_ = self._effective_perplexity(n)
-        Xp = self._preprocess(X, fit=True)
+        with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,}"):
+            Xp = self._preprocess(X, fit=True)
         k = self._neighbours(n)
         search = "precomputed" if self.precomputed_knn is not None else self._kernels.knn_label()
         with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
@@ -563,10 +580,11 @@ class TSNE(BaseReducer):
                  (self.n_iter, 1.0, 0.8, lr_normal)]):
             if it >= stop or stopped:
                 continue
-            name = "early exaggeration" if phase == 0 else "optimise"
+            # both phases time into "optimise" (the key UMAP uses too); the log names each
+            name = "early exaggeration" if phase == 0 else "normal phase"
             update, gains = xp.zeros_like(Y), xp.ones_like(Y)
-            detail = f"{stop - it} iterations on {kernels.backend}, {self.repulsion_} repulsion, lr={lr:.4g}"
-            with progress.stage(name, detail):
+            detail = f"{name}, {stop - it} iterations on {kernels.backend}, {self.repulsion_} repulsion, lr={lr:.4g}"
+            with progress.stage("optimise", detail):
                 while it < stop:
                     rep, z = repulsion(Y)
                     report = (it + 1) % REPORT_EVERY == 0
@@ -627,7 +645,8 @@ class TSNE(BaseReducer):
         X_in = X
         X = validate_vectors(X, name="new points", min_rows=1)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"new points have {X.shape[1]} features; this TSNE was fitted on {self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but TSNE is expecting {self.n_features_in_} "
+                             f"features as input: it was fitted on {self.n_features_in_}")
         n_iter = check_int(n_iter, "n_iter", 0, MAX_ITER)
         # Placing points does not choose a backend again (it would reset backend_):
         # it runs on the CPU for every fitted backend.
@@ -652,5 +671,4 @@ class TSNE(BaseReducer):
                 _step(indptr, idx, vals, Y, ref, float(self.dof), rep, 1.0 / z_rows,
                       1.0, 2.0, 0.1, 0.5, update, gains)
                 Y += update
-        self.timings_ = {**getattr(self, "timings_", {}), **{f"transform {k}": v for k, v in progress.timings.items()}}
         return to_output(Y.astype(np.float32), X_in)

@@ -27,8 +27,8 @@ from embedscope.engine.base import (
     check_init_array,
     check_int,
     check_new_points_scale,
-    check_random_state,
     degenerate_reason,
+    derive_seed,
     magnitude_scale,
     validate_random_state,
 )
@@ -233,12 +233,16 @@ class UMAP(BaseReducer):
         The symmetric fuzzy simplicial set (cuml backend: cuML's graph, if it keeps one).
     knn_indices_, knn_distances_ : ndarray of shape (n_samples, n_neighbors - 1)
         Not set by the cuml backend.
+    pca_ : PCA or None
+        The PCA the kNN search ran in (see ``pca_components``), None when the
+        full space was searched; ``transform`` projects new points with it.
     init_used_ : str
         Which initialisation ran (with the spectral fallback reason, if any).
     n_epochs_ : int
     timings_ : dict of str to float
-        Seconds per stage: preprocess, knn, graph, init, optimize (cuml backend: one
-        ``cuml-umap`` stage).
+        Seconds per stage: preprocess, knn, affinities (the fuzzy graph), init,
+        optimise (``base.GRAPH_STAGES``, as t-SNE; cuml backend: one ``cuml-umap``
+        stage).
     backend_, backend_reason_ : str
     n_features_in_ : int
 
@@ -290,7 +294,11 @@ class UMAP(BaseReducer):
 
     # ------------------------------------------------------------------ validation
 
-    def _validate_params(self, n: int) -> dict[str, Any]:
+    def _validate_params(self, n: int, d: int) -> dict[str, Any]:
+        """Every constructor parameter checked against ``n`` x ``d`` data; sets nothing.
+
+        Returns the checked values; a bad one is a ValueError naming it and its range.
+        """
         if n < 2:
             raise ValueError(f"UMAP needs at least 2 points; got {n}")
         params: dict[str, Any] = {}
@@ -370,6 +378,7 @@ class UMAP(BaseReducer):
         if fitting:
             self._use_pca = (self.pca_components is not None and Z.shape[1] > 100
                              and self._metric != "inner_product")
+            self.pca_ = None  # a refit without PCA must not leave the last one behind
             # Cosine data is searched by cosine in PCA space too, though the unit rows
             # are projected from their mean: PCA-50 of the word vectors keeps less than
             # their norm for many rows, and re-normalising makes up for it. Recall of
@@ -385,8 +394,11 @@ class UMAP(BaseReducer):
                 from embedscope.engine.pca import PCA
 
                 n_pca = min(int(self.pca_components), Z.shape[0], Z.shape[1])
-                self.pca_ = PCA(n_components=n_pca, random_state=0, backend=backend).fit(Z)
-            Z = xp.ascontiguousarray(xp.asarray(self.pca_.transform(Z), dtype=xp.float32))
+                self.pca_ = PCA(n_components=n_pca, random_state=0, backend=backend)
+                Z = self.pca_.fit_transform(Z)
+            else:
+                Z = self.pca_.transform(Z)
+            Z = xp.ascontiguousarray(xp.asarray(Z, dtype=xp.float32))
         return Z
 
     def _refusal(self, backend: str, n: int) -> str | None:
@@ -435,7 +447,7 @@ class UMAP(BaseReducer):
 
         X = validate_vectors(X, name="X", min_rows=2)
         n = X.shape[0]
-        params = self._validate_params(n)
+        params = self._validate_params(n, X.shape[1])
         if self.precomputed_knn is not None:
             self._check_precomputed(n, params["n_neighbors"] - 1)
         elif (reason := degenerate_reason(X, params["metric"])) is not None:
@@ -447,8 +459,7 @@ class UMAP(BaseReducer):
             return self._fit_cuml(X, backend, progress, n)
         k = params["n_neighbors"] - 1
         kernels = _kernels(backend.name)
-        rng = check_random_state(self.random_state)
-        seed = int(rng.integers(0, 2**63 - 1))
+        seed, _ = derive_seed(self.random_state, 2**63 - 1)
         self._seed = seed
         self._metric = params["metric"]
 
@@ -464,7 +475,7 @@ class UMAP(BaseReducer):
                                                  seed=seed % (2**31), log=progress.log)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
-        with progress.stage("graph", "fuzzy simplicial set on the host"):
+        with progress.stage("affinities", "fuzzy simplicial set on the host"):
             graph, _, _ = affinity.fuzzy_simplicial_set(indices, distances, params["n_neighbors"],
                                                         rho_from_nearest=rho_nearest)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
@@ -472,7 +483,7 @@ class UMAP(BaseReducer):
             layout, used = initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
                                           seed=seed % (2**31), log=progress.log)
         a, b = umap_sgd.find_ab_params(params["spread"], params["min_dist"])
-        with progress.stage("optimize", f"{n_epochs} epochs on {backend.name}"):
+        with progress.stage("optimise", f"{n_epochs} epochs on {backend.name}"):
             pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
             layout = kernels.optimize(
                 layout, pruned, n_epochs, a=a, b=b, learning_rate=params["learning_rate"],
@@ -549,7 +560,8 @@ class UMAP(BaseReducer):
         self._check_fitted("embedding_")
         X = validate_vectors(X, name="X", min_rows=1)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features; this UMAP was fitted on {self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but UMAP is expecting {self.n_features_in_} "
+                             f"features as input: it was fitted on {self.n_features_in_}")
         if getattr(self, "_cuml_model", None) is not None:
             return to_output(self._cuml_model.transform(X), X)
         kernels = _kernels(self.backend_)

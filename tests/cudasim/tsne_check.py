@@ -140,7 +140,7 @@ def check_estimator(X: np.ndarray, labels: np.ndarray, repulsion: str, perplexit
     assert isinstance(Y, np.ndarray) and Y.dtype == np.float32 and Y.shape == (len(X), 2)
     assert isinstance(cuda.embedding_, np.ndarray) and np.isfinite(Y).all()
     assert cuda.repulsion_ == cpu.repulsion_ == repulsion
-    assert set(cuda.timings_) == {"knn", "affinities", "init", "early exaggeration", "optimise"}
+    assert set(cuda.timings_) == {"preprocess", "knn", "affinities", "init", "optimise"}
     search = "precomputed" if precomputed else "exact on cuda"
     for stage in (f"knn ... k={k}, metric=euclidean, {search}", f"iterations on cuda, {repulsion} repulsion",
                   "iteration 50: KL divergence"):

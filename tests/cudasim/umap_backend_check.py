@@ -39,8 +39,8 @@ def check_euclidean() -> None:
     assert isinstance(Y, np.ndarray) and Y.dtype == np.float32 and Y.shape == (160, 2)
     assert isinstance(cuda.embedding_, np.ndarray) and cuda.embedding_.dtype == np.float32
     assert np.all(np.isfinite(Y))
-    assert set(cuda.timings_) == {"preprocess", "knn", "graph", "init", "optimize"}
-    for stage in ("knn ... exact on cuda", "optimize ... 30 epochs on cuda", "preprocess ... 160 x 10 on cuda"):
+    assert set(cuda.timings_) == {"preprocess", "knn", "affinities", "init", "optimise"}
+    for stage in ("knn ... exact on cuda", "optimise ... 30 epochs on cuda", "preprocess ... 160 x 10 on cuda"):
         assert any(stage in line for line in lines), (stage, lines)
     # Both backends search exactly, so they build the same graph.
     np.testing.assert_array_equal(cuda.knn_indices_, cpu.knn_indices_)

@@ -11,9 +11,6 @@ from typing import Any
 
 from embedscope.engine.data import DataError, load_builtin, load_vectors, make_mixture
 from embedscope.engine.dispatch import Backend, BackendUnavailable, Unsupported, resolve_backend
-from embedscope.engine.metrics import knn_accuracy, knn_recall, trustworthiness
-from embedscope.engine.pca import PCA
-from embedscope.engine.reduce import reduce
 
 __version__ = "0.1.0"
 
@@ -36,11 +33,25 @@ __all__ = [
     "trustworthiness",
 ]
 
-_LAZY = {"UMAP": "embedscope.engine.umap", "TSNE": "embedscope.engine.tsne"}
+# The reducers and metrics import scikit-learn (their base classes, ~1.7 s) and the
+# numba kernels; every `embedscope plot`/`serve`/`info` and each `import embedscope`
+# would pay for them, so they load when first asked for.
+_LAZY = {
+    "PCA": "embedscope.engine.pca",
+    "UMAP": "embedscope.engine.umap",
+    "TSNE": "embedscope.engine.tsne",
+    "reduce": "embedscope.engine.reduce",
+    "knn_accuracy": "embedscope.engine.metrics",
+    "knn_recall": "embedscope.engine.metrics",
+    "trustworthiness": "embedscope.engine.metrics",
+}
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str) -> Any:
-    # UMAP and t-SNE pull in their numba kernels; import them only when asked for.
     if name in _LAZY:
         import importlib
 

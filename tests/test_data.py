@@ -395,7 +395,7 @@ def test_huge_builtin_is_refused_before_allocating(monkeypatch):
         load_vectors("builtin:mixture:1e15x50")
     with pytest.raises(DataError, match=r"builtin:swissroll:1e12x100 needs .* TB"):
         load_vectors("builtin:swissroll:1e12x100")
-    monkeypatch.setattr(data, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(data, "host_memory_budget", lambda: 10_000)
     with pytest.raises(DataError, match=r"needs 20\.4 KB of memory \(100 x 48 .*; 10 KB is available"):
         load_builtin("mixture:100x48")
     assert load_builtin("mixture:100x20").vectors.shape == (100, 20)  # 9.2 KB: fits

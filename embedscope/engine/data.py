@@ -25,6 +25,7 @@ import pandas as pd
 
 from embedscope._progress import logger
 from embedscope.engine.dispatch import array_module, is_cupy
+from embedscope.engine.memory import host_memory_budget
 
 __all__ = [
     "DataError",
@@ -775,24 +776,11 @@ def _parse_size(spec: str) -> tuple[int, int | None]:
     return parse_count(parts[0]), (parse_count(parts[1]) if len(parts) > 1 else None)
 
 
-def _available_memory() -> int:
-    """Bytes this process can still allocate: free RAM, or less under an address-space limit."""
-    import resource
-
-    import psutil
-
-    available = psutil.virtual_memory().available
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        available = min(available, max(0, soft - psutil.Process().memory_info().vms))
-    return int(available)
-
-
 def _check_fits(what: str, n: int, d: int, bytes_per_row: int) -> None:
     """Refuse a generated dataset that cannot fit in memory, before allocating it."""
     need = n * bytes_per_row
-    have = _available_memory()
-    if need > have:
+    have = host_memory_budget()
+    if have is not None and need > have:
         raise DataError(f"{what} needs {_size_text(need)} of memory ({n:,} x {d:,} float32 and its labels); "
                         f"{_size_text(have)} is available: ask for fewer rows or dimensions")
 

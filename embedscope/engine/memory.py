@@ -8,6 +8,7 @@ never a raw CUDA out-of-memory traceback from the middle of a run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 GIB = 2**30
@@ -100,3 +101,79 @@ def check_fits(needed_bytes: int, free_bytes: int, what: str, hint: str) -> None
     """Raise :class:`DeviceMemoryError` when ``needed_bytes`` exceed the free memory."""
     if needed_bytes > free_bytes:
         raise DeviceMemoryError(f"{what} needs {_fmt(needed_bytes)} of GPU memory; {_fmt(free_bytes)} is free. {hint}")
+
+
+# ----------------------------------------------------------------------------- host memory
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cgroup_left(root: str = "/sys/fs/cgroup") -> int | None:
+    """What a container's memory limit leaves (cgroup v2, else v1); MemAvailable shows the host's."""
+    for limit_file, usage_file, stat_file, key in (
+            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+             "total_inactive_file")):
+        limit_file, usage_file, stat_file = (os.path.join(root, f) for f in (limit_file, usage_file, stat_file))
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is None or usage is None or limit >= 1 << 60:  # "max" does not parse; v1 says ~2**63
+            continue
+        # usage counts the page cache; its inactive part is given back before an OOM kill
+        reclaimable = 0
+        try:
+            with open(stat_file, encoding="ascii") as fh:
+                for line in fh:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        reclaimable = int(value)
+                        break
+        except (OSError, ValueError):
+            pass
+        return max(0, limit - usage + reclaimable)
+    return None
+
+
+def _address_space_left() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows; nor is ulimit -v
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    pages = _read_int("/proc/self/statm")
+    if pages is None:
+        return None
+    return max(0, soft - pages * os.sysconf("SC_PAGE_SIZE"))
+
+
+def host_memory_budget() -> int | None:
+    """Bytes this process may still allocate on the host, or None when the system does not say.
+
+    The least of the memory available now, what a container's memory limit leaves, and
+    within an address-space limit (``ulimit -v``) what is left of it: past any of them
+    the process is killed or gets a ``MemoryError`` mid-run. Plots and generated
+    datasets check their size against it before allocating.
+    """
+    limits = [b for b in (_meminfo_available(), _cgroup_left(), _address_space_left()) if b is not None]
+    return min(limits) if limits else None

@@ -12,7 +12,6 @@ reject them up front with a clear error.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from embedscope.engine.dispatch import is_cupy
+from embedscope.engine.memory import host_memory_budget
 
 __all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPlan", "PointFrame",
-           "check_raster_size", "check_spread", "data_range", "limit_categorical", "memory_budget",
+           "check_raster_size", "check_spread", "data_range", "limit_categorical",
            "plan_categories", "points_frame", "raster", "shade", "to_pil"]
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 800, 600
@@ -139,78 +139,6 @@ def _as_categorical(values: Any) -> pd.Categorical:
     return pd.Categorical(np.asarray(values))
 
 
-def _meminfo_available() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cgroup_left(root: str = "/sys/fs/cgroup") -> int | None:
-    """What a container's memory limit leaves (cgroup v2, else v1); MemAvailable shows the host's."""
-    for limit_file, usage_file, stat_file, key in (
-            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-             "total_inactive_file")):
-        limit_file, usage_file, stat_file = (os.path.join(root, f) for f in (limit_file, usage_file, stat_file))
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is None or usage is None or limit >= 1 << 60:  # "max" does not parse; v1 says ~2**63
-            continue
-        # usage counts the page cache; its inactive part is given back before an OOM kill
-        reclaimable = 0
-        try:
-            with open(stat_file, encoding="ascii") as fh:
-                for line in fh:
-                    name, _, value = line.partition(" ")
-                    if name == key:
-                        reclaimable = int(value)
-                        break
-        except (OSError, ValueError):
-            pass
-        return max(0, limit - usage + reclaimable)
-    return None
-
-
-def _address_space_left() -> int | None:
-    try:
-        import resource
-    except ImportError:  # not on Windows; nor is ulimit -v
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    pages = _read_int("/proc/self/statm")
-    if pages is None:
-        return None
-    return max(0, soft - pages * os.sysconf("SC_PAGE_SIZE"))
-
-
-def memory_budget() -> int | None:
-    """Bytes a plot may still allocate, or None when the system does not say.
-
-    The least of the memory available now, what a container's memory limit leaves, and
-    within an address-space limit (``ulimit -v``) what is left of it: past any of them
-    the process is killed or gets a ``MemoryError`` mid-plot.
-    """
-    limits = [b for b in (_meminfo_available(), _cgroup_left(), _address_space_left()) if b is not None]
-    return min(limits) if limits else None
-
-
 def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget: int | None = -1) -> tuple[int, int]:
     """Refuse a raster that is too large before anything is allocated.
 
@@ -222,7 +150,7 @@ def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget:
     n_categories : int, default=0
         Categories aggregated per pixel (``count_cat``); 0 for counts or means.
     budget : int or None, default=-1
-        Bytes the plot may use: -1 asks :func:`memory_budget`, None skips the check.
+        Bytes the plot may use: -1 asks :func:`~embedscope.engine.memory.host_memory_budget`, None skips the check.
 
     Returns
     -------
@@ -247,7 +175,7 @@ def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget:
         raise ValueError(f"{w:,} x {h:,} = {w * h:,} pixels is over the bound of {MAX_PIXELS:,} "
                          f"(6000 x 6000); give a smaller width or height")
     if budget == -1:
-        budget = memory_budget()
+        budget = host_memory_budget()
     need = w * h * (PIXEL_BYTES + int(n_categories) * CATEGORY_PIXEL_BYTES)
     if budget is not None and need > budget:
         what = f"{w:,} x {h:,} pixels" + (f" x {n_categories} colour categories" if n_categories else "")

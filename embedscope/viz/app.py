@@ -14,7 +14,6 @@ import io
 import logging
 import mmap
 import os
-import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope.engine.data import DataError, load_vectors
+from embedscope.engine.data import DataError, check_regular_file, load_vectors
 from embedscope.viz._input import color_kind, plot_frame
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
@@ -55,14 +54,13 @@ def safe_text(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
 
 
 def _check_regular(source: str, what: str) -> None:
-    """Refuse a FIFO, socket or device as input: reading one blocks forever or never ends."""
-    try:
-        mode = os.stat(source).st_mode
-    except OSError:
-        return  # missing files and builtin: specs are the loader's to report
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise DataError(f"{what} {source} is not a regular file (a pipe, socket or device); "
-                        "give a file saved on disk")
+    """Refuse a FIFO, socket or device as input: reading one blocks forever or never ends.
+
+    Missing files and ``builtin:`` specs are left to the loader to report, and folders
+    (shard sources) pass; every other path gets the readers' own check.
+    """
+    if os.path.exists(source) and not os.path.isdir(source):
+        check_regular_file(source, what)
 
 
 def _in_memory(array: np.ndarray, source: str) -> np.ndarray:

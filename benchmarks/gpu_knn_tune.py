@@ -19,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     import cupy
 
-    from embedscope.engine.memory import device_free_bytes, plan_knn
+    from embedscope._memory import device_free_bytes, plan_knn
     from embedscope.kernels.knn_gpu import exact_knn_gpu
 
     X = cupy.random.default_rng(0).standard_normal((args.final_rows, args.dim), dtype=cupy.float32)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from embedscope.backends import Backend, BackendUnavailable, Unsupported, resolve_backend
 from embedscope.engine.data import DataError, load_builtin, load_vectors, make_mixture
-from embedscope.engine.dispatch import Backend, BackendUnavailable, Unsupported, resolve_backend
 
 __version__ = "0.1.0"
 

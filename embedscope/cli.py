@@ -244,7 +244,7 @@ def _version(dist: str) -> str:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from embedscope import __version__
-    from embedscope.engine.dispatch import available_backends, resolve_backend
+    from embedscope.backends import available_backends, resolve_backend
 
     print(f"embedscope {__version__}  (python {sys.version.split()[0]})")
     print("backends:")
@@ -338,8 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, debug: bool) -> int:
     """Run the chosen command; every error becomes one line and exit code 2."""
+    from embedscope.backends import BackendUnavailable
     from embedscope.engine.data import DataError
-    from embedscope.engine.dispatch import BackendUnavailable
     from embedscope.engine.io import OutputExists
 
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedscope.engine.dispatch import probe_cuda
+from embedscope.backends import probe_cuda
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS_DIR = ROOT.parent / "shared" / "data" / "words"
@@ -74,7 +74,7 @@ def mixture_5k():
 @pytest.fixture
 def fake_cuda_only(monkeypatch):
     """The dispatcher sees a GPU (numpy standing in for cupy) and no cuML."""
-    from embedscope.engine import dispatch
+    from embedscope.backends import _registry as dispatch
 
     monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
     monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embedscope.backends import available_backends
 from embedscope.bench.datasets import load_bench_data, make_swiss_roll, parse_size, parse_sizes
 from embedscope.bench.measure import current_rss_bytes, peak_rss_bytes
 from embedscope.bench.runner import Job, plan_jobs, run_bench
 from embedscope.engine.data import DataError, load_vectors
-from embedscope.engine.dispatch import available_backends
 
 # ----------------------------------------------------------------------------- sizes, data
 

@@ -74,7 +74,7 @@ def test_failed_run_leaves_no_partial_output(tmp_path, capsys):
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, args, message):
-    from embedscope.engine.dispatch import probe_cuml
+    from embedscope.backends import probe_cuml
 
     if "cuml" in args and probe_cuml().ok:
         pytest.skip("cuml is usable here")

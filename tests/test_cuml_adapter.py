@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from embedscope import PCA, Unsupported
-from embedscope.engine import cuml_adapter, dispatch
+from embedscope.backends import _registry as dispatch
+from embedscope.backends import cuml as cuml_adapter
 
 
 class _Recorder:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedscope import BackendUnavailable, resolve_backend
-from embedscope.engine import dispatch
+from embedscope import BackendUnavailable, _array, resolve_backend
+from embedscope.backends import _registry as dispatch
 
 from .conftest import gpu_modules_loaded_by
 
@@ -56,8 +56,8 @@ def test_import_pulls_in_no_gpu_library():
 
 def test_to_output_keeps_numpy():
     a = np.arange(6.0).reshape(3, 2)
-    assert dispatch.to_output(a, np.zeros(3)) is not None
-    assert isinstance(dispatch.to_output(a, [[1, 2]]), np.ndarray)
+    assert _array.to_output(a, np.zeros(3)) is not None
+    assert isinstance(_array.to_output(a, [[1, 2]]), np.ndarray)
 
 
 @pytest.mark.gpu
@@ -65,4 +65,4 @@ def test_to_output_returns_cupy_for_cupy_input():
     import cupy
 
     like = cupy.zeros((2, 2))
-    assert isinstance(dispatch.to_output(np.ones((2, 2)), like), cupy.ndarray)
+    assert isinstance(_array.to_output(np.ones((2, 2)), like), cupy.ndarray)

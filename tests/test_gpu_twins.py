@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedscope.engine.memory import DeviceMemoryError, plan_knn
+from embedscope._memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
 KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda",
@@ -43,7 +43,7 @@ def test_twin_matches_cpu_in_cuda_simulator(script):
 
 
 def test_cuda_backend_resolves_to_the_simulator_only_when_asked(monkeypatch):
-    from embedscope.engine.dispatch import BackendUnavailable, probe_cuda, resolve_backend
+    from embedscope.backends import BackendUnavailable, probe_cuda, resolve_backend
 
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
     backend = resolve_backend("cuda")

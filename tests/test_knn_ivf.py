@@ -239,7 +239,7 @@ def test_umap_cuda_ivf_runs_the_real_search(monkeypatch):
 
 def test_umap_cpu_refuses_ivf():
     from embedscope import UMAP
-    from embedscope.engine.dispatch import Unsupported
+    from embedscope.backends import Unsupported
 
     X, _ = make_mixture(200, 5, 2, random_state=0)
     with pytest.raises(Unsupported, match=r"knn_method='ivf' is the GPU approximate search.*'nndescent'"):

@@ -149,7 +149,7 @@ def test_bad_usage(data):
 
 
 def test_explicit_gpu_backend_names_what_is_missing(data):
-    from embedscope.engine.dispatch import probe_cuda
+    from embedscope.backends import probe_cuda
 
     if probe_cuda().ok:
         pytest.skip("a GPU is usable here")

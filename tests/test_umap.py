@@ -373,7 +373,7 @@ def test_cuda_backend_cosine_with_pca(mixture_5k):
 
 @pytest.mark.gpu
 def test_cuda_backend_streams_data_too_large_for_the_device(monkeypatch, small):
-    from embedscope.engine import memory
+    from embedscope import _memory as memory
     from embedscope.engine.umap import _to_device
 
     X, labels = small

@@ -490,7 +490,7 @@ def test_value_colour_says_nan_points_and_refuses_all_nan(blobs, caplog):
 
 
 def test_memory_budget_reads_a_containers_limit(tmp_path):
-    from embedscope.engine.memory import _cgroup_left
+    from embedscope._memory import _cgroup_left
 
     assert _cgroup_left(str(tmp_path)) is None  # no cgroup files: no limit from there
     (tmp_path / "memory.max").write_text("max\n")

@@ -141,7 +141,7 @@ def _memory_total() -> int | None:
 
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on: CPU, memory, GPU backends, OS, Python."""
-    from embedscope.engine.dispatch import available_backends
+    from embedscope.backends import available_backends
 
     try:
         affinity = len(os.sched_getaffinity(0))

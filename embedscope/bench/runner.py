@@ -87,7 +87,7 @@ def plan_jobs(methods: list[str], backends: list[str], peers: list[str]) -> list
 
 def _blocked(job: Job) -> str | None:
     """Why ``job`` cannot start here ("missing: ...", "unavailable: ...", ...), or None."""
-    from embedscope.engine.dispatch import available_backends
+    from embedscope.backends import available_backends
 
     if job.impl != "embedscope":
         why = peer_missing(job.impl)

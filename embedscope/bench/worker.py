@@ -26,7 +26,7 @@ WARMUP_ROWS = 1000
 def _host(Y: Any) -> np.ndarray:
     # Copying a device array to the host synchronises the device, so the clock
     # that stops after this call includes all GPU work.
-    from embedscope.engine.dispatch import to_host
+    from embedscope._array import to_host
 
     if hasattr(Y, "to_numpy") and not isinstance(Y, np.ndarray):
         Y = Y.to_numpy()

@@ -12,9 +12,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
+from embedscope import _array
 from embedscope._progress import Progress
-from embedscope.engine import dispatch
-from embedscope.engine.dispatch import Backend, Unsupported, resolve_backend
+from embedscope.backends import Backend, Unsupported, resolve_backend
+from embedscope.backends import _registry as dispatch
 
 
 class NotFittedError(_SklearnNotFittedError):
@@ -225,7 +226,7 @@ MAX_INIT_MAGNITUDE = 1e10
 
 def check_init_array(init: Any, n: int, n_components: int, name: str = "init") -> np.ndarray:
     """A given initial layout as a host float64 array, else a ValueError naming ``name``."""
-    layout = np.asarray(dispatch.to_host(init))
+    layout = np.asarray(_array.to_host(init))
     if layout.shape != (n, n_components):
         raise ValueError(f"{name} has shape {layout.shape}; expected ({n}, {n_components})")
     if layout.dtype.kind not in "biuf" or not np.isfinite(layout).all():
@@ -251,7 +252,7 @@ def magnitude_scale(X: Any) -> float:
     ordinary data is untouched) or ``X`` is all zeros. Reads ``X`` twice (max and min),
     without a temporary copy.
     """
-    xp = dispatch.array_module(X)
+    xp = _array.array_module(X)
     top = max(abs(float(xp.max(X))), abs(float(xp.min(X))))
     if top == 0.0 or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]:
         return 1.0
@@ -266,7 +267,7 @@ def check_new_points_scale(Z: Any, metric: str, name: str = "new points") -> Non
     """
     if metric == "cosine":
         return
-    xp = dispatch.array_module(Z)
+    xp = _array.array_module(Z)
     top = max(abs(float(xp.max(Z))), abs(float(xp.min(Z))))
     if top > SAFE_MAGNITUDE[1]:
         raise ValueError(f"{name}: values reach {top:.3g} times the magnitude of the fitted data, so "
@@ -281,7 +282,7 @@ def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | N
     identical. Compares every row with the first, block by block, and stops at the
     first block that differs, so ordinary data costs one small block.
     """
-    xp = dispatch.array_module(X)
+    xp = _array.array_module(X)
     n = X.shape[0]
     cosine = metric == "cosine"
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope.engine.dispatch import to_host
+from embedscope._array import to_host
 
 COORD_NAMES = ("x", "y", "z")
 

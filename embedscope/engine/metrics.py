@@ -13,8 +13,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope._array import to_host
 from embedscope.engine.base import magnitude_scale
-from embedscope.engine.dispatch import to_host
 from embedscope.kernels.knn import check_metric, exact_knn, prepare
 
 DEFAULT_SAMPLE = 10_000

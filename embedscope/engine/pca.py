@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from embedscope._array import as_float, is_cupy, to_output
 from embedscope._progress import Progress
+from embedscope.backends import Backend
 from embedscope.engine.base import BaseReducer, check_int, derive_seed, validate_random_state
-from embedscope.engine.data import as_float, validate_vectors
-from embedscope.engine.dispatch import Backend, is_cupy, to_output
+from embedscope.engine.data import validate_vectors
 from embedscope.kernels import pca as kpca
 
 SOLVERS = ("auto", "full", "randomized", "covariance")
@@ -347,7 +348,7 @@ class PCA(BaseReducer):
         super().__setstate__(state)
 
     def _fit_cuml(self, X: Any, backend: Backend) -> None:
-        from embedscope.engine.cuml_adapter import fit_cuml_pca
+        from embedscope.backends.cuml import fit_cuml_pca
 
         fit_cuml_pca(self, X, backend)
 

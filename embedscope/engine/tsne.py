@@ -26,7 +26,9 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope._array import array_module, to_host, to_output
 from embedscope._progress import Progress
+from embedscope.backends import Backend, Unsupported
 from embedscope.engine.base import (
     BaseReducer,
     check_float,
@@ -39,7 +41,6 @@ from embedscope.engine.base import (
     validate_random_state,
 )
 from embedscope.engine.data import DataError, validate_vectors
-from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
 from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
@@ -414,7 +415,7 @@ class TSNE(BaseReducer):
                     f"needs 3 x perplexity = {self._neighbours(n)}; use perplexity <= "
                     f"{GPU_KNN_MAX // 3}, pass precomputed_knn, or use backend='cpu'")
         if backend == "cuml":
-            from embedscope.engine.cuml_adapter import cuml_tsne_params  # pure: imports no cuML
+            from embedscope.backends.cuml import cuml_tsne_params  # pure: imports no cuML
 
             try:
                 cuml_tsne_params(self, n)
@@ -541,7 +542,7 @@ class TSNE(BaseReducer):
         return self
 
     def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
-        from embedscope.engine.cuml_adapter import cuml_tsne_params, fit_cuml_tsne
+        from embedscope.backends.cuml import cuml_tsne_params, fit_cuml_tsne
 
         self.perplexity_ = self._effective_perplexity(n)
         if self.pca_components is not None and X.shape[1] > PCA_ABOVE:

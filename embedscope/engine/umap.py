@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope import _array
+from embedscope._array import array_module, to_host, to_output
 from embedscope._progress import Progress
-from embedscope.engine import dispatch
+from embedscope.backends import Backend, Unsupported
 from embedscope.engine.base import (
     BaseReducer,
     check_float,
@@ -33,7 +35,6 @@ from embedscope.engine.base import (
     validate_random_state,
 )
 from embedscope.engine.data import DataError, validate_vectors
-from embedscope.engine.dispatch import Backend, Unsupported, array_module, to_host, to_output
 from embedscope.engine.init import INIT_CHOICES, initial_layout
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
 from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
@@ -118,9 +119,9 @@ def _to_device(X: Any) -> Any:
     from embedscope.kernels._cuda import device_array_module
 
     xp = device_array_module()
-    if xp is np or dispatch.is_cupy(X):
+    if xp is np or _array.is_cupy(X):
         return xp.asarray(X)
-    from embedscope.engine.memory import device_free_bytes
+    from embedscope._memory import device_free_bytes
 
     if 4 * X.shape[0] * X.shape[1] > device_free_bytes() // 2:  # float32 once on the device
         return X
@@ -404,7 +405,7 @@ class UMAP(BaseReducer):
     def _refusal(self, backend: str, n: int) -> str | None:
         """Why ``backend`` cannot run these settings, or None (see ``BaseReducer._start``)."""
         if backend == "cuml":
-            from embedscope.engine.cuml_adapter import cuml_umap_params  # pure: imports no cuML
+            from embedscope.backends.cuml import cuml_umap_params  # pure: imports no cuML
 
             try:
                 cuml_umap_params(self)
@@ -504,7 +505,7 @@ class UMAP(BaseReducer):
         return self
 
     def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
-        from embedscope.engine.cuml_adapter import fit_cuml_umap
+        from embedscope.backends.cuml import fit_cuml_umap
         from embedscope.kernels.umap_sgd import default_epochs
 
         if self.pca_components is not None and X.shape[1] > 100:

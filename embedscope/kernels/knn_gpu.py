@@ -9,7 +9,7 @@ The distance block of a query block against the data is one cuBLAS matrix produc
 the k smallest entries: each thread keeps a sorted top-k of a strided share of the
 row in registers/local memory, and the block merges the thread lists with k rounds of
 a shared-memory arg-min. Data larger than the device streams through in row blocks
-(:func:`embedscope.engine.memory.plan_knn`), their partial top-k lists merged.
+(:func:`embedscope._memory.plan_knn`), their partial top-k lists merged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.memory import KnnPlan, device_free_bytes, plan_knn
+from embedscope._memory import KnnPlan, device_free_bytes, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
 from embedscope.kernels.knn import _METRIC_CODE, check_metric
 from embedscope.kernels.knn_cuda_consts import KMAX, MAX_THREADS

@@ -529,7 +529,7 @@ def ivf_knn(
 
     on_device = xp is not np
     if on_device:
-        from embedscope.engine.memory import check_fits, device_free_bytes
+        from embedscope._memory import check_fits, device_free_bytes
 
         # data, its sorted copy, norms and both permutations, during the build
         check_fits(n * (8 * dim + 32), device_free_bytes(), f"the IVF kNN index of {n:,} x {dim} points",
@@ -540,7 +540,7 @@ def ivf_knn(
     selector = _Selector(xp, use_kernel)
     index = _Index(data, metric, n_lists, rng, kmeans_iters, build_budget, xp, selector)
     if budget is None:
-        from embedscope.engine.memory import device_free_bytes
+        from embedscope._memory import device_free_bytes
 
         budget = int(DEVICE_BUDGET_FRACTION * device_free_bytes())
 

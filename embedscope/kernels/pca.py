@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.data import iter_row_chunks
+from embedscope.io.stream import iter_row_chunks
 
 
 def _on(xp: Any, block: Any) -> Any:
@@ -161,7 +161,7 @@ def block_moments(block: Any) -> tuple[int, np.ndarray, np.ndarray]:
     A cupy block (a dask-cuda worker's) is reduced on its GPU; only the d x d result
     travels.
     """
-    from embedscope.engine.dispatch import array_module, to_host
+    from embedscope._array import array_module, to_host
 
     xp = array_module(block)
     block = xp.asarray(block)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.engine.dispatch import array_module, to_host
+from embedscope._array import array_module, to_host
 from embedscope.kernels._cuda import cuda, device_array_module
 from embedscope.kernels.tsne_fft import FFTRepulsion
 

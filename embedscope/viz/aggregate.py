@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope.engine.dispatch import is_cupy
-from embedscope.engine.memory import host_memory_budget
+from embedscope._array import is_cupy
+from embedscope._memory import host_memory_budget
 
 __all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPlan", "PointFrame",
            "check_raster_size", "check_spread", "data_range", "limit_categorical",
@@ -75,7 +75,7 @@ class PointFrame:
 
     def to_pandas(self, names: list[str] | None = None) -> pd.DataFrame:
         """A DataFrame with ``x``, ``y`` and the requested columns (views, not copies)."""
-        from embedscope.engine.dispatch import to_host
+        from embedscope._array import to_host
 
         data = {"x": to_host(self.x), "y": to_host(self.y)}
         for name in names if names is not None else list(self.columns):
@@ -150,7 +150,7 @@ def check_raster_size(width: Any, height: Any, n_categories: int = 0, *, budget:
     n_categories : int, default=0
         Categories aggregated per pixel (``count_cat``); 0 for counts or means.
     budget : int or None, default=-1
-        Bytes the plot may use: -1 asks :func:`~embedscope.engine.memory.host_memory_budget`, None skips the check.
+        Bytes the plot may use: -1 asks :func:`~embedscope._memory.host_memory_budget`, None skips the check.
 
     Returns
     -------

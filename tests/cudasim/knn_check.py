@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedscope.engine.memory import KnnPlan
+from embedscope._memory import KnnPlan
 from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.knn_gpu import exact_knn_gpu
 

@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
@@ -206,35 +205,3 @@ def available_backends() -> dict[str, tuple[bool, str]]:
         "cuda": (cuda.ok, cuda.detail),
         "cuml": (cuml.ok, cuml.detail),
     }
-
-
-def array_module(x: Any) -> ModuleType:
-    """numpy or cupy, whichever owns ``x`` (without importing cupy if it is not loaded)."""
-    if type(x).__module__.split(".")[0] == "cupy":
-        return importlib.import_module("cupy")
-    return np
-
-
-def is_cupy(x: Any) -> bool:
-    """True where ``x`` is a cupy array."""
-    return type(x).__module__.split(".")[0] == "cupy"
-
-
-def to_host(x: Any) -> np.ndarray:
-    """A numpy array of ``x`` (copies a cupy array to host memory)."""
-    if is_cupy(x):
-        return x.get()
-    return np.asarray(x)
-
-
-def to_output(result: Any, like: Any) -> Any:
-    """Return ``result`` in the array type of the user's input ``like``.
-
-    cupy input gives cupy output, everything else (numpy, pandas, pyarrow, memmap)
-    gives numpy.
-    """
-    if is_cupy(like):
-        if is_cupy(result):
-            return result
-        return importlib.import_module("cupy").asarray(result)
-    return to_host(result)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.dispatch import Backend, Unsupported
+from embedscope.backends import Backend, Unsupported
 
 # cuML's "full" solver is an eigendecomposition of the covariance matrix.
 _PCA_SOLVERS = {"auto": "auto", "full": "full", "covariance": "full"}

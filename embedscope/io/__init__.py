@@ -1,0 +1,1 @@
+"""Data in and data out: validation, readers, the load router, streaming, writers."""

@@ -103,7 +103,7 @@ def common_kl(X: np.ndarray, Y: np.ndarray) -> float:
     from embedscope.engine.tsne import PCA_ABOVE, PCA_DIMS
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
-    from embedscope.kernels.tsne_fft import FFTRepulsion
+    from embedscope.kernels.tsne.fft import FFTRepulsion
 
     if id(X) not in _COMMON_P:
         # the preprocessing TSNE() applies by default, through the public PCA
@@ -126,7 +126,7 @@ def exact_own_kl(X: np.ndarray, Y: np.ndarray, lib: str, data: str) -> float | N
     from embedscope.engine.tsne import PCA_ABOVE
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
-    from embedscope.kernels.tsne_fft import FFTRepulsion
+    from embedscope.kernels.tsne.fft import FFTRepulsion
 
     if METRIC.get(data, "euclidean") != "euclidean":
         return None

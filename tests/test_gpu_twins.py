@@ -26,7 +26,7 @@ from embedscope._memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
 KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda",
-                  "embedscope.kernels.tsne_cuda"]
+                  "embedscope.kernels.tsne.cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
@@ -157,8 +157,8 @@ def test_tsne_gpu_kernels_match_cpu_on_device():
 
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
-    from embedscope.kernels.tsne_fft import FFTRepulsion
-    from embedscope.kernels.tsne_gpu import FFTRepulsionGPU, attractive_forces_gpu, csr_to_device
+    from embedscope.kernels.tsne.fft import FFTRepulsion
+    from embedscope.kernels.tsne.gpu import FFTRepulsionGPU, attractive_forces_gpu, csr_to_device
 
     rng = np.random.default_rng(0)
     for scale in (0.01, 1.0, 30.0):  # early (fine boxes) to late (unit boxes) embeddings

@@ -18,8 +18,8 @@ from embedscope.engine.base import NotFittedError
 from embedscope.engine.tsne import TSNE
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
-from embedscope.kernels.tsne_bh import BarnesHutRepulsion
-from embedscope.kernels.tsne_fft import FFTRepulsion
+from embedscope.kernels.tsne.bh import BarnesHutRepulsion
+from embedscope.kernels.tsne.fft import FFTRepulsion
 
 from .conftest import gpu_modules_loaded_by, host
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -44,8 +43,10 @@ from embedscope.engine.data import DataError, validate_vectors
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
 from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
-from embedscope.kernels.tsne_bh import BarnesHutRepulsion
-from embedscope.kernels.tsne_fft import FFTRepulsion
+from embedscope.kernels.tsne.bh import BarnesHutRepulsion
+from embedscope.kernels.tsne.fft import FFTRepulsion
+from embedscope.kernels.tsne.gradient import advance as _advance
+from embedscope.kernels.tsne.gradient import gradient_step as _step
 
 #: Input dimensions above which the data is first reduced by PCA, and to how many.
 PCA_ABOVE, PCA_DIMS = 100, 50
@@ -72,60 +73,6 @@ DOF_RANGE = (1e-2, 100.0)
 class DivergedError(FloatingPointError, ValueError):
     """The optimisation left the floating-point range (a ValueError, so it reaches a
     user as one line: the cure is a parameter, not a bug report)."""
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
-          learning_rate, momentum, update, gains):  # pragma: no cover - numba
-    """Attractive forces and one momentum step with delta-bar-delta gains, fused.
-
-    Writes ``update`` and ``gains`` only; the caller adds ``update`` to ``Y`` after
-    the parallel loop, so every row sees the same (old) positions of its neighbours.
-    ``scale`` is the gradient's constant factor (4 for a fit, 2 for placing points);
-    ``inv_z`` holds 1/Z per row (all equal for a fit).
-    """
-    n, d = Y.shape
-    inv_dof = 1.0 / dof
-    for i in numba.prange(n):
-        # Unrolled for d <= 3 (the only embedding sizes): no per-row allocation.
-        a0 = a1 = a2 = 0.0
-        y0 = Y[i, 0]
-        y1 = Y[i, 1]
-        y2 = Y[i, 2] if d == 3 else 0.0
-        for jj in range(indptr[i], indptr[i + 1]):
-            j = indices[jj]
-            d0 = y0 - reference[j, 0]
-            d1 = y1 - reference[j, 1]
-            d2_ = y2 - reference[j, 2] if d == 3 else 0.0
-            f = values[jj] / (1.0 + (d0 * d0 + d1 * d1 + d2_ * d2_) * inv_dof)
-            a0 += f * d0
-            a1 += f * d1
-            a2 += f * d2_
-        for c in range(d):
-            attr = a0 if c == 0 else (a1 if c == 1 else a2)
-            grad = scale * (exaggeration * attr - rep[i, c] * inv_z[i])
-            # Gains grow while the gradient keeps pointing the way we are moving.
-            if (grad > 0.0) != (update[i, c] > 0.0):
-                gains[i, c] += 0.2
-            else:
-                gains[i, c] *= 0.8
-            if gains[i, c] < 0.01:
-                gains[i, c] = 0.01
-            update[i, c] = momentum * update[i, c] - learning_rate * gains[i, c] * grad
-
-
-@numba.njit(cache=True)
-def _advance(Y, update):  # pragma: no cover - numba
-    """``Y += update`` then recentre (a serial pass; numpy's axis-0 mean is strided)."""
-    n, d = Y.shape
-    mean = np.zeros(d)
-    for i in range(n):
-        for c in range(d):
-            Y[i, c] += update[i, c]
-            mean[c] += Y[i, c]
-    for i in range(n):
-        for c in range(d):
-            Y[i, c] -= mean[c] / n
 
 
 def _repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
@@ -163,15 +110,15 @@ def _knn_cuda(X: np.ndarray, k: int, metric: str, seed: int,
 
 
 def _place_cuda(P: sp.csr_matrix, Y: np.ndarray) -> tuple[Any, Any]:
-    from embedscope.kernels import tsne_gpu
     from embedscope.kernels._cuda import device_array_module
+    from embedscope.kernels.tsne import gpu as tsne_gpu
 
     xp = device_array_module()
     return tsne_gpu.csr_to_device(P, xp), xp.asarray(np.ascontiguousarray(Y, dtype=np.float32))
 
 
 def _repulsion_cuda(n: int, dim: int, dof: float) -> tuple[Callable, str]:
-    from embedscope.kernels import tsne_gpu
+    from embedscope.kernels.tsne import gpu as tsne_gpu
 
     if n <= EXACT_MAX:
         return (lambda sources: tsne_gpu.exact_repulsion_gpu(sources, dof)), "exact"
@@ -181,7 +128,7 @@ def _repulsion_cuda(n: int, dim: int, dof: float) -> tuple[Callable, str]:
 
 def _step_cuda(P: Any, Y: Any, rep: Any, z: Any, dof: float, exaggeration: float,
                learning_rate: float, momentum: float, update: Any, gains: Any) -> None:
-    from embedscope.kernels import tsne_gpu
+    from embedscope.kernels.tsne import gpu as tsne_gpu
 
     # 1/Z is formed on the device: the step never waits for Z to reach the host.
     tsne_gpu.gradient_step_gpu(P, Y, Y, dof, rep, 1.0 / z, exaggeration, 4.0, learning_rate,
@@ -189,13 +136,13 @@ def _step_cuda(P: Any, Y: Any, rep: Any, z: Any, dof: float, exaggeration: float
 
 
 def _advance_cuda(Y: Any, update: Any) -> None:
-    from embedscope.kernels import tsne_gpu
+    from embedscope.kernels.tsne import gpu as tsne_gpu
 
     tsne_gpu.advance_gpu(Y, update)
 
 
 def _kl_cuda(P: Any, Y: Any, z: Any, dof: float) -> float:
-    from embedscope.kernels import tsne_gpu
+    from embedscope.kernels.tsne import gpu as tsne_gpu
 
     return tsne_gpu.kl_divergence_gpu(P, Y, z, dof)
 

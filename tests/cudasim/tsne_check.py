@@ -14,10 +14,11 @@ from _common import embedscope_log_lines
 
 from embedscope import TSNE, knn_accuracy, make_mixture, trustworthiness
 from embedscope.engine import tsne as engine_tsne
-from embedscope.kernels import knn_gpu, tsne_gpu
+from embedscope.kernels import knn_gpu
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
-from embedscope.kernels.tsne_fft import FFTRepulsion
+from embedscope.kernels.tsne import gpu as tsne_gpu
+from embedscope.kernels.tsne.fft import FFTRepulsion
 
 THREADS = 8
 
@@ -63,8 +64,8 @@ def check_row_kernels() -> None:
             gains32 = rng.uniform(0.005, 2.0, size=(n, dim)).astype(np.float32)
             upd, gains = upd32.astype(np.float64), gains32.astype(np.float64)
             ktsne_inv_z = np.broadcast_to(inv_z, (n,)).copy()
-            engine_tsne._step(P.indptr, P.indices, P.data, Y, Y, 0.8, rep32.astype(np.float64), ktsne_inv_z,
-                              12.0, 4.0, 50.0, 0.5, upd, gains)
+            ktsne.gradient_step(P.indptr, P.indices, P.data, Y, Y, 0.8, rep32.astype(np.float64), ktsne_inv_z,
+                                12.0, 4.0, 50.0, 0.5, upd, gains)
             tsne_gpu.gradient_step_gpu(P_dev, Y32, Y32, 0.8, rep32, inv_z, 12.0, 4.0, 50.0, 0.5,
                                        upd32, gains32, threads=THREADS)
             np.testing.assert_allclose(gains32, gains, rtol=1e-5)

@@ -234,7 +234,7 @@ class FFTRepulsion:
     def __call__(self, sources: np.ndarray, targets: np.ndarray | None = None) -> tuple[np.ndarray, float | np.ndarray]:
         """Repulsion on ``targets`` (default: ``sources``, self excluded).
 
-        Returns ``(rep, Z)`` as :func:`embedscope.kernels.tsne.exact_repulsion` does:
+        Returns ``(rep, Z)`` as :func:`embedscope.kernels.tsne.exact.exact_repulsion` does:
         ``rep[i] = Σ_j w_ij^(1+1/dof) (t_i - s_j)``; ``Z`` the total ``Σ_{i≠j} w_ij`` for
         a self-join, else each target's ``Σ_j w_ij``.
         """

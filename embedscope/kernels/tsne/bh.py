@@ -142,7 +142,7 @@ def _traverse(T, Ys, order, self_join, start, end, level, child_first, child_cou
 
 
 class BarnesHutRepulsion:
-    """Barnes-Hut repulsion with the interface of :class:`~embedscope.kernels.tsne_fft.FFTRepulsion`.
+    """Barnes-Hut repulsion with the interface of :class:`~embedscope.kernels.tsne.fft.FFTRepulsion`.
 
     Parameters
     ----------
@@ -157,7 +157,7 @@ class BarnesHutRepulsion:
         self.theta = float(theta)
 
     def __call__(self, sources: np.ndarray, targets: np.ndarray | None = None) -> tuple[np.ndarray, float | np.ndarray]:
-        """``(rep, Z)`` exactly as :func:`embedscope.kernels.tsne.exact_repulsion` returns."""
+        """``(rep, Z)`` exactly as :func:`embedscope.kernels.tsne.exact.exact_repulsion` returns."""
         self_join = targets is None
         S = np.ascontiguousarray(sources, dtype=np.float64)
         T = S if self_join else np.ascontiguousarray(targets, dtype=np.float64)

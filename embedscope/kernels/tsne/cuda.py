@@ -1,9 +1,9 @@
-"""numba.cuda kernels of the t-SNE GPU twin. Import through :mod:`tsne_gpu` only.
+"""numba.cuda kernels of the t-SNE GPU twin. Import through :mod:`.gpu` only.
 
 Each kernel is the body of its CPU twin with one thread per row of the sparse P:
-:func:`attractive_forces` is :func:`embedscope.kernels.tsne.attractive_forces`,
-:func:`gradient_step` is ``engine.tsne._step`` (attraction fused with the momentum
-and gains update), :func:`kl_terms` is ``kernels.tsne._kl_terms``. A row reads the
+:func:`attractive_forces` and :func:`gradient_step` are their namesakes in
+:mod:`embedscope.kernels.tsne.gradient` (the step fuses attraction with the momentum
+and gains update), :func:`kl_terms` is ``kernels.tsne.exact._kl_terms``. A row reads the
 positions of its neighbours and writes only its own outputs, so the rows need no
 synchronisation and the order the threads run in does not matter.
 
@@ -60,7 +60,7 @@ def attractive_forces(indptr, indices, values, Y, reference, dof, out):
 @cuda.jit(fastmath=True)
 def gradient_step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
                   learning_rate, momentum, update, gains):
-    """Attraction and one momentum step with delta-bar-delta gains (``engine.tsne._step``).
+    """Attraction and one momentum step with delta-bar-delta gains (``kernels.tsne.gradient.gradient_step``).
 
     Writes ``update`` and ``gains`` only; the driver adds ``update`` to ``Y`` after the
     launch, so every row sees the old positions of its neighbours. ``inv_z`` holds

@@ -1,7 +1,7 @@
-"""GPU twins of the t-SNE kernels (:mod:`embedscope.kernels.tsne`, :mod:`.tsne_fft`).
+"""GPU twins of the t-SNE kernels (:mod:`.gradient`, :mod:`.exact`, :mod:`.fft`).
 
 The row-wise kernels over the sparse P (attraction, the fused gradient step, the KL
-terms) are numba.cuda kernels (:mod:`embedscope.kernels.tsne_cuda`), one thread per
+terms) are numba.cuda kernels (:mod:`embedscope.kernels.tsne.cuda`), one thread per
 row. The repulsion is written once against the array module of the embedding
 (cupy on a GPU, numpy in numba's CUDA simulator):
 
@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from embedscope._array import array_module, to_host
 from embedscope.kernels._cuda import cuda, device_array_module
-from embedscope.kernels.tsne_fft import FFTRepulsion
+from embedscope.kernels.tsne.fft import FFTRepulsion
 
 THREADS_PER_BLOCK = 128
 #: Pairs per block of :func:`exact_repulsion_gpu` (bounds its temporary arrays).
@@ -35,7 +35,7 @@ EXACT_BLOCK_PAIRS = 2**22
 @lru_cache(maxsize=1)
 def _kernels() -> Any:
     cuda()  # restores what numba-cuda needs from numpy before it loads
-    from embedscope.kernels import tsne_cuda
+    from embedscope.kernels.tsne import cuda as tsne_cuda
 
     return tsne_cuda
 
@@ -62,7 +62,7 @@ def csr_to_device(P: sp.csr_matrix, xp: Any = None) -> DeviceCSR:
 
 def attractive_forces_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, out: Any, *,
                           threads: int = THREADS_PER_BLOCK) -> None:
-    """GPU twin of :func:`embedscope.kernels.tsne.attractive_forces` (float32 arrays).
+    """GPU twin of :func:`embedscope.kernels.tsne.gradient.attractive_forces` (float32 arrays).
 
     Parameters
     ----------
@@ -82,7 +82,7 @@ def attractive_forces_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, out:
 def gradient_step_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, rep: Any, inv_z: Any,
                       exaggeration: float, scale: float, learning_rate: float, momentum: float,
                       update: Any, gains: Any, *, threads: int = THREADS_PER_BLOCK) -> None:
-    """GPU twin of ``engine.tsne._step``: attraction, then one momentum and gains update.
+    """GPU twin of :func:`embedscope.kernels.tsne.gradient.gradient_step`: attraction, then one momentum and gains update.
 
     Parameters
     ----------
@@ -108,7 +108,7 @@ def gradient_step_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, rep: Any
 
 
 def advance_gpu(Y: Any, update: Any) -> None:
-    """``Y += update`` then recentre (``engine.tsne._advance``), in place."""
+    """``Y += update`` then recentre (:func:`embedscope.kernels.tsne.gradient.advance`), in place."""
     xp = array_module(Y)
     Y += update
     Y -= Y.mean(axis=0, dtype=xp.float64).astype(Y.dtype)
@@ -116,7 +116,7 @@ def advance_gpu(Y: Any, update: Any) -> None:
 
 def kl_divergence_gpu(P: DeviceCSR, Y: Any, Z: Any, dof: float = 1.0, *,
                       threads: int = THREADS_PER_BLOCK) -> float:
-    """GPU twin of :func:`embedscope.kernels.tsne.kl_divergence`.
+    """GPU twin of :func:`embedscope.kernels.tsne.exact.kl_divergence`.
 
     Parameters
     ----------
@@ -178,7 +178,7 @@ def _scatter_add(target: Any, index: Any, values: Any) -> None:
 
 
 class FFTRepulsionGPU(FFTRepulsion):
-    """:class:`~embedscope.kernels.tsne_fft.FFTRepulsion` on the array module of its input.
+    """:class:`~embedscope.kernels.tsne.fft.FFTRepulsion` on the array module of its input.
 
     The grid layout (boxes, nodes, fast FFT lengths, the cached kernel spectra) is the
     CPU twin's; only where the arithmetic runs differs. Parameters as the CPU twin's,

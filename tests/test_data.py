@@ -375,14 +375,14 @@ def test_float64_beyond_float32_is_called_overflow(tmp_path):
 
 
 def test_one_size_rule():
-    from embedscope.bench.datasets import parse_size
-    from embedscope.engine.data import parse_count
+    from embedscope.datasets import parse_shape, parse_size, parse_sizes
 
     for text, value in [("2500", 2500), ("10_000", 10_000), ("10k", 10_000), ("1.5M", 1_500_000), ("1e3", 1000)]:
-        assert parse_count(text) == value == parse_size(text)
+        assert parse_size(text) == value == parse_sizes(text)[0]
     for bad in ("ten", "0", "-5k", "1.2345k", "inf", "nan", ""):
         with pytest.raises(DataError, match="size"):
-            parse_count(bad)
+            parse_size(bad)
+    assert parse_shape("100kx50") == (100_000, 50) and parse_shape("1e3") == (1000, None)
     assert load_builtin("mixture:1e3x4").vectors.shape == (1000, 4)
     for bad in ("mixture:1.5x3", "mixture:10kx", "mixture:10x5x2", "swissroll:0x5"):
         with pytest.raises(DataError, match="size"):
@@ -390,7 +390,7 @@ def test_one_size_rule():
 
 
 def test_huge_builtin_is_refused_before_allocating(monkeypatch):
-    import embedscope.engine.data as data
+    import embedscope.datasets as data
 
     with pytest.raises(DataError, match=r"builtin:mixture:1e15x50 needs 2\d\d PB of memory \(1,000,000,000,000,000 x 50"):
         load_vectors("builtin:mixture:1e15x50")

@@ -10,8 +10,9 @@ See :func:`embedscope.bench.runner.run_bench`; each run is a fresh
 
 from __future__ import annotations
 
-from embedscope.bench.datasets import load_bench_data, make_swiss_roll, parse_sizes
+from embedscope.bench.datasets import load_bench_data
 from embedscope.bench.measure import peak_rss_bytes
 from embedscope.bench.runner import run_bench
+from embedscope.datasets import make_swiss_roll, parse_sizes
 
 __all__ = ["load_bench_data", "make_swiss_roll", "parse_sizes", "peak_rss_bytes", "run_bench"]

@@ -39,9 +39,9 @@ def _command_of(args: argparse.Namespace) -> str:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from embedscope.bench.datasets import parse_sizes
     from embedscope.bench.report import markdown_table
     from embedscope.bench.runner import run_bench
+    from embedscope.datasets import parse_sizes
     from embedscope.engine.io import protect_inputs
 
     out = Path(args.out)

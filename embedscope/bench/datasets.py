@@ -1,9 +1,9 @@
 """Benchmark datasets: generated at any size, or subsampled from a user's file.
 
-The swiss roll lives here and is exposed to users as ``builtin:swissroll:NxD`` through
-:func:`embedscope.engine.data.load_builtin`. A benchmark dataset is a *spec* (what the
-user typed after ``--data``) plus a size: generators are re-run at each size with the
-same seed; fixed data (a file, digits) is subsampled with a seeded choice of rows.
+The generators and the size rule are :mod:`embedscope.datasets`, shared with
+``builtin:NAME`` inputs. A benchmark dataset is a *spec* (what the user typed after
+``--data``) plus a size: generators are re-run at each size with the same seed; fixed
+data (a file, digits) is subsampled with a seeded choice of rows.
 """
 
 from __future__ import annotations
@@ -14,93 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["BenchData", "load_bench_data", "make_swiss_roll", "parse_size", "parse_sizes"]
+from embedscope.datasets import GENERATED_SHAPES, make_builtin, parse_shape
+from embedscope.errors import DataError
+
+__all__ = ["BenchData", "is_builtin", "load_bench_data"]
 
 #: Built-ins generated at any size (the others are fixed and subsampled).
-GENERATED = ("mixture", "swissroll")
-#: Roll positions are cut into this many bins for the ``label`` column.
-SWISSROLL_BINS = 10
-
-
-def make_swiss_roll(
-    n_samples: int = 10_000,
-    n_features: int = 100,
-    *,
-    noise: float = 0.05,
-    random_state: int | None = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A swiss roll (a rolled-up 2-D sheet) isometrically placed in ``n_features`` dims.
-
-    The sheet coordinate along the roll, ``t`` in ``[1.5 pi, 4.5 pi]``, and a height
-    in ``[0, 21]`` give 3-D points ``(t cos t, height, t sin t)``; a random orthonormal
-    basis carries them into ``n_features`` dimensions and isotropic Gaussian noise is
-    added in every dimension. Neighbouring turns of the roll are about ``2 pi`` apart,
-    far more than the noise, so a reducer that keeps global structure unrolls it into
-    a strip ordered by ``t``; one that tears or folds it shows up in kNN label accuracy.
-
-    Parameters
-    ----------
-    n_samples : int, default=10000
-    n_features : int, default=100
-        At least 3.
-    noise : float, default=0.05
-        Standard deviation of the noise in each dimension.
-    random_state : int or None, default=0
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_features), float32
-    t : ndarray of shape (n_samples,), float32
-        Position along the roll (colour by it, or bin it into labels).
-    """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be positive; got {n_samples}")
-    if n_features < 3:
-        raise ValueError(f"n_features must be at least 3 for a swiss roll; got {n_features}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0; got {noise}")
-    rng = np.random.default_rng(random_state)
-    t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n_samples))
-    height = 21.0 * rng.random(n_samples)
-    sheet = np.column_stack([t * np.cos(t), height, t * np.sin(t)])
-    basis, _ = np.linalg.qr(rng.standard_normal((n_features, 3)))  # orthonormal columns
-    X = np.empty((n_samples, n_features), dtype=np.float32)
-    step = max(1, (1 << 24) // n_features)  # blocks bound the float64 temporaries
-    for start in range(0, n_samples, step):
-        block = sheet[start : start + step] @ basis.T
-        block += noise * rng.standard_normal(block.shape)
-        X[start : start + step] = block
-    return X, t.astype(np.float32)
-
-
-def swissroll_labels(t: np.ndarray, bins: int = SWISSROLL_BINS) -> np.ndarray:
-    """Equal-width bins of the roll position ``t`` as int32 labels ``0 .. bins-1``."""
-    lo, hi = 1.5 * np.pi, 4.5 * np.pi
-    return np.clip(((t - lo) / (hi - lo) * bins).astype(np.int32), 0, bins - 1)
-
-
-def parse_size(text: str) -> int:
-    """``"10k"`` -> 10000, ``"1M"`` -> 1000000, ``"2500"`` -> 2500, ``"1.5k"`` -> 1500.
-
-    The same rule as ``builtin:mixture:NxD`` (:func:`embedscope.engine.data.parse_count`);
-    errors are ``DataError``, a ``ValueError``.
-    """
-    from embedscope.engine.data import parse_count
-
-    return parse_count(text)
-
-
-def parse_sizes(text: str | None) -> list[int]:
-    """A comma-separated size list, in the order given, duplicates dropped."""
-    if text is None or not str(text).strip():
-        return []
-    sizes: list[int] = []
-    for part in str(text).split(","):
-        if part.strip():
-            size = parse_size(part)
-            if size not in sizes:
-                sizes.append(size)
-    return sizes
+GENERATED = tuple(GENERATED_SHAPES)
 
 
 @dataclass
@@ -118,15 +38,13 @@ class BenchData:
 
 
 def _split_builtin(spec: str) -> tuple[str, int | None, int | None]:
-    from embedscope.engine.data import _parse_size
-
     body = spec[len("builtin:"):] if spec.startswith("builtin:") else spec
     base, _, size = body.partition(":")
     if not size:
         return base, None, None
     if size.lower().startswith("x"):  # "x100": dimensions only
-        return base, None, _parse_size("1" + size)[1]
-    n, d = _parse_size(size)
+        return base, None, parse_shape("1" + size)[1]
+    n, d = parse_shape(size)
     return base, n, d
 
 
@@ -168,18 +86,19 @@ def load_bench_data(
         Metadata file for a vector file (one row per vector).
     random_state : int, default=0
     """
-    from embedscope.engine.data import DataError, load_builtin, load_vectors
+    from embedscope.engine.data import load_vectors
 
     note = ""
     if is_builtin(spec):
         base, n, d = _split_builtin(spec)
         if base in GENERATED:
-            n = size or n or 10_000
-            d = d or (100 if base == "swissroll" else 50)
+            default_n, default_d = GENERATED_SHAPES[base]
+            n = size or n or default_n
+            d = d or default_d
             name = f"{base}:{n}x{d}"
-            X, frame = load_builtin(name, random_state=random_state)
+            X, frame = make_builtin(name, random_state=random_state)
         else:
-            X, frame = load_builtin(base, random_state=random_state)
+            X, frame = make_builtin(base, random_state=random_state)
             name = base
     else:
         X, frame = load_vectors(spec, meta)

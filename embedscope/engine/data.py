@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from embedscope._array import array_module, is_cupy
-from embedscope._memory import host_memory_budget
 from embedscope._progress import logger
+from embedscope.datasets import make_builtin, make_mixture
 from embedscope.errors import DataError
 from embedscope.io.stream import iter_row_chunks
 
@@ -35,7 +35,6 @@ __all__ = [
     "load_builtin",
     "load_vectors",
     "make_mixture",
-    "parse_count",
     "validate_vectors",
 ]
 
@@ -598,146 +597,6 @@ def load_vectors(
 # ----------------------------------------------------------------------------- built-ins
 
 
-def make_mixture(
-    n_samples: int = 10_000,
-    n_features: int = 50,
-    n_clusters: int = 20,
-    *,
-    cluster_std: float = 1.0,
-    center_box: float = 10.0,
-    random_state: int | None = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded Gaussian mixture with labels, at any size.
-
-    Cluster sizes vary (Dirichlet weights) and each cluster has its own scale, so
-    the data is not a grid of identical blobs.
-
-    Parameters
-    ----------
-    n_samples, n_features, n_clusters : int
-        Size of the data and the number of mixture components.
-    cluster_std : float, default=1.0
-        Typical per-cluster standard deviation.
-    center_box : float, default=10.0
-        Centres are uniform in ``[-center_box, center_box]^n_features``.
-    random_state : int or None, default=0
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, n_features), float32
-    labels : ndarray of shape (n_samples,), int32
-    """
-    if n_samples < 1 or n_features < 1 or n_clusters < 1:
-        raise ValueError("n_samples, n_features and n_clusters must be positive")
-    rng = np.random.default_rng(random_state)
-    centers = rng.uniform(-center_box, center_box, size=(n_clusters, n_features))
-    scales = cluster_std * rng.uniform(0.5, 1.5, size=n_clusters)
-    weights = rng.dirichlet(np.full(n_clusters, 5.0))
-    labels = rng.choice(n_clusters, size=n_samples, p=weights).astype(np.int32)
-    X = np.empty((n_samples, n_features), dtype=np.float32)
-    step = max(1, (1 << 24) // n_features)  # generate in blocks to bound float64 temporaries
-    for start in range(0, n_samples, step):
-        lab = labels[start : start + step]
-        noise = rng.standard_normal((len(lab), n_features))
-        X[start : start + step] = centers[lab] + noise * scales[lab, None]
-    return X, labels
-
-
-def parse_count(text: str) -> int:
-    """A positive whole number as people write sizes: ``2500``, ``10_000``, ``10k``, ``1.5M``, ``1e6``.
-
-    The one rule for every size embedscope reads (``builtin:mixture:NxD``, ``bench
-    --sizes``).
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    DataError
-        Not a number, not positive, or not whole (``1.2345k``).
-    """
-    raw = str(text).strip().lower().replace("_", "")
-    mult = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
-    try:
-        value = float(raw[:-1] if mult > 1 else raw) * mult
-    except ValueError:
-        raise DataError(f"cannot read size {text!r}; write e.g. 2500, 10k, 1.5M or 1e6") from None
-    if not (1 <= value < float("inf")) or value != int(value):
-        raise DataError(f"size {text!r} must be a positive whole number")
-    return int(value)
-
-
-def _parse_size(spec: str) -> tuple[int, int | None]:
-    """``"NxD"`` or ``"N"`` as (rows, dims or None), each read by :func:`parse_count`."""
-    parts = spec.lower().split("x")
-    if len(parts) > 2 or not all(part.strip() for part in parts):
-        raise DataError(f"cannot read size {spec!r}; write e.g. 100000x50 or 100kx50")
-    return parse_count(parts[0]), (parse_count(parts[1]) if len(parts) > 1 else None)
-
-
-def _check_fits(what: str, n: int, d: int, bytes_per_row: int) -> None:
-    """Refuse a generated dataset that cannot fit in memory, before allocating it."""
-    need = n * bytes_per_row
-    have = host_memory_budget()
-    if have is not None and need > have:
-        raise DataError(f"{what} needs {_size_text(need)} of memory ({n:,} x {d:,} float32 and its labels); "
-                        f"{_size_text(have)} is available: ask for fewer rows or dimensions")
-
-
-def _size_text(nbytes: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if nbytes < 1000 or unit == "PB":
-            return f"{nbytes:,.0f} {unit}" if unit == "bytes" or nbytes >= 100 else f"{nbytes:.3g} {unit}"
-        nbytes /= 1000
-    raise AssertionError("unreachable")
-
-
 def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
-    """A built-in dataset with a ``label`` metadata column.
-
-    Parameters
-    ----------
-    name : str
-        ``"mixture"`` (10,000 x 50, 20 clusters), ``"mixture:NxD"`` for any size
-        (``"mixture:100kx50"``), ``"swissroll"`` / ``"swissroll:NxD"`` (a noisy swiss
-        roll placed in D dimensions, 10,000 x 100 by default; ``label`` bins the
-        position along the roll, ``t`` is the position itself), or ``"digits"``
-        (scikit-learn's 1,797 8x8 digits; needs scikit-learn).
-    random_state : int, default=0
-
-    Returns
-    -------
-    Vectors
-    """
-    base, _, size = name.partition(":")
-    if base == "mixture":
-        n, d = _parse_size(size) if size else (10_000, 50)
-        d = d or 50
-        # float32 values plus the int64 draw of the labels and their int32 copy
-        _check_fits(f"builtin:{name}", n, d, 4 * d + 12)
-        X, labels = make_mixture(n, d, random_state=random_state)
-    elif base == "swissroll":
-        from embedscope.bench.datasets import make_swiss_roll, swissroll_labels
-
-        n, d = _parse_size(size) if size else (10_000, 100)
-        d = d or 100
-        # float32 values plus five float64 columns (position, height, the 3-D sheet)
-        _check_fits(f"builtin:{name}", n, d, 4 * d + 40)
-        X, t = make_swiss_roll(n, d, random_state=random_state)
-        return Vectors(X, pd.DataFrame({"label": swissroll_labels(t), "t": t}))
-    elif base == "digits":
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise DataError("builtin:digits needs scikit-learn: pip install scikit-learn") from None
-        digits = load_digits()
-        X, labels = digits.data.astype(np.float32), digits.target.astype(np.int32)
-    else:
-        raise DataError(f"unknown built-in dataset {name!r}; choose mixture[:NxD], swissroll[:NxD] or digits")
-    return Vectors(X, pd.DataFrame({"label": labels}))
+    """A built-in dataset with a ``label`` metadata column (see :func:`embedscope.datasets.make_builtin`)."""
+    return Vectors(*make_builtin(name, random_state=random_state))

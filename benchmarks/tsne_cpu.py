@@ -100,7 +100,7 @@ _COMMON_P: dict[int, object] = {}
 def common_kl(X: np.ndarray, Y: np.ndarray) -> float:
     """KL of ``Y`` under our P for ``X`` (perplexity 30, exact kNN after PCA-50 if wide)."""
     from embedscope.engine.pca import PCA
-    from embedscope.engine.tsne import PCA_ABOVE, PCA_DIMS
+    from embedscope.engine.stages import PCA_ABOVE, PCA_DIMS
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.tsne.fft import FFTRepulsion
@@ -123,7 +123,7 @@ _RAW_P: dict[int, object] = {}
 
 def exact_own_kl(X: np.ndarray, Y: np.ndarray, lib: str, data: str) -> float | None:
     """KL of ``Y`` under the exact P (k=90, perplexity 30) of the input ``lib`` fits."""
-    from embedscope.engine.tsne import PCA_ABOVE
+    from embedscope.engine.stages import PCA_ABOVE
     from embedscope.kernels import tsne as ktsne
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.tsne.fft import FFTRepulsion

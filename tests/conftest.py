@@ -66,7 +66,7 @@ def words():
 @pytest.fixture(scope="session")
 def mixture_5k():
     """The seeded 20-cluster mixture of the quality tests: 5,000 x 50."""
-    from embedscope.engine.data import make_mixture
+    from embedscope.datasets import make_mixture
 
     return make_mixture(5000, 50, 20, random_state=0)
 
@@ -78,4 +78,4 @@ def fake_cuda_only(monkeypatch):
 
     monkeypatch.setattr(dispatch, "probe_cuda", lambda: dispatch._Probe(True, "fake GPU"))
     monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(False, "cuml is not installed"))
-    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
+    monkeypatch.setattr(dispatch, "device_xp", lambda: np)

@@ -91,7 +91,7 @@ def fake_cuml(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuml.decomposition", decomposition)
     monkeypatch.setitem(sys.modules, "cuml.manifold", manifold)
     monkeypatch.setattr(dispatch, "probe_cuml", lambda: dispatch._Probe(True, "fake cuml"))
-    monkeypatch.setattr(dispatch, "_cupy_backend", lambda name, detail, reason: dispatch.Backend(name, np, detail, reason))
+    monkeypatch.setattr(dispatch, "device_xp", lambda: np)
     _FakePCA.calls.clear()
     _FakeUMAP.calls.clear()
     _FakeTSNE.calls.clear()

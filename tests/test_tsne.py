@@ -329,7 +329,7 @@ def test_tsne_import_loads_no_gpu_module():
 def test_cuda_backend_refuses_large_perplexity_before_any_work(monkeypatch):
     # The simulator makes "cuda" resolvable here; the refusal comes before any kernel runs.
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
-    monkeypatch.setattr(tsne_engine, "_kernels", lambda backend: pytest.fail("work started"))
+    monkeypatch.setattr(tsne_engine.TSNE, "_optimise", lambda *a: pytest.fail("work started"))
     X = np.random.default_rng(0).normal(size=(300, 5))
     with pytest.raises(Unsupported, match=r"at most 128 neighbours.*3 x perplexity = 150.*backend='cpu'"):
         TSNE(perplexity=50.0, backend="cuda").fit(X)

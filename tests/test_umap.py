@@ -19,7 +19,7 @@ from embedscope import (
     reduce,
     trustworthiness,
 )
-from embedscope.engine.init import initial_layout, spectral_layout
+from embedscope.engine.stages import initial_layout, spectral_layout
 from embedscope.kernels.affinity import fuzzy_simplicial_set
 from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.umap_sgd import find_ab_params
@@ -374,7 +374,7 @@ def test_cuda_backend_cosine_with_pca(mixture_5k):
 @pytest.mark.gpu
 def test_cuda_backend_streams_data_too_large_for_the_device(monkeypatch, small):
     from embedscope import _memory as memory
-    from embedscope.engine.umap import _to_device
+    from embedscope.backends.cuda import place as _to_device
 
     X, labels = small
     monkeypatch.setattr(memory, "device_free_bytes", lambda: 1024)  # only the placement reads this

@@ -1,8 +1,13 @@
-"""Backend resolution: which implementation runs a reducer, and why.
+"""The backend registry: what each backend can do, its kernels, and how one is chosen.
 
-A :class:`Backend` is small: a name, the array module ``xp`` (numpy or cupy), a
-description of the device, and the reason it was chosen. Stages are written once
-against ``xp``; only kernels differ per backend.
+A backend registers a :class:`BackendSpec` once (``backends/cpu.py``, ``cuda.py``,
+``cuml.py``): its name, its place in the ``auto`` order, a probe that says whether it
+can run on this machine, its :class:`Capabilities` and either a kernel table (the
+stages run our kernels) or a delegate (an outside library fits the whole reducer).
+A reducer asks for a backend with a :class:`Request` (its name and the settings
+that matter to a backend); :func:`resolve_backend` checks the request against the
+capabilities, and ``auto`` walks the registry, passing over what cannot run here or
+would refuse, and records every (backend, reason) it weighed.
 
 Nothing GPU-related is imported at module level. cupy and cuml are probed lazily and
 the probe result is cached, so ``import embedscope`` works on a machine with neither.
@@ -13,18 +18,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
-BACKENDS = ("auto", "cpu", "cuda", "cuml")
-
-INSTALL_HINTS = {
-    "cuda": "pip install 'embedscope[gpu]'  (or: conda install -c conda-forge cupy)",
-    "cuml": "conda install -c rapidsai -c conda-forge cuml  (or: pip install 'embedscope[cuml]')",
-}
+ALL_METRICS = frozenset({"euclidean", "cosine", "inner_product"})
 
 
 class BackendUnavailable(RuntimeError):
@@ -36,34 +38,269 @@ class Unsupported(ValueError):
 
 
 @dataclass(frozen=True)
+class _Probe:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can run; :meth:`BackendSpec.refusal` checks a request against it.
+
+    Attributes
+    ----------
+    reducers : frozenset of str
+        Reducers it implements (``"pca"``, ``"umap"``, ``"tsne"``).
+    metrics : frozenset of str
+        Input metrics its kNN search (or delegate) accepts.
+    knn_methods : frozenset of str
+        ``knn_method`` values its search honours (``"auto"`` always).
+    max_neighbors : int or None
+        Largest k its kNN search finds per point (None: no limit). A precomputed
+        graph is never limited.
+    transform : frozenset of str
+        Reducers whose ``transform`` runs on this backend.
+    callback : bool
+        Whether an optimiser callback can be called.
+    precomputed_knn : bool
+        Whether a given kNN graph can be used instead of a search.
+    hints : dict of str to str
+        The refusal text for a setting it lacks, keyed ``"knn_method=ivf"`` etc.,
+        naming what to use instead.
+    """
+
+    reducers: frozenset[str]
+    metrics: frozenset[str] = ALL_METRICS
+    knn_methods: frozenset[str] = frozenset({"auto", "exact"})
+    max_neighbors: int | None = None
+    transform: frozenset[str] = frozenset()
+    callback: bool = True
+    precomputed_knn: bool = True
+    hints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a reducer asks of a backend: the settings a backend might not support.
+
+    Attributes
+    ----------
+    reducer : str
+        ``"pca"``, ``"umap"`` or ``"tsne"``.
+    n_samples : int
+    metric : str or None
+        None where the reducer has no metric (PCA).
+    neighbors : int or None
+        k of the kNN search (self excluded); None where no search runs (PCA, or a
+        precomputed graph).
+    neighbors_hint : callable or None
+        ``hint(largest_k)`` -> how the reducer's parameter maps to k, appended to a
+        refusal ("(n_neighbors <= 129; got 200); use backend='cpu' ...").
+    knn_method : str
+    callback : bool
+        A callback was given.
+    precomputed_knn : bool
+        A kNN graph was given.
+    estimator : object or None
+        The estimator itself, for a delegate that maps its parameters (cuML).
+    """
+
+    reducer: str
+    n_samples: int = 0
+    metric: str | None = None
+    neighbors: int | None = None
+    neighbors_hint: Callable[[int], str] | None = None
+    knn_method: str = "auto"
+    callback: bool = False
+    precomputed_knn: bool = False
+    estimator: Any = None
+
+
+@dataclass(frozen=True)
+class TsneKernels:
+    """The t-SNE optimiser's kernels on one backend (the loop itself is shared)."""
+
+    #: ``place(P, Y)`` -> (P, Y) where the kernels read them (host float64 / device float32).
+    place: Callable[..., tuple[Any, Any]]
+    #: ``repulsion(n, dim, dof)`` -> (``routine(Y) -> (rep, Z)``, name).
+    repulsion: Callable[[int, int, float], tuple[Callable, str]]
+    #: ``step(P, Y, rep, Z, dof, exaggeration, learning_rate, momentum, update, gains)``.
+    step: Callable[..., None]
+    #: ``advance(Y, update)``: ``Y += update``, then recentre.
+    advance: Callable[[Any, Any], None]
+    #: ``kl(P, Y, Z, dof)`` -> KL(P || Q).
+    kl: Callable[..., float]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """A backend's kernel table: what differs per backend in the shared stages.
+
+    Every entry returns host (numpy) arrays unless it says otherwise.
+    """
+
+    #: ``place(X)`` -> ``X`` where this backend's stages read it (host, or device).
+    place: Callable[[Any], Any]
+    #: ``knn(data, k, metric, *, queries=None, method="auto", seed=0, log=None)`` ->
+    #: host (int32 indices, float32 distances) of shape (m, k), self excluded.
+    knn: Callable[..., tuple[np.ndarray, np.ndarray]]
+    #: ``knn_label(method, n)`` -> what the search will run, for the stage log.
+    knn_label: Callable[[str, int], str]
+    #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract, host layout out.
+    umap_optimize: Callable[..., np.ndarray]
+    tsne: TsneKernels
+
+
+@dataclass
+class BackendSpec:
+    """One registered backend.
+
+    Attributes
+    ----------
+    name : str
+    priority : int
+        ``auto`` tries higher priorities first.
+    probe : callable
+        ``probe()`` -> object with ``ok`` and ``detail`` (device text, or what is missing).
+    capabilities : Capabilities
+    array_module : callable
+        ``array_module()`` -> the module its stages use (numpy or cupy).
+    kernels : callable or None
+        ``kernels()`` -> :class:`Kernels` (loaded on first use), or None for a
+        delegate backend.
+    delegate : callable or None
+        ``delegate()`` -> module with ``fit_pca``, ``fit_umap``, ``fit_tsne``
+        (``(est, X, backend)``) and ``refusal(request)``, for a backend that hands the
+        whole fit to another library.
+    install_hint : str
+        How to install what it needs.
+    simulated : callable or None
+        ``simulated()`` -> True where an explicit request runs on a simulator instead
+        of the device (numba's CUDA simulator).
+    gpu : bool
+        Runs on a GPU (Dask then starts a dask-cuda cluster; benchmarks sample GPU memory).
+    """
+
+    name: str
+    priority: int
+    probe: Callable[[], Any]
+    capabilities: Capabilities
+    array_module: Callable[[], ModuleType]
+    kernels: Callable[[], Kernels] | None = None
+    delegate: Callable[[], Any] | None = None
+    install_hint: str = ""
+    simulated: Callable[[], bool] | None = None
+    gpu: bool = False
+
+    def refusal(self, request: Request) -> str | None:
+        """Why this backend cannot run ``request``, or None."""
+        caps = self.capabilities
+        if request.reducer not in caps.reducers:
+            return "not implemented for this reducer"
+        if self.delegate is not None:
+            return self.delegate().refusal(request)
+        if request.metric is not None and request.metric not in caps.metrics:
+            return caps.hints.get(f"metric={request.metric}",
+                                  f"backend={self.name!r} has no metric={request.metric!r}")
+        if request.precomputed_knn and not caps.precomputed_knn:
+            return f"backend={self.name!r} cannot use precomputed_knn"
+        if request.callback and not caps.callback:
+            return f"backend={self.name!r} cannot call a callback"
+        if request.neighbors is not None:
+            if request.knn_method not in caps.knn_methods:
+                return caps.hints.get(f"knn_method={request.knn_method}",
+                                      f"knn_method={request.knn_method!r} is not available on backend={self.name!r}")
+            limit = caps.max_neighbors
+            if limit is not None and request.neighbors > limit:
+                tail = request.neighbors_hint(limit) if request.neighbors_hint else ""
+                return f"backend={self.name!r} finds at most {limit} neighbours per point{tail}"
+        return None
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register(spec: BackendSpec) -> None:
+    """Add (or replace) a backend; ``auto`` tries it in order of ``priority``."""
+    _REGISTRY[spec.name] = spec
+
+
+def registered() -> tuple[str, ...]:
+    """The registered backend names, ``auto`` order first."""
+    return tuple(sorted(_REGISTRY, key=lambda name: -_REGISTRY[name].priority))
+
+
+def get_spec(name: str) -> BackendSpec:
+    """The registered :class:`BackendSpec` called ``name`` (KeyError if none)."""
+    return _REGISTRY[name]
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every value a ``backend=`` parameter accepts: ``"auto"`` and each registered name."""
+    return ("auto", *sorted(_REGISTRY))
+
+
+@dataclass(frozen=True)
 class Backend:
     """A resolved backend.
 
     Attributes
     ----------
     name : str
-        ``"cpu"``, ``"cuda"`` or ``"cuml"``.
+        A registered name (``"cpu"``, ``"cuda"``, ``"cuml"``).
     xp : module
         The array module the stages use: numpy for cpu, cupy for cuda and cuml.
     device : str
         Human-readable device description (CPU cores, or GPU name and memory).
     reason : str
-        Why this backend was chosen (for ``backend="auto"``) or that it was requested.
+        Why this backend was chosen: ``"requested"``, or for ``auto`` the rendered
+        :attr:`considered` list.
+    considered : tuple of (str, str)
+        For ``auto``: every backend weighed before the pick, with why it was passed
+        over, then the pick.
     """
 
     name: str
     xp: ModuleType = field(repr=False)
     device: str
     reason: str
+    spec: BackendSpec | None = field(default=None, repr=False, compare=False)
+    considered: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return f"{self.name} ({self.device}; {self.reason})"
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return _spec_of(self).capabilities
 
-@dataclass(frozen=True)
-class _Probe:
-    ok: bool
-    detail: str
+    @property
+    def kernels(self) -> Kernels | None:
+        """The kernel table, or None for a delegate backend (cuML)."""
+        spec = _spec_of(self)
+        return spec.kernels() if spec.kernels is not None else None
+
+    @property
+    def delegate(self) -> Any:
+        """The module a delegate backend hands whole fits to, else None."""
+        spec = _spec_of(self)
+        return spec.delegate() if spec.delegate is not None else None
+
+
+def fitted_backend(name: str) -> Backend:
+    """The registered backend ``name`` as a fit left it, without probing again.
+
+    ``transform`` runs where ``fit`` ran; the estimator keeps only the name (a
+    resolved backend holds modules, which do not pickle).
+    """
+    return Backend(name, np, "", "fitted", _REGISTRY[name])
+
+
+def _spec_of(backend: Backend) -> BackendSpec:
+    return backend.spec if backend.spec is not None else _REGISTRY[backend.name]
+
+
+# ----------------------------------------------------------------------------- probes
 
 
 def _gpu_disabled() -> bool:
@@ -109,6 +346,11 @@ def probe_cuml() -> _Probe:
     return _Probe(True, f"cuml {getattr(cuml, '__version__', '?')} on {gpu.detail}")
 
 
+def probe_cpu() -> _Probe:
+    """The CPU always runs: its detail is the number of threads numba will use."""
+    return _Probe(True, cpu_description())
+
+
 def cpu_description() -> str:
     """Number of CPU cores numba will use."""
     try:
@@ -120,31 +362,32 @@ def cpu_description() -> str:
     return f"CPU, {threads} threads"
 
 
-def _cpu(reason: str) -> Backend:
-    return Backend("cpu", np, cpu_description(), reason)
+def device_xp() -> ModuleType:
+    """cupy, for the GPU backends (looked up here so a test can stand in numpy)."""
+    return importlib.import_module("cupy")
 
 
-def _cupy_backend(name: str, detail: str, reason: str) -> Backend:
-    cupy = importlib.import_module("cupy")
-    return Backend(name, cupy, detail, reason)
+# ----------------------------------------------------------------------------- resolve
 
 
-def _simulated() -> bool:
-    from embedscope.kernels._cuda import simulated
+def _probe(spec: BackendSpec) -> Any:
+    # Looked up through this module at call time, so a probe replaced here (tests, a
+    # GPU stand-in) is the one used.
+    return {"cuda": lambda: probe_cuda(), "cuml": lambda: probe_cuml()}.get(spec.name, spec.probe)()
 
-    return simulated()
 
-
-def resolve_backend(backend: str = "auto", *, supports: tuple[str, ...] = ("cpu", "cuda", "cuml")) -> Backend:
-    """Resolve a backend name into a :class:`Backend`.
+def resolve_backend(backend: str = "auto", request: Request | None = None) -> Backend:
+    """Resolve a backend name into a :class:`Backend` that can run ``request``.
 
     Parameters
     ----------
-    backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
-        ``"auto"`` picks cuml where it is installed and a GPU is visible, else cuda
-        where cupy can use a GPU, else cpu, and records why in ``Backend.reason``.
-    supports : tuple of str
-        The backends the calling reducer implements; ``auto`` skips the others.
+    backend : str, default="auto"
+        ``"auto"`` or a registered name (``"cpu"``, ``"cuda"``, ``"cuml"``). ``auto``
+        tries the registered backends in order (cuml, cuda, cpu), passes over one
+        that cannot run here or whose capabilities refuse ``request``, and records
+        every reason in ``Backend.considered`` / ``Backend.reason``.
+    request : Request, optional
+        What the reducer will ask; None checks availability only.
 
     Returns
     -------
@@ -157,51 +400,66 @@ def resolve_backend(backend: str = "auto", *, supports: tuple[str, ...] = ("cpu"
     BackendUnavailable
         An explicitly requested backend cannot run here; the message says what is
         missing and how to install it.
+    Unsupported
+        An explicitly requested backend cannot run ``request``; the message says why
+        and what to use instead.
 
     Notes
     -----
     With ``NUMBA_ENABLE_CUDASIM=1`` an explicit ``"cuda"`` resolves to the simulator
     (``xp`` is numpy), whatever GPU is present.
     """
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "cpu":
-        return _cpu("requested")
-    if backend in ("cuda", "cuml"):
-        if backend not in supports:
-            raise Unsupported(f"backend={backend!r} is not implemented for this reducer yet; "
-                              f"available: {', '.join(supports)}")
-        if backend == "cuda" and _simulated():
-            # The simulator runs the kernels on host arrays, which lets CI test the
-            # cuda code paths end to end without a GPU; "auto" never picks it (slow).
-            return Backend("cuda", np, "numba CUDA simulator, no GPU",
-                           "requested (NUMBA_ENABLE_CUDASIM is set)")
-        probe = probe_cuda() if backend == "cuda" else probe_cuml()
+    names = backend_names()
+    if not isinstance(backend, str) or backend not in names:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(names)}")
+    if backend != "auto":
+        return _explicit(_REGISTRY[backend], request)
+    considered: list[tuple[str, str]] = []
+    for name in registered():
+        spec = _REGISTRY[name]
+        if request is not None and request.reducer not in spec.capabilities.reducers:
+            considered.append((name, "not implemented for this reducer"))
+            continue
+        probe = _probe(spec)
+        if not probe.ok:
+            considered.append((name, probe.detail))
+            continue
+        why = spec.refusal(request) if request is not None else None
+        if why is not None:
+            considered.append((name, f"cannot run these settings ({why.split(';')[0]})"))
+            continue
+        considered.append((name, "picked"))
+        reason = "auto: " + "; ".join(f"{n}: {r}" for n, r in considered)
+        return Backend(name, spec.array_module(), probe.detail, reason, spec, tuple(considered))
+    raise BackendUnavailable("no registered backend can run this: "
+                             + "; ".join(f"{n}: {r}" for n, r in considered))
+
+
+def _explicit(spec: BackendSpec, request: Request | None) -> Backend:
+    name = spec.name
+    if request is not None and request.reducer not in spec.capabilities.reducers:
+        available = [n for n in registered() if request.reducer in _REGISTRY[n].capabilities.reducers]
+        raise Unsupported(f"backend={name!r} is not implemented for this reducer yet; "
+                          f"available: {', '.join(available)}")
+    if spec.simulated is not None and spec.simulated():
+        # The simulator runs the kernels on host arrays, which lets CI test the
+        # cuda code paths end to end without a GPU; "auto" never picks it (slow).
+        resolved = Backend(name, np, "numba CUDA simulator, no GPU",
+                           "requested (NUMBA_ENABLE_CUDASIM is set)", spec)
+    else:
+        probe = _probe(spec)
         if not probe.ok:
             raise BackendUnavailable(
-                f"backend={backend!r} is not available: {probe.detail}. "
-                f"Install with: {INSTALL_HINTS[backend]}; or use backend='cpu'."
+                f"backend={name!r} is not available: {probe.detail}. "
+                f"Install with: {spec.install_hint}; or use backend='cpu'."
             )
-        return _cupy_backend(backend, probe.detail, "requested")
-
-    skipped = []
-    for name in ("cuml", "cuda"):
-        if name not in supports:
-            skipped.append(f"{name}: not implemented for this reducer")
-            continue
-        probe = probe_cuml() if name == "cuml" else probe_cuda()
-        if probe.ok:
-            why = "auto: " + "; ".join([*skipped, f"{name} available"])
-            return _cupy_backend(name, probe.detail, why)
-        skipped.append(f"{name}: {probe.detail}")
-    return _cpu("auto: " + "; ".join(skipped))
+        resolved = Backend(name, spec.array_module(), probe.detail, "requested", spec)
+    if request is not None and (why := spec.refusal(request)) is not None:
+        raise Unsupported(why)
+    return resolved
 
 
 def available_backends() -> dict[str, tuple[bool, str]]:
-    """Every backend with whether it can run here and the reason (for ``embedscope info``)."""
-    cuda, cuml = probe_cuda(), probe_cuml()
-    return {
-        "cpu": (True, cpu_description()),
-        "cuda": (cuda.ok, cuda.detail),
-        "cuml": (cuml.ok, cuml.detail),
-    }
+    """Every registered backend with whether it can run here and why (``embedscope info``)."""
+    return {name: (probe.ok, probe.detail) for name in registered()
+            for probe in [_probe(_REGISTRY[name])]}

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.backends import Backend, Unsupported
+from embedscope.backends import _registry
+from embedscope.backends._registry import (
+    Backend,
+    BackendSpec,
+    Capabilities,
+    Request,
+    Unsupported,
+    register,
+)
 
 # cuML's "full" solver is an eigendecomposition of the covariance matrix.
 _PCA_SOLVERS = {"auto": "auto", "full": "full", "covariance": "full"}
@@ -166,3 +174,63 @@ def fit_cuml_tsne(est: Any, X: Any, backend: Backend) -> Any:
     est._cuml_model = model
     est.kl_divergence_ = float(np.asarray(getattr(model, "kl_divergence_", np.nan)))
     return embedding
+
+
+def refusal(request: Request) -> str | None:
+    """Why cuML cannot fit ``request`` (its estimator's parameters), or None.
+
+    The parameter mapping is pure, so this runs (and is tested) without cuML.
+    """
+    est = request.estimator
+    if est is None:
+        return None
+    try:
+        if request.reducer == "pca":
+            cuml_pca_params(est)
+        elif request.reducer == "umap":
+            cuml_umap_params(est)
+        elif request.reducer == "tsne":
+            cuml_tsne_params(est, request.n_samples)
+    except Unsupported as exc:
+        return str(exc)
+    return None
+
+
+def fit_pca(est: Any, X: Any, backend: Backend) -> None:
+    """The delegate entry for PCA (see :class:`embedscope.backends.BackendSpec`)."""
+    fit_cuml_pca(est, X, backend)
+
+
+def fit_umap(est: Any, X: Any, backend: Backend) -> Any:
+    """The delegate entry for UMAP."""
+    return fit_cuml_umap(est, X, backend)
+
+
+def fit_tsne(est: Any, X: Any, backend: Backend) -> Any:
+    """The delegate entry for t-SNE."""
+    return fit_cuml_tsne(est, X, backend)
+
+
+INSTALL_HINT = "conda install -c rapidsai -c conda-forge cuml  (or: pip install 'embedscope[cuml]')"
+
+CAPABILITIES = Capabilities(
+    reducers=frozenset({"pca", "umap", "tsne"}),
+    metrics=frozenset(_UMAP_METRICS | _TSNE_METRICS),
+    knn_methods=frozenset({"auto"}),
+    # cuML's t-SNE has no transform.
+    transform=frozenset({"pca", "umap"}),
+    callback=False,
+    hints={"transform=tsne": "cuML's t-SNE cannot place new points (it has no transform); fit with "
+                             "backend='cuda' or backend='cpu' to use transform"},
+)
+
+
+def _self() -> Any:
+    import sys
+
+    return sys.modules[__name__]
+
+
+register(BackendSpec(name="cuml", priority=30, probe=lambda: _registry.probe_cuml(),
+                     capabilities=CAPABILITIES, array_module=lambda: _registry.device_xp(),
+                     delegate=_self, install_hint=INSTALL_HINT, gpu=True))

@@ -36,7 +36,7 @@ def _who(run: dict[str, Any]) -> str:
 def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per run, with MiB and the fit time as a ratio to ours on the CPU."""
     ours = {(r["dataset"], r["method"]): r["fit_s"] for r in runs
-            if r["impl"] == "embedscope" and r["backend"] == "cpu" and r.get("status") == "ok"}
+            if r["impl"] == "embedscope" and not r.get("gpu") and r.get("status") == "ok"}
     rows = []
     for run in runs:
         row = dict(run)

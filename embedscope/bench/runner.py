@@ -30,7 +30,6 @@ from embedscope.bench.impls import DEFAULT_PARAMS, PEER_NOTES, PEERS, peer_missi
 
 __all__ = ["Job", "plan_jobs", "run_bench"]
 
-OUR_BACKENDS = ("cpu", "cuda", "cuml")
 #: Neighbours of the quality measures (trustworthiness, recall, label accuracy).
 QUALITY_K = 15
 
@@ -71,9 +70,11 @@ def plan_jobs(methods: list[str], backends: list[str], peers: list[str]) -> list
         if method not in METHODS and ":" not in method:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)} "
                              "(or module:Class for your own reducer)")
+    from embedscope.backends import registered
+
     for backend in backends:
-        if backend not in OUR_BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(OUR_BACKENDS)}")
+        if backend not in registered():
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(registered())}")
     for peer in peers:
         if peer not in PEERS:
             raise ValueError(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
@@ -83,6 +84,13 @@ def plan_jobs(methods: list[str], backends: list[str], peers: list[str]) -> list
         jobs += [Job(method, peer, "cuda" if peer == "cuml" else "cpu")
                  for peer in peers if method in PEERS[peer][2]]
     return jobs
+
+
+def _on_gpu(backend: str) -> bool:
+    """Whether ``backend`` (a registered name) runs on a GPU: its memory is then sampled."""
+    from embedscope.backends import get_spec, registered
+
+    return backend in registered() and get_spec(backend).gpu
 
 
 def _blocked(job: Job) -> str | None:
@@ -100,9 +108,11 @@ def _blocked(job: Job) -> str | None:
     if not ok:
         return f"unavailable: {detail}"
     if ":" not in job.method:
+        from embedscope.backends import get_spec, registered
         from embedscope.engine.reduce import reducer_class
 
-        supported = reducer_class(job.method)._supported_backends
+        reducer = reducer_class(job.method)._reducer_name
+        supported = [name for name in registered() if reducer in get_spec(name).capabilities.reducers]
         if job.backend not in supported:
             return f"unsupported: {job.method} has no {job.backend} backend yet ({', '.join(supported)} only)"
     return None
@@ -267,7 +277,7 @@ def run_bench(
                 done += 1
                 record: dict[str, Any] = {"dataset": bench.name, "n": int(bench.X.shape[0]), "d": int(bench.X.shape[1]),
                                           "method": job.method, "impl": job.impl, "backend": job.backend,
-                                          "label": job.label}
+                                          "label": job.label, "gpu": _on_gpu(job.backend)}
                 blocked = _blocked(job)
                 if blocked:
                     record["status"] = blocked.partition(":")[0]
@@ -278,7 +288,7 @@ def run_bench(
                 name = f"{job.slug}-{bench.X.shape[0]}"
                 spec = {"data": str(data_path), "method": job.method, "impl": job.impl, "backend": job.backend,
                         "params": DEFAULT_PARAMS.get(job.method, {"n_components": 2}), "seed": int(seed),
-                        "warmup_rows": int(warmup_rows), "gpu": job.backend in ("cuda", "cuml"),
+                        "warmup_rows": int(warmup_rows), "gpu": _on_gpu(job.backend),
                         "embedding": str(out / "embeddings" / f"{name}.npy"),
                         "result": str(out / ".work" / f"{name}.result.json")}
                 Path(spec["result"]).unlink(missing_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,8 +13,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 from embedscope import _array
 from embedscope._progress import Progress
-from embedscope.backends import Backend, Unsupported, resolve_backend
-from embedscope.backends import _registry as dispatch
+from embedscope.backends import Backend, Request, resolve_backend
 
 
 class NotFittedError(_SklearnNotFittedError):
@@ -85,9 +83,10 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     """A scikit-learn transformer: parameters live in ``__init__`` exactly as given.
 
     ``fit`` validates them with ``_validate_params(n_samples, n_features)``, which
-    returns the checked values and sets nothing. Subclasses set
-    ``_supported_backends`` and ``_fitted_attribute`` and call :meth:`_start` at the
-    top of ``fit``, which resolves the backend (recording ``backend_`` and
+    returns the checked values and sets nothing. Subclasses set ``_reducer_name``
+    (the name backends list in their capabilities) and ``_fitted_attribute``, build
+    a :meth:`_request` from their settings, and call :meth:`_start` at the top of
+    ``fit``, which resolves the backend (recording ``backend_`` and
     ``backend_reason_``) and opens the stage log.
 
     From scikit-learn come ``get_params`` / ``set_params`` (so ``clone`` and grid
@@ -95,7 +94,6 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     (``pca0``, ``pca1``, ...) and the HTML repr of notebooks.
     """
 
-    _supported_backends: tuple[str, ...] = ("cpu",)
     #: Set by every fit; ``check_is_fitted`` and ``transform`` look for it.
     _fitted_attribute: str = "embedding_"
 
@@ -136,39 +134,29 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 changed.append(f"{name}={value!r}" if not isinstance(value, np.ndarray) else f"{name}=<array>")
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def _refusal(self, backend: str, n: int) -> str | None:
-        """Why ``backend`` cannot run these settings on ``n`` points, or None.
+    #: The name reducers register under in backend capabilities ("pca", "umap", ...).
+    _reducer_name: str = ""
 
-        Subclasses name what a GPU backend cannot do (too many neighbours, a
-        parameter cuML lacks, ...) so that it is refused before any work.
+    def _request(self, n: int) -> Request:
+        """What this fit asks of a backend (see :class:`embedscope.backends.Request`).
+
+        Subclasses add the settings a backend might lack (metric, k, knn_method,
+        callback); the backend's capabilities decide, so no reducer names a backend.
         """
-        return None
+        return Request(self._reducer_name, n_samples=n, estimator=self)
 
     def _start(self, X_shape: tuple[int, ...] | None = None) -> tuple[Backend, Progress]:
         """Resolve the backend, record ``backend_`` / ``backend_reason_``, open the log.
 
         A backend that cannot run the settings raises :class:`Unsupported`, except
-        that ``"auto"`` first passes over a GPU backend that would refuse (the user did
-        not ask for it) and says why in ``backend_reason_``.
+        that ``"auto"`` passes over a backend that would refuse (the user did not ask
+        for it) and says why in ``backend_reason_``; ``backend_considered_`` keeps
+        the (backend, reason) pairs ``auto`` weighed.
         """
         n = X_shape[0] if X_shape else 0
-        supports = self._supported_backends
-        refused: dict[str, str] = {}
-        if self.backend == "auto":
-            # through the module, so a probe replaced there (tests, a GPU mock) is the one used
-            probes = {"cuml": dispatch.probe_cuml, "cuda": dispatch.probe_cuda}
-            refused = {name: why for name, probe in probes.items()
-                       if name in supports and probe().ok and (why := self._refusal(name, n)) is not None}
-            supports = tuple(name for name in supports if name not in refused)
-        backend = resolve_backend(self.backend, supports=supports)
-        if (why := self._refusal(backend.name, n)) is not None:
-            raise Unsupported(why)
-        reason = backend.reason
-        for name, why in refused.items():
-            reason = reason.replace(f"{name}: not implemented for this reducer",
-                                    f"{name}: cannot run these settings ({why.split(';')[0]})")
-        backend = replace(backend, reason=reason)
-        self.backend_, self.backend_reason_ = backend.name, reason
+        backend = resolve_backend(self.backend, self._request(n))
+        self.backend_, self.backend_reason_ = backend.name, backend.reason
+        self.backend_considered_ = list(backend.considered)
         progress = Progress(getattr(self, "verbose", False), type(self).__name__)
         shape = f" on {X_shape[0]:,} x {X_shape[1]:,}" if X_shape else ""
         progress.log(f"backend {backend}{shape}")
@@ -236,77 +224,3 @@ def check_init_array(init: Any, n: int, n_components: int, name: str = "init") -
         raise ValueError(f"{name} has values beyond +-{MAX_INIT_MAGNITUDE:g}; rescale it "
                          "(both optimisers work at unit scale)")
     return layout
-
-
-#: Largest magnitude of the input that the float32 kernels square safely, and the
-#: smallest below which squares lose digits to float32's subnormals. Outside, UMAP and
-#: t-SNE divide the data by a power of two (exact, and both are scale-invariant: the
-#: graph calibrates each point's bandwidth to its own distances).
-SAFE_MAGNITUDE = (2.0**-40, 2.0**40)
-
-
-def magnitude_scale(X: Any) -> float:
-    """A power of two to divide ``X`` by so its largest magnitude is near 1, or 1.0.
-
-    1.0 whenever the largest magnitude already lies in :data:`SAFE_MAGNITUDE` (so
-    ordinary data is untouched) or ``X`` is all zeros. Reads ``X`` twice (max and min),
-    without a temporary copy.
-    """
-    xp = _array.array_module(X)
-    top = max(abs(float(xp.max(X))), abs(float(xp.min(X))))
-    if top == 0.0 or SAFE_MAGNITUDE[0] <= top <= SAFE_MAGNITUDE[1]:
-        return 1.0
-    return float(2.0 ** np.frexp(top)[1])
-
-
-def check_new_points_scale(Z: Any, metric: str, name: str = "new points") -> None:
-    """Refuse new points whose squared distances overflow float32 at the fitted scale.
-
-    ``Z`` is already divided by the scale found at fit, so ordinary new points lie
-    near 1; cosine compares directions only and is never refused.
-    """
-    if metric == "cosine":
-        return
-    xp = _array.array_module(Z)
-    top = max(abs(float(xp.max(Z))), abs(float(xp.min(Z))))
-    if top > SAFE_MAGNITUDE[1]:
-        raise ValueError(f"{name}: values reach {top:.3g} times the magnitude of the fitted data, so "
-                         "their squared distances overflow float32; rescale them as the fitted data was")
-
-
-def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | None:
-    """Why a neighbour graph of ``X`` under ``metric`` would be meaningless, or None.
-
-    All rows identical leaves every distance 0 (no neighbourhood to preserve); under
-    cosine, zero rows have no direction and rows that are multiples of one another are
-    identical. Compares every row with the first, block by block, and stops at the
-    first block that differs, so ordinary data costs one small block.
-    """
-    xp = _array.array_module(X)
-    n = X.shape[0]
-    cosine = metric == "cosine"
-
-    def unit(block: Any) -> Any:
-        block = xp.asarray(block, dtype=xp.float64)
-        norms = xp.sqrt((block * block).sum(axis=1, keepdims=True))
-        return block / xp.where(norms > 0, norms, 1.0), norms.ravel()
-
-    first = xp.asarray(X[:1], dtype=xp.float64)
-    if cosine:
-        first, _ = unit(first)
-    any_nonzero = False
-    for start in range(0, n, chunk_rows):
-        block = X[start:start + chunk_rows]
-        if cosine:
-            block, norms = unit(block)
-            any_nonzero = any_nonzero or bool((norms > 0).any())
-            # float32 rows parallel to one another normalise to within rounding
-            if bool((xp.abs(block - first) > 1e-6).any()):
-                return None
-        elif bool((xp.asarray(block) != xp.asarray(X[:1])).any()):
-            return None
-    if cosine and not any_nonzero:
-        return f"all {n} rows are zero, which have no cosine distance"
-    if cosine:
-        return f"all {n} rows point the same way, so every cosine distance is 0"
-    return f"all {n} rows are identical"

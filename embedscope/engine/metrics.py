@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from embedscope._array import to_host
-from embedscope.engine.base import magnitude_scale
+from embedscope.engine.stages import magnitude_scale
 from embedscope.kernels.knn import check_metric, exact_knn, prepare
 
 DEFAULT_SAMPLE = 10_000

@@ -10,9 +10,8 @@ import numpy as np
 
 from embedscope._array import as_float, is_cupy, to_output
 from embedscope._progress import Progress
-from embedscope.backends import Backend
 from embedscope.engine.base import BaseReducer, check_int, derive_seed, validate_random_state
-from embedscope.engine.data import validate_vectors
+from embedscope.io.validate import validate_vectors
 from embedscope.kernels import pca as kpca
 
 SOLVERS = ("auto", "full", "randomized", "covariance")
@@ -100,7 +99,7 @@ class PCA(BaseReducer):
     (1000, 2)
     """
 
-    _supported_backends = ("cpu", "cuda", "cuml")
+    _reducer_name = "pca"
     _fitted_attribute = "components_"
 
     def __init__(
@@ -213,10 +212,10 @@ class PCA(BaseReducer):
             self._xp = np  # the covariance is assembled and decomposed here
             fit_pca(self, X, progress)
             return X
-        if backend.name == "cuml":
-            self._fit_cuml(X, backend)
+        if backend.delegate is not None:
+            backend.delegate.fit_pca(self, X, backend)
             return X
-        if backend.name == "cpu" and is_cupy(X):
+        if backend.xp is np and is_cupy(X):  # a host backend reads a host copy
             X = X.get()
         solver = self._choose_solver(X, n, d)
         if solver == "full" and _is_streamed(X):
@@ -346,11 +345,6 @@ class PCA(BaseReducer):
         if isinstance(state.get("_xp"), str):
             state = {**state, "_xp": importlib.import_module(state["_xp"])}
         super().__setstate__(state)
-
-    def _fit_cuml(self, X: Any, backend: Backend) -> None:
-        from embedscope.backends.cuml import fit_cuml_pca
-
-        fit_cuml_pca(self, X, backend)
 
     # ------------------------------------------------------------------ projection
     def _projection(self) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,31 +26,22 @@ import scipy.sparse as sp
 
 from embedscope._array import array_module, to_host, to_output
 from embedscope._progress import Progress
-from embedscope.backends import Backend, Unsupported
+from embedscope.backends import Backend, Request, Unsupported, fitted_backend, get_spec
+from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
     check_float,
     check_init_array,
     check_int,
-    check_new_points_scale,
-    degenerate_reason,
     derive_seed,
-    magnitude_scale,
     validate_random_state,
 )
-from embedscope.engine.data import DataError, validate_vectors
+from embedscope.engine.stages import PCA_DIMS
+from embedscope.errors import DataError
+from embedscope.io.validate import validate_vectors
 from embedscope.kernels import tsne as ktsne
-from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
-from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
-from embedscope.kernels.tsne.bh import BarnesHutRepulsion
-from embedscope.kernels.tsne.fft import FFTRepulsion
-from embedscope.kernels.tsne.gradient import advance as _advance
-from embedscope.kernels.tsne.gradient import gradient_step as _step
+from embedscope.kernels.knn import check_metric
 
-#: Input dimensions above which the data is first reduced by PCA, and to how many.
-PCA_ABOVE, PCA_DIMS = 100, 50
-#: Up to this many points the repulsion is computed exactly (O(N^2) per step).
-EXACT_MAX = 1500
 #: Iterations between KL reports (progress and callback).
 REPORT_EVERY = 50
 #: Perplexity used to place new points in ``transform`` (openTSNE's choice: new points
@@ -73,106 +63,6 @@ DOF_RANGE = (1e-2, 100.0)
 class DivergedError(FloatingPointError, ValueError):
     """The optimisation left the floating-point range (a ValueError, so it reaches a
     user as one line: the cure is a parameter, not a bug report)."""
-
-
-def _repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
-    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, and its name."""
-    if n <= EXACT_MAX:
-        return (lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact"
-    if dim == 2:
-        return FFTRepulsion(dof=dof), "fft"
-    return BarnesHutRepulsion(dof=dof), "barnes-hut"
-
-
-def _knn_cpu(X: np.ndarray, k: int, metric: str, seed: int,
-             log: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
-    return nearest_neighbors(X, k, metric, method="auto", random_state=seed, log=log)
-
-
-def _place_cpu(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-    return P, np.ascontiguousarray(Y, dtype=np.float64)
-
-
-def _step_cpu(P: sp.csr_matrix, Y: np.ndarray, rep: np.ndarray, z: float, dof: float,
-              exaggeration: float, learning_rate: float, momentum: float,
-              update: np.ndarray, gains: np.ndarray) -> None:
-    _step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(Y.shape[0], 1.0 / z),
-          exaggeration, 4.0, learning_rate, momentum, update, gains)
-
-
-# The cuda kernels are looked up at call time: importing this module loads nothing GPU.
-def _knn_cuda(X: np.ndarray, k: int, metric: str, seed: int,
-              log: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
-    from embedscope.kernels import knn_gpu
-
-    indices, distances = knn_gpu.exact_knn_gpu(X, k, metric)
-    return to_host(indices), to_host(distances)
-
-
-def _place_cuda(P: sp.csr_matrix, Y: np.ndarray) -> tuple[Any, Any]:
-    from embedscope.kernels._cuda import device_array_module
-    from embedscope.kernels.tsne import gpu as tsne_gpu
-
-    xp = device_array_module()
-    return tsne_gpu.csr_to_device(P, xp), xp.asarray(np.ascontiguousarray(Y, dtype=np.float32))
-
-
-def _repulsion_cuda(n: int, dim: int, dof: float) -> tuple[Callable, str]:
-    from embedscope.kernels.tsne import gpu as tsne_gpu
-
-    if n <= EXACT_MAX:
-        return (lambda sources: tsne_gpu.exact_repulsion_gpu(sources, dof)), "exact"
-    # The grid repulsion is dimension-generic on the device; there is no GPU Barnes-Hut.
-    return tsne_gpu.FFTRepulsionGPU(dof=dof), "fft"
-
-
-def _step_cuda(P: Any, Y: Any, rep: Any, z: Any, dof: float, exaggeration: float,
-               learning_rate: float, momentum: float, update: Any, gains: Any) -> None:
-    from embedscope.kernels.tsne import gpu as tsne_gpu
-
-    # 1/Z is formed on the device: the step never waits for Z to reach the host.
-    tsne_gpu.gradient_step_gpu(P, Y, Y, dof, rep, 1.0 / z, exaggeration, 4.0, learning_rate,
-                               momentum, update, gains)
-
-
-def _advance_cuda(Y: Any, update: Any) -> None:
-    from embedscope.kernels.tsne import gpu as tsne_gpu
-
-    tsne_gpu.advance_gpu(Y, update)
-
-
-def _kl_cuda(P: Any, Y: Any, z: Any, dof: float) -> float:
-    from embedscope.kernels.tsne import gpu as tsne_gpu
-
-    return tsne_gpu.kl_divergence_gpu(P, Y, z, dof)
-
-
-@dataclass(frozen=True)
-class _Kernels:
-    """What differs per backend; the stages and the optimiser loop are shared."""
-
-    backend: str
-    #: ``knn(X, k, metric, seed, log)`` -> host (int32, float32) arrays (n, k), self excluded.
-    knn: Callable[..., tuple[np.ndarray, np.ndarray]]
-    #: ``place(P, Y)`` -> (P, Y) where the kernels read them (host float64 / device float32).
-    place: Callable[[sp.csr_matrix, np.ndarray], tuple[Any, Any]]
-    #: ``repulsion(n, dim, dof)`` -> (``routine(Y) -> (rep, Z)``, name).
-    repulsion: Callable[[int, int, float], tuple[Callable, str]]
-    #: ``step(P, Y, rep, Z, dof, exaggeration, learning_rate, momentum, update, gains)``.
-    step: Callable[..., None]
-    #: ``advance(Y, update)``: ``Y += update``, then recentre.
-    advance: Callable[[Any, Any], None]
-    #: ``kl(P, Y, Z, dof)`` -> KL(P || Q).
-    kl: Callable[..., float]
-
-    def knn_label(self) -> str:
-        return "exact on cuda" if self.backend == "cuda" else "on cpu"
-
-
-def _kernels(backend: str) -> _Kernels:
-    if backend == "cuda":
-        return _Kernels("cuda", _knn_cuda, _place_cuda, _repulsion_cuda, _step_cuda, _advance_cuda, _kl_cuda)
-    return _Kernels("cpu", _knn_cpu, _place_cpu, _repulsion, _step_cpu, _advance, ktsne.kl_divergence)
 
 
 class TSNE(BaseReducer):
@@ -271,7 +161,7 @@ class TSNE(BaseReducer):
     (1000, 2)
     """
 
-    _supported_backends = ("cpu", "cuda", "cuml")
+    _reducer_name = "tsne"
 
     def __init__(
         self,
@@ -355,84 +245,32 @@ class TSNE(BaseReducer):
         perplexity = min(float(self.perplexity), (n - 1) / 3.0)
         return min(n - 1, max(1, int(3 * perplexity)))
 
-    def _refusal(self, backend: str, n: int) -> str | None:
-        """Why ``backend`` cannot run these settings on ``n`` points, or None."""
-        if backend == "cuda" and self.precomputed_knn is None and self._neighbours(n) > GPU_KNN_MAX:
-            return (f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point and t-SNE "
-                    f"needs 3 x perplexity = {self._neighbours(n)}; use perplexity <= "
-                    f"{GPU_KNN_MAX // 3}, pass precomputed_knn, or use backend='cpu'")
-        if backend == "cuml":
-            from embedscope.backends.cuml import cuml_tsne_params  # pure: imports no cuML
+    def _request(self, n: int) -> Request:
+        searches = self.precomputed_knn is None
+        k = self._neighbours(n) if n > 1 and isinstance(self.perplexity, int | float) else None
 
-            try:
-                cuml_tsne_params(self, n)
-            except Unsupported as exc:
-                return str(exc)
-        return None
+        def hint(limit: int) -> str:
+            return (f" and t-SNE needs 3 x perplexity = {k}; use perplexity <= {limit // 3}, "
+                    "pass precomputed_knn, or use backend='cpu'")
+
+        return Request("tsne", n_samples=n, metric=self.metric, neighbors=k if searches else None,
+                       neighbors_hint=hint, callback=self.callback is not None,
+                       precomputed_knn=not searches, estimator=self)
 
     # ------------------------------------------------------------------ stages
-    def _preprocess(self, X: np.ndarray, fit: bool) -> np.ndarray:
-        """float32 rows in the space the kNN graph is built in (unit rows, PCA)."""
-        X = np.ascontiguousarray(to_host(X), dtype=np.float32)
-        if fit:
-            # Squared distances of values near 1e20 overflow float32 (near 1e-20 they
-            # vanish); P is calibrated per point, so dividing by a power of two is exact
-            # and changes nothing else.
-            self._scale = magnitude_scale(X)
-        if getattr(self, "_scale", 1.0) != 1.0:
-            X = X / np.float32(self._scale)
-        if self._metric == "cosine":
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            X = X / np.where(norms > 0, norms, 1.0)
-        if fit:
-            self.pca_ = None
-            # PCA keeps euclidean (and, on unit rows, cosine) neighbourhoods; it would
-            # change inner products, so that metric is searched in the full space.
-            if self.pca_components is not None and X.shape[1] > PCA_ABOVE and self._metric != "inner_product":
-                from embedscope.engine.pca import PCA
+    def _precomputed(self, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The given graph (``stages.check_precomputed``: its first ``k`` columns, at least one)."""
+        return stages.check_precomputed(self.precomputed_knn, n, k, check_metric(self.metric), at_least=1)
 
-                n_pca = min(int(self.pca_components), X.shape[0], X.shape[1])
-                self.pca_ = PCA(n_components=n_pca, random_state=self._seed, backend=self._kernels.backend)
-                return np.ascontiguousarray(self.pca_.fit_transform(X), dtype=np.float32)
-            return X
-        if self.pca_ is not None:
-            return np.ascontiguousarray(self.pca_.transform(X), dtype=np.float32)
-        return X
-
-    def _knn(self, X: np.ndarray, n: int, k: int, log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if self.precomputed_knn is None:
-            return self._kernels.knn(X, k, self._metric, self._seed, log)
-        return self._check_precomputed(n)
-
-    def _check_precomputed(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            indices, distances = self.precomputed_knn
-        except (TypeError, ValueError):
-            raise ValueError("precomputed_knn must be a pair (indices, distances)") from None
-        indices, distances = np.asarray(to_host(indices)), np.asarray(to_host(distances), dtype=np.float32)
-        if indices.ndim != 2 or indices.shape != distances.shape or indices.shape[0] != n:
-            raise ValueError(f"precomputed_knn arrays must both have shape ({n}, k); got "
-                             f"{indices.shape} and {distances.shape}")
-        if indices.dtype.kind not in "iu" or indices.min() < 0 or indices.max() >= n:
-            raise ValueError(f"precomputed_knn indices must be integers in [0, {n})")
-        if not np.isfinite(distances).all():
-            raise ValueError("precomputed_knn distances contain NaN or inf")
-        if not (indices != np.arange(n)[:, None]).any():
-            raise ValueError("precomputed_knn has no valid neighbour: every entry is the point itself")
-        return indices.astype(np.int32), distances
-
-    def _initial(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _initial(self, X: np.ndarray, rng: np.random.Generator, backend: str) -> np.ndarray:
         n, nc = X.shape[0], self.n_components
         if not isinstance(self.init, str):
             return np.array(to_host(self.init), dtype=np.float64)
         if self.init == "pca":
-            from embedscope.engine.pca import PCA
-
             # Data with fewer features than n_components has fewer axes: the rest is noise.
-            usable = min(nc, X.shape[1])
-            Y = np.asarray(PCA(n_components=usable, random_state=self._seed, backend="cpu").fit_transform(X),
-                           dtype=np.float64)
-            std = Y[:, 0].std()
+            Y = np.asarray(stages.pca_axes(X, nc, seed=self._seed, backend=backend), dtype=np.float64)
+            usable = Y.shape[1]
+            std = Y[:, 0].std() if usable else 0.0
             if std > 0:
                 Y = Y / std * 1e-4
                 if usable < nc:
@@ -457,45 +295,68 @@ class TSNE(BaseReducer):
         X = validate_vectors(X, min_rows=4)
         n = X.shape[0]
         params = self._validate_params(n, X.shape[1])
+        k = self._neighbours(n)
         if self.precomputed_knn is not None:
-            self._check_precomputed(n)
-        if (reason := degenerate_reason(X, params["metric"])) is not None:
+            self._precomputed(n, k)
+        if (reason := stages.degenerate_reason(X, params["metric"])) is not None:
             raise DataError(f"{reason}; t-SNE needs distinct points")
         backend, progress = self._start(X.shape)
         self._metric = params["metric"]
         self.n_features_in_ = X.shape[1]
-        if backend.name == "cuml":
-            return self._fit_cuml(X, backend, progress, n)
-        self._kernels = _kernels(backend.name)
+        if backend.delegate is not None:
+            return self._fit_delegated(X, backend, progress, n)
+        kernels = backend.kernels
         self._seed, rng = derive_seed(self.random_state)
         self.perplexity_ = self._effective_perplexity(n)
-        with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,}"):
-            Xp = self._preprocess(X, fit=True)
-        k = self._neighbours(n)
-        search = "precomputed" if self.precomputed_knn is not None else self._kernels.knn_label()
+        with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
+            self._prep = stages.Preparation(self._metric, self.pca_components, seed=self._seed,
+                                            backend=backend.name)
+            Z = self._prep.fit_transform(kernels.place(X))
+            self.pca_ = self._prep.pca
+            Xp = np.ascontiguousarray(to_host(Z), dtype=np.float32)
+        precomputed = self.precomputed_knn is not None
+        search = stages.knn_label(backend, "auto", n, precomputed)
         with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
-            indices, distances = self._knn(Xp, n, k, progress.log)
+            if precomputed:
+                indices, distances = self._precomputed(n, k)
+            else:
+                indices, distances = stages.knn_graph(backend, Z, k, self._metric, seed=self._seed,
+                                                      log=progress.log)
+        del Z  # frees the device copy before the iterations
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
-            cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
-                                                        squared=self._metric == "euclidean")
-            P = ktsne.joint_probabilities(indices, cond, n)
+            P, missed = self._affinities(indices, distances, n)
             if missed:
                 progress.log(f"perplexity search did not converge for {missed} point(s)")
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
-            Y = self._initial(Xp, rng)
+            Y = self._initial(Xp, rng, backend.name)
         self._X_ref = Xp
-        self._optimise(P, Y, progress)
+        self._optimise(P, Y, progress, backend)
         self.timings_ = progress.timings
         return self
 
-    def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
-        from embedscope.backends.cuml import cuml_tsne_params, fit_cuml_tsne
+    def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int) -> tuple[sp.csr_matrix, int]:
+        """The joint P of the kNN graph; missing neighbours (-1, or the point itself) get no weight."""
+        missing = (indices < 0) | (indices == np.arange(n)[:, None])
+        if missing.any():
+            # A huge finite distance gives a missing entry zero weight in the perplexity
+            # search (an infinite one would turn 0 * inf into NaN there).
+            distances = np.where(missing, np.float32(1e18), distances)
+        cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
+                                                    squared=self._metric == "euclidean")
+        if missing.any():
+            cond = np.where(missing, 0.0, cond).astype(cond.dtype)
+            indices = np.where(missing, np.arange(n)[:, None], indices).astype(np.int32)
+        return ktsne.joint_probabilities(indices, cond, n), missed
+
+    def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
+        from embedscope.backends.cuml import cuml_tsne_params
 
         self.perplexity_ = self._effective_perplexity(n)
-        if self.pca_components is not None and X.shape[1] > PCA_ABOVE:
-            progress.log(f"cuml: pca_components is not applied; cuML searches all {X.shape[1]:,} features")
+        if self.pca_components is not None and X.shape[1] > stages.PCA_ABOVE:
+            progress.log(f"{backend.name}: pca_components is not applied; it searches all "
+                         f"{X.shape[1]:,} features")
         self._progress = progress
-        embedding = fit_cuml_tsne(self, X, backend)
+        embedding = backend.delegate.fit_tsne(self, X, backend)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
         self.learning_rate_ = float(cuml_tsne_params(self, n)["learning_rate"])
         self.repulsion_ = "fft"  # the adapter asks cuML for its FFT method
@@ -511,8 +372,8 @@ class TSNE(BaseReducer):
             return ee_iter, max(n / ee / 4.0, 50.0), max(n / 4.0, 50.0)
         return ee_iter, float(self.learning_rate), float(self.learning_rate)
 
-    def _optimise(self, P: sp.csr_matrix, Y: np.ndarray, progress: Any) -> None:
-        kernels = self._kernels
+    def _optimise(self, P: sp.csr_matrix, Y: np.ndarray, progress: Any, backend: Backend) -> None:
+        kernels = backend.kernels.tsne
         n, dim = Y.shape
         dof = float(self.dof)
         repulsion, self.repulsion_ = kernels.repulsion(n, dim, dof)
@@ -531,7 +392,7 @@ class TSNE(BaseReducer):
             # both phases time into "optimise" (the key UMAP uses too); the log names each
             name = "early exaggeration" if phase == 0 else "normal phase"
             update, gains = xp.zeros_like(Y), xp.ones_like(Y)
-            detail = f"{name}, {stop - it} iterations on {kernels.backend}, {self.repulsion_} repulsion, lr={lr:.4g}"
+            detail = f"{name}, {stop - it} iterations on {backend.name}, {self.repulsion_} repulsion, lr={lr:.4g}"
             with progress.stage("optimise", detail):
                 while it < stop:
                     rep, z = repulsion(Y)
@@ -587,9 +448,10 @@ class TSNE(BaseReducer):
         array of shape (n_new, n_components), in the input's array type
         """
         self._check_fitted("embedding_")
-        if getattr(self, "backend_", None) == "cuml":
-            raise Unsupported("cuML's t-SNE cannot place new points (it has no transform); fit with "
-                              "backend='cuda' or backend='cpu' to use transform")
+        capabilities = fitted_backend(self.backend_).capabilities
+        if "tsne" not in capabilities.transform:
+            raise Unsupported(capabilities.hints.get("transform=tsne", f"backend={self.backend_!r} cannot "
+                                                     "place new points; fit with backend='cpu'"))
         X_in = X
         X = validate_vectors(X, name="new points", min_rows=1)
         if X.shape[1] != self.n_features_in_:
@@ -603,20 +465,21 @@ class TSNE(BaseReducer):
         n_ref, m = ref.shape[0], X.shape[0]
         perplexity = min(TRANSFORM_PERPLEXITY, (n_ref - 1) / 3.0)
         k = min(n_ref, max(1, int(3 * perplexity)))
+        cpu = get_spec("cpu").kernels()  # the fitted state lives on the host
         with progress.stage("knn", f"{m:,} new points, k={k}, exact on cpu"):
-            Xq = self._preprocess(X, fit=False)
-            check_new_points_scale(Xq, self._metric)
-            indices, distances = exact_knn(self._X_ref, k, self._metric, queries=Xq)
+            Xq = self._prep.transform(to_host(X))
+            stages.check_new_points_scale(Xq, self._metric)
+            indices, distances = cpu.knn(self._X_ref, k, self._metric, queries=Xq)
         cond, _ = ktsne.conditional_affinities(distances, perplexity, squared=self._metric == "euclidean")
         indptr = np.arange(0, m * k + 1, k, dtype=np.int64)
         idx, vals = indices.ravel().astype(np.int32), cond.ravel().astype(np.float64)
         Y = np.einsum("mk,mkd->md", cond.astype(np.float64), ref[indices])
-        repulsion = _repulsion(n_ref, ref.shape[1], float(self.dof))[0]
+        repulsion = cpu.tsne.repulsion(n_ref, ref.shape[1], float(self.dof))[0]
         update, gains = np.zeros_like(Y), np.ones_like(Y)
         with progress.stage("place", f"{n_iter} iterations on cpu"):
             for _ in range(n_iter):
                 rep, z_rows = repulsion(ref, Y)
-                _step(indptr, idx, vals, Y, ref, float(self.dof), rep, 1.0 / z_rows,
-                      1.0, 2.0, 0.1, 0.5, update, gains)
+                ktsne.gradient_step(indptr, idx, vals, Y, ref, float(self.dof), rep, 1.0 / z_rows,
+                                    1.0, 2.0, 0.1, 0.5, update, gains)
                 Y += update
         return to_output(Y.astype(np.float32), X_in)

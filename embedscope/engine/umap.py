@@ -1,49 +1,39 @@
-"""UMAP: the estimator that runs the shared stages (see DESIGN.md) on every backend.
+"""UMAP: the estimator that runs the shared stages (see ``engine.stages``) on every backend.
 
-preprocess (PCA to 50 dims when d > 100) -> kNN graph -> fuzzy simplicial set
-(``kernels.affinity``) -> init (``engine.init``) -> SGD epochs.
+prepare (PCA to 50 dims when d > 100) -> kNN graph -> fuzzy simplicial set
+(``kernels.affinity``) -> init (``engine.stages``) -> SGD epochs (``kernels.umap_sgd``).
 
-Only the kNN search and the SGD epochs differ per backend (:class:`_Kernels`): the
-CPU twins in ``kernels.knn`` / ``kernels.umap_sgd``, the GPU twins in
-``kernels.knn_gpu`` / ``kernels.umap_sgd_gpu``. The graph and the init run on the
-host for both (sparse, cheap next to the kNN search and the epochs). The cuml backend
-hands the whole fit to cuML (``engine.cuml_adapter``).
+Only the kNN search and the SGD epochs differ per backend: they come from the
+backend's kernel table (``backends.cpu`` / ``backends.cuda``). The graph and the init
+run on the host for both (sparse, cheap next to the kNN search and the epochs). A
+delegate backend (cuML) fits the whole reducer itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope import _array
-from embedscope._array import array_module, to_host, to_output
+from embedscope._array import to_host, to_output
 from embedscope._progress import Progress
-from embedscope.backends import Backend, Unsupported
+from embedscope.backends import Backend, Request, fitted_backend
+from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
     check_float,
     check_init_array,
     check_int,
-    check_new_points_scale,
-    degenerate_reason,
     derive_seed,
-    magnitude_scale,
     validate_random_state,
 )
-from embedscope.engine.data import DataError, validate_vectors
-from embedscope.engine.init import INIT_CHOICES, initial_layout
-from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors
-from embedscope.kernels.knn_cuda_consts import KMAX as GPU_KNN_MAX
+from embedscope.engine.stages import INIT_CHOICES
+from embedscope.errors import DataError
+from embedscope.io.validate import validate_vectors
+from embedscope.kernels.knn import check_metric
 
-#: Up to this many points ``knn_method="auto"`` on the cuda backend searches exactly,
-#: above it by IVF (:func:`embedscope.kernels.knn_ivf.ivf_knn`). Exact search costs
-#: N^2: 11-16 s at 1M x 50 (k=15) on an H200, so ~1 min at 2M but ~25 min at 10M;
-#: up to 2M the exact graph is worth its minute.
-GPU_EXACT_MAX_POINTS = 2_000_000
 #: Largest ``n_components``: a layout is for looking at or for a downstream model; above
 #: 100 dimensions UMAP's low-dimensional kernel no longer separates anything and the
 #: epochs cost grows linearly (``--n-components 1000000`` ran for minutes).
@@ -65,91 +55,6 @@ SPREAD_RANGE = (1e-3, 1e3)
 class NonFiniteLayout(RuntimeError, ValueError):
     """The SGD left the float range: a defect, not user data (every parameter and the
     data's scale are checked first). Also a ValueError, so it reaches a user as one line."""
-
-
-def _knn_cpu(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
-             method: str = "auto", seed: int = 0,
-             log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    if queries is not None:
-        return exact_knn(data, k, metric, queries=queries)
-    return nearest_neighbors(data, k, metric, method=method, random_state=seed, log=log)
-
-
-def _knn_cuda(data: Any, k: int, metric: str, *, queries: Any = None,
-              method: str = "auto", seed: int = 0,
-              log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    # Looked up at call time, not import time: nothing GPU loads with this module.
-    if _cuda_uses_ivf(method, data.shape[0], queries is None):
-        from embedscope.kernels._cuda import device_array_module
-        from embedscope.kernels.knn_ivf import ivf_knn
-
-        indices, distances = ivf_knn(data, k, metric, queries=queries, random_state=seed,
-                                     xp=device_array_module())
-    else:
-        from embedscope.kernels.knn_gpu import exact_knn_gpu
-
-        indices, distances = exact_knn_gpu(data, k, metric, queries)
-    return to_host(indices), to_host(distances)
-
-
-def _cuda_uses_ivf(method: str, n: int, self_join: bool = True) -> bool:
-    # "auto" keeps queries (transform) exact: m x N costs less than building an index.
-    return method == "ivf" or (method == "auto" and self_join and n > GPU_EXACT_MAX_POINTS)
-
-
-def _optimize_cpu(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
-    from embedscope.kernels.umap_sgd import optimize_layout
-
-    return optimize_layout(head, graph, n_epochs, **kwargs)
-
-
-def _optimize_cuda(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
-    from embedscope.kernels.umap_sgd_gpu import optimize_layout_gpu
-
-    layout = optimize_layout_gpu(head, graph, n_epochs, **kwargs)
-    return np.ascontiguousarray(to_host(layout), dtype=np.float32)
-
-
-def _to_device(X: Any) -> Any:
-    """``X`` on the device the GPU twins use (numpy under the simulator), in one copy.
-
-    numpy data larger than half the free GPU memory stays on the host: PCA and the
-    exact kNN search then stream it to the device in blocks.
-    """
-    from embedscope.kernels._cuda import device_array_module
-
-    xp = device_array_module()
-    if xp is np or _array.is_cupy(X):
-        return xp.asarray(X)
-    from embedscope._memory import device_free_bytes
-
-    if 4 * X.shape[0] * X.shape[1] > device_free_bytes() // 2:  # float32 once on the device
-        return X
-    return xp.asarray(X)
-
-
-@dataclass(frozen=True)
-class _Kernels:
-    """The stages that differ per backend; each returns host (numpy) arrays."""
-
-    backend: str
-    #: ``knn(data, k, metric, *, queries=None, method, seed, log)`` -> (int32, float32) (m, k)
-    knn: Callable[..., tuple[np.ndarray, np.ndarray]]
-    #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract.
-    optimize: Callable[..., np.ndarray]
-    #: Moves the input to where ``knn`` reads it.
-    place: Callable[[Any], Any]
-
-    def knn_label(self, method: str, n: int = 0) -> str:
-        if self.backend == "cuda":
-            return f"{'ivf' if _cuda_uses_ivf(method, n) else 'exact'} on cuda"
-        return f"{method} on cpu"
-
-
-def _kernels(backend: str) -> _Kernels:
-    if backend == "cuda":
-        return _Kernels("cuda", _knn_cuda, _optimize_cuda, _to_device)
-    return _Kernels("cpu", _knn_cpu, _optimize_cpu, to_host)
 
 
 class UMAP(BaseReducer):
@@ -176,7 +81,7 @@ class UMAP(BaseReducer):
     init : {"spectral", "pca", "random"} or array of shape (n, n_components), default="spectral"
         Spectral falls back to PCA init, logging the reason, when the graph is
         disconnected or ill-conditioned, and above 500,000 points (see
-        ``engine.init``); ``init_used_`` records what ran.
+        ``engine.stages``); ``init_used_`` records what ran.
     negative_sample_rate : int, default=5
         Repulsive samples per attractive sample, 0 to 1000.
     random_state : int >= 0, Generator or None, default=None
@@ -255,7 +160,7 @@ class UMAP(BaseReducer):
     (2000, 2)
     """
 
-    _supported_backends = ("cpu", "cuda", "cuml")
+    _reducer_name = "umap"
 
     def __init__(
         self,
@@ -331,103 +236,17 @@ class UMAP(BaseReducer):
             raise ValueError(f"callback must be callable; got {self.callback!r}")
         return params
 
-    def _check_precomputed(self, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            indices, distances = self.precomputed_knn  # type: ignore[misc]
-        except (TypeError, ValueError):
-            raise ValueError("precomputed_knn must be a tuple (indices, distances)") from None
-        indices, distances = np.asarray(indices), np.asarray(distances)
-        if indices.ndim != 2 or indices.shape != distances.shape or indices.shape[0] != n:
-            raise ValueError(f"precomputed_knn arrays must both have shape ({n}, k); "
-                             f"got {indices.shape} and {distances.shape}")
-        if indices.dtype.kind not in "iu" or not np.all(np.isfinite(distances)):
-            raise ValueError("precomputed_knn indices must be integers and distances finite")
-        if indices.shape[1] and np.array_equal(indices[:, 0], np.arange(n)):
-            indices, distances = indices[:, 1:], distances[:, 1:]  # umap-learn includes self
-        if indices.shape[1] < k:
-            raise ValueError(f"precomputed_knn has {indices.shape[1]} neighbours per point (self excluded); "
-                             f"n_neighbors={k + 1} needs {k}")
-        if indices.min() < -1 or indices.max() >= n:
-            raise ValueError(f"precomputed_knn indices must lie in [0, {n}) (or -1 for a missing neighbour)")
-        valid = (indices[:, :k] >= 0) & (indices[:, :k] != np.arange(n)[:, None])
-        if not valid.any():
-            raise ValueError("precomputed_knn has no valid neighbour: every entry is -1 or the point itself")
-        if check_metric(self.metric) != "inner_product" and (distances[:, :k] < 0).any():
-            raise ValueError("precomputed_knn distances must be >= 0 (only metric='inner_product' has "
-                             "negative distances)")
-        if (np.diff(distances[:, :k], axis=1) < 0).any():
-            raise ValueError("precomputed_knn distances must be ascending along each row")
-        return (np.ascontiguousarray(indices[:, :k], dtype=np.int32),
-                np.ascontiguousarray(distances[:, :k], dtype=np.float32))
+    def _request(self, n: int) -> Request:
+        k = int(self.n_neighbors) - 1 if isinstance(self.n_neighbors, int) else None
+        searches = self.precomputed_knn is None
 
-    # ------------------------------------------------------------------ preprocessing
-
-    def _prepare(self, X: Any, fitting: bool, backend: str = "cpu") -> Any:
-        """The vectors the kNN search sees (normalised / PCA-reduced as fitted).
-
-        Runs on whichever array module holds ``X`` (numpy, or cupy on the cuda
-        backend), and returns an array of the same kind.
-        """
-        xp = array_module(X)
-        Z = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
-        if fitting:
-            # Squared distances of values near 1e20 overflow float32 (near 1e-20 they
-            # vanish); the graph is scale-invariant, so divide by a power of two (exact).
-            self._scale = magnitude_scale(Z)
-        if getattr(self, "_scale", 1.0) != 1.0:
-            Z = Z / xp.float32(self._scale)
-        if fitting:
-            self._use_pca = (self.pca_components is not None and Z.shape[1] > 100
-                             and self._metric != "inner_product")
-            self.pca_ = None  # a refit without PCA must not leave the last one behind
-            # Cosine data is searched by cosine in PCA space too, though the unit rows
-            # are projected from their mean: PCA-50 of the word vectors keeps less than
-            # their norm for many rows, and re-normalising makes up for it. Recall of
-            # the true cosine 15-NN (1,000 rows): 0.52 by cosine, 0.47 by euclidean
-            # distance in PCA-50 (0.74 / 0.67 in PCA-100); trustworthiness@15 of the
-            # UMAP layout 0.778 / 0.781 against 0.765 / 0.760 (seeds 0 / 1).
-            self._knn_metric = self._metric
-        if self._use_pca and self._metric == "cosine":
-            norms = xp.linalg.norm(Z, axis=1, keepdims=True)
-            Z = Z / xp.where(norms > 0, norms, xp.float32(1.0))
-        if self._use_pca:
-            if fitting:
-                from embedscope.engine.pca import PCA
-
-                n_pca = min(int(self.pca_components), Z.shape[0], Z.shape[1])
-                self.pca_ = PCA(n_components=n_pca, random_state=0, backend=backend)
-                Z = self.pca_.fit_transform(Z)
-            else:
-                Z = self.pca_.transform(Z)
-            Z = xp.ascontiguousarray(xp.asarray(Z, dtype=xp.float32))
-        return Z
-
-    def _refusal(self, backend: str, n: int) -> str | None:
-        """Why ``backend`` cannot run these settings, or None (see ``BaseReducer._start``)."""
-        if backend == "cuml":
-            from embedscope.backends.cuml import cuml_umap_params  # pure: imports no cuML
-
-            try:
-                cuml_umap_params(self)
-            except Unsupported as exc:
-                return str(exc)
-            return None
-        if self.precomputed_knn is not None:
-            return None
-        if backend != "cuda":
-            if self.knn_method == "ivf":
-                return ("knn_method='ivf' is the GPU approximate search (backend='cuda'); "
-                        "on backend='cpu' use knn_method='nndescent' or 'auto'")
-            return None
-        if self.knn_method == "nndescent":
-            return ("knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
-                    "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'")
-        k = int(self.n_neighbors) - 1
-        if k > GPU_KNN_MAX:
-            return (f"backend='cuda' finds at most {GPU_KNN_MAX} neighbours per point "
-                    f"(n_neighbors <= {GPU_KNN_MAX + 1}; got {k + 1}); use backend='cpu' "
+        def hint(limit: int) -> str:
+            return (f" (n_neighbors <= {limit + 1}; got {self.n_neighbors}); use backend='cpu' "
                     "or pass precomputed_knn")
-        return None
+
+        return Request("umap", n_samples=n, metric=self.metric, neighbors=k if searches else None,
+                       neighbors_hint=hint, knn_method=self.knn_method, callback=self.callback is not None,
+                       precomputed_knn=not searches, estimator=self)
 
     # ------------------------------------------------------------------ fit
 
@@ -449,31 +268,35 @@ class UMAP(BaseReducer):
         X = validate_vectors(X, name="X", min_rows=2)
         n = X.shape[0]
         params = self._validate_params(n, X.shape[1])
+        k = params["n_neighbors"] - 1
         if self.precomputed_knn is not None:
-            self._check_precomputed(n, params["n_neighbors"] - 1)
-        elif (reason := degenerate_reason(X, params["metric"])) is not None:
+            stages.check_precomputed(self.precomputed_knn, n, k, params["metric"])
+        elif (reason := stages.degenerate_reason(X, params["metric"])) is not None:
             raise DataError(f"{reason}: UMAP has no neighbourhoods to preserve")
         backend, progress = self._start(X.shape)
         self.n_features_in_ = X.shape[1]
         self._cuml_model = None  # a refit on another backend must not transform with it
-        if backend.name == "cuml":
-            return self._fit_cuml(X, backend, progress, n)
-        k = params["n_neighbors"] - 1
-        kernels = _kernels(backend.name)
+        if backend.delegate is not None:
+            return self._fit_delegated(X, backend, progress, n)
+        kernels = backend.kernels
         seed, _ = derive_seed(self.random_state, 2**63 - 1)
         self._seed = seed
-        self._metric = params["metric"]
+        self._metric = self._knn_metric = params["metric"]
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
-            Z = self._prepare(kernels.place(X), fitting=True, backend=backend.name)
+            self._prep = stages.Preparation(self._metric, self.pca_components, seed=seed % (2**31),
+                                            backend=backend.name)
+            Z = self._prep.fit_transform(kernels.place(X))
+            self.pca_ = self._prep.pca
             Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
-        search = "precomputed" if self.precomputed_knn is not None else kernels.knn_label(self.knn_method, n)
+        precomputed = self.precomputed_knn is not None
+        search = stages.knn_label(backend, self.knn_method, n, precomputed)
         with progress.stage("knn", f"{search}, k={k}, metric={self._knn_metric}"):
-            if self.precomputed_knn is not None:
-                indices, distances = self._check_precomputed(n, k)
+            if precomputed:
+                indices, distances = stages.check_precomputed(self.precomputed_knn, n, k, self._metric)
             else:
-                indices, distances = kernels.knn(Z, k, self._knn_metric, method=self.knn_method,
-                                                 seed=seed % (2**31), log=progress.log)
+                indices, distances = stages.knn_graph(backend, Z, k, self._knn_metric, method=self.knn_method,
+                                                      seed=seed, log=progress.log)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
         with progress.stage("affinities", "fuzzy simplicial set on the host"):
@@ -481,12 +304,12 @@ class UMAP(BaseReducer):
                                                         rho_from_nearest=rho_nearest)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
-            layout, used = initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
-                                          seed=seed % (2**31), log=progress.log)
+            layout, used = stages.initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
+                                                 seed=seed % (2**31), log=progress.log, backend=backend.name)
         a, b = umap_sgd.find_ab_params(params["spread"], params["min_dist"])
         with progress.stage("optimise", f"{n_epochs} epochs on {backend.name}"):
             pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
-            layout = kernels.optimize(
+            layout = kernels.umap_optimize(
                 layout, pruned, n_epochs, a=a, b=b, learning_rate=params["learning_rate"],
                 negative_sample_rate=params["negative_sample_rate"], seed=seed,
                 callback=self.callback, log=progress.log)
@@ -504,14 +327,14 @@ class UMAP(BaseReducer):
         self.timings_ = progress.timings
         return self
 
-    def _fit_cuml(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
-        from embedscope.backends.cuml import fit_cuml_umap
+    def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
         from embedscope.kernels.umap_sgd import default_epochs
 
         if self.pca_components is not None and X.shape[1] > 100:
-            progress.log(f"cuml: pca_components is not applied; cuML searches all {X.shape[1]:,} features")
+            progress.log(f"{backend.name}: pca_components is not applied; it searches all "
+                         f"{X.shape[1]:,} features")
         self._progress = progress
-        embedding = fit_cuml_umap(self, X, backend)
+        embedding = backend.delegate.fit_umap(self, X, backend)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
         self.init_used_ = str(self.init)
         # What cuML was asked for; None is umap-learn's rule, which cuML follows too.
@@ -565,14 +388,12 @@ class UMAP(BaseReducer):
                              f"features as input: it was fitted on {self.n_features_in_}")
         if getattr(self, "_cuml_model", None) is not None:
             return to_output(self._cuml_model.transform(X), X)
-        kernels = _kernels(self.backend_)
+        backend = fitted_backend(self.backend_)
+        kernels = backend.kernels
         k = min(self._n_neighbors - 1, self._train.shape[0])
-        if kernels.backend == "cuda" and k > GPU_KNN_MAX:
-            # Only after a fit on a precomputed graph wider than the GPU kernel keeps.
-            kernels = replace(kernels, knn=_knn_cpu, place=to_host)
-        Z = self._prepare(kernels.place(X), fitting=False)
-        check_new_points_scale(Z, self._knn_metric, "X")
-        indices, distances = kernels.knn(self._train, k, self._knn_metric, queries=Z)
+        Z = self._prep.transform(kernels.place(X))
+        stages.check_new_points_scale(Z, self._knn_metric, "X")
+        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._knn_metric)
         weights = affinity.transform_memberships(distances, self._n_neighbors,
                                                  rho_from_nearest=self._metric == "inner_product")
         fitted = self.embedding_
@@ -587,7 +408,7 @@ class UMAP(BaseReducer):
             n_epochs = int(self.n_epochs) // 3
         a, b = self._ab
         pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
-        layout = kernels.optimize(
+        layout = kernels.umap_optimize(
             start, pruned, n_epochs, a=a, b=b, learning_rate=float(self.learning_rate) / 4.0,
             negative_sample_rate=int(self.negative_sample_rate), seed=self._seed ^ 0x5EED,
             reference=fitted)

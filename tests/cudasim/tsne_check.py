@@ -13,10 +13,9 @@ import numpy as np
 from _common import embedscope_log_lines
 
 from embedscope import TSNE, knn_accuracy, make_mixture, trustworthiness
-from embedscope.engine import tsne as engine_tsne
-from embedscope.kernels import knn_gpu
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
+from embedscope.kernels.knn import gpu as knn_gpu
 from embedscope.kernels.tsne import gpu as tsne_gpu
 from embedscope.kernels.tsne.fft import FFTRepulsion
 
@@ -183,7 +182,7 @@ def main() -> None:
     # k = 9 keeps the GPU kNN in the simulator to ~15 s; the other fits pass the graph.
     check_estimator(X, labels, "exact", perplexity=3.0, precomputed=False)
     check_same_trajectory(X)
-    engine_tsne.EXACT_MAX = 100  # the same 150 points through the grid repulsion on both backends
+    cuda_backend.TSNE_EXACT_MAX = cpu_backend.TSNE_EXACT_MAX = 100  # the same 150 points through the grid repulsion on both backends
     check_estimator(X, labels, "fft", perplexity=10.0, precomputed=True)
     print("tsne ok")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedscope import PCA, TSNE, UMAP
-from embedscope.engine.data import DataError
+from embedscope.errors import DataError
 from tests.hostile.harness import Case, run_case
 
 pytestmark = pytest.mark.filterwarnings("ignore:perplexity=")  # t-SNE clamps it on small data
@@ -183,8 +183,8 @@ def test_power_of_two_scaling_gives_the_same_layout():
 
 def test_unit_data_is_not_rescaled():
     X = _two_clusters()
-    assert UMAP(n_epochs=5, random_state=0).fit(X)._scale == 1.0
-    assert TSNE(n_iter=5, random_state=0).fit(X)._scale == 1.0
+    assert UMAP(n_epochs=5, random_state=0).fit(X)._prep.scale == 1.0
+    assert TSNE(n_iter=5, random_state=0).fit(X)._prep.scale == 1.0
 
 
 @pytest.mark.parametrize("solver", ["covariance", "full", "randomized"])

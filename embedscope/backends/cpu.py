@@ -1,0 +1,99 @@
+"""The cpu backend: our numba kernels on the host, everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope._array import to_host
+from embedscope.backends._registry import (
+    ALL_METRICS,
+    BackendSpec,
+    Capabilities,
+    Kernels,
+    TsneKernels,
+    probe_cpu,
+    register,
+)
+from embedscope.backends._shared import TSNE_EXACT_MAX
+
+
+def knn(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
+        method: str = "auto", seed: int = 0,
+        log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The kNN graph of ``data`` (or of ``queries`` against it: always exact)."""
+    from embedscope.kernels.knn import exact_knn, nearest_neighbors
+
+    if queries is not None:
+        return exact_knn(data, k, metric, queries=queries)
+    return nearest_neighbors(data, k, metric, method=method, random_state=seed, log=log)
+
+
+def _knn_label(method: str, n: int) -> str:
+    return f"{method} on cpu"
+
+
+def _umap_optimize(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.umap_sgd import optimize_layout
+
+    return optimize_layout(head, graph, n_epochs, **kwargs)
+
+
+def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    return P, np.ascontiguousarray(Y, dtype=np.float64)
+
+
+def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
+    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, and its name."""
+    from embedscope.kernels import tsne as ktsne
+
+    if n <= TSNE_EXACT_MAX:
+        return (lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact"
+    if dim == 2:
+        return ktsne.FFTRepulsion(dof=dof), "fft"
+    return ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut"
+
+
+def _tsne_step(P: sp.csr_matrix, Y: np.ndarray, rep: np.ndarray, z: float, dof: float,
+               exaggeration: float, learning_rate: float, momentum: float,
+               update: np.ndarray, gains: np.ndarray) -> None:
+    from embedscope.kernels.tsne import gradient_step
+
+    gradient_step(P.indptr, P.indices, P.data, Y, Y, dof, rep, np.full(Y.shape[0], 1.0 / z),
+                  exaggeration, 4.0, learning_rate, momentum, update, gains)
+
+
+def _tsne_advance(Y: np.ndarray, update: np.ndarray) -> None:
+    from embedscope.kernels.tsne import advance
+
+    advance(Y, update)
+
+
+def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
+    from embedscope.kernels.tsne import kl_divergence
+
+    return kl_divergence(P, Y, z, dof)
+
+
+@lru_cache(maxsize=1)
+def kernels() -> Kernels:
+    """The cpu kernel table."""
+    return Kernels(place=to_host, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
+                   tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl))
+
+
+CAPABILITIES = Capabilities(
+    reducers=frozenset({"pca", "umap", "tsne"}),
+    metrics=ALL_METRICS,
+    knn_methods=frozenset({"auto", "exact", "nndescent"}),
+    transform=frozenset({"pca", "umap", "tsne"}),
+    hints={"knn_method=ivf": "knn_method='ivf' is the GPU approximate search (backend='cuda'); "
+                             "on backend='cpu' use knn_method='nndescent' or 'auto'"},
+)
+
+register(BackendSpec(name="cpu", priority=10, probe=probe_cpu, capabilities=CAPABILITIES,
+                     array_module=lambda: np, kernels=kernels))

@@ -47,7 +47,7 @@ def main() -> None:
 
     from embedscope import PCA, UMAP
     from embedscope.engine import distributed as dist
-    from embedscope.engine.data import load_vectors
+    from embedscope.io.load import load_vectors
 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

@@ -46,7 +46,7 @@ DATASETS = ("mixture100k", "words", "mixture1m")
 
 def load(name: str) -> tuple[np.ndarray, str]:
     """The dataset and its metric."""
-    from embedscope.engine.data import make_mixture
+    from embedscope.datasets import make_mixture
 
     if name == "mixture100k":
         return make_mixture(100_000, 50, 50, random_state=0)[0], "euclidean"

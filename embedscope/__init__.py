@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from embedscope.backends import Backend, BackendUnavailable, Unsupported, resolve_backend
-from embedscope.engine.data import DataError, load_builtin, load_vectors, make_mixture
+from embedscope.errors import DataError
 
 __version__ = "0.1.0"
 
@@ -34,9 +34,12 @@ __all__ = [
 ]
 
 # The reducers and metrics import scikit-learn (their base classes, ~1.7 s) and the
-# numba kernels; every `embedscope plot`/`serve`/`info` and each `import embedscope`
-# would pay for them, so they load when first asked for.
+# numba kernels, the loaders pandas; every `embedscope plot`/`serve`/`info` and each
+# `import embedscope` would pay for them, so they load when first asked for.
 _LAZY = {
+    "load_builtin": "embedscope.io.load",
+    "load_vectors": "embedscope.io.load",
+    "make_mixture": "embedscope.datasets",
     "PCA": "embedscope.engine.pca",
     "UMAP": "embedscope.engine.umap",
     "TSNE": "embedscope.engine.tsne",

@@ -111,6 +111,7 @@ def cluster_flags(args: argparse.Namespace) -> tuple[str | None, int | None]:
 
 
 def _add_reduce(sub: Any) -> None:
+    from embedscope.backends import backend_names
     from embedscope.engine.reduce import METHODS
 
     p = sub.add_parser(
@@ -127,7 +128,8 @@ def _add_reduce(sub: Any) -> None:
     p.add_argument("--meta", help="metadata file (csv/tsv/parquet) with one row per vector")
     p.add_argument("--columns", help="comma-separated vector column(s) of a table input")
     p.add_argument("--key", help="array name inside an .npz file")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "cuml"])
+    p.add_argument("--backend", default="auto", choices=backend_names(),
+                   help="auto (default: cuml, else cuda, else cpu, whichever runs here) or a backend name")
     p.add_argument("--n-components", type=int, default=2, help="output dimensions (default: 2)")
     for name, kind, text in PARAM_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or _number_or_text, default=None, help=text)
@@ -171,9 +173,10 @@ def _shard_inputs(source: str) -> list[str]:
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope._progress import Progress
-    from embedscope.engine.data import is_shard_source, load_vectors
     from embedscope.engine.io import check_output, protect_inputs, write_coords
     from embedscope.engine.reduce import reducer_class
+    from embedscope.io.load import load_vectors
+    from embedscope.io.readers import is_shard_source
 
     scheduler, workers = cluster_flags(args)
     distributed = scheduler is not None or workers is not None or is_shard_source(args.input)
@@ -210,13 +213,16 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
     from contextlib import nullcontext
 
     from embedscope.engine import distributed as dist
-    from embedscope.engine.data import load_vectors
+    from embedscope.io.load import load_vectors
 
     if args.meta:
         raise ValueError("--meta is not supported with sharded input; put metadata columns in the parquet shards")
     scheduler, workers = cluster_flags(args)
     use_cluster = scheduler is not None or workers is not None
-    context = dist.cluster(scheduler, workers, gpu=args.backend == "cuda",
+    from embedscope.backends import get_spec
+
+    on_gpu = args.backend != "auto" and get_spec(args.backend).gpu  # a dask-cuda cluster then
+    context = dist.cluster(scheduler, workers, gpu=on_gpu,
                            verbose=not args.quiet) if use_cluster else nullcontext()
     with context:
         with progress.stage("load", f"{args.input} (lazy, dask)"):
@@ -339,8 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, debug: bool) -> int:
     """Run the chosen command; every error becomes one line and exit code 2."""
     from embedscope.backends import BackendUnavailable
-    from embedscope.engine.data import DataError
     from embedscope.engine.io import OutputExists
+    from embedscope.errors import DataError
 
     try:
         return int(args.func(args) or 0)

@@ -18,7 +18,8 @@ from embedscope.bench.datasets import load_bench_data
 from embedscope.bench.measure import current_rss_bytes, peak_rss_bytes
 from embedscope.bench.runner import Job, plan_jobs, run_bench
 from embedscope.datasets import make_swiss_roll, parse_size, parse_sizes
-from embedscope.engine.data import DataError, load_vectors
+from embedscope.errors import DataError
+from embedscope.io.load import load_vectors
 
 # ----------------------------------------------------------------------------- sizes, data
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedscope import DataError, load_builtin, load_vectors, make_mixture
-from embedscope.engine.data import validate_vectors
 from embedscope.io.stream import iter_row_chunks
+from embedscope.io.validate import validate_vectors
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import dask.array as da  # noqa: E402
 
 from embedscope import PCA, knn_accuracy, load_vectors, make_mixture  # noqa: E402
 from embedscope.engine import distributed as dist  # noqa: E402
-from embedscope.engine.data import DataError  # noqa: E402
 from embedscope.engine.io import OutputExists  # noqa: E402
+from embedscope.errors import DataError  # noqa: E402
 
 N_SHARDS, SHARD_ROWS, DIM = 4, 1000, 20
 

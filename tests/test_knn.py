@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedscope.engine.data import make_mixture
+from embedscope.datasets import make_mixture
 from embedscope.kernels.knn import check_metric, exact_knn, nearest_neighbors, nndescent_knn
 
 

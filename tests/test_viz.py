@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedscope.engine.data import DataError, make_mixture
+from embedscope.datasets import make_mixture
+from embedscope.errors import DataError
 from embedscope.kernels.raster import bin_points, bin_points_cpu
 from embedscope.viz.aggregate import raster, shade
 from embedscope.viz.select import rows_in_box, rows_in_polygon

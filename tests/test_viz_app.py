@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedscope.engine.data import DataError
+from embedscope.errors import DataError
 from embedscope.viz.app import AppData, Explorer, default_method, load_input, make_session
 
 

@@ -86,7 +86,7 @@ def load_bench_data(
         Metadata file for a vector file (one row per vector).
     random_state : int, default=0
     """
-    from embedscope.engine.data import load_vectors
+    from embedscope.io.load import load_vectors
 
     note = ""
     if is_builtin(spec):

@@ -27,8 +27,11 @@ import numpy as np
 import pandas as pd
 
 from embedscope._progress import Progress
-from embedscope.engine.data import FLOAT32_MAX, DataError, Vectors, _read_npy, check_regular_file
 from embedscope.engine.io import atomic_output_dir
+from embedscope.errors import DataError
+from embedscope.io.load import Vectors
+from embedscope.io.readers import check_regular_file, read_npy
+from embedscope.io.validate import FLOAT32_MAX
 from embedscope.kernels import pca as kpca
 
 #: Seconds to wait for a scheduler (``EMBEDSCOPE_CONNECT_TIMEOUT`` overrides it).
@@ -93,7 +96,7 @@ def shard_files(source: str | os.PathLike) -> list[Path]:
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a shard (a memory map reads only the header)."""
-    mapped = _read_npy(path)
+    mapped = read_npy(path)
     if mapped.dtype.kind not in "biuf" or mapped.ndim != 2 or not mapped.flags.c_contiguous:
         raise DataError(f"{path}: shards must be 2-D C-ordered numeric arrays; "
                         f"got shape {mapped.shape}, dtype {mapped.dtype}")

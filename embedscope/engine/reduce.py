@@ -62,7 +62,7 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
     >>> reduce(X, "pca").shape
     (500, 2)
     """
-    from embedscope.engine.data import load_vectors
+    from embedscope.io.load import load_vectors
 
     vectors = load_vectors(X).vectors if not hasattr(X, "shape") or hasattr(X, "columns") else X
     reducer = make_reducer(method, n_components=n_components, backend=backend, **params)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from embedscope._array import to_host
-from embedscope.engine.data import DataError
+from embedscope.errors import DataError
 
 #: Integer columns with at most this many distinct values are coloured as categories.
 MAX_INT_CATEGORIES = 256

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope.engine.data import DataError, check_regular_file, load_vectors
+from embedscope.errors import DataError
+from embedscope.io.load import load_vectors
+from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import color_kind, plot_frame
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]

@@ -58,7 +58,7 @@ def _require_xy(source: str) -> None:
         return
     import pyarrow.parquet as pq
 
-    from embedscope.engine.data import DataError
+    from embedscope.errors import DataError
 
     try:
         names = pq.read_schema(source).names
@@ -74,7 +74,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     from embedscope._progress import Progress
     from embedscope.cli import cluster_flags
-    from embedscope.engine.data import DataError
+    from embedscope.errors import DataError
     from embedscope.viz.app import load_input
 
     scheduler, workers = cluster_flags(args)
@@ -121,8 +121,8 @@ def _parquet_coords(source: str, color: str | None) -> tuple[list[str], list[str
     """
     import pyarrow.parquet as pq
 
-    from embedscope.engine.data import DataError
     from embedscope.engine.distributed import shard_files
+    from embedscope.errors import DataError
 
     files = shard_files(source)
     if files[0].suffix.lower() != ".parquet":
@@ -172,7 +172,7 @@ def _render_lazy(frame: Any, color: str | None, *, width: int, height: int, how:
     import numpy as np
     import pandas as pd
 
-    from embedscope.engine.data import DataError
+    from embedscope.errors import DataError
     from embedscope.viz._input import MAX_INT_CATEGORIES, color_kind, note_missing_values
     from embedscope.viz.aggregate import plan_categories, raster, shade
     from embedscope.viz.export import _padded

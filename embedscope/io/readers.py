@@ -1,13 +1,9 @@
-"""Reading and validating vector sets.
+"""Readers: one function per file format, each refusing a bad file with one clear line.
 
-:func:`load_vectors` turns any supported source into a 2-D float array plus an optional
-metadata table with one row per vector. Validation happens here, once, so that every
-later stage can assume 2-D, numeric, finite data with at least two rows, and every
-error names the problem in the user's terms.
-
-``.npy`` files are memory-mapped and never copied whole; :func:`iter_row_chunks`
-streams them through a small reusable buffer so that a pass over a file larger than
-RAM keeps the resident set small.
+Every reader returns plain arrays (and a metadata frame where the format carries one);
+:func:`embedscope.io.load.load_vectors` picks the reader and validates what it returns.
+Only regular files are opened (:func:`check_regular_file`): a FIFO would block a
+reader forever and a device would never end. Pickles are never loaded.
 """
 
 from __future__ import annotations
@@ -17,158 +13,38 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from embedscope._array import array_module, is_cupy
 from embedscope._progress import logger
-from embedscope.datasets import make_builtin, make_mixture
 from embedscope.errors import DataError
-from embedscope.io.stream import iter_row_chunks
+from embedscope.io.validate import FLOAT32_MAX, overflow_error
 
 __all__ = [
-    "DataError",
-    "Vectors",
-    "iter_row_chunks",
-    "load_builtin",
-    "load_vectors",
-    "make_mixture",
-    "validate_vectors",
+    "check_regular_file",
+    "is_shard_source",
+    "read_delimited",
+    "read_meta",
+    "read_npy",
+    "read_npz",
+    "read_parquet",
+    "table_to_vectors",
 ]
-
-#: Largest float32: wider values become inf when the reducers convert to float32.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-class Vectors(NamedTuple):
-    """What :func:`load_vectors` returns: unpack as ``X, meta = load_vectors(...)``."""
-
-    vectors: Any
-    """2-D float array (numpy, memory-mapped numpy or cupy), one row per point."""
-    meta: pd.DataFrame | None
-    """One row per vector, or None."""
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _rows_shown(count: int, first: list[int]) -> str:
-    return ", ".join(map(str, first)) + (", ..." if count > len(first) else "")
-
-
-def _overflow_error(name: str, count: int, first: list[int]) -> DataError:
-    return DataError(
-        f"{name} has {count} row(s) with values beyond the float32 range (|x| > 3.4e38, rows "
-        f"{_rows_shown(count, first)}); they would overflow to inf when converted to float32: rescale them"
-    )
-
-
-def _first_overflow_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
-    """Count rows of a wide float array (float64 or longer) whose values overflow float32."""
-    count, first = 0, []
-    for start, chunk in iter_row_chunks(X, dtype=None):
-        xp = array_module(chunk)
-        # NaN compares False and rows with inf were refused before this scan.
-        big = xp.nonzero(xp.abs(chunk).max(axis=1) > FLOAT32_MAX)[0]
-        if big.size:
-            count += int(big.size)
-            if len(first) < limit:
-                idx = big[: limit - len(first)]
-                first.extend(int(i) + start for i in (idx.get() if is_cupy(idx) else idx))
-    return count, first
-
-
-def _first_bad_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
-    """Count rows holding NaN or inf, and return the first few indices."""
-    count, first = 0, []
-    for start, chunk in iter_row_chunks(X, dtype=None):
-        xp = array_module(chunk)
-        # NaN and inf survive a row sum, so one BLAS product screens every row; only
-        # rows whose sum is not finite (bad values, or a sum that overflowed) are
-        # checked element by element.
-        with np.errstate(over="ignore", invalid="ignore"):
-            sums = chunk @ xp.ones(chunk.shape[1], dtype=chunk.dtype) if chunk.dtype.kind == "f" else None
-        suspect = xp.nonzero(~xp.isfinite(sums))[0] if sums is not None else xp.arange(chunk.shape[0])
-        if suspect.size == 0:
-            continue
-        bad = xp.zeros(chunk.shape[0], dtype=bool)
-        bad[suspect] = ~xp.isfinite(chunk[suspect]).all(axis=1)
-        n_bad = int(bad.sum())
-        if n_bad:
-            count += n_bad
-            if len(first) < limit:
-                idx = xp.nonzero(bad)[0][: limit - len(first)]
-                first.extend(int(i) + start for i in (idx.get() if is_cupy(idx) else idx))
-    return count, first
-
-
-def validate_vectors(X: Any, *, name: str = "X", min_rows: int = 2, check_finite: bool = True) -> Any:
-    """Check that ``X`` is a usable 2-D numeric array and return it as an array.
-
-    Parameters
-    ----------
-    X : array-like
-        numpy / cupy array or anything ``numpy.asarray`` accepts.
-    name : str, default="X"
-        What to call the input in error messages.
-    min_rows : int, default=2
-        Fewer rows than this is an error.
-    check_finite : bool, default=True
-        Scan for NaN and inf (in chunks, so a memory-mapped file is not loaded whole).
-
-    Returns
-    -------
-    array
-        ``X`` itself where it is already a numeric numpy/cupy array (memory maps stay
-        memory maps), else a new numpy array.
-
-    Raises
-    ------
-    DataError
-        Not 2-D, empty, too few rows, object / string / complex dtype, NaN / inf
-        values, or float64 values that overflow float32 (the message gives the number
-        of rows and the first indices).
-    """
-    if not (isinstance(X, np.ndarray) or is_cupy(X)):
-        if hasattr(X, "tocsr") and hasattr(X, "nnz"):  # scipy.sparse: asarray makes an object scalar
-            raise DataError(f"{name} is a sparse matrix; sparse input is not supported, "
-                            "pass a dense array (X.toarray())")
-        try:
-            X = np.asarray(X)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{name} could not be read as an array: {exc}") from None
-    if X.dtype == object:
-        raise DataError(f"{name} is an object array; embedscope needs a numeric array (object arrays are never unpickled)")
-    if X.dtype.kind not in "biuf":
-        raise DataError(f"{name} has dtype {X.dtype}; embedscope needs real numbers (float or int)")
-    if X.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_samples, n_features); got shape {tuple(X.shape)}")
-    n, d = X.shape
-    if n == 0 or d == 0:
-        raise DataError(f"{name} is empty: shape {tuple(X.shape)}")
-    if n < min_rows:
-        raise DataError(f"{name} has {n} row(s); at least {min_rows} are needed")
-    if check_finite and X.dtype.kind == "f":
-        count, first = _first_bad_rows(X)
-        if count:
-            raise DataError(
-                f"{name} has {count} row(s) with NaN or inf values (rows {_rows_shown(count, first)}); "
-                "drop or impute them before reducing"
-            )
-        if X.dtype.itemsize > 4:
-            count, first = _first_overflow_rows(X)
-            if count:
-                raise _overflow_error(name, count, first)
-    return X
-
-
-# ----------------------------------------------------------------------------- readers
 
 
 def is_shard_source(source: str | os.PathLike) -> bool:
-    """A directory or a glob pattern: read lazily as Dask collections."""
+    """Whether ``source`` is a directory or a glob pattern, read lazily as Dask collections.
+
+    Parameters
+    ----------
+    source : str or path
+
+    Returns
+    -------
+    bool
+    """
     text = str(source)
     return Path(text).is_dir() or (any(ch in text for ch in "*?[") and not Path(text).exists())
 
@@ -220,17 +96,30 @@ def check_regular_file(path: str | os.PathLike, what: str = "") -> None:
         raise DataError(f"{label}: permission denied")
 
 
-def _path_error(path: Path) -> None:
-    check_regular_file(path)
-
-
 def _one_line(text: str, limit: int = 200) -> str:
     """``text`` on one printable line, cut to ``limit`` characters (headers can hold junk)."""
     flat = " ".join("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` file, memory-mapped (never copied whole).
+
+    Parameters
+    ----------
+    path : Path
+        A regular file (see :func:`check_regular_file`).
+
+    Returns
+    -------
+    numpy.memmap
+
+    Raises
+    ------
+    DataError
+        No NPY header (numpy would take the file for a pickle), an object array, a
+        truncated file, or a corrupt header.
+    """
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic != b"\x93NUMPY":
@@ -255,7 +144,26 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 
-def _read_npz(path: Path, key: str | None) -> np.ndarray:
+def read_npz(path: Path, key: str | None) -> np.ndarray:
+    """One array of an ``.npz`` archive.
+
+    Parameters
+    ----------
+    path : Path
+    key : str or None
+        The array to read; by default the only one, else the first of ``vectors``,
+        ``embeddings``, ``X``, ``x``, ``data``.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    DataError
+        Several arrays and no key, a missing key, an object array, or a truncated or
+        corrupt archive.
+    """
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
@@ -311,8 +219,30 @@ def _list_column_to_array(table: Any, name: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False).reshape(n, width)
 
 
-def _table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> Vectors:
-    """Split a pyarrow Table into vectors and metadata."""
+def table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> tuple[np.ndarray | None, pd.DataFrame | None]:
+    """Split a pyarrow Table into vectors and metadata.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+    columns : list of str or None
+        The vector columns: one list column, or numeric columns. By default the only
+        list column, else every column.
+    origin : str
+        How to name the table in messages.
+
+    Returns
+    -------
+    X : ndarray or None
+    meta : DataFrame or None
+        The columns that are not vectors.
+
+    Raises
+    ------
+    DataError
+        No columns, missing or non-numeric vector columns, several list columns and
+        no choice, null values, or list rows of different lengths.
+    """
     import pyarrow as pa
 
     names = table.column_names
@@ -344,7 +274,7 @@ def _table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> Vec
             raise DataError(f"{origin}: vector columns have missing values")
     rest = [c for c in names if c not in columns]
     meta = table.select(rest).to_pandas() if rest else None
-    return Vectors(X, meta)
+    return X, meta
 
 
 def _is_list_type(t: Any) -> bool:
@@ -359,7 +289,14 @@ def _is_numeric_type(t: Any) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
-def _read_parquet(path: Path, columns: list[str] | None) -> Vectors:
+def read_parquet(path: Path, columns: list[str] | None) -> tuple[np.ndarray | None, pd.DataFrame | None]:
+    """A parquet file as (vectors, metadata), split by :func:`table_to_vectors`.
+
+    Raises
+    ------
+    DataError
+        An unreadable (truncated, corrupt) file, or the refusals of :func:`table_to_vectors`.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -367,7 +304,7 @@ def _read_parquet(path: Path, columns: list[str] | None) -> Vectors:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path} is not a readable parquet file (truncated or corrupt?): {_one_line(str(exc))}") from None
-    return _table_to_vectors(table, columns, str(path))
+    return table_to_vectors(table, columns, str(path))
 
 
 def _sep_for(path: Path) -> str:
@@ -410,8 +347,24 @@ def _header_decision(path: Path, frame: pd.DataFrame, values: pd.DataFrame, nume
     return False
 
 
-def _read_delimited(path: Path) -> np.ndarray:
-    """A headerless (or single-header-row) numeric CSV/TSV, as in the TF Projector."""
+def read_delimited(path: Path) -> np.ndarray:
+    """A headerless (or single-header-row) numeric CSV/TSV, as in the TF Projector.
+
+    Parameters
+    ----------
+    path : Path
+        ``.csv``, ``.tsv`` / ``.tab`` (tabs) or ``.txt``, optionally gzipped.
+
+    Returns
+    -------
+    ndarray of float32
+
+    Raises
+    ------
+    DataError
+        Empty or unparsable, a cell that is not a number (row and column named), a
+        first row mixing numbers and text, or finite values beyond the float32 range.
+    """
     sep = _sep_for(path)
     kind = "TSV" if sep == "\t" else "CSV"
     try:
@@ -444,11 +397,31 @@ def _read_delimited(path: Path) -> np.ndarray:
         over = ((np.abs(array) > FLOAT32_MAX) & ~words.to_numpy()).any(axis=1)
     if over.any():
         rows = np.flatnonzero(over)
-        raise _overflow_error(str(path), len(rows), [int(r) for r in rows[:5]])
+        raise overflow_error(str(path), len(rows), [int(r) for r in rows[:5]])
     return np.ascontiguousarray(array, dtype=np.float32)  # pandas hands back column-major blocks
 
 
-def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
+def read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
+    """Metadata with one row per vector, from a file, a DataFrame or a pyarrow Table.
+
+    Parameters
+    ----------
+    meta : str, path, DataFrame, Table or None
+        A parquet, CSV or TSV file (one column has no header, several do, as in the
+        TensorFlow Projector's ``metadata.tsv``).
+    n_rows : int
+        The number of vectors; the metadata must have as many rows.
+
+    Returns
+    -------
+    DataFrame or None
+        With string column names; None where ``meta`` is None.
+
+    Raises
+    ------
+    DataError
+        An unreadable file, or another row count than ``n_rows``.
+    """
     if meta is None:
         return None
     if isinstance(meta, pd.DataFrame):
@@ -489,114 +462,3 @@ def _read_meta(meta: Any, n_rows: int) -> pd.DataFrame | None:
     return frame
 
 
-def load_vectors(
-    source: Any,
-    meta: Any = None,
-    *,
-    columns: list[str] | None = None,
-    key: str | None = None,
-    check_finite: bool = True,
-) -> Vectors:
-    """Load a vector set and its optional metadata, validated.
-
-    Parameters
-    ----------
-    source : str, path, array or table
-        ``.npy`` (memory-mapped, never copied whole), ``.npz``, ``.parquet``,
-        ``.csv`` / ``.tsv`` (optionally gzipped; headerless numeric rows as in the
-        TensorFlow Projector's ``vectors.tsv``; a first row is a header only when no
-        cell is a number or it holds the column positions ``0..d-1`` / ``1..d`` that
-        ``pandas.to_csv`` writes, and the decision is logged), a numpy or cupy array, a pandas
-        DataFrame or a pyarrow Table, or ``"builtin:NAME"`` (see :func:`load_builtin`).
-        A directory or glob of ``.npy`` / parquet shards is read lazily as a
-        ``dask.array`` plus a ``dask.dataframe`` of metadata (needs dask).
-    meta : str, path, DataFrame or Table, optional
-        Metadata with one row per vector. For ``vectors.tsv`` a ``metadata.tsv``
-        beside it is picked up automatically.
-    columns : list of str, optional
-        Table inputs: the columns holding the vectors (one list column, or numeric
-        columns). By default a single list column, else all columns.
-    key : str, optional
-        ``.npz``: which array to read.
-    check_finite : bool, default=True
-        Scan for NaN / inf rows.
-
-    Returns
-    -------
-    Vectors
-        ``(vectors, meta)``.
-
-    Raises
-    ------
-    DataError
-        Missing, unreadable, truncated or unsupported files; FIFOs, devices, sockets
-        and symlink loops (only regular files are read); non-numeric values; wrong
-        shape; too few rows; NaN / inf rows; float64 values beyond the float32 range;
-        metadata with another row count.
-
-    Examples
-    --------
-    >>> X, meta = load_vectors("builtin:mixture:2000x20")
-    >>> X.shape, list(meta.columns)
-    ((2000, 20), ['label'])
-    """
-    frame_meta = None
-    if isinstance(source, str | os.PathLike) and str(source).startswith("builtin:"):
-        X, frame_meta = load_builtin(str(source)[len("builtin:") :])
-    elif isinstance(source, str | os.PathLike) and is_shard_source(source):
-        from embedscope.engine.distributed import load_sharded
-
-        X, frame_meta = load_sharded(source, columns=columns, check_finite=check_finite)
-        if meta is not None:
-            raise DataError("a separate metadata file is not supported for sharded input; "
-                            "put the metadata columns in the parquet shards")
-        return Vectors(X, frame_meta)
-    elif isinstance(source, str | os.PathLike):
-        path = Path(source)
-        _path_error(path)
-        suffixes = [s.lower() for s in path.suffixes]
-        # An option that cannot apply is refused rather than silently ignored.
-        if key is not None and path.suffix.lower() != ".npz":
-            raise DataError(f"key={key!r} (--key) names an array inside an .npz file; {path} is not one")
-        if columns is not None and not (".parquet" in suffixes or ".pq" in suffixes):
-            raise DataError(f"columns={columns!r} (--columns) selects vector columns of a parquet table; "
-                            f"{path} is not one")
-        if path.suffix.lower() == ".npy":
-            X = _read_npy(path)
-        elif path.suffix.lower() == ".npz":
-            X = _read_npz(path, key)
-        elif ".parquet" in suffixes or ".pq" in suffixes:
-            X, frame_meta = _read_parquet(path, columns)
-        elif ".csv" in suffixes or ".tsv" in suffixes or ".tab" in suffixes or ".txt" in suffixes:
-            X = _read_delimited(path)
-            if meta is None and path.name.lower().startswith("vectors.tsv"):
-                sibling = path.with_name("metadata.tsv")
-                if sibling.exists():
-                    meta = sibling
-        else:
-            raise DataError(f"{path}: unknown file type {path.suffix!r}; use .npy, .npz, .parquet, .csv or .tsv")
-    elif isinstance(source, pd.DataFrame):
-        import pyarrow as pa
-
-        try:
-            table = pa.Table.from_pandas(source, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataError(f"DataFrame could not be converted: {exc}") from None
-        X, frame_meta = _table_to_vectors(table, columns, "DataFrame")
-    elif hasattr(source, "column_names") and hasattr(source, "schema"):
-        X, frame_meta = _table_to_vectors(source, columns, "Table")
-    else:
-        X = source
-    X = validate_vectors(X, name=str(source) if isinstance(source, str | os.PathLike) else "input", check_finite=check_finite)
-    if meta is not None:
-        extra = _read_meta(meta, X.shape[0])
-        frame_meta = extra if frame_meta is None else pd.concat([frame_meta, extra], axis=1)
-    return Vectors(X, frame_meta)
-
-
-# ----------------------------------------------------------------------------- built-ins
-
-
-def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
-    """A built-in dataset with a ``label`` metadata column (see :func:`embedscope.datasets.make_builtin`)."""
-    return Vectors(*make_builtin(name, random_state=random_state))

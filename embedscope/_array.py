@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["array_module", "as_float", "is_cupy", "is_dask", "to_host", "to_output"]
+__all__ = ["array_module", "as_float", "dask_modules", "is_cupy", "is_dask", "to_host", "to_output"]
 
 
 def _library(x: Any) -> str:
@@ -28,6 +28,31 @@ def is_cupy(x: Any) -> bool:
 def is_dask(x: Any) -> bool:
     """True for dask arrays and dataframes."""
     return _library(x) == "dask"
+
+
+def dask_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """``(dask, dask.array, dask.dataframe)``, imported on first use.
+
+    Dask is optional; the shard reader, the coordinate writer and the distributed
+    reducers all ask here, so a missing install reads the same everywhere.
+
+    Returns
+    -------
+    tuple of module
+
+    Raises
+    ------
+    ImportError
+        Dask (with its array and dataframe parts) is not installed; the message says
+        how to install it.
+    """
+    try:
+        import dask
+        import dask.array as da
+        import dask.dataframe as dd
+    except ImportError:
+        raise ImportError("the Dask path needs dask: pip install 'embedscope[dask]'") from None
+    return dask, da, dd
 
 
 def array_module(x: Any) -> ModuleType:

@@ -127,7 +127,7 @@ def load_vectors(
         X, frame_meta = make_builtin(str(source)[len("builtin:") :])
     elif isinstance(source, str | os.PathLike) and is_shard_source(source):
         # Dask is optional: only a shard source loads it.
-        from embedscope.engine.distributed import load_sharded
+        from embedscope.io.shards import load_sharded
 
         X, frame_meta = load_sharded(source, columns=columns, check_finite=check_finite)
         if meta is not None:

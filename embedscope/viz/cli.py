@@ -121,8 +121,8 @@ def _parquet_coords(source: str, color: str | None) -> tuple[list[str], list[str
     """
     import pyarrow.parquet as pq
 
-    from embedscope.engine.distributed import shard_files
     from embedscope.errors import DataError
+    from embedscope.io.shards import shard_files
 
     files = shard_files(source)
     if files[0].suffix.lower() != ".parquet":
@@ -243,6 +243,7 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
     """``plot`` with ``--scheduler`` / ``--local-cluster``: parquet read lazily, aggregated on the cluster."""
     from pathlib import Path
 
+    from embedscope._array import dask_modules
     from embedscope._progress import Progress
     from embedscope.engine import distributed as dist
     from embedscope.engine.io import atomic_output
@@ -255,7 +256,7 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
                          "put metadata columns in the parquet shards")
     files, columns = _parquet_coords(args.input, args.color)
     progress = Progress(not args.quiet, "plot")
-    _, _, dd = dist._dask()
+    _, _, dd = dask_modules()
     with dist.cluster(scheduler, workers, verbose=not args.quiet) as client:
         address = client.scheduler_info()["address"]
         progress.log(f"aggregating on the Dask scheduler at {address}"

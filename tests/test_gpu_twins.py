@@ -25,7 +25,7 @@ import pytest
 from embedscope._memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
-KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd_cuda",
+KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd.cuda",
                   "embedscope.kernels.tsne.cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
@@ -134,7 +134,7 @@ def test_umap_sgd_gpu_matches_cpu_on_device():
     from embedscope.engine.metrics import trustworthiness
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.umap_sgd import find_ab_params, optimize_layout
-    from embedscope.kernels.umap_sgd_gpu import optimize_layout_gpu
+    from embedscope.kernels.umap_sgd.gpu import optimize_layout_gpu
 
     X, _ = make_mixture(5000, 50, 20, random_state=0)
     idx, _ = exact_knn(X, 14)

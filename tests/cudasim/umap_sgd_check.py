@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.kernels.umap_sgd import find_ab_params, optimize_layout
-from embedscope.kernels.umap_sgd_gpu import optimize_layout_gpu
+from embedscope.kernels.umap_sgd.gpu import optimize_layout_gpu
 
 
 def main() -> None:

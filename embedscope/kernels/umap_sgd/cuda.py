@@ -1,6 +1,6 @@
-"""numba.cuda kernel of the UMAP SGD GPU twin. Import through :mod:`umap_sgd_gpu` only.
+"""numba.cuda kernel of the UMAP SGD GPU twin. Import through :mod:`.gpu` only.
 
-The CPU twin (:func:`embedscope.kernels.umap_sgd.sgd_epoch`) is parallel over heads
+The CPU twin (:func:`embedscope.kernels.umap_sgd.cpu.sgd_epoch`) is parallel over heads
 with random numbers hashed from ``(seed, epoch, edge, draw)`` and tails read from a
 snapshot of the layout: nothing depends on the order heads are processed in. So the
 GPU twin is the same body with one thread per head, and a seeded run gives the same
@@ -12,7 +12,7 @@ from __future__ import annotations
 from numba import boolean, cuda, float32, float64, int32, int64, uint64
 
 from embedscope.kernels._random import GOLDEN, MIX1, MIX2
-from embedscope.kernels.umap_sgd import _EDGE_MUL, _EPOCH_MUL
+from embedscope.kernels.umap_sgd.cpu import _EDGE_MUL, _EPOCH_MUL
 
 
 @cuda.jit(device=True, inline=True)

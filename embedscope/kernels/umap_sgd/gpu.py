@@ -1,4 +1,4 @@
-"""GPU twin of :func:`embedscope.kernels.umap_sgd.optimize_layout`.
+"""GPU twin of :func:`embedscope.kernels.umap_sgd.cpu.optimize_layout`.
 
 Same arguments and result as the CPU driver; the layout, graph and schedule live on
 the device for all epochs, one kernel launch per epoch (one thread per head), and the
@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope.kernels._cuda import cuda, device_array_module
-from embedscope.kernels.umap_sgd import sgd_schedule
+from embedscope.kernels.umap_sgd.cpu import sgd_schedule
 
 THREADS_PER_BLOCK = 256
 
@@ -24,7 +24,7 @@ THREADS_PER_BLOCK = 256
 @lru_cache(maxsize=1)
 def _kernel() -> Any:
     cuda()  # restores what numba-cuda needs from numpy before it loads
-    from embedscope.kernels import umap_sgd_cuda
+    from embedscope.kernels.umap_sgd import cuda as umap_sgd_cuda
 
     return umap_sgd_cuda.sgd_epoch
 

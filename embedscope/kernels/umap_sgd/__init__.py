@@ -1,0 +1,56 @@
+"""UMAP layout optimisation (SGD over the fuzzy graph's edges): CPU twin and GPU twin.
+
+Contract
+--------
+Both drivers take the same arguments and run the same algorithm: ``head``, the
+starting layout, float32 (n_heads, dim); ``graph``, the edge weights as an
+(n_heads, n_ref) CSR matrix already pruned by :func:`edge_schedule`; ``n_epochs``;
+the curve parameters ``a`` and ``b`` (:func:`find_ab_params`); ``learning_rate``,
+``negative_sample_rate`` and ``seed``; ``reference``, the fixed tails and negative
+samples (float32 (n_ref, dim)) for ``transform``, or None for a fit, where the layout
+is its own reference, snapshotted at the start of every epoch; and the ``callback`` /
+``log`` hooks, called after each epoch from the Python epoch loop.
+
+- CPU, the reference: :func:`optimize_layout` (:mod:`.cpu`, numba, parallel over
+  heads). Host numpy in, the same float32 array out, optimised in place.
+- GPU: ``optimize_layout_gpu`` (:mod:`.gpu`, driver; :mod:`.cuda`, the numba.cuda
+  kernel, one thread per head). Host or device input; a device array out (cupy, or
+  numpy under numba's CUDA simulator), float32, and the callback sees the live device
+  array.
+
+Random numbers are a hash of ``(seed, epoch, edge, draw)`` and tails are read from the
+snapshot, so nothing depends on the order heads run in: a seeded layout is the same
+for any thread count on the CPU, and the GPU agrees with it up to float rounding.
+
+Parity: tests/cudasim/umap_sgd_check.py (twins on a tiny graph in the CUDA
+simulator) and tests/cudasim/umap_backend_check.py (``UMAP(backend="cuda")``), both
+driven by tests/test_gpu_twins.py; ``test_umap_sgd_gpu_matches_cpu_on_device`` on a
+real GPU. The GPU modules are not imported here: importing this package loads no
+CUDA.
+"""
+
+from __future__ import annotations
+
+from embedscope.kernels.umap_sgd.cpu import (
+    LANES,
+    default_epochs,
+    edge_schedule,
+    find_ab_params,
+    optimize_layout,
+    scratch_width,
+    sgd_epoch,
+    sgd_epoch_2d,
+    sgd_schedule,
+)
+
+__all__ = [
+    "LANES",
+    "default_epochs",
+    "edge_schedule",
+    "find_ab_params",
+    "optimize_layout",
+    "scratch_width",
+    "sgd_epoch",
+    "sgd_epoch_2d",
+    "sgd_schedule",
+]

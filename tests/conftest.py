@@ -18,19 +18,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"no usable GPU: {probe_cuda().detail}")
     for item in items:
-        if "gpu" in item.keywords:
+        # the mark, not item.keywords: a test or param id containing "gpu" is no GPU test
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 
-def _backends() -> list:
-    params = [pytest.param("cpu", id="cpu")]
-    params.append(pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
+def _backend_params() -> list:
+    """One param per registered backend, ``auto`` order; each one that cannot run here is
+    skipped with its probe's reason, and GPU backends carry the ``gpu`` mark."""
+    from embedscope.backends import available_backends, get_spec
+
+    params = []
+    for name, (ok, detail) in available_backends().items():
+        marks = [pytest.mark.gpu] if get_spec(name).gpu else []
+        if not ok:
+            marks.append(pytest.mark.skip(reason=f"backend {name!r} cannot run here: {detail}"))
+        params.append(pytest.param(name, id=name, marks=marks))
     return params
 
 
-@pytest.fixture(params=_backends())
+@pytest.fixture(scope="session", params=_backend_params())
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every backend that can run here ('cuda' is skipped without a GPU)."""
+    """The name of every registered backend that can run here (the others are skipped
+    with their probe's reason: cuda and cuml without a GPU)."""
     return request.param
 
 

@@ -13,6 +13,8 @@ import numpy as np
 from _common import embedscope_log_lines
 
 from embedscope import TSNE, knn_accuracy, make_mixture, trustworthiness
+from embedscope.backends import cpu as cpu_backend
+from embedscope.backends import cuda as cuda_backend
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.knn import gpu as knn_gpu
@@ -182,7 +184,8 @@ def main() -> None:
     # k = 9 keeps the GPU kNN in the simulator to ~15 s; the other fits pass the graph.
     check_estimator(X, labels, "exact", perplexity=3.0, precomputed=False)
     check_same_trajectory(X)
-    cuda_backend.TSNE_EXACT_MAX = cpu_backend.TSNE_EXACT_MAX = 100  # the same 150 points through the grid repulsion on both backends
+    # the same 150 points through the grid repulsion on both backends
+    cuda_backend.TSNE_EXACT_MAX = cpu_backend.TSNE_EXACT_MAX = 100
     check_estimator(X, labels, "fft", perplexity=10.0, precomputed=True)
     print("tsne ok")
 

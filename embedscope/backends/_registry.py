@@ -192,6 +192,13 @@ class BackendSpec:
     simulated: Callable[[], bool] | None = None
     gpu: bool = False
 
+    def kernel_table(self) -> Kernels:
+        """Its :class:`Kernels`; a delegate backend has none (RuntimeError)."""
+        if self.kernels is None:
+            raise RuntimeError(f"backend {self.name!r} hands whole fits to another library; "
+                               "it has no kernel table")
+        return self.kernels()
+
     def refusal(self, request: Request) -> str | None:
         """Why this backend cannot run ``request``, or None."""
         caps = self.capabilities
@@ -275,10 +282,9 @@ class Backend:
         return _spec_of(self).capabilities
 
     @property
-    def kernels(self) -> Kernels | None:
-        """The kernel table, or None for a delegate backend (cuML)."""
-        spec = _spec_of(self)
-        return spec.kernels() if spec.kernels is not None else None
+    def kernels(self) -> Kernels:
+        """The kernel table (a delegate backend, cuML, has none: check ``delegate`` first)."""
+        return _spec_of(self).kernel_table()
 
     @property
     def delegate(self) -> Any:
@@ -356,7 +362,7 @@ def cpu_description() -> str:
     try:
         import numba
 
-        threads = numba.config.NUMBA_NUM_THREADS
+        threads = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     except Exception:
         threads = os.cpu_count() or 1
     return f"CPU, {threads} threads"

@@ -62,7 +62,7 @@ def fit_cuml_pca(est: Any, X: Any, backend: Backend) -> None:
 
 def _seed(random_state: Any) -> int | None:
     if random_state is None or isinstance(random_state, numbers.Integral):
-        return random_state
+        return None if random_state is None else int(random_state)
     raise Unsupported(f"cuML takes an integer random_state, not {type(random_state).__name__}; {_USE_CUDA}")
 
 

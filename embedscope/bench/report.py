@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.io import atomic_output
+from embedscope.io.write import atomic_output
 
 __all__ = ["markdown_table", "rebuild_report", "render_grid", "stage_table", "table_rows", "write_report"]
 

@@ -73,7 +73,7 @@ def check_random_state(seed: Any) -> np.random.Generator:
     """A numpy Generator from None, an int >= 0, a Generator or a legacy RandomState."""
     validate_random_state(seed)
     if seed is None or isinstance(seed, numbers.Integral):
-        return np.random.default_rng(seed)
+        return np.random.default_rng(None if seed is None else int(seed))
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed.randint(0, 2**31 - 1))
@@ -182,9 +182,10 @@ def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
     bound = f">= {low}" if high is None else f"between {low} and {high}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
-    if value < low or (high is not None and value > high):
+    number = int(value)
+    if number < low or (high is not None and number > high):
         raise ValueError(f"{name}={value} must be {bound}")
-    return int(value)
+    return number
 
 
 def _finite(value: numbers.Real) -> bool:
@@ -202,9 +203,10 @@ def check_float(value: Any, name: str, low: float | None = None, high: float | N
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _finite(value):
         what = "a finite number" if accepted == "any finite number" else f"a finite number {accepted}"
         raise ValueError(f"{name} must be {what}; got {value!r}")
-    if (low is not None and (value < low or (open_low and value == low))) or (high is not None and value > high):
+    number = float(value)  # an int beyond float range was refused as not finite above
+    if (low is not None and (number < low or (open_low and number == low))) or (high is not None and number > high):
         raise ValueError(f"{name}={value:g} must be {accepted}")
-    return float(value)
+    return number
 
 
 #: Largest magnitude of a given initial layout: both optimisers work at unit scale

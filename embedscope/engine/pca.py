@@ -305,12 +305,13 @@ class PCA(BaseReducer):
     def _fit_randomized(self, X: Any, xp: Any) -> None:
         self._x_dtype = X.dtype
         n, d = X.shape
-        k = self.n_components if self.n_components is not None else min(n, d)
+        # _validate_params and _choose_solver admit only an integer n_components here
+        k = int(self.n_components) if self.n_components is not None else min(n, d)
         mean = xp.zeros(d, dtype=xp.float64)
         for _, block in kpca.iter_row_chunks(X):
             mean += xp.asarray(block).sum(axis=0, dtype=xp.float64)
         mean /= n
-        n_iter = (7 if k < 0.1 * min(n, d) else 4) if self.iterated_power == "auto" else self.iterated_power
+        n_iter = (7 if k < 0.1 * min(n, d) else 4) if self.iterated_power == "auto" else int(self.iterated_power)
         seed = self._seed()
         overflow = ValueError(
             "X has values too large for float32 arithmetic in the randomized solver "
@@ -331,7 +332,7 @@ class PCA(BaseReducer):
         if rs is None or isinstance(rs, numbers.Integral):
             # the solver seeds its own Generator with an int (None: a fresh one), so a
             # seeded PCA keeps the values it has always had
-            return rs
+            return None if rs is None else int(rs)
         return derive_seed(rs)[0]
 
     def __getstate__(self) -> dict[str, Any]:

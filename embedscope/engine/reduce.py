@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedscope.engine.base import BaseReducer
 
 #: Method name -> "module:Class". Reducers register here; nothing is imported until used.
 METHODS: dict[str, str] = {
@@ -13,7 +16,7 @@ METHODS: dict[str, str] = {
 }
 
 
-def reducer_class(method: str) -> type:
+def reducer_class(method: str) -> type[BaseReducer]:
     """The estimator class registered for ``method``."""
     key = method.lower() if isinstance(method, str) else method
     if key not in METHODS:

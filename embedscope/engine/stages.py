@@ -385,17 +385,14 @@ def knn_graph(backend: Backend, Z: Any, k: int, metric: str, *, method: str = "a
     Self excluded, rows ascending. ``method`` "auto" lets the backend choose exact
     or approximate by size; the search is seeded by ``seed`` (any non-negative int).
     """
-    kernels = backend.kernels
-    assert kernels is not None, "a delegate backend runs its own search"
-    return kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log)
+    return backend.kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log)
 
 
 def knn_label(backend: Backend, method: str, n: int, precomputed: bool) -> str:
     """What the kNN stage will run, for the stage log."""
     if precomputed:
         return "precomputed"
-    kernels = backend.kernels
-    return kernels.knn_label(method, n) if kernels is not None else backend.name
+    return backend.name if backend.delegate is not None else backend.kernels.knn_label(method, n)
 
 
 def knn_queries(backend: Backend, train: Any, Z: Any, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -405,9 +402,10 @@ def knn_queries(backend: Backend, train: Any, Z: Any, k: int, metric: str) -> tu
     after a fit on a precomputed graph wider than the GPU search keeps).
     """
     limit = backend.capabilities.max_neighbors
-    kernels = backend.kernels
-    if kernels is None or (limit is not None and k > limit):
-        kernels = get_spec("cpu").kernels()  # type: ignore[misc]
+    if backend.delegate is not None or (limit is not None and k > limit):
+        kernels = get_spec("cpu").kernel_table()
+    else:
+        kernels = backend.kernels
     return kernels.knn(train, k, metric, queries=kernels.place(Z))
 
 

@@ -360,7 +360,7 @@ class TSNE(BaseReducer):
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
         self.learning_rate_ = float(cuml_tsne_params(self, n)["learning_rate"])
         self.repulsion_ = "fft"  # the adapter asks cuML for its FFT method
-        self.kl_history_ = []
+        self.kl_history_: list[tuple[int, float]] = []
         self.n_iter_ = int(self.n_iter)
         self.timings_ = progress.timings
         return self
@@ -465,7 +465,7 @@ class TSNE(BaseReducer):
         n_ref, m = ref.shape[0], X.shape[0]
         perplexity = min(TRANSFORM_PERPLEXITY, (n_ref - 1) / 3.0)
         k = min(n_ref, max(1, int(3 * perplexity)))
-        cpu = get_spec("cpu").kernels()  # the fitted state lives on the host
+        cpu = get_spec("cpu").kernel_table()  # the fitted state lives on the host
         with progress.stage("knn", f"{m:,} new points, k={k}, exact on cpu"):
             Xq = self._prep.transform(to_host(X))
             stages.check_new_points_scale(Xq, self._metric)

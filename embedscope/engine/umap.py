@@ -275,7 +275,7 @@ class UMAP(BaseReducer):
             raise DataError(f"{reason}: UMAP has no neighbourhoods to preserve")
         backend, progress = self._start(X.shape)
         self.n_features_in_ = X.shape[1]
-        self._cuml_model = None  # a refit on another backend must not transform with it
+        self._cuml_model: Any = None  # a refit on another backend must not transform with it
         if backend.delegate is not None:
             return self._fit_delegated(X, backend, progress, n)
         kernels = backend.kernels

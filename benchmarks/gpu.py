@@ -63,7 +63,7 @@ def bench_pca(rows: int, cols: int) -> dict[str, Any]:
 def bench_knn(rows: int, dim: int) -> dict[str, Any]:
     import cupy
 
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    from embedscope.kernels.knn.gpu import exact_knn_gpu
 
     X = cupy.random.default_rng(1).standard_normal((rows, dim), dtype=cupy.float32)
     start = time.perf_counter()
@@ -80,7 +80,7 @@ def bench_knn_parity(rows: int) -> dict[str, Any]:
 
     from embedscope.engine.data import make_mixture
     from embedscope.kernels.knn import exact_knn
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    from embedscope.kernels.knn.gpu import exact_knn_gpu
 
     X, _ = make_mixture(rows, 50, 20, random_state=0)
     ref_i, ref_d = exact_knn(X, 15)
@@ -95,8 +95,8 @@ def bench_ivf(rows: int, dim: int) -> dict[str, Any]:
     """IVF kNN (defaults) on a 20-cluster mixture made on the device; recall@15 of 1,000 rows."""
     import cupy
 
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
-    from embedscope.kernels.knn_ivf import default_n_lists, default_n_probe, ivf_knn
+    from embedscope.kernels.knn.gpu import exact_knn_gpu
+    from embedscope.kernels.knn.ivf import default_n_lists, default_n_probe, ivf_knn
 
     rng = cupy.random.default_rng(3)  # make_mixture's recipe, generated where it is searched
     centers = rng.uniform(-10.0, 10.0, (20, dim)).astype(cupy.float32)

@@ -20,7 +20,7 @@ def main() -> None:
     import cupy
 
     from embedscope._memory import device_free_bytes, plan_knn
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    from embedscope.kernels.knn.gpu import exact_knn_gpu
 
     X = cupy.random.default_rng(0).standard_normal((args.final_rows, args.dim), dtype=cupy.float32)
     sub = X[: args.rows]

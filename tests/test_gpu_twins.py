@@ -25,7 +25,7 @@ import pytest
 from embedscope._memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
-KERNEL_MODULES = ["embedscope.kernels.knn_cuda", "embedscope.kernels.umap_sgd.cuda",
+KERNEL_MODULES = ["embedscope.kernels.knn.cuda", "embedscope.kernels.umap_sgd.cuda",
                   "embedscope.kernels.tsne.cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
@@ -109,9 +109,9 @@ def test_knn_plan_says_what_is_needed_when_nothing_fits():
 @pytest.mark.gpu
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
 def test_knn_gpu_parity_on_device(metric):
-    from embedscope.engine.data import make_mixture
+    from embedscope.datasets import make_mixture
     from embedscope.kernels.knn import exact_knn
-    from embedscope.kernels.knn_gpu import exact_knn_gpu
+    from embedscope.kernels.knn.gpu import exact_knn_gpu
 
     X, _ = make_mixture(20_000, 50, 20, random_state=0)
     ref_i, ref_d = exact_knn(X, 15, metric)
@@ -130,7 +130,7 @@ def test_knn_gpu_parity_on_device(metric):
 def test_umap_sgd_gpu_matches_cpu_on_device():
     import scipy.sparse as sp
 
-    from embedscope.engine.data import make_mixture
+    from embedscope.datasets import make_mixture
     from embedscope.engine.metrics import trustworthiness
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.umap_sgd import find_ab_params, optimize_layout

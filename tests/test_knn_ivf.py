@@ -16,9 +16,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from embedscope.engine.data import make_mixture
+from embedscope.datasets import make_mixture
 from embedscope.kernels.knn import exact_knn
-from embedscope.kernels.knn_ivf import default_n_lists, default_n_probe, ivf_knn
+from embedscope.kernels.knn.ivf import default_n_lists, default_n_probe, ivf_knn
 
 METRICS = ["euclidean", "cosine", "inner_product"]
 
@@ -174,11 +174,11 @@ def test_bad_inputs_are_refused_clearly(tricky):
 
 @pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda is not installed")
 def test_selection_kernel_path_matches_in_cuda_simulator():
-    # The cupy run reduces each list's distance block with knn_gpu's kernel; the
+    # The cupy run reduces each list's distance block with knn.gpu's kernel; the
     # simulator runs that path (on numpy arrays) against the array-op one.
     code = textwrap.dedent("""
         import numpy as np
-        from embedscope.kernels.knn_ivf import ivf_knn
+        from embedscope.kernels.knn.ivf import ivf_knn
         X = np.random.default_rng(0).normal(size=(36, 5)).astype(np.float32)
         X[7] = X[3]
         X[8] = 0.0
@@ -214,8 +214,8 @@ def test_umap_cuda_picks_ivf_above_the_threshold_and_when_asked(monkeypatch):
         calls.append(("exact", queries is None))
         return exact_knn(data, k, metric, queries=queries)
 
-    monkeypatch.setattr("embedscope.kernels.knn_ivf.ivf_knn", fake_ivf)
-    monkeypatch.setattr("embedscope.kernels.knn_gpu.exact_knn_gpu", fake_exact)
+    monkeypatch.setattr("embedscope.kernels.knn.ivf.ivf_knn", fake_ivf)
+    monkeypatch.setattr("embedscope.kernels.knn.gpu.exact_knn_gpu", fake_exact)
     X, _ = make_mixture(300, 8, 3, random_state=0)
     umap_module._knn_cuda(X, 5, "euclidean")
     umap_module._knn_cuda(X, 5, "euclidean", method="ivf")

@@ -10,7 +10,7 @@ import numpy as np
 
 from embedscope._memory import KnnPlan
 from embedscope.kernels.knn import exact_knn
-from embedscope.kernels.knn_gpu import exact_knn_gpu
+from embedscope.kernels.knn.gpu import exact_knn_gpu
 
 
 def main() -> None:

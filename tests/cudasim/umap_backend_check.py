@@ -15,7 +15,7 @@ import numpy as np
 from _common import embedscope_log_lines
 
 from embedscope import UMAP, make_mixture, trustworthiness
-from embedscope.kernels import knn_gpu
+from embedscope.kernels.knn import gpu as knn_gpu
 from embedscope.kernels.umap_sgd import gpu as umap_sgd_gpu
 
 

@@ -13,13 +13,13 @@ An IVF index cuts each query's work to a few inverted lists:
    lists, not queries: all queries of a batch that probe list ``l`` are gathered
    and measured against the list's rows in one matrix product, whose rows are
    reduced to their k smallest entries (the numba.cuda selection kernel of
-   :mod:`knn_gpu` on cupy; partition of packed (distance, index) keys with numpy).
+   :mod:`.gpu` on cupy; partition of packed (distance, index) keys with numpy).
    The per-list results of a query (one slot per probe) are merged at the end.
 
-Same contract as :func:`embedscope.kernels.knn.exact_knn` (see :mod:`knn`): int32
-indices and float32 distances ``(m, k)``, rows ascending, ties by index, self
-excluded on a self-join (duplicates kept, at distance 0), euclidean distances
-recomputed exactly for the final k. Only the neighbours are approximate; a row whose
+Same contract as :func:`embedscope.kernels.knn.exact_knn` (see
+:mod:`embedscope.kernels.knn`): int32 indices and float32 distances ``(m, k)``, rows
+ascending, ties by index, self excluded on a self-join (duplicates kept, at distance
+0), euclidean distances recomputed exactly for the final k. Only the neighbours are approximate; a row whose
 probed lists hold fewer than k candidates is searched again with twice the probes
 (at worst all lists, which is exact), so every row is full.
 
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.kernels.knn import _METRIC_CODE, check_metric
-from embedscope.kernels.knn_cuda_consts import KMAX
+from embedscope.kernels.knn.consts import KMAX
+from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
 
 #: Temporaries a numpy search may hold at once (its batches are sized to this).
 HOST_BUDGET_BYTES = 256 * 2**20
@@ -170,7 +170,7 @@ class _Selector:
         self.kernel = None
         self.simulated = simulated()
         if use_kernel or (use_kernel is None and xp is not np):
-            from embedscope.kernels.knn_gpu import _kernels
+            from embedscope.kernels.knn.gpu import _kernels
 
             self.kernel = _kernels()
 
@@ -491,7 +491,7 @@ def ivf_knn(
         free device memory (after the index is built) with cupy.
     use_kernel : bool, optional
         Reduce distance blocks with the numba.cuda selection kernel of
-        :mod:`embedscope.kernels.knn_gpu` (k up to 128); default on cupy only. True
+        :mod:`embedscope.kernels.knn.gpu` (k up to 128); default on cupy only. True
         with numpy needs numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
 
     Returns

@@ -1,8 +1,8 @@
-"""numba.cuda kernels of the kNN GPU twin. Import through :mod:`knn_gpu` only.
+"""numba.cuda kernels of the kNN GPU twin. Import through :mod:`.gpu` only.
 
 This module imports ``numba.cuda`` at the top, so that numba's CUDA simulator can
 stand in for the device when ``NUMBA_ENABLE_CUDASIM=1`` (it replaces the module's
-``cuda`` global); :func:`embedscope.kernels.knn_gpu._kernels` imports it on first use.
+``cuda`` global); :func:`embedscope.kernels.knn.gpu._kernels` imports it on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, int32
 
-from embedscope.kernels.knn_cuda_consts import KMAX, MAX_THREADS
+from embedscope.kernels.knn.consts import KMAX, MAX_THREADS
 
 INF = np.float32(np.inf)
 

@@ -1,8 +1,8 @@
-"""GPU twin of :mod:`embedscope.kernels.knn`: exact blocked search on a CUDA device.
+"""GPU twin of :mod:`embedscope.kernels.knn.exact`: exact blocked search on a CUDA device.
 
-Same contract as the CPU twin (see that module): int32 indices and float32 distances
-``(n_queries, k)``, rows sorted by distance, self excluded on a self-join, metrics
-euclidean / cosine / inner_product.
+Same contract as the CPU twin (see :mod:`embedscope.kernels.knn`): int32 indices and
+float32 distances ``(n_queries, k)``, rows sorted by distance, self excluded on a
+self-join, metrics euclidean / cosine / inner_product.
 
 The distance block of a query block against the data is one cuBLAS matrix product
 (through cupy); a numba.cuda kernel with one thread block per query row then keeps
@@ -21,15 +21,15 @@ import numpy as np
 
 from embedscope._memory import KnnPlan, device_free_bytes, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
-from embedscope.kernels.knn import _METRIC_CODE, check_metric
-from embedscope.kernels.knn_cuda_consts import KMAX, MAX_THREADS
+from embedscope.kernels.knn.consts import KMAX, MAX_THREADS
+from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
 
 
 @lru_cache(maxsize=1)
 def _kernels() -> Any:
     """The compiled-on-first-use kernel module (nothing CUDA happens at import)."""
     cuda()  # restores what numba-cuda needs from numpy before it loads
-    from embedscope.kernels import knn_cuda
+    from embedscope.kernels.knn import cuda as knn_cuda
 
     return knn_cuda.select_topk
 

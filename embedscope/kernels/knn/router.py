@@ -1,0 +1,62 @@
+"""The kNN stage UMAP and t-SNE share on the CPU: exact or NN-descent, by size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from embedscope.kernels.knn.exact import exact_knn
+from embedscope.kernels.knn.metrics import check_metric
+from embedscope.kernels.knn.nndescent import nndescent_knn
+
+#: Up to this many points ``method="auto"`` searches exactly. Exact search costs
+#: n^2 d whatever the data; NN-descent's sweeps grow with the data's intrinsic
+#: dimension: on 2 shared cores at 30k points, a 50-D mixture took 3.4 s exact vs
+#: 1.6 s NN-descent, but the word vectors (PCA to 50) 8 s exact vs 17 s NN-descent.
+EXACT_MAX_POINTS = 40_000
+#: NN-descent's cost grows with k squared, exact search's barely: for wide
+#: neighbourhoods (t-SNE's k = 3 x perplexity) exact search stays the choice longer.
+EXACT_MAX_POINTS_WIDE = 100_000
+
+
+def nearest_neighbors(
+    X: np.ndarray,
+    n_neighbors: int,
+    metric: str = "euclidean",
+    *,
+    method: str = "auto",
+    random_state: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kNN graph of ``X`` (self excluded): the stage UMAP and t-SNE share.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    n_neighbors : int
+        Neighbours per point, not counting the point itself.
+    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    method : {"auto", "exact", "nndescent"}, default="auto"
+        ``"exact"`` is the blocked search, ``"nndescent"`` the approximate one;
+        ``"auto"`` is exact up to 40,000 points (100,000 when ``n_neighbors > 30``),
+        NN-descent above (recall@14 ~0.97 on 50-D mixtures of 300k points).
+    random_state : int, optional
+        Seed for approximate methods.
+    log : callable, optional
+        Receives NN-descent's recall checks (see :func:`nndescent_knn`).
+
+    Returns
+    -------
+    indices : ndarray of shape (n, n_neighbors), int32
+    distances : ndarray of shape (n, n_neighbors), float32
+    """
+    metric = check_metric(metric)
+    if method not in ("auto", "exact", "nndescent"):
+        raise ValueError(f"unknown kNN method {method!r}; choose 'auto', 'exact' or 'nndescent'")
+    if method == "auto":
+        limit = EXACT_MAX_POINTS if n_neighbors <= 30 else EXACT_MAX_POINTS_WIDE
+        method = "exact" if X.shape[0] <= limit else "nndescent"
+    if method == "nndescent":
+        return nndescent_knn(X, n_neighbors, metric, random_state=random_state, log=log)
+    return exact_knn(X, n_neighbors, metric)

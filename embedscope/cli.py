@@ -173,10 +173,10 @@ def _shard_inputs(source: str) -> list[str]:
 
 def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope._progress import Progress
-    from embedscope.engine.io import check_output, protect_inputs, write_coords
     from embedscope.engine.reduce import reducer_class
     from embedscope.io.load import load_vectors
     from embedscope.io.readers import is_shard_source
+    from embedscope.io.write import check_output, protect_inputs, write_coords
 
     scheduler, workers = cluster_flags(args)
     distributed = scheduler is not None or workers is not None or is_shard_source(args.input)
@@ -214,6 +214,7 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
 
     from embedscope.engine import distributed as dist
     from embedscope.io.load import load_vectors
+    from embedscope.io.write import write_coords
 
     if args.meta:
         raise ValueError("--meta is not supported with sharded input; put metadata columns in the parquet shards")
@@ -236,7 +237,7 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
                                           verbose=not args.quiet)
             coords = sampled.fit_transform(X)
         with progress.stage("transform+write", f"{args.out} (parquet shards)"):
-            dist.write_parquet_dir(dist.coords_dataframe(coords, meta), args.out, force=args.force)
+            write_coords(args.out, coords, meta, force=args.force)
     progress.log(f"{args.method} on dask: {X.shape[0]:,} points -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -345,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, debug: bool) -> int:
     """Run the chosen command; every error becomes one line and exit code 2."""
     from embedscope.backends import BackendUnavailable
-    from embedscope.engine.io import OutputExists
     from embedscope.errors import DataError
+    from embedscope.io.write import OutputExists
 
     try:
         return int(args.func(args) or 0)

@@ -23,8 +23,8 @@ import dask.array as da  # noqa: E402
 
 from embedscope import PCA, knn_accuracy, load_vectors, make_mixture  # noqa: E402
 from embedscope.engine import distributed as dist  # noqa: E402
-from embedscope.engine.io import OutputExists  # noqa: E402
 from embedscope.errors import DataError  # noqa: E402
+from embedscope.io.write import OutputExists, coords_frame, write_coords, write_parquet_dir  # noqa: E402
 
 N_SHARDS, SHARD_ROWS, DIM = 4, 1000, 20
 
@@ -98,8 +98,7 @@ def test_umap_sample_then_transform_on_workers(client, shards, tmp_path):
     sampled = dist.SampledReducer(UMAP(random_state=0), sample_size=1500, random_state=1)
     coords = sampled.fit_transform(vectors)
     assert "1,500 of 4,000 rows" in sampled.summary_
-    frame = dist.coords_dataframe(coords, pd.DataFrame({"label": labels}))
-    out = dist.write_parquet_dir(frame, tmp_path / "coords")
+    out = write_coords(tmp_path / "coords", coords, pd.DataFrame({"label": labels}))
     written = pd.read_parquet(out)
     assert len(written) == len(X) and list(written.columns) == ["x", "y", "label"]
     Y = written[["x", "y"]].to_numpy()
@@ -111,8 +110,25 @@ def test_umap_sample_then_transform_on_workers(client, shards, tmp_path):
     rest = np.setdiff1d(np.arange(len(X)), sampled.sample_rows_)
     assert knn_accuracy(Y[rest], labels[rest], 15) > 0.9
     with pytest.raises(OutputExists, match="exists"):
-        dist.write_parquet_dir(frame, out)  # refused without force
+        write_parquet_dir(coords_frame(coords, pd.DataFrame({"label": labels})), out)  # refused without force
     assert len(pd.read_parquet(out)) == len(X)
+
+
+def test_one_coords_table_for_pandas_and_dask(tmp_path):
+    # One builder: the same columns and values whether the coordinates are in memory or
+    # lazy, a metadata column named like a coordinate kept as meta_<name> in both.
+    import dask.dataframe as dd
+
+    coords = np.arange(24, dtype=np.float32).reshape(8, 3)
+    meta = pd.DataFrame({"x": np.arange(8) * 10.0, "label": np.arange(8)})  # dask would retype strings
+    expected = coords_frame(coords, meta)
+    assert list(expected.columns) == ["x", "y", "z", "meta_x", "label"]
+    for lazy_meta in (meta, dd.from_pandas(meta, npartitions=2)):
+        lazy = coords_frame(da.from_array(coords, chunks=(4, -1)), lazy_meta)
+        pd.testing.assert_frame_equal(lazy.compute().reset_index(drop=True), expected)
+    assert list(coords_frame(np.zeros((2, 5))).columns) == ["c0", "c1", "c2", "c3", "c4"]
+    out = write_coords(tmp_path / "shards", da.from_array(coords, chunks=(4, -1)), meta)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), expected)
 
 
 def test_worker_killed_mid_run_loses_nothing(client, shards):

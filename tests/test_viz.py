@@ -284,7 +284,7 @@ def test_save_png_and_html(tmp_path, blobs):
 
 def test_cli_plot_png_shows_separate_clusters(tmp_path, blobs, capsys):
     from embedscope.cli import main
-    from embedscope.engine.io import write_coords
+    from embedscope.io.write import write_coords
 
     coords, meta = blobs
     src = write_coords(tmp_path / "coords.parquet", coords, meta[["label"]])

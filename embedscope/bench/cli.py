@@ -42,7 +42,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from embedscope.bench.report import markdown_table
     from embedscope.bench.runner import run_bench
     from embedscope.datasets import parse_sizes
-    from embedscope.engine.io import protect_inputs
+    from embedscope.io.write import protect_inputs
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -7,7 +7,8 @@ Shards are read by :mod:`embedscope.io.shards` (through ``load_vectors``); here:
   moments combined exactly, one pass, on the workers;
 - :class:`SampledReducer` fits UMAP / t-SNE on a seeded sample with the best local
   backend, then places every partition with ``transform`` on the workers and returns
-  a ``dask.dataframe`` of coordinates joined with the metadata;
+  a lazy ``dask.array`` of coordinates (:func:`embedscope.io.write.write_coords`
+  writes it, with the metadata, as a folder of parquet shards);
 - :func:`cluster` opens a ``Client`` on a scheduler address, a ``LocalCluster``, or a
   dask-cuda ``LocalCUDACluster`` (one worker per GPU) for the cuda backend.
 
@@ -20,15 +21,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from embedscope._array import dask_modules, is_dask
 from embedscope._progress import Progress
-from embedscope.engine.io import atomic_output_dir
 from embedscope.kernels import pca as kpca
 
 #: Seconds to wait for a scheduler (``EMBEDSCOPE_CONNECT_TIMEOUT`` overrides it).
@@ -211,38 +209,6 @@ class SampledReducer:
     def fit_transform(self, X: Any) -> Any:
         """Fit on the sample and return the lazy coordinates of every row."""
         return self.fit(X).transform(X)
-
-
-def coords_dataframe(coords: Any, meta: Any = None) -> Any:
-    """A ``dask.dataframe`` of x, y[, z] joined row for row with the metadata."""
-    _, _, dd = dask_modules()
-    names = ["x", "y", "z"][: coords.shape[1]] if coords.shape[1] <= 3 else [f"c{i}" for i in range(coords.shape[1])]
-    frame = dd.from_dask_array(coords, columns=names)
-    if meta is None:
-        return frame
-    if hasattr(meta, "npartitions"):
-        meta = meta.reset_index(drop=True)
-        frame = frame.reset_index(drop=True)
-        lengths = coords.chunks[0]
-        if meta.npartitions != len(lengths):
-            meta = meta.repartition(npartitions=len(lengths))
-        return dd.concat([frame, meta], axis=1, ignore_unknown_divisions=True)
-    return dd.concat([frame, dd.from_pandas(pd.DataFrame(meta).reset_index(drop=True),
-                                            npartitions=frame.npartitions)], axis=1)
-
-
-def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False) -> Path:
-    """Write a dask.dataframe as parquet shards into a new folder, renamed into place.
-
-    The folder is written under a temporary name and swapped in when complete
-    (:func:`embedscope.engine.io.atomic_output_dir`): an existing folder is replaced
-    only with ``force`` and only if it holds nothing but parquet shards, and never
-    when it is (or holds) an input of this run.
-    """
-    final = Path(out)
-    with atomic_output_dir(final, force=force) as tmp:
-        frame.to_parquet(str(tmp), write_index=False)
-    return final
 
 
 # ----------------------------------------------------------------------------- clusters

@@ -9,6 +9,7 @@ import pandas as pd
 
 from embedscope._array import to_host
 from embedscope.errors import DataError
+from embedscope.io.write import coords_frame
 
 #: Integer columns with at most this many distinct values are coloured as categories.
 MAX_INT_CATEGORIES = 256
@@ -52,21 +53,21 @@ def plot_frame(data: Any, meta: Any = None) -> pd.DataFrame:
         bad = np.flatnonzero(~finite)
         raise DataError(f"{bad.size} point(s) have NaN or inf coordinates (rows {', '.join(map(str, bad[:5]))}"
                         f"{', ...' if bad.size > 5 else ''}); drop them before plotting")
-    frame = pd.DataFrame({"x": np.asarray(coords[:, 0], dtype=np.float64 if coords.dtype == np.float64 else np.float32),
-                          "y": np.asarray(coords[:, 1], dtype=np.float64 if coords.dtype == np.float64 else np.float32)})
-    parts = [frame]
+    extras = []
     for extra in (own_meta, meta):
         if extra is None:
             continue
         if not isinstance(extra, pd.DataFrame):
             extra = pd.DataFrame({"label": np.asarray(extra)}) if np.ndim(extra) == 1 else pd.DataFrame(extra)
-        if len(extra) != len(frame):
-            raise DataError(f"metadata has {len(extra)} rows but there are {len(frame)} points")
+        if len(extra) != len(coords):
+            raise DataError(f"metadata has {len(extra)} rows but there are {len(coords)} points")
         extra = extra.reset_index(drop=True)
         extra.columns = [str(c) for c in extra.columns]
-        clash = [c for c in extra.columns if c in ("x", "y")]
-        parts.append(extra.rename(columns={c: f"meta_{c}" for c in clash}))
-    out = pd.concat(parts, axis=1) if len(parts) > 1 else frame
+        extras.append(extra)
+    # Only x and y are drawn; float64 coordinates keep their precision, others become float32.
+    xy = np.asarray(coords[:, :2], dtype=np.float64 if coords.dtype == np.float64 else np.float32)
+    out = coords_frame(xy, pd.concat(extras, axis=1) if extras else None)
+    # A column both the input frame and ``meta`` hold is kept once, the input's.
     return out.loc[:, ~out.columns.duplicated()]
 
 

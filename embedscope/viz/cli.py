@@ -83,7 +83,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if suffix not in (".png", ".html", ".htm"):
         raise ValueError(f"--out {out}: give a .png or .html file name")
     _check_plot_size(args)
-    from embedscope.engine.io import check_output, protect_inputs
+    from embedscope.io.write import check_output, protect_inputs
 
     protect_inputs(args.input, getattr(args, "meta", None))
     check_output(out, force=args.force)
@@ -246,7 +246,7 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
     from embedscope._array import dask_modules
     from embedscope._progress import Progress
     from embedscope.engine import distributed as dist
-    from embedscope.engine.io import atomic_output
+    from embedscope.io.write import atomic_output
     from embedscope.viz.export import _legend_image
 
     if out.suffix.lower() != ".png":

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope.engine.io import atomic_output
+from embedscope.io.write import atomic_output
 from embedscope.viz._input import plot_frame, with_color
 from embedscope.viz.aggregate import (
     MAX_CATEGORIES,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedscope.engine import io
+from embedscope.io import write
 from tests.hostile.harness import Case, run_case
 
 
@@ -175,8 +175,8 @@ def test_read_only_folder_is_one_line(small_mount: Path, tmp_path: Path) -> None
 
 def test_atomic_output_maps_enospc_and_removes_the_temporary(tmp_path: Path) -> None:
     target = tmp_path / "o.bin"
-    with pytest.raises(io.OutputError, match="no space left on the device; nothing was written"):
-        with io.atomic_output(target) as tmp:
+    with pytest.raises(write.OutputError, match="no space left on the device; nothing was written"):
+        with write.atomic_output(target) as tmp:
             tmp.write_bytes(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
@@ -185,37 +185,37 @@ def test_atomic_output_maps_enospc_and_removes_the_temporary(tmp_path: Path) -> 
 def test_protected_input_is_refused_even_with_force(tmp_path: Path) -> None:
     source = tmp_path / "in.npy"
     source.write_bytes(b"precious")
-    io.protect_inputs(str(source))
+    write.protect_inputs(str(source))
     try:
-        with pytest.raises(io.OutputError, match="would replace the input"):
-            with io.atomic_output(source, force=True) as tmp:
+        with pytest.raises(write.OutputError, match="would replace the input"):
+            with write.atomic_output(source, force=True) as tmp:
                 tmp.write_bytes(b"overwrite")
         assert source.read_bytes() == b"precious"
         # A negative control: an unrelated output beside it is fine.
-        with io.atomic_output(tmp_path / "other.npy") as tmp:
+        with write.atomic_output(tmp_path / "other.npy") as tmp:
             tmp.write_bytes(b"ok")
         assert (tmp_path / "other.npy").read_bytes() == b"ok"
     finally:
-        io.clear_protected()
+        write.clear_protected()
 
 
 def test_live_writer_temporaries_are_kept(tmp_path: Path) -> None:
     live = tmp_path / f".o.npy.{os.getppid()}.zz.tmp.npy"  # the parent (pytest's runner) is alive
     live.write_bytes(b"someone is writing")
-    with io.atomic_output(tmp_path / "o.npy") as tmp:
+    with write.atomic_output(tmp_path / "o.npy") as tmp:
         tmp.write_bytes(b"x")
     assert live.exists()
 
 
 def test_replaced_folder_keeps_mode_and_new_folder_is_not_private(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
-    with io.atomic_output_dir(fresh) as tmp:
+    with write.atomic_output_dir(fresh) as tmp:
         (tmp / "part.0.parquet").write_bytes(b"x")
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask
     os.chmod(fresh, 0o750)
-    with io.atomic_output_dir(fresh, force=True) as tmp:
+    with write.atomic_output_dir(fresh, force=True) as tmp:
         (tmp / "part.0.parquet").write_bytes(b"y")
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o750
     assert (fresh / "part.0.parquet").read_bytes() == b"y"
@@ -235,9 +235,9 @@ def test_failed_folder_swap_puts_the_old_folder_back(tmp_path: Path, monkeypatch
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(io.os, "replace", failing_replace)
-    with pytest.raises(io.OutputError, match=r"cannot write .*coords"):
-        with io.atomic_output_dir(target, force=True) as tmp:
+    monkeypatch.setattr(write.os, "replace", failing_replace)
+    with pytest.raises(write.OutputError, match=r"cannot write .*coords"):
+        with write.atomic_output_dir(target, force=True) as tmp:
             (tmp / "part.0.parquet").write_bytes(b"new shards")
     assert (target / "part.0.parquet").read_bytes() == b"old shards"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coords"]

@@ -1,5 +1,9 @@
 """Writing results without ever leaving a user's file half-written, overwritten or lost.
 
+:func:`write_coords` writes an embedding (a parquet file, an ``.npy`` file, or a
+folder of parquet shards for Dask coordinates); :func:`coords_frame` is the one
+builder of its coordinate table.
+
 Every output goes through :func:`atomic_output` (one file) or :func:`atomic_output_dir`
 (a folder of shards): the result is written to a temporary name beside the destination
 and renamed into place only when complete. On top of that:
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope._array import to_host
+from embedscope._array import dask_modules, is_dask, to_host
 
 COORD_NAMES = ("x", "y", "z")
 
@@ -357,35 +361,105 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
                 old.unlink()
 
 
-def coords_frame(coords: Any, meta: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A DataFrame of x, y[, z] (or c0..cN for more dimensions) plus metadata columns."""
+def coord_names(n_components: int) -> list[str]:
+    """Column names of ``n_components`` coordinates: x, y[, z], or c0..cN past three.
+
+    Parameters
+    ----------
+    n_components : int
+
+    Returns
+    -------
+    list of str
+    """
+    if n_components <= len(COORD_NAMES):
+        return list(COORD_NAMES[:n_components])
+    return [f"c{i}" for i in range(n_components)]
+
+
+def _without_clashes(meta: Any, names: list[str]) -> Any:
+    """``meta`` with columns named like a coordinate renamed ``meta_<name>``, so none is lost."""
+    clash = [c for c in meta.columns if c in names]
+    return meta.rename(columns={c: f"meta_{c}" for c in clash}) if clash else meta
+
+
+def coords_frame(coords: Any, meta: Any = None) -> Any:
+    """The table of an embedding: coordinate columns, then the metadata columns.
+
+    The one builder of coordinate tables: :func:`write_coords` writes it, and plots
+    build theirs on it. Coordinates are named by :func:`coord_names`; a metadata
+    column named like one of them becomes ``meta_<name>``.
+
+    Parameters
+    ----------
+    coords : array of shape (n, c)
+        numpy or cupy (a pandas DataFrame is returned), or a ``dask.array`` (a
+        ``dask.dataframe`` is returned, nothing is computed).
+    meta : DataFrame or dask DataFrame, optional
+        One row per point, joined row for row.
+
+    Returns
+    -------
+    pandas.DataFrame or dask.dataframe.DataFrame
+    """
+    names = coord_names(coords.shape[1])
+    if is_dask(coords):
+        return _dask_coords_frame(coords, meta, names)
     coords = to_host(coords)
-    names = list(COORD_NAMES[: coords.shape[1]]) if coords.shape[1] <= 3 else [f"c{i}" for i in range(coords.shape[1])]
     frame = pd.DataFrame({name: coords[:, i] for i, name in enumerate(names)})
     if meta is not None:
-        clash = [c for c in meta.columns if c in frame.columns]
-        meta = meta.rename(columns={c: f"meta_{c}" for c in clash})
-        frame = pd.concat([frame, meta.reset_index(drop=True)], axis=1)
+        frame = pd.concat([frame, _without_clashes(meta, names).reset_index(drop=True)], axis=1)
     return frame
 
 
-def write_coords(path: str | os.PathLike, coords: Any, meta: pd.DataFrame | None = None, *, force: bool = False) -> Path:
-    """Write an embedding to ``.parquet`` (coordinates plus metadata) or ``.npy``.
+def _dask_coords_frame(coords: Any, meta: Any, names: list[str]) -> Any:
+    _, _, dd = dask_modules()
+    frame = dd.from_dask_array(coords, columns=names)
+    if meta is None:
+        return frame
+    if is_dask(meta):
+        meta = _without_clashes(meta, names).reset_index(drop=True)
+        frame = frame.reset_index(drop=True)
+        lengths = coords.chunks[0]
+        if meta.npartitions != len(lengths):
+            meta = meta.repartition(npartitions=len(lengths))
+        return dd.concat([frame, meta], axis=1, ignore_unknown_divisions=True)
+    meta = _without_clashes(pd.DataFrame(meta), names).reset_index(drop=True)
+    return dd.concat([frame, dd.from_pandas(meta, npartitions=frame.npartitions)], axis=1)
+
+
+def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, force: bool = False) -> Path:
+    """Write an embedding: ``.parquet`` (coordinates plus metadata) or ``.npy``, or for
+    Dask coordinates a folder of parquet shards.
+
+    Every output is written under a temporary name and renamed into place
+    (:func:`atomic_output`, :func:`atomic_output_dir`), never over an input.
 
     Parameters
     ----------
     path : str or path
-        Destination; the suffix picks the format.
+        Destination; the suffix picks the format. For a ``dask.array`` of coordinates,
+        the folder of shards (see :func:`write_parquet_dir`).
     coords : array of shape (n, c)
-    meta : DataFrame, optional
+        numpy, cupy or dask.
+    meta : DataFrame or dask DataFrame, optional
         Written beside the coordinates (parquet only; ignored for ``.npy``).
     force : bool, default=False
-        Replace an existing file.
+        Replace an existing file (or folder of shards).
 
     Returns
     -------
     Path
+
+    Raises
+    ------
+    ValueError
+        A file name that does not end in ``.parquet`` or ``.npy``.
+    OutputExists, OutputError
+        As :func:`atomic_output`.
     """
+    if is_dask(coords):
+        return write_parquet_dir(coords_frame(coords, meta), path, force=force)
     final = Path(path)
     suffix = final.suffix.lower()
     if suffix not in (".parquet", ".pq", ".npy"):
@@ -395,4 +469,30 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: pd.DataFrame | None
             np.save(tmp, to_host(coords), allow_pickle=False)
         else:
             coords_frame(coords, meta).to_parquet(tmp, index=False)
+    return final
+
+
+def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a dask.dataframe as parquet shards into a new folder, renamed into place.
+
+    The folder is written under a temporary name and swapped in when complete
+    (:func:`atomic_output_dir`): an existing folder is replaced only with ``force``
+    and only if it holds nothing but parquet shards, and never when it is (or holds)
+    an input of this run.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+        Such as :func:`coords_frame` of Dask coordinates.
+    out : str or path
+        The folder.
+    force : bool, default=False
+
+    Returns
+    -------
+    Path
+    """
+    final = Path(out)
+    with atomic_output_dir(final, force=force) as tmp:
+        frame.to_parquet(str(tmp), write_index=False)
     return final

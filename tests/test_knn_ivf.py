@@ -201,7 +201,7 @@ def test_selection_kernel_path_matches_in_cuda_simulator():
 # ----------------------------------------------------------------------------- UMAP wiring
 
 def test_umap_cuda_picks_ivf_above_the_threshold_and_when_asked(monkeypatch):
-    from embedscope.engine import umap as umap_module
+    from embedscope.backends import cuda as cuda_backend
 
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")  # the cuda kNN then runs on numpy
     calls = []
@@ -216,23 +216,24 @@ def test_umap_cuda_picks_ivf_above_the_threshold_and_when_asked(monkeypatch):
 
     monkeypatch.setattr("embedscope.kernels.knn.ivf.ivf_knn", fake_ivf)
     monkeypatch.setattr("embedscope.kernels.knn.gpu.exact_knn_gpu", fake_exact)
+    knn = cuda_backend.kernels().knn
     X, _ = make_mixture(300, 8, 3, random_state=0)
-    umap_module._knn_cuda(X, 5, "euclidean")
-    umap_module._knn_cuda(X, 5, "euclidean", method="ivf")
-    monkeypatch.setattr(umap_module, "GPU_EXACT_MAX_POINTS", 200)
-    umap_module._knn_cuda(X, 5, "euclidean")
-    umap_module._knn_cuda(X, 5, "euclidean", queries=X[:4])  # transform stays exact
+    knn(X, 5, "euclidean")
+    knn(X, 5, "euclidean", method="ivf")
+    monkeypatch.setattr(cuda_backend, "GPU_EXACT_MAX_POINTS", 200)
+    knn(X, 5, "euclidean")
+    knn(X, 5, "euclidean", queries=X[:4])  # transform stays exact
     assert calls == [("exact", True), ("ivf", True), ("ivf", True), ("exact", False)]
-    kernels = umap_module._kernels("cuda")
+    kernels = cuda_backend.kernels()
     assert kernels.knn_label("auto", 300) == "ivf on cuda" and kernels.knn_label("exact", 300) == "exact on cuda"
 
 
 def test_umap_cuda_ivf_runs_the_real_search(monkeypatch):
-    from embedscope.engine import umap as umap_module
+    from embedscope.backends import cuda as cuda_backend
 
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
     X, _ = make_mixture(1000, 10, 5, random_state=0)
-    idx, dist = umap_module._knn_cuda(X, 8, "euclidean", method="ivf", seed=3)
+    idx, dist = cuda_backend.kernels().knn(X, 8, "euclidean", method="ivf", seed=3)
     check_contract(idx, dist, 1000, 8, self_join=True)
     assert recall(idx, exact_knn(X, 8)[0]) >= 0.95
 

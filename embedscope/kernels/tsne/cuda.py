@@ -60,7 +60,7 @@ def attractive_forces(indptr, indices, values, Y, reference, dof, out):
 @cuda.jit(fastmath=True)
 def gradient_step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
                   learning_rate, momentum, update, gains):
-    """Attraction and one momentum step with delta-bar-delta gains (``kernels.tsne.gradient.gradient_step``).
+    """Attraction and one momentum step with delta-bar-delta gains (``gradient.gradient_step``).
 
     Writes ``update`` and ``gains`` only; the driver adds ``update`` to ``Y`` after the
     launch, so every row sees the old positions of its neighbours. ``inv_z`` holds

@@ -82,7 +82,7 @@ def attractive_forces_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, out:
 def gradient_step_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, rep: Any, inv_z: Any,
                       exaggeration: float, scale: float, learning_rate: float, momentum: float,
                       update: Any, gains: Any, *, threads: int = THREADS_PER_BLOCK) -> None:
-    """GPU twin of :func:`embedscope.kernels.tsne.gradient.gradient_step`: attraction, then one momentum and gains update.
+    """GPU twin of :func:`.gradient.gradient_step`: attraction, then one momentum and gains update.
 
     Parameters
     ----------
@@ -108,7 +108,7 @@ def gradient_step_gpu(P: DeviceCSR, Y: Any, reference: Any, dof: float, rep: Any
 
 
 def advance_gpu(Y: Any, update: Any) -> None:
-    """``Y += update`` then recentre (:func:`embedscope.kernels.tsne.gradient.advance`), in place."""
+    """``Y += update`` then recentre (:func:`.gradient.advance`), in place."""
     xp = array_module(Y)
     Y += update
     Y -= Y.mean(axis=0, dtype=xp.float64).astype(Y.dtype)

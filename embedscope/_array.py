@@ -26,8 +26,8 @@ def is_cupy(x: Any) -> bool:
 
 
 def is_dask(x: Any) -> bool:
-    """True for dask arrays and dataframes."""
-    return _library(x) == "dask"
+    """True for dask arrays and dataframes (dask-cudf's GPU dataframes too)."""
+    return _library(x) in ("dask", "dask_cudf")
 
 
 def dask_modules() -> tuple[ModuleType, ModuleType, ModuleType]:

@@ -13,7 +13,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from embedscope._array import to_host
+from embedscope._array import is_cupy, to_host
 from embedscope.engine.stages import magnitude_scale
 from embedscope.kernels.knn import check_metric, exact_knn, prepare
 
@@ -30,7 +30,7 @@ def _sample_rows(n: int, sample_size: int | None, random_state: int | None) -> n
 def _take(A: Any, rows: np.ndarray | None) -> np.ndarray:
     if rows is None:
         return to_host(A)
-    if type(A).__module__.split(".")[0] == "cupy":
+    if is_cupy(A):
         import cupy
 
         return to_host(A[cupy.asarray(rows)])

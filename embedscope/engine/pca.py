@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from embedscope._array import as_float, is_cupy, to_output
+from embedscope._array import as_float, is_cupy, is_dask, to_host, to_output
 from embedscope._progress import Progress
 from embedscope.engine.base import BaseReducer, check_int, derive_seed, validate_random_state
 from embedscope.io.validate import validate_vectors
@@ -22,10 +22,6 @@ MAX_ITERATED_POWER = 100
 
 def _is_streamed(X: Any) -> bool:
     return isinstance(X, np.memmap)
-
-
-def _is_dask(X: Any) -> bool:
-    return type(X).__module__.split(".")[0] == "dask"
 
 
 def _well_scaled(cov: Any, dtype: Any, xp: Any) -> bool:
@@ -198,7 +194,7 @@ class PCA(BaseReducer):
         return int(self.n_components_)
 
     def _fit(self, X: Any) -> Any:
-        distributed = _is_dask(X)
+        distributed = is_dask(X)
         X = X if distributed else validate_vectors(X)
         n, d = X.shape
         self._validate_params(n, d)
@@ -237,7 +233,7 @@ class PCA(BaseReducer):
             return int(nc)
         if total <= 0:  # constant data: no variance to explain, one (zero) axis says so
             return 1
-        ratios = np.cumsum(np.asarray(variances.get() if is_cupy(variances) else variances) / total)
+        ratios = np.cumsum(to_host(variances) / total)
         return int(min(np.searchsorted(ratios, nc, side="right") + 1, len(ratios)))
 
     def _finish(self, mean: Any, variances: Any, components: Any, total: float, xp: Any) -> None:
@@ -362,7 +358,7 @@ class PCA(BaseReducer):
 
     def _project(self, X: Any, progress: Progress | None = None) -> Any:
         """``X`` projected; timed into ``progress`` (a fit's log), else only logged."""
-        if _is_dask(X):
+        if is_dask(X):
             from embedscope.engine.distributed import pca_transform
 
             return pca_transform(self, X)
@@ -404,7 +400,7 @@ class PCA(BaseReducer):
         array of shape (n_samples, n_components_), in the input's array type
         """
         self._check_fitted("components_")
-        X = X if _is_dask(X) else validate_vectors(X, min_rows=1)
+        X = X if is_dask(X) else validate_vectors(X, min_rows=1)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but PCA is expecting {self.n_features_in_} "
                              f"features as input: it was fitted on {self.n_features_in_}")

@@ -65,11 +65,12 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
     >>> reduce(X, "pca").shape
     (500, 2)
     """
+    from embedscope._array import is_dask
     from embedscope.io.load import load_vectors
 
     vectors = load_vectors(X).vectors if not hasattr(X, "shape") or hasattr(X, "columns") else X
     reducer = make_reducer(method, n_components=n_components, backend=backend, **params)
-    if type(vectors).__module__.split(".")[0] == "dask" and method.lower() != "pca":
+    if is_dask(vectors) and method.lower() != "pca":
         from embedscope.engine.distributed import DEFAULT_SAMPLE, SampledReducer
 
         sampled = SampledReducer(reducer, sample_size=sample_size or DEFAULT_SAMPLE,

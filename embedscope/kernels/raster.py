@@ -24,6 +24,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope._array import is_cupy
+
 __all__ = ["bin_points", "bin_points_cpu", "bin_points_gpu", "scale_translate"]
 
 
@@ -178,6 +180,6 @@ def bin_points(
     array of shape (n_categories, height, width)
         int64 counts, or float64 sums when ``weights`` is given; same array type as ``x``.
     """
-    if type(x).__module__.startswith("cupy"):
+    if is_cupy(x):
         return bin_points_gpu(x, y, x_range, y_range, width, height, categories, n_categories, weights)
     return bin_points_cpu(x, y, x_range, y_range, width, height, categories, n_categories, weights)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope._array import is_cupy
+from embedscope._array import is_cupy, is_dask
 from embedscope._memory import host_memory_budget
 
 __all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPlan", "PointFrame",
@@ -91,7 +91,7 @@ def points_frame(points: Any, *, x: str = "x", y: str = "y") -> Any:
     """
     if isinstance(points, PointFrame):
         return points
-    if isinstance(points, pd.DataFrame) or type(points).__module__.startswith("dask"):
+    if isinstance(points, pd.DataFrame) or is_dask(points):
         missing = [c for c in (x, y) if c not in points.columns]
         if missing:
             raise ValueError(f"points have no column(s) {missing}; they have {list(points.columns)[:12]}")
@@ -381,7 +381,7 @@ def raster(
         x, y = "x", "y"
     else:
         data = frame
-        n = None if type(frame).__module__.startswith("dask") else len(frame)
+        n = None if is_dask(frame) else len(frame)
         if by is not None:
             name, values = _column(frame, by, n or 0, "by") if isinstance(by, str) else (None, None)
             if name is None:

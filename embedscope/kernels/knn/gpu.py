@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from embedscope._array import to_host
 from embedscope._memory import KnnPlan, device_free_bytes, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
 from embedscope.kernels.knn.consts import KMAX, MAX_THREADS
@@ -66,7 +67,7 @@ def _gather_rows(idx: Any, D_all: Any, host_data: Any, xp: Any) -> Any:
     """Data rows ``idx`` (shape (m, k)) as an (m, k, d) device array."""
     if D_all is not None:
         return D_all[idx]
-    host_idx = idx.get() if hasattr(idx, "get") else np.asarray(idx)
+    host_idx = to_host(idx)
     return xp.asarray(np.asarray(host_data[host_idx.reshape(-1)], dtype=np.float32)).reshape(*idx.shape, -1)
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from embedscope._array import array_module, to_host
 from embedscope.kernels.knn.consts import KMAX
 from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
 
@@ -61,20 +62,6 @@ _MASK32 = 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _host(x: Any) -> np.ndarray:
-    return x.get() if hasattr(x, "get") else np.asarray(x)
-
-
-def _array_module(data: Any, xp: Any) -> Any:
-    if xp is not None:
-        return xp
-    if type(data).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
 
 def _prepare(X: Any, metric: str, xp: Any, chunk: int) -> tuple[Any, Any]:
     """float32 rows (unit rows for cosine) and squared norms, in row chunks.
@@ -218,7 +205,7 @@ class _Index:
         self.inv_perm = xp.empty_like(self.perm)
         self.inv_perm[self.perm] = xp.arange(n, dtype=self.perm.dtype)
         counts = xp.bincount(labels, minlength=n_lists)
-        self.offsets = np.concatenate([[0], np.cumsum(_host(counts))]).astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(to_host(counts))]).astype(np.int64)
         self.home = labels[self.perm]  # the list of each sorted row
         self.data = X[self.perm]
         self.sq = x_sq[self.perm]
@@ -337,9 +324,9 @@ def _search_rows(index: _Index, Q: Any, q_sq: Any, self_rows: Any, k: int, n_pro
     sort_key = flat * 2 + (slot != 0) if home is not None else flat
     order = xp.argsort(sort_key, kind="stable")
     q_of, slot_of = order // n_probe, order % n_probe
-    group = _host(xp.bincount(flat, minlength=index.n_lists))
+    group = to_host(xp.bincount(flat, minlength=index.n_lists))
     starts = np.concatenate([[0], np.cumsum(group)])
-    members = _host(xp.bincount(home, minlength=index.n_lists)) if home is not None else np.zeros_like(group)
+    members = to_host(xp.bincount(home, minlength=index.n_lists)) if home is not None else np.zeros_like(group)
     cand_i = xp.full((m, n_probe, k), -1, dtype=xp.int32)
     cand_d = xp.full((m, n_probe, k), np.inf, dtype=xp.float32)
     entry = 4 if index.selector.kernel is not None and k < KMAX else 48
@@ -507,7 +494,7 @@ def ivf_knn(
         With cupy, when the index does not fit in the free device memory.
     """
     metric = check_metric(metric)
-    xp = _array_module(data, xp)
+    xp = array_module(data) if xp is None else xp
     if getattr(data, "ndim", None) != 2:
         raise ValueError(f"data must be a 2-D array (n, d); got shape {getattr(data, 'shape', None)}")
     n, dim = data.shape

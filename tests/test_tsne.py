@@ -1,20 +1,25 @@
 """t-SNE: gradient kernels against exact references, quality floors, 3-D, transform, bad input.
 
-The CPU tests pin backend="cpu" where they check CPU specifics; the others run on
-whatever "auto" picks. The cuda backend is checked end to end in numba's CUDA
-simulator by tests/cudasim/tsne_check.py and on a GPU by the ``gpu`` tests here.
+Tests taking the ``backend`` fixture run on every registered backend that can run here
+(cpu; cuda and cuml on a GPU machine, where they carry the ``gpu`` mark); the CPU
+tests pin backend="cpu" where they check CPU specifics, the others run on whatever
+"auto" picks. The cuda backend is also checked end to end in numba's CUDA simulator by
+tests/cudasim/tsne_check.py.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 
 from embedscope import DataError, Unsupported, knn_accuracy, trustworthiness
+from embedscope._array import array_module
+from embedscope.backends import get_spec
 from embedscope.engine import tsne as tsne_engine
-from embedscope.engine.base import NotFittedError
+from embedscope.engine.base import GRAPH_STAGES, NotFittedError
 from embedscope.engine.tsne import TSNE
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
@@ -37,9 +42,20 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def fitted_mixture(mixture_5k):
+    """The cpu fit of the mixture: the reference every backend is held to."""
     X = mixture_5k[0]
     est = TSNE(random_state=0, backend="cpu")
     return est, host(est.fit_transform(X))
+
+
+@pytest.fixture(scope="module")
+def fitted_mixture_on(backend, mixture_5k, fitted_mixture):
+    """The same fit on ``backend`` (the cpu reference itself on cpu)."""
+    if backend == fitted_mixture[0].backend_:
+        return fitted_mixture
+    est = TSNE(random_state=0, backend=backend)
+    return est, host(est.fit_transform(mixture_5k[0]))
+
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -151,13 +167,21 @@ def test_barnes_hut_agrees_with_exact(dim, dof):
 
 
 # ----------------------------------------------------------------------------- quality
-def test_mixture_quality_above_floor(mixture_5k, fitted_mixture):
+def test_mixture_quality_above_floor(mixture_5k, fitted_mixture, fitted_mixture_on, backend):
     X, labels = mixture_5k
-    est, Y = fitted_mixture
+    est, Y = fitted_mixture_on
     assert Y.shape == (5000, 2) and Y.dtype == np.float32 and np.isfinite(Y).all()
-    assert est.repulsion_ == "fft" and est.backend_ == "cpu"
-    assert trustworthiness(X, Y, 15) > MIXTURE_FLOOR
+    assert isinstance(est.embedding_, np.ndarray) and est.embedding_.dtype == np.float32
+    assert est.repulsion_ == "fft" and est.backend_ == backend
+    score = trustworthiness(X, Y, 15)
+    assert score > MIXTURE_FLOOR
     assert knn_accuracy(Y, labels, 15) > 0.95
+    assert 0 < est.kl_divergence_ < 3.0 and est.n_iter_ == 1000
+    if get_spec(backend).kernels is not None:
+        # our stages ran: the same stage keys and the cpu's quality
+        assert tuple(est.timings_) == GRAPH_STAGES
+        cpu_score = trustworthiness(X, fitted_mixture[1], 15)
+        assert abs(score - cpu_score) < 0.01, (score, cpu_score)
     # negative control: a random layout fails the same bars
     Y_random = np.random.default_rng(0).normal(size=Y.shape)
     assert trustworthiness(X, Y_random, 15) < 0.7
@@ -184,21 +208,44 @@ def test_words_quality_above_floor(words):
     assert trustworthiness(X, Y, 15) > WORDS_FLOOR
 
 
-def test_three_dimensions_run_with_barnes_hut(mixture_5k):
+# The 3-D repulsion each backend runs; a backend not listed refuses 3-D (cuML is 2-D only).
+REPULSION_3D = {"cpu": "barnes-hut", "cuda": "fft"}
+
+
+def test_three_dimensions(mixture_5k, backend):
     X, labels = mixture_5k
-    est = TSNE(n_components=3, n_iter=400, random_state=0, backend="cpu")
+    est = TSNE(n_components=3, n_iter=400, random_state=0, backend=backend)
+    if backend not in REPULSION_3D:
+        with pytest.raises(Unsupported, match="2-D only"):
+            est.fit(X[:2500])
+        return
     Y = host(est.fit_transform(X[:2500]))
     assert Y.shape == (2500, 3) and np.isfinite(Y).all()
-    assert est.repulsion_ == "barnes-hut"
+    assert est.repulsion_ == REPULSION_3D[backend]
     assert trustworthiness(X[:2500], Y, 15) > 0.95
     assert knn_accuracy(Y, labels[:2500], 15) > 0.95
 
 
-def test_transform_places_new_points_near_their_neighbours(mixture_5k):
+def test_transform_places_new_points_near_their_neighbours(mixture_5k, backend):
     X, labels = mixture_5k
     train, test = np.arange(4000), np.arange(4000, 5000)
-    est = TSNE(n_iter=500, random_state=0, backend="cpu").fit(X[train])
-    Y_new = host(est.transform(X[test]))
+    # input in the backend's array module (cupy on a GPU) comes back in it
+    xp = get_spec(backend).array_module()
+    est = TSNE(n_iter=500, random_state=0, backend=backend)
+    Y = est.fit_transform(xp.asarray(X[train]))
+    assert array_module(Y) is xp and Y.shape == (4000, 2)
+    assert isinstance(est.embedding_, np.ndarray)
+    np.testing.assert_array_equal(host(Y), est.embedding_)
+    capabilities = get_spec(backend).capabilities
+    if "tsne" not in capabilities.transform:  # cuML's t-SNE has no transform
+        hint = capabilities.hints.get("transform=tsne", "cannot place new points")
+        with pytest.raises(Unsupported, match=re.escape(hint)):
+            est.transform(X[test])
+        return
+    placed = est.transform(xp.asarray(X[test]))  # cuda: placed on the CPU, returned as cupy
+    assert array_module(placed) is xp
+    assert isinstance(est.transform(X[test[:20]]), np.ndarray)  # numpy in, numpy out
+    Y_new = host(placed)
     assert Y_new.shape == (1000, 2) and np.isfinite(Y_new).all()
     # label of each new point's nearest fitted points in the embedding
     idx, _ = exact_knn(est.embedding_, 10, queries=Y_new.astype(np.float32))
@@ -345,46 +392,6 @@ def test_auto_passes_over_a_gpu_that_would_refuse(fake_cuda_only):
     # a graph given up front needs no GPU search
     knn = (np.zeros((300, 150), np.int32), np.zeros((300, 150), np.float32))
     assert TSNE(perplexity=50.0, precomputed_knn=knn)._start((300, 5))[0].name == "cuda"
-
-
-@pytest.mark.gpu
-def test_cuda_backend_matches_cpu_quality(mixture_5k, fitted_mixture):
-    X, labels = mixture_5k
-    est = TSNE(random_state=0, backend="cuda").fit(X)
-    Y = est.embedding_
-    assert est.backend_ == "cuda" and isinstance(Y, np.ndarray) and Y.dtype == np.float32
-    assert Y.shape == (5000, 2) and np.isfinite(Y).all() and est.repulsion_ == "fft"
-    assert set(est.timings_) == {"preprocess", "knn", "affinities", "init", "optimise"}
-    cuda_score, cpu_score = trustworthiness(X, Y, 15), trustworthiness(X, fitted_mixture[1], 15)
-    assert abs(cuda_score - cpu_score) < 0.01, (cuda_score, cpu_score)
-    assert cuda_score > MIXTURE_FLOOR and knn_accuracy(Y, labels, 15) > 0.95
-    assert 0 < est.kl_divergence_ < 3.0 and est.n_iter_ == 1000
-
-
-@pytest.mark.gpu
-def test_cuda_backend_cupy_in_cupy_out(mixture_5k):
-    import cupy
-
-    X, labels = mixture_5k
-    est = TSNE(n_iter=400, random_state=0, backend="cuda")
-    Y = est.fit_transform(cupy.asarray(X[:2000]))
-    assert isinstance(Y, cupy.ndarray) and Y.shape == (2000, 2)
-    assert isinstance(est.embedding_, np.ndarray)
-    np.testing.assert_array_equal(Y.get(), est.embedding_)
-    assert knn_accuracy(est.embedding_, labels[:2000], 15) > 0.9
-    placed = est.transform(cupy.asarray(X[2000:2100]))  # placed on the CPU, returned as cupy
-    assert isinstance(placed, cupy.ndarray) and placed.shape == (100, 2)
-    assert isinstance(est.transform(X[2000:2100]), np.ndarray)
-
-
-@pytest.mark.gpu
-def test_cuda_backend_three_dimensions_on_the_grid(mixture_5k):
-    X, labels = mixture_5k
-    est = TSNE(n_components=3, n_iter=400, random_state=0, backend="cuda")
-    Y = est.fit_transform(X[:2500])
-    assert Y.shape == (2500, 3) and np.isfinite(Y).all() and est.repulsion_ == "fft"
-    assert trustworthiness(X[:2500], Y, 15) > 0.95
-    assert knn_accuracy(Y, labels[:2500], 15) > 0.95
 
 
 @pytest.mark.filterwarnings("ignore:perplexity=")

@@ -73,7 +73,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from embedscope._progress import Progress
-    from embedscope.cli import cluster_flags
+    from embedscope.engine.command import cluster_flags
     from embedscope.errors import DataError
     from embedscope.viz.app import load_input
 
@@ -304,7 +304,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``plot`` and ``serve`` sub-commands to an argparse sub-parsers object."""
-    from embedscope.cli import add_cluster_flags
+    from embedscope.engine.command import add_cluster_flags
     from embedscope.viz.server import DEFAULT_MAX_SESSIONS
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -346,10 +346,20 @@ def register(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``plot`` / ``serve`` without the main CLI (``python -m embedscope.viz.cli``)."""
-    from embedscope.cli import main as cli_main
+    """Run ``plot`` / ``serve`` without the main CLI (``python -m embedscope.viz.cli``).
 
-    return cli_main(argv)
+    Errors read as in the main CLI (one line, exit code 2): both run their commands
+    through :func:`embedscope.engine.command.run_command`.
+    """
+    from embedscope.engine.command import run_command
+
+    parser = argparse.ArgumentParser(prog="embedscope", description="Plot and explore embeddings.")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

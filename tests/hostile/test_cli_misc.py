@@ -71,5 +71,7 @@ def test_an_unexpected_error_is_one_line(monkeypatch, capsys) -> None:
 
 
 def test_os_errors_read_as_their_cause() -> None:
-    assert cli._one_line(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: /x/y"
-    assert cli._one_line(ValueError("two\n  lines")) == "two lines"
+    from embedscope.engine.command import one_line
+
+    assert one_line(PermissionError(13, "Permission denied", "/x/y")) == "Permission denied: /x/y"
+    assert one_line(ValueError("two\n  lines")) == "two lines"

@@ -48,6 +48,7 @@ def main() -> None:
     from embedscope import PCA, UMAP
     from embedscope.engine import distributed as dist
     from embedscope.io.load import load_vectors
+    from embedscope.io.write import write_coords
 
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -63,7 +64,7 @@ def main() -> None:
             pca = PCA(2).fit(X)
             fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            dist.write_parquet_dir(dist.coords_dataframe(pca.transform(X)), Path(tmp) / "pca-out")
+            write_coords(Path(tmp) / "pca-out", pca.transform(X))
             rows.append({"run": f"dask PCA {args.rows:,} x {args.dim}", "fit_s": fit_s,
                          "transform_write_s": time.perf_counter() - start})
             print(json.dumps(rows[-1]), flush=True)
@@ -71,7 +72,7 @@ def main() -> None:
             sampled = dist.SampledReducer(UMAP(random_state=0), sample_size=args.sample).fit(X)
             fit_s = time.perf_counter() - start
             start = time.perf_counter()
-            dist.write_parquet_dir(dist.coords_dataframe(sampled.transform(X)), Path(tmp) / "umap-out")
+            write_coords(Path(tmp) / "umap-out", sampled.transform(X))
             rows.append({"run": f"dask UMAP {args.rows:,} x {args.dim} (sample {args.sample:,})", "fit_s": fit_s,
                          "transform_write_s": time.perf_counter() - start})
             print(json.dumps(rows[-1]), flush=True)

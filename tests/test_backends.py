@@ -89,7 +89,9 @@ def test_gpu_backends_requested_on_a_fake_gpu(fake_gpu_with_cuml):
     assert cuda.capabilities.max_neighbors == 128
     cuml = resolve_backend("cuml")
     assert (cuml.name, cuml.device, cuml.reason) == ("cuml", "fake cuml", "requested")
-    assert cuml.kernels is None and cuml.delegate is sys.modules["embedscope.backends.cuml"]
+    assert cuml.delegate is sys.modules["embedscope.backends.cuml"]
+    with pytest.raises(RuntimeError, match="no kernel table"):  # a delegate runs its own stages
+        cuml.kernels  # noqa: B018
     assert resolve_backend("auto").name == "cuml"
 
 

@@ -106,27 +106,8 @@ def _package_backend_name_hits() -> list[tuple[str, int, str]]:
     return hits
 
 
-# Left for the lead to fix (bench still spells cuML's backend by name), as (file, code)
-# so that edits elsewhere in a file do not move them; at the time of writing
-# bench/impls.py:151, bench/runner.py:84 and bench/runner.py:104.
-_KNOWN_HITS = [
-    ("embedscope/bench/impls.py", 'if impl == "cuml" :'),
-    ("embedscope/bench/runner.py", 'jobs += [ Job ( method , peer , "cuda" if peer == "cuml" else "cpu" ) '
-                                   'for peer in peers if method in PEERS [ peer ] [ 2 ] ]'),
-    ("embedscope/bench/runner.py", 'if job . impl == "cuml" and not available_backends ( ) [ "cuml" ] [ 0 ] :'),
-]
-
-
-@pytest.mark.xfail(strict=True, reason="backend names compared outside embedscope/backends/ (bench/impls.py, "
-                                       "bench/runner.py x2); remove this mark when they are gone")
 def test_no_backend_name_comparison_outside_the_registry():
     assert [f"{path}:{line}: {text}" for path, line, text in _package_backend_name_hits()] == []
-
-
-def test_the_known_backend_name_hits_are_the_only_ones():
-    # Holds the xfail above to its list: a new hit fails here at once, and so does
-    # fixing one (then drop it from _KNOWN_HITS, and the xfail with the last).
-    assert sorted((path, text) for path, _, text in _package_backend_name_hits()) == sorted(_KNOWN_HITS)
 
 
 # ----------------------------------------------------------------------------- kernel imports

@@ -185,7 +185,9 @@ def test_cpu_refuses_ivf_and_names_nndescent():
 
 
 def test_auto_with_ivf_and_no_gpu_says_cpu_cannot(no_gpu):
-    with pytest.raises(BackendUnavailable, match=r"cpu: cannot run these settings \(knn_method='ivf' is the GPU"):
+    # the cure is a setting, so it is Unsupported (a ValueError), with cpu's hint whole
+    with pytest.raises(Unsupported, match=r"cpu: cannot run these settings \(knn_method='ivf' is the GPU.*"
+                                          r"use knn_method='nndescent' or 'auto'\)$"):
         UMAP(knn_method="ivf")._start(SHAPE)
 
 
@@ -200,7 +202,8 @@ def test_cuda_refuses_nndescent(fake_cuda_only):
     est = UMAP(knn_method="nndescent")
     assert est._start(SHAPE)[0].name == "cpu"
     assert est.backend_considered_[1] == ("cuda", "cannot run these settings (knn_method='nndescent' has no "
-                                                  "GPU version yet)")
+                                                  "GPU version yet; on backend='cuda' use knn_method='auto', "
+                                                  "'exact' or 'ivf' (approximate), or backend='cpu')")
 
 
 # (reducer, settings at the limit, settings one past it, the hint the refusal ends with)
@@ -233,8 +236,6 @@ def test_cuda_refuses_more_neighbours_than_it_finds_with_each_reducers_hint(fake
     assert cls(backend="cuda", precomputed_knn=knn, **too_many)._start(SHAPE)[0].name == "cuda"
 
 
-@pytest.mark.xfail(strict=True, reason="_registry.resolve_backend keeps the refusal up to its first ';', "
-                                       "which cuts UMAP's hint '(n_neighbors <= 129; got 130)' in half")
 def test_auto_reason_keeps_the_umap_neighbour_hint_whole(fake_cuda_only):
     est = UMAP(n_neighbors=130)
     est._start(SHAPE)
@@ -315,10 +316,6 @@ def test_a_registered_backend_runs_a_fit_on_its_kernel_table(toy_backend):
     np.testing.assert_array_equal(toy.transform(X[:20]), cpu.transform(X[:20]))
 
 
-@pytest.mark.xfail(strict=True, raises=Unsupported,
-                   reason="engine/stages.py runs the PCA of a UMAP fit (pca init, the spectral fallback, "
-                          "wide data) as PCA(backend=<the reducer's backend name>), so a backend registered "
-                          "for umap only refuses its own UMAP fit")
 def test_a_backend_registered_for_umap_only_runs_a_umap_fit_with_pca_init(toy_backend):
     X, _ = make_mixture(300, 5, 3, random_state=0)
     toy = UMAP(n_epochs=30, init="pca", random_state=0, backend="toy").fit(X)

@@ -78,7 +78,7 @@ def test_plan_jobs_pairs_peers_with_their_methods():
     labels = [j.label for j in jobs]
     assert labels == ["pca / embedscope[cpu]", "pca / sklearn", "umap / embedscope[cpu]", "umap / umap-learn",
                       "tsne / embedscope[cpu]", "tsne / opentsne", "tsne / sklearn"]
-    assert Job("umap", "cuml", "cuda") in plan_jobs(["umap"], [], ["cuml"])
+    assert Job("umap", "cuml", "gpu") in plan_jobs(["umap"], [], ["cuml"])
     for bad, match in ((["umapp"], "method"), (["umap"], "backend")):
         with pytest.raises(ValueError, match=match):
             plan_jobs(bad, ["gpu"] if match == "backend" else ["cpu"], [])

@@ -432,13 +432,16 @@ def resolve_backend(backend: str = "auto", request: Request | None = None) -> Ba
             continue
         why = spec.refusal(request) if request is not None else None
         if why is not None:
-            considered.append((name, f"cannot run these settings ({why.split(';')[0]})"))
+            considered.append((name, f"cannot run these settings ({why})"))
             continue
         considered.append((name, "picked"))
         reason = "auto: " + "; ".join(f"{n}: {r}" for n, r in considered)
         return Backend(name, spec.array_module(), probe.detail, reason, spec, tuple(considered))
-    raise BackendUnavailable("no registered backend can run this: "
-                             + "; ".join(f"{n}: {r}" for n, r in considered))
+    text = "; ".join(f"{n}: {r}" for n, r in considered)
+    if any(r.startswith("cannot run these settings") for _, r in considered):
+        # Something here could run, but not with these settings: the cure is a setting.
+        raise Unsupported(f"no backend here can run these settings: {text}")
+    raise BackendUnavailable(f"no registered backend can run this: {text}")
 
 
 def _explicit(spec: BackendSpec, request: Request | None) -> Backend:

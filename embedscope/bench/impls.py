@@ -34,6 +34,17 @@ PEERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "cuml": ("cuml", "cuml-cu12", ("pca", "umap", "tsne")),
 }
 
+def _cuml_ready() -> tuple[bool, str]:
+    from embedscope.backends import probe_cuml
+
+    probe = probe_cuml()
+    return probe.ok, probe.detail
+
+
+#: Peers that need a GPU -> whether they can run here (ok, detail); their runs are
+#: labelled ``gpu`` and their GPU memory is sampled. Every other peer runs on the host.
+PEER_GPU_CHECKS: dict[str, Callable[[], tuple[bool, str]]] = {"cuml": _cuml_ready}
+
 #: How each peer is configured, recorded in the manifest.
 PEER_NOTES: dict[str, str] = {
     "umap-learn": "umap.UMAP(n_neighbors, min_dist, n_components, n_jobs=-1); no random_state, "
@@ -142,12 +153,9 @@ def get_fit(method: str, impl: str, backend: str) -> Callable[..., tuple[Any, di
     """The fit function of ``method`` run by ``impl`` ("embedscope" or a peer name)."""
     if impl == "embedscope":
         return _ours(method, backend)
-    if impl == "umap-learn":
-        return _umap_learn
-    if impl == "opentsne":
-        return _opentsne
-    if impl == "sklearn":
-        return _sklearn(method)
-    if impl == "cuml":
-        return _cuml(method)
+    peers: dict[str, Callable[[str], Callable[..., tuple[Any, dict[str, Any]]]]] = {
+        "umap-learn": lambda _: _umap_learn, "opentsne": lambda _: _opentsne,
+        "sklearn": _sklearn, "cuml": _cuml}
+    if impl in peers:
+        return peers[impl](method)
     raise ValueError(f"unknown implementation {impl!r}; choose embedscope or one of {', '.join(PEERS)}")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from embedscope._progress import Progress
-from embedscope.bench.impls import DEFAULT_PARAMS, PEER_NOTES, PEERS, peer_missing
+from embedscope.bench.impls import DEFAULT_PARAMS, PEER_GPU_CHECKS, PEER_NOTES, PEERS, peer_missing
 
 __all__ = ["Job", "plan_jobs", "run_bench"]
 
@@ -81,16 +81,18 @@ def plan_jobs(methods: list[str], backends: list[str], peers: list[str]) -> list
     jobs = []
     for method in methods:
         jobs += [Job(method, "embedscope", backend) for backend in backends]
-        jobs += [Job(method, peer, "cuda" if peer == "cuml" else "cpu")
+        jobs += [Job(method, peer, "gpu" if peer in PEER_GPU_CHECKS else "cpu")
                  for peer in peers if method in PEERS[peer][2]]
     return jobs
 
 
-def _on_gpu(backend: str) -> bool:
-    """Whether ``backend`` (a registered name) runs on a GPU: its memory is then sampled."""
-    from embedscope.backends import get_spec, registered
+def _on_gpu(job: Job) -> bool:
+    """Whether ``job`` runs on a GPU: its memory is then sampled."""
+    from embedscope.backends import get_spec
 
-    return backend in registered() and get_spec(backend).gpu
+    if job.impl != "embedscope":
+        return job.impl in PEER_GPU_CHECKS
+    return get_spec(job.backend).gpu
 
 
 def _blocked(job: Job) -> str | None:
@@ -101,9 +103,10 @@ def _blocked(job: Job) -> str | None:
         why = peer_missing(job.impl)
         if why:
             return f"missing: {why}"
-        if job.impl == "cuml" and not available_backends()["cuml"][0]:
-            return f"unavailable: {available_backends()['cuml'][1]}"
-        return None
+        if job.impl not in PEER_GPU_CHECKS:
+            return None
+        ok, detail = PEER_GPU_CHECKS[job.impl]()
+        return None if ok else f"unavailable: {detail}"
     ok, detail = available_backends()[job.backend]
     if not ok:
         return f"unavailable: {detail}"
@@ -277,7 +280,7 @@ def run_bench(
                 done += 1
                 record: dict[str, Any] = {"dataset": bench.name, "n": int(bench.X.shape[0]), "d": int(bench.X.shape[1]),
                                           "method": job.method, "impl": job.impl, "backend": job.backend,
-                                          "label": job.label, "gpu": _on_gpu(job.backend)}
+                                          "label": job.label, "gpu": _on_gpu(job)}
                 blocked = _blocked(job)
                 if blocked:
                     record["status"] = blocked.partition(":")[0]
@@ -288,7 +291,7 @@ def run_bench(
                 name = f"{job.slug}-{bench.X.shape[0]}"
                 spec = {"data": str(data_path), "method": job.method, "impl": job.impl, "backend": job.backend,
                         "params": DEFAULT_PARAMS.get(job.method, {"n_components": 2}), "seed": int(seed),
-                        "warmup_rows": int(warmup_rows), "gpu": _on_gpu(job.backend),
+                        "warmup_rows": int(warmup_rows), "gpu": _on_gpu(job),
                         "embedding": str(out / "embeddings" / f"{name}.npy"),
                         "result": str(out / ".work" / f"{name}.result.json")}
                 Path(spec["result"]).unlink(missing_ok=True)

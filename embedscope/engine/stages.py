@@ -102,6 +102,11 @@ def spectral_layout(graph: sp.spmatrix, n_components: int, *, seed: int = 0) -> 
     return layout.astype(np.float32)
 
 
+def pca_backend(backend: str) -> str:
+    """The backend a reducer's inner PCA runs on: its own where that backend runs PCA, else the cpu."""
+    return backend if "pca" in get_spec(backend).capabilities.reducers else "cpu"
+
+
 def pca_axes(data: Any, n_components: int, *, seed: int = 0, backend: str = "cpu") -> np.ndarray:
     """Projection of ``data`` on its first ``min(n_components, d, n)`` principal axes (host).
 
@@ -114,7 +119,7 @@ def pca_axes(data: Any, n_components: int, *, seed: int = 0, backend: str = "cpu
     usable = min(n_components, d, n)
     if usable < 1:
         return np.zeros((n, 0))
-    return to_host(PCA(n_components=usable, random_state=seed, backend=backend).fit_transform(data))
+    return to_host(PCA(n_components=usable, random_state=seed, backend=pca_backend(backend)).fit_transform(data))
 
 
 def pca_layout(data: np.ndarray, n_components: int, *, seed: int = 0, backend: str = "cpu") -> np.ndarray:
@@ -346,7 +351,7 @@ class Preparation:
             from embedscope.engine.pca import PCA
 
             n_pca = min(int(self.pca_components), Z.shape[0], Z.shape[1])  # type: ignore[arg-type]
-            self.pca = PCA(n_components=n_pca, random_state=self.seed, backend=self.backend)
+            self.pca = PCA(n_components=n_pca, random_state=self.seed, backend=pca_backend(self.backend))
             Z = xp.ascontiguousarray(xp.asarray(self.pca.fit_transform(Z), dtype=xp.float32))
         return Z
 

@@ -1,18 +1,19 @@
 """t-SNE (van der Maaten & Hinton 2008) with FFT-interpolated repulsion in 2-D.
 
-Stages: optional PCA to 50 dimensions; kNN (k = 3 x perplexity, shared with UMAP);
-per-point perplexity calibration into a symmetric sparse P; PCA (or random, or given)
-initialisation; gradient descent with early exaggeration, then the normal phase.
-Repulsion is exact below a few thousand points, grid-interpolated (FIt-SNE) in 2-D and
-Barnes-Hut in 3-D above that. The optimiser loop runs in Python, one compiled step
-at a time, so progress, callbacks and the KL report live here.
+Stages (``engine.stages``, shared with UMAP): preparation (PCA to 50 dimensions for
+wide data); kNN (k = 3 x perplexity) on the backend; then its own: per-point perplexity
+calibration into a symmetric sparse P; PCA (or random, or given) initialisation;
+gradient descent with early exaggeration, then the normal phase. Repulsion is exact
+below 1,500 points, grid-interpolated (FIt-SNE) in 2-D and Barnes-Hut in 3-D above
+that on the cpu backend. The optimiser loop runs in Python, one compiled step at a
+time, so progress, callbacks and the KL report live here.
 
-The loop is written once; a backend only picks its kernels (:class:`_Kernels`): the
-CPU twins (numba) or the GPU twins in ``kernels.tsne_gpu`` (numba.cuda and cupy, the
-grid repulsion in 3-D as well). On the cuda backend the kNN search and the
-iterations run on the device; the perplexity calibration, P and the init stay on the
-host (sparse and cheap). The cuml backend hands the fit to cuML
-(``engine.cuml_adapter``).
+The loop is written once; the steps come from the backend's kernel table
+(``backend.kernels.tsne``): the CPU twins in ``kernels.tsne`` or the GPU twins in
+``kernels.tsne.gpu`` (numba.cuda and cupy, the grid repulsion in 3-D as well). On the
+cuda backend the preparation, the kNN search and the iterations run on the device; the
+perplexity calibration, P and the init stay on the host (sparse and cheap). A delegate
+backend (cuML) fits the whole reducer itself.
 """
 
 from __future__ import annotations
@@ -94,15 +95,20 @@ class TSNE(BaseReducer):
         heavier-tailed and shows finer clusters); in [0.01, 100].
     random_state : int >= 0, Generator or None, default=None
     precomputed_knn : tuple (indices, distances) or None, default=None
-        A kNN graph of ``X`` (self excluded), each ``(n_samples, k)``; skips the search.
+        A kNN graph of ``X`` that skips the search, under the contract of
+        :func:`embedscope.engine.stages.check_precomputed` (shared with UMAP): arrays
+        of shape ``(n_samples, k)``, rows ascending; a first column that is the point
+        itself is dropped; -1 marks a missing neighbour (it gets no affinity); the first
+        ``3 x perplexity`` columns are used.
     pca_components : int or None, default=50
         When the data has more than 100 features, the kNN search runs on this many
         principal components (cosine rows are normalised first). None searches the
         full space. Not applied with ``metric="inner_product"``.
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
-        ``"cuda"``: the exact kNN search
-        (:func:`embedscope.kernels.knn_gpu.exact_knn_gpu`) and the iterations
-        (:mod:`embedscope.kernels.tsne_gpu`, float32 on the device; grid repulsion in
+        ``"cuda"``: the kNN search (exact,
+        :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, up to 2,000,000 points and
+        IVF above, the rule UMAP follows) and the iterations
+        (:mod:`embedscope.kernels.tsne.gpu`, float32 on the device; grid repulsion in
         2-D and 3-D) run on the GPU, the PCA preprocessing too; the perplexity
         calibration, P and the init run on the host. It finds at most 128 neighbours,
         so ``perplexity <= 42`` unless ``precomputed_knn`` is given. ``"cuml"``:
@@ -122,7 +128,7 @@ class TSNE(BaseReducer):
     ------
     ValueError
         From ``fit``: a parameter outside its range (the message names it and the
-        range); :class:`embedscope.engine.data.DataError` for data with no
+        range); :class:`embedscope.errors.DataError` for data with no
         neighbourhoods (all rows identical; under cosine, all zero or all parallel);
         :class:`DivergedError` (also a ``FloatingPointError``) if the optimisation
         leaves the float range. Data of any float32 magnitude is embedded: values far

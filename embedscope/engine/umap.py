@@ -101,14 +101,14 @@ class UMAP(BaseReducer):
         kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`. On the cuda
         backend "auto" is exact up to 2,000,000 points and IVF above,
         "ivf" forces the approximate IVF-flat search
-        (:func:`embedscope.kernels.knn_ivf.ivf_knn`), "nndescent" is refused; "ivf"
+        (:func:`embedscope.kernels.knn.ivf.ivf_knn`), "nndescent" is refused; "ivf"
         is cuda-only (the cpu backend refuses it: use "nndescent" there).
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
         ``"cuda"``: the data is copied to the GPU once (cupy input stays there; numpy
         data larger than half the free GPU memory stays on the host and is streamed
         in blocks), then PCA, the kNN search (exact,
-        :func:`embedscope.kernels.knn_gpu.exact_knn_gpu`, or IVF) and the SGD epochs
-        (:func:`embedscope.kernels.umap_sgd_gpu.optimize_layout_gpu`) run on the
+        :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, or IVF) and the SGD epochs
+        (:func:`embedscope.kernels.umap_sgd.gpu.optimize_layout_gpu`) run on the
         device; the fuzzy graph and the init run on the host. It finds at most 128
         neighbours (``n_neighbors <= 129``) unless ``precomputed_knn`` is given.
         ``"cuml"``: RAPIDS cuML's UMAP fits with the same parameters (no PCA
@@ -125,7 +125,7 @@ class UMAP(BaseReducer):
     ------
     ValueError
         From ``fit``: a parameter outside its range (the message names it and the
-        range); :class:`embedscope.engine.data.DataError` for data with no
+        range); :class:`embedscope.errors.DataError` for data with no
         neighbourhoods (all rows identical; under cosine, all zero or all parallel).
         Data of any float32 magnitude is embedded: values far from 1 are divided by a
         power of two first (the graph does not depend on scale).

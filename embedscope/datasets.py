@@ -288,8 +288,8 @@ def make_builtin(name: str, *, random_state: int = 0) -> tuple[np.ndarray, pd.Da
     base, _, size = name.partition(":")
     if base in GENERATED_SHAPES:
         default_n, default_d = GENERATED_SHAPES[base]
-        n, d = parse_shape(size) if size else (default_n, default_d)
-        d = d or default_d
+        n, given_d = parse_shape(size) if size else (default_n, default_d)
+        d = given_d or default_d
     if base == "mixture":
         # float32 values plus the int64 draw of the labels and their int32 copy
         _check_fits(f"builtin:{name}", n, d, 4 * d + 12)

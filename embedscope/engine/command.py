@@ -112,7 +112,7 @@ def run_command(args: argparse.Namespace) -> int:
     saved_format = warnings.formatwarning
     if not debug:
         # A warning is one line too (Python's default adds the source line that raised it).
-        warnings.formatwarning = lambda message, category, *rest, **kw: (  # type: ignore[assignment]
+        warnings.formatwarning = lambda message, category, *rest, **kw: (
             f"embedscope {args.command}: warning: {' '.join(str(message).split())}\n")
     try:
         return _run(args, debug)

@@ -122,6 +122,7 @@ def load_vectors(
     >>> X.shape, list(meta.columns)
     ((2000, 20), ['label'])
     """
+    X: Any
     frame_meta = None
     if isinstance(source, str | os.PathLike) and str(source).startswith("builtin:"):
         X, frame_meta = make_builtin(str(source)[len("builtin:") :])

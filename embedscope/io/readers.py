@@ -259,6 +259,7 @@ def table_to_vectors(table: Any, columns: list[str] | None, origin: str) -> tupl
         if len(list_cols) > 1:
             raise DataError(f"{origin} has several list columns {list_cols}; say which holds the vectors (columns=[...], --columns)")
         columns = list_cols or names
+    X: np.ndarray | None
     if len(columns) == 1 and _is_list_type(table.schema.field(columns[0]).type):
         X = _list_column_to_array(table, columns[0])
     else:

@@ -38,7 +38,8 @@ def overflow_error(name: str, count: int, first: list[int]) -> DataError:
 
 def _first_overflow_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
     """Count rows of a wide float array (float64 or longer) whose values overflow float32."""
-    count, first = 0, []
+    count = 0
+    first: list[int] = []
     for start, chunk in iter_row_chunks(X, dtype=None):
         xp = array_module(chunk)
         # NaN compares False and rows with inf were refused before this scan.
@@ -53,7 +54,8 @@ def _first_overflow_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
 
 def _first_bad_rows(X: Any, limit: int = 5) -> tuple[int, list[int]]:
     """Count rows holding NaN or inf, and return the first few indices."""
-    count, first = 0, []
+    count = 0
+    first: list[int] = []
     for start, chunk in iter_row_chunks(X, dtype=None):
         xp = array_module(chunk)
         # NaN and inf survive a row sum, so one BLAS product screens every row; only

@@ -78,7 +78,7 @@ def bench_knn(rows: int, dim: int) -> dict[str, Any]:
 def bench_knn_parity(rows: int) -> dict[str, Any]:
     import cupy
 
-    from embedscope.engine.data import make_mixture
+    from embedscope.datasets import make_mixture
     from embedscope.kernels.knn import exact_knn
     from embedscope.kernels.knn.gpu import exact_knn_gpu
 

@@ -1,1 +1,1 @@
-"""The engine: data intake, backend dispatch, reducers and quality metrics."""
+"""The engine: the estimators (PCA, UMAP, TSNE), the stages they share, metrics, ``reduce`` and Dask."""

@@ -83,7 +83,7 @@ def iter_row_chunks(
     try:
         for start in range(0, n, step):
             rows = min(step, n - start)
-            view = memoryview(raw[:rows].reshape(-1).view(np.uint8))
+            view = raw[:rows].reshape(-1).view(np.uint8).data  # a writable memoryview of the buffer
             got, want = 0, rows * row_bytes
             while got < want:
                 read = os.preadv(fd, [view[got:]], offset + start * row_bytes + got)

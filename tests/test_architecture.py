@@ -184,3 +184,55 @@ def test_gpu_module_probe_sees_a_gpu_import():
 ])
 def test_registry_and_knn_kernels_load_no_gpu_library(statement):
     assert gpu_modules_loaded_by(statement) == []
+
+
+# ----------------------------------------------------------------------------- import circles
+
+
+def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import one another in a circle (strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in edges.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in edges.get(node, ()):
+                cycles.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_cycle_finder_finds_a_circle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_circle_in_the_package():
+    # Every import counts, function-level ones too (the layer contract checks direction
+    # between layers; this catches circles inside one layer, e.g. engine.data <-> engine.distributed).
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("embedscope")
+    edges = {module: set(graph.find_modules_directly_imported_by(module)) for module in graph.modules}
+    assert import_cycles(edges) == []

@@ -84,6 +84,10 @@ class PCA(BaseReducer):
         array type, so a fitted PCA can be plotted like UMAP and t-SNE. ``fit`` pays
         one projection pass for it; ``fit_transform`` none.
     backend_, backend_reason_ : str
+        The backend that ran, and why (``"requested"``, or what ``auto`` weighed).
+    backend_considered_ : list of (str, str)
+        Each backend ``auto`` weighed, in order, with why it was passed over, then the
+        pick (empty for an explicit backend).
     timings_ : dict of str to float
         Seconds per stage: ``pca``, ``transform``.
 

@@ -153,6 +153,10 @@ class TSNE(BaseReducer):
         The PCA the kNN search ran in (see ``pca_components``), None when the
         full space was searched; ``transform`` projects new points with it.
     backend_, backend_reason_ : str
+        The backend that ran, and why (``"requested"``, or what ``auto`` weighed).
+    backend_considered_ : list of (str, str)
+        Each backend ``auto`` weighed, in order, with why it was passed over, then the
+        pick (empty for an explicit backend).
     timings_ : dict of str to float
         Seconds per stage of the fit: preprocess, knn, affinities, init, optimise (both
         phases; ``base.GRAPH_STAGES``, as UMAP; cuml backend: one ``cuml-tsne``

@@ -150,6 +150,10 @@ class UMAP(BaseReducer):
         optimise (``base.GRAPH_STAGES``, as t-SNE; cuml backend: one ``cuml-umap``
         stage).
     backend_, backend_reason_ : str
+        The backend that ran, and why (``"requested"``, or what ``auto`` weighed).
+    backend_considered_ : list of (str, str)
+        Each backend ``auto`` weighed, in order, with why it was passed over, then the
+        pick (empty for an explicit backend).
     n_features_in_ : int
 
     Examples

@@ -43,16 +43,13 @@ class Vectors(NamedTuple):
 
 
 def load_builtin(name: str, *, random_state: int = 0) -> Vectors:
-    """A built-in dataset with a ``label`` metadata column.
+    """A built-in dataset with a ``label`` metadata column, as :class:`Vectors`.
 
     Parameters
     ----------
     name : str
-        ``"mixture"`` (10,000 x 50, 20 clusters), ``"mixture:NxD"`` for any size
-        (``"mixture:100kx50"``), ``"swissroll"`` / ``"swissroll:NxD"`` (a noisy swiss
-        roll placed in D dimensions, 10,000 x 100 by default; ``label`` bins the
-        position along the roll, ``t`` is the position itself), or ``"digits"``
-        (scikit-learn's 1,797 8x8 digits; needs scikit-learn).
+        A built-in name, e.g. ``"mixture"``, ``"mixture:100kx50"``, ``"swissroll"``,
+        ``"digits"``: :func:`embedscope.datasets.make_builtin` lists them all.
     random_state : int, default=0
 
     Returns

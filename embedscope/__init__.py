@@ -28,6 +28,7 @@ __all__ = [
     "load_builtin",
     "load_vectors",
     "make_mixture",
+    "random_triplet_accuracy",
     "reduce",
     "resolve_backend",
     "trustworthiness",
@@ -46,6 +47,7 @@ _LAZY = {
     "reduce": "embedscope.engine.reduce",
     "knn_accuracy": "embedscope.engine.metrics",
     "knn_recall": "embedscope.engine.metrics",
+    "random_triplet_accuracy": "embedscope.engine.metrics",
     "trustworthiness": "embedscope.engine.metrics",
 }
 

@@ -128,6 +128,11 @@ def test_harness_end_to_end(bench_run):
     assert runs["umap / embedscope[cpu]"]["trustworthiness"] > 0.9
     assert runs["umap / embedscope[cpu]"]["knn_accuracy"] > 0.9
     assert runs["pca / embedscope[cpu]"]["trustworthiness"] == pytest.approx(runs["pca / sklearn"]["trustworthiness"], abs=1e-3)
+    # Global structure for every method and implementation, beside trustworthiness.
+    for label in ("pca / embedscope[cpu]", "pca / sklearn", "umap / embedscope[cpu]"):
+        assert 0.6 < runs[label]["random_triplet_accuracy"] <= 1.0, runs[label]
+    assert runs["pca / embedscope[cpu]"]["random_triplet_accuracy"] == pytest.approx(
+        runs["pca / sklearn"]["random_triplet_accuracy"], abs=1e-3)
     # Not installed / not usable here: recorded with the reason, never run.
     if importlib_missing("cuml"):
         assert runs["pca / cuml"]["status"] == "missing" and "cuml" in runs["pca / cuml"]["error"]
@@ -153,6 +158,10 @@ def test_quality_negative_control(bench_run):
     umap = next(r for r in bench_run[1]["runs"] if r["label"] == "umap / embedscope[cpu]")
     assert random_quality["trustworthiness"] < umap["trustworthiness"] - 0.2
     assert random_quality["knn_accuracy"] < 0.5 < umap["knn_accuracy"]
+    # Chance is 0.5, within six standard deviations: 100,000 triplets add 0.25 / m to the
+    # variance, the one random layout of 400 points about 0.01 / n (sd 0.0054 over 40 layouts).
+    assert abs(random_quality["random_triplet_accuracy"] - 0.5) < 6 * np.sqrt(0.25 / 100_000 + 0.01 / 400)
+    assert random_quality["random_triplet_accuracy"] < umap["random_triplet_accuracy"] - 0.1
 
 
 def test_manifest_is_complete(bench_run):
@@ -164,7 +173,7 @@ def test_manifest_is_complete(bench_run):
     assert set(manifest["machine"]["backends"]) == {"cpu", "cuda", "cuml"}
     for lib in ("numpy", "numba", "scikit-learn", "cuml"):
         assert manifest["libraries"][lib]  # a version or "not installed"
-    assert manifest["seed"] == 0 and manifest["quality"]["k"] == 15
+    assert manifest["seed"] == 0 and manifest["quality"]["k"] == 15 and manifest["quality"]["n_triplets"] == 100_000
     assert manifest["params"]["umap"]["n_neighbors"] == 15 and "sklearn" in manifest["peer_settings"]
     assert manifest["datasets"] == [{"name": "mixture:400x10", "n": 400, "d": 10, "n_labels": 20, "note": ""}]
 
@@ -177,6 +186,7 @@ def test_reports_written(bench_run):
     out, payload = bench_run
     markdown = (out / "results.md").read_text()
     assert "| pca | sklearn | ok |" in markdown and "missing" in markdown and "grid.png" in markdown
+    assert "| trust@15 | triplet acc | recall@15 |" in markdown and "100,000 seeded random triplets" in markdown
     assert payload["manifest"]["command"] in markdown
     with Image.open(out / "grid.png") as grid:
         # rows: pca and umap on one dataset; columns: embedscope[cpu], sklearn (attempted runs only)
@@ -185,7 +195,7 @@ def test_reports_written(bench_run):
     panel = pixels[TITLE:TITLE + PANEL, :PANEL]
     assert (panel != 255).any(axis=2).mean() > 0.001  # points were drawn
     page = (out / "report.html").read_text()
-    assert "<table>" in page and "data:image/png;base64," in page
+    assert "<table>" in page and "data:image/png;base64," in page and "<th>triplet acc</th>" in page
     assert page.split("<table>")[1].count("<tr>") == 1 + len(payload["runs"])
     # Stage times of our runs (peers report none); the report can be rebuilt from the JSON.
     assert "knn" in markdown.split("Seconds per stage")[1] and "| pca | sklearn |" not in markdown.split("Seconds per stage")[1]
@@ -255,6 +265,7 @@ def test_failure_and_timeout_are_recorded_and_the_rest_go_on(tmp_path, monkeypat
     assert status["Sleeper"]["status"] == "timeout" and "8 s" in status["Sleeper"]["error"]
     assert status["NaNs"]["status"] == "failed" and "NaN" in status["NaNs"]["error"]
     assert status["Quick"]["status"] == "ok" and status["Quick"]["trustworthiness"] > 0.5
+    assert 0 <= status["Quick"]["random_triplet_accuracy"] <= 1
     assert elapsed < 120  # the sleeper was cut at its budget, not waited for
     # The whole process group was killed, including what the run itself started.
     grandchild = int((tmp_path / "grandchild.pid").read_text())
@@ -294,4 +305,4 @@ def test_cuda_run_records_gpu_memory(tmp_path):
     (run,) = payload["runs"]
     assert run["status"] == "ok" and run["backend"] == "cuda", run
     assert run["peak_gpu_bytes"] > 20_000 * 50 * 4 // 2  # at least half the data went through the device
-    assert run["trustworthiness"] > 0.8
+    assert run["trustworthiness"] > 0.8 and run["random_triplet_accuracy"] > 0.6

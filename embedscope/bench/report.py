@@ -25,8 +25,8 @@ TITLE = 34  # pixels of the caption strip above a panel
 COLUMNS = [("dataset", "data"), ("method", "method"), ("who", "implementation"), ("status", "status"),
            ("compile_s", "compile s"), ("fit_s", "fit s"), ("vs_ours", "fit / ours"),
            ("peak_rss_mib", "peak RSS MiB"), ("peak_gpu_mib", "peak GPU MiB"),
-           ("trustworthiness", "trust@15"), ("knn_recall", "recall@15"), ("knn_accuracy", "kNN acc"),
-           ("kl_divergence", "KL")]
+           ("trustworthiness", "trust@15"), ("random_triplet_accuracy", "triplet acc"),
+           ("knn_recall", "recall@15"), ("knn_accuracy", "kNN acc"), ("kl_divergence", "KL")]
 
 
 def _who(run: dict[str, Any]) -> str:
@@ -84,6 +84,14 @@ def stage_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _triplet_note(quality: dict[str, Any]) -> str:
+    """How the triplet accuracy was measured (results written before it existed have none)."""
+    if "n_triplets" not in quality:
+        return ""
+    return (f"; triplet acc: share of {quality['n_triplets']:,} seeded random triplets of all points whose "
+            "distance order the embedding keeps (0.5 is chance)")
+
+
 def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
     machine = manifest["machine"]
     gpu = "; ".join(f"{name}: {'yes' if b['available'] else 'no'} ({b['detail']})"
@@ -101,7 +109,8 @@ def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
         f"Backends: {gpu}",
         f"Libraries: {libs}",
         f"Quality: k={manifest['quality']['k']}, on a seeded subsample of at most "
-        f"{manifest['quality']['sample_size']:,} points, measured by the parent on every embedding alike",
+        f"{manifest['quality']['sample_size']:,} points, measured by the parent on every embedding alike"
+        + _triplet_note(manifest["quality"]),
         "compile s: the warm-up fit on the first "
         f"{manifest['warmup_rows']:,} rows in the same process (JIT compilation or cache loading); "
         "fit s: the timed fit after it; peak RSS: VmHWM of the run's process (data, warm-up and fit); "

@@ -32,6 +32,9 @@ __all__ = ["Job", "plan_jobs", "run_bench"]
 
 #: Neighbours of the quality measures (trustworthiness, recall, label accuracy).
 QUALITY_K = 15
+#: Seeded triplets of the random triplet accuracy (global structure). It reads only
+#: their rows, so it is measured on all points, not on the quality subsample.
+QUALITY_TRIPLETS = 100_000
 
 
 @dataclass(frozen=True)
@@ -161,11 +164,17 @@ def _execute(spec: dict[str, Any], spec_path: Path, log_path: Path, budget: floa
 
 def _quality(X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, seed: int,
              sample_size: int) -> dict[str, float]:
-    from embedscope.engine.metrics import knn_accuracy, knn_recall, trustworthiness
+    from embedscope.engine.metrics import (
+        knn_accuracy,
+        knn_recall,
+        random_triplet_accuracy,
+        trustworthiness,
+    )
 
     k = min(QUALITY_K, X.shape[0] - 1)
     out = {
         "trustworthiness": trustworthiness(X, Y, k, sample_size=sample_size, random_state=seed),
+        "random_triplet_accuracy": random_triplet_accuracy(X, Y, n_triplets=QUALITY_TRIPLETS, random_state=seed),
         "knn_recall": knn_recall(X, Y, k, sample_size=sample_size, random_state=seed),
     }
     if labels is not None:
@@ -259,7 +268,8 @@ def run_bench(
         "budget_s": float(budget), "seed": int(seed), "warmup_rows": int(warmup_rows),
         "params": {m: DEFAULT_PARAMS.get(m, {}) for m in methods},
         "peer_settings": {p: PEER_NOTES[p] for p in peers},
-        "quality": {"k": QUALITY_K, "sample_size": int(sample_size), "random_state": int(seed),
+        "quality": {"k": QUALITY_K, "sample_size": int(sample_size), "n_triplets": QUALITY_TRIPLETS,
+                    "random_state": int(seed),
                     "measured_by": "the parent process, on every embedding alike"},
         "datasets": [],
     }
@@ -304,7 +314,8 @@ def run_bench(
                     Y = np.load(spec["embedding"])
                     record.update(_quality(bench.X, Y, bench.labels, seed, sample_size))
                 progress.log(f"[{done}/{total}] {job.label} at {bench.X.shape[0]:,}: {record['status']}"
-                             + (f", fit {record['fit_s']:.2f} s, trustworthiness {record['trustworthiness']:.3f}"
+                             + (f", fit {record['fit_s']:.2f} s, trustworthiness {record['trustworthiness']:.3f}, "
+                                f"triplet accuracy {record['random_triplet_accuracy']:.3f}"
                                 if record["status"] == "ok" else f" ({record.get('error', '')})"))
                 runs.append(record)
     except BaseException:

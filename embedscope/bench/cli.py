@@ -73,7 +73,8 @@ def register(sub: Any) -> None:
         help="time, memory and quality of reducers side by side, against peers",
         description="Benchmark reducers (ours on each backend, and peer libraries) on one dataset at "
                     "several sizes: wall time per stage and JIT time apart, peak RSS and GPU memory, "
-                    "trustworthiness@15, kNN recall@15, kNN label accuracy, t-SNE KL.",
+                    "trustworthiness@15, random triplet accuracy, kNN recall@15, kNN label accuracy, "
+                    "t-SNE KL.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

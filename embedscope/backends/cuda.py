@@ -50,7 +50,9 @@ def place(X: Any) -> Any:
 
     if 4 * X.shape[0] * X.shape[1] > device_free_bytes() // 2:  # float32 once on the device
         return X
-    return xp.asarray(X)
+    # Every stage reads float32: cast on the host, so float64 input does not land on the
+    # device at twice the size the memory check above counted.
+    return xp.asarray(np.ascontiguousarray(X, dtype=np.float32))
 
 
 def uses_ivf(method: str, n: int, self_join: bool = True) -> bool:

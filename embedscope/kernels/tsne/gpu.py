@@ -168,13 +168,12 @@ def exact_repulsion_gpu(sources: Any, dof: float = 1.0) -> tuple[Any, Any]:
 
 
 def _scatter_add(target: Any, index: Any, values: Any) -> None:
-    """``target[index] += values`` with repeated indices summed (numpy or cupy)."""
-    if isinstance(target, np.ndarray):
-        np.add.at(target, index, values)
-    else:
-        import cupyx
+    """``target[index] += values`` with repeated indices summed (numpy or cupy).
 
-        cupyx.scatter_add(target, index, values)
+    ``ufunc.at`` on both: CuPy 14 deprecates ``cupyx.scatter_add``, which warned on
+    every iteration.
+    """
+    array_module(target).add.at(target, index, values)
 
 
 class FFTRepulsionGPU(FFTRepulsion):

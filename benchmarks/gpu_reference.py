@@ -1,7 +1,12 @@
 """CPU reference figures for the GPU check, computed here (never on the device).
 
-    python benchmarks/gpu_reference.py                      # every case (~15 min on 2 cores)
+    python benchmarks/gpu_reference.py                      # every case (hours on 2 cores)
     python benchmarks/gpu_reference.py --cases knn_1m_50,tsne_50k_3d
+
+Measured on 2 shared cores (2026-12-01): knn_1m_50 7 s, umap_1m_50 954 s (NN-descent
+635 s, epochs 304 s), tsne_50k_3d 365 s (Barnes-Hut in 3-D, where the device runs the
+FFT grid). umap_1m_768 and tsne_250k_2d are not stored yet: their steps say so
+instead of comparing.
 
 Each case fits the cpu backend on exactly the data, parameters and trust sample the
 device step uses (the definitions live in benchmarks/gpu_steps.py) and merges its

@@ -73,7 +73,7 @@ def graph_recall(umap, metric: str) -> float:
     data = umap._train  # the vectors the search saw (after PCA, where applied)
     rows = np.random.default_rng(0).choice(data.shape[0], 1000, replace=False)
     k = umap.knn_indices_.shape[1]
-    exact, _ = exact_knn(data, k + 1, umap._knn_metric, queries=data[rows])
+    exact, _ = exact_knn(data, k + 1, umap._metric, queries=data[rows])
     hits = [len(set(umap.knn_indices_[r]) & (set(exact[t]) - {r})) / k for t, r in enumerate(rows)]
     return float(np.mean(hits))
 

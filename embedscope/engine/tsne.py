@@ -307,7 +307,7 @@ class TSNE(BaseReducer):
         params = self._validate_params(n, X.shape[1])
         k = self._neighbours(n)
         if self.precomputed_knn is not None:
-            self._precomputed(n, k)
+            given = self._precomputed(n, k)  # checked before any work, used by the kNN stage
         if (reason := stages.degenerate_reason(X, params["metric"])) is not None:
             raise DataError(f"{reason}; t-SNE needs distinct points")
         backend, progress = self._start(X.shape)
@@ -328,7 +328,7 @@ class TSNE(BaseReducer):
         search = stages.knn_label(backend, "auto", n, precomputed)
         with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
             if precomputed:
-                indices, distances = self._precomputed(n, k)
+                indices, distances = given
             else:
                 indices, distances = stages.knn_graph(backend, Z, k, self._metric, seed=self._seed,
                                                       log=progress.log)

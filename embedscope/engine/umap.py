@@ -274,7 +274,8 @@ class UMAP(BaseReducer):
         params = self._validate_params(n, X.shape[1])
         k = params["n_neighbors"] - 1
         if self.precomputed_knn is not None:
-            stages.check_precomputed(self.precomputed_knn, n, k, params["metric"])
+            # checked before any work; the stage below uses what the check returned
+            given = stages.check_precomputed(self.precomputed_knn, n, k, params["metric"])
         elif (reason := stages.degenerate_reason(X, params["metric"])) is not None:
             raise DataError(f"{reason}: UMAP has no neighbourhoods to preserve")
         backend, progress = self._start(X.shape)
@@ -285,7 +286,7 @@ class UMAP(BaseReducer):
         kernels = backend.kernels
         seed, _ = derive_seed(self.random_state, 2**63 - 1)
         self._seed = seed
-        self._metric = self._knn_metric = params["metric"]
+        self._metric = params["metric"]
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=seed % (2**31),
@@ -295,11 +296,11 @@ class UMAP(BaseReducer):
             Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
         precomputed = self.precomputed_knn is not None
         search = stages.knn_label(backend, self.knn_method, n, precomputed)
-        with progress.stage("knn", f"{search}, k={k}, metric={self._knn_metric}"):
+        with progress.stage("knn", f"{search}, k={k}, metric={self._metric}"):
             if precomputed:
-                indices, distances = stages.check_precomputed(self.precomputed_knn, n, k, self._metric)
+                indices, distances = given
             else:
-                indices, distances = stages.knn_graph(backend, Z, k, self._knn_metric, method=self.knn_method,
+                indices, distances = stages.knn_graph(backend, Z, k, self._metric, method=self.knn_method,
                                                       seed=seed, log=progress.log)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
@@ -396,8 +397,8 @@ class UMAP(BaseReducer):
         kernels = backend.kernels
         k = min(self._n_neighbors - 1, self._train.shape[0])
         Z = self._prep.transform(kernels.place(X))
-        stages.check_new_points_scale(Z, self._knn_metric, "X")
-        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._knn_metric)
+        stages.check_new_points_scale(Z, self._metric, "X")
+        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._metric)
         weights = affinity.transform_memberships(distances, self._n_neighbors,
                                                  rho_from_nearest=self._metric == "inner_product")
         fitted = self.embedding_

@@ -376,12 +376,6 @@ def device_xp() -> ModuleType:
 # ----------------------------------------------------------------------------- resolve
 
 
-def _probe(spec: BackendSpec) -> Any:
-    # The GPU specs' probes look up probe_cuda / probe_cuml in this module when called,
-    # so a probe replaced here (tests, a GPU stand-in) is the one used.
-    return spec.probe()
-
-
 def resolve_backend(backend: str = "auto", request: Request | None = None) -> Backend:
     """Resolve a backend name into a :class:`Backend` that can run ``request``.
 
@@ -426,7 +420,7 @@ def resolve_backend(backend: str = "auto", request: Request | None = None) -> Ba
         if request is not None and request.reducer not in spec.capabilities.reducers:
             considered.append((name, "not implemented for this reducer"))
             continue
-        probe = _probe(spec)
+        probe = spec.probe()
         if not probe.ok:
             considered.append((name, probe.detail))
             continue
@@ -456,7 +450,7 @@ def _explicit(spec: BackendSpec, request: Request | None) -> Backend:
         resolved = Backend(name, np, "numba CUDA simulator, no GPU",
                            "requested (NUMBA_ENABLE_CUDASIM is set)", spec)
     else:
-        probe = _probe(spec)
+        probe = spec.probe()
         if not probe.ok:
             raise BackendUnavailable(
                 f"backend={name!r} is not available: {probe.detail}. "
@@ -471,4 +465,4 @@ def _explicit(spec: BackendSpec, request: Request | None) -> Backend:
 def available_backends() -> dict[str, tuple[bool, str]]:
     """Every registered backend with whether it can run here and why (``embedscope info``)."""
     return {name: (probe.ok, probe.detail) for name in registered()
-            for probe in [_probe(_REGISTRY[name])]}
+            for probe in [_REGISTRY[name].probe()]}

@@ -181,7 +181,7 @@ def test_manifest_is_complete(bench_run):
 def test_reports_written(bench_run):
     from PIL import Image
 
-    from embedscope.bench.report import PANEL, TITLE, rebuild_report
+    from embedscope.bench.report import LEGEND_ROW, PANEL, TITLE, rebuild_report
 
     out, payload = bench_run
     markdown = (out / "results.md").read_text()
@@ -189,11 +189,19 @@ def test_reports_written(bench_run):
     assert "| trust@15 | triplet acc | recall@15 |" in markdown and "100,000 seeded random triplets" in markdown
     assert payload["manifest"]["command"] in markdown
     with Image.open(out / "grid.png") as grid:
-        # rows: pca and umap on one dataset; columns: embedscope[cpu], sklearn (attempted runs only)
-        assert grid.size == (2 * (PANEL + 4), 2 * (PANEL + TITLE + 4))
+        # rows: pca and umap on one dataset; columns: embedscope[cpu], sklearn (attempted runs
+        # only); under them the legend of the mixture's 20 labels, three to a row at this width
+        panels_height = 2 * (PANEL + TITLE + 4)
+        assert grid.size == (2 * (PANEL + 4), panels_height + 24 + 7 * LEGEND_ROW)
         pixels = np.asarray(grid.convert("RGB"))
     panel = pixels[TITLE:TITLE + PANEL, :PANEL]
     assert (panel != 255).any(axis=2).mean() > 0.001  # points were drawn
+    # The legend's swatches are the panels' colours: every swatch colour appears in a panel.
+    legend = pixels[panels_height:]
+    swatches = {tuple(c) for c in legend[legend.sum(axis=2) < 3 * 250].reshape(-1, 3)} - {(0, 0, 0)}
+    drawn = {tuple(c) for c in pixels[:panels_height].reshape(-1, 3)}
+    named = [c for c in swatches if c in drawn]
+    assert len(named) >= 15, len(named)
     page = (out / "report.html").read_text()
     assert "<table>" in page and "data:image/png;base64," in page and "<th>triplet acc</th>" in page
     assert page.split("<table>")[1].count("<tr>") == 1 + len(payload["runs"])
@@ -285,17 +293,23 @@ def test_cli_bench(tmp_path, capsys):
 
     out = tmp_path / "cli"
     argv = ["bench", "--data", "mixture:x6", "--methods", "pca", "--peers", "opentsne", "--sizes", "300",
-            "--budget", "120", "--warmup-rows", "50", "--out", str(out), "--quiet"]
+            "--budget", "120", "--warmup-rows", "50", "--repeats", "3", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     payload = json.loads((out / "results.json").read_text())
     assert [r["status"] for r in payload["runs"]] == ["ok"]  # openTSNE has no PCA: no run planned
+    (run,) = payload["runs"]
+    assert len(run["fit_s_runs"]) == 3 and run["fit_s"] == pytest.approx(np.median(run["fit_s_runs"]))
+    assert payload["manifest"]["repeats"] == 3
+    assert "median of 3 timed fits" in (out / "results.md").read_text()
     assert payload["manifest"]["command"] == (f"embedscope bench --data mixture:x6 --methods pca --backends cpu "
                                               f"--peers opentsne --sizes 300 --budget 120 --seed 0 "
-                                              f"--sample-size 10000 --warmup-rows 50 --out {out}")
+                                              f"--sample-size 10000 --warmup-rows 50 --repeats 3 --out {out}")
     assert main(argv) == 2  # results are not overwritten without --force
     assert "--force" in capsys.readouterr().err
     assert main(["bench", "--data", "mixture", "--methods", "pca", "--sizes", "ten", "--out", str(tmp_path / "x")]) == 2
     assert "size" in capsys.readouterr().err
+    assert main([*argv[:-4], "0", "--out", str(tmp_path / "y")]) == 2
+    assert "repeats must be an integer in [1, 100]" in capsys.readouterr().err
 
 
 @pytest.mark.gpu

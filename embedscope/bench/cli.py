@@ -31,7 +31,7 @@ def _command_of(args: argparse.Namespace) -> str:
     """The command line that reproduces this run (every option spelled out)."""
     words = ["embedscope", "bench"]
     for name in ("data", "meta", "labels", "methods", "backends", "peers", "sizes", "budget", "seed",
-                 "sample_size", "warmup_rows", "out"):
+                 "sample_size", "warmup_rows", "repeats", "out"):
         value = getattr(args, name)
         if value not in (None, ""):
             words += ["--" + name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
@@ -57,7 +57,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.data, methods=_list(args.methods), sizes=sizes, out_dir=out,
         backends=_list(args.backends), peers=_list(args.peers) if args.peers else [],
         budget=args.budget, labels=args.labels, meta=args.meta, seed=args.seed,
-        sample_size=args.sample_size, warmup_rows=args.warmup_rows, command=command,
+        sample_size=args.sample_size, warmup_rows=args.warmup_rows, repeats=args.repeats, command=command,
         verbose=not args.quiet,
     )
     if not args.quiet:
@@ -93,6 +93,8 @@ def register(sub: Any) -> None:
                    help="quality is measured on a seeded subsample of this many points (default: 10000)")
     p.add_argument("--warmup-rows", type=int, default=1000,
                    help="rows of the warm-up fit reported as compile time (default: 1000)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed fits per run with the same seed; the median is reported (default: 1)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--force", action="store_true", help="replace results already in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr and no table on stdout")

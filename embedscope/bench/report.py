@@ -97,6 +97,7 @@ def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
     gpu = "; ".join(f"{name}: {'yes' if b['available'] else 'no'} ({b['detail']})"
                     for name, b in machine["backends"].items())
     libs = ", ".join(f"{k} {v}" for k, v in manifest["libraries"].items() if v != "not installed")
+    repeats = int(manifest.get("repeats", 1))  # results written before --repeats have none
     return [
         f"Command: `{manifest['command']}`",
         f"Date: {manifest['date_utc']}; budget {manifest['budget_s']:g} s per run; seed {manifest['seed']}",
@@ -113,20 +114,24 @@ def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
         + _triplet_note(manifest["quality"]),
         "compile s: the warm-up fit on the first "
         f"{manifest['warmup_rows']:,} rows in the same process (JIT compilation or cache loading); "
-        "fit s: the timed fit after it; peak RSS: VmHWM of the run's process (data, warm-up and fit); "
+        + (f"fit s: the median of {repeats} timed fits (same seed) after it; " if repeats > 1
+           else "fit s: the timed fit after it; ")
+        + "peak RSS: VmHWM of the run's process (data, warm-up and fit); "
         "KL: as each library reports it for its own P",
     ]
 
 
 def _panel(run: dict[str, Any], out_dir: Path, labels: np.ndarray | None,
-           names: list[str] | None) -> Any:
-    """One PIL panel: the shaded embedding with a caption, or a grey card for a failure."""
+           names: list[str] | None) -> tuple[Any, dict[str, str]]:
+    """One PIL panel (the shaded embedding with a caption, or a grey card for a failure)
+    and the colour of each label drawn in it."""
     import pandas as pd
     from PIL import Image, ImageDraw
 
     panel = Image.new("RGB", (PANEL, PANEL + TITLE), "white")
     draw = ImageDraw.Draw(panel)
     caption = f"{run['method']} / {_who(run)}"
+    colors: dict[str, str] = {}
     if run.get("status") == "ok":
         from embedscope.viz.export import render_image
 
@@ -134,8 +139,9 @@ def _panel(run: dict[str, Any], out_dir: Path, labels: np.ndarray | None,
         meta = None
         if labels is not None:
             meta = pd.DataFrame({"label": pd.Categorical.from_codes(labels, names)})
-        image, _ = render_image(Y, meta, "label" if meta is not None else None,
-                                width=PANEL, height=PANEL, spread=1)
+        image, info = render_image(Y, meta, "label" if meta is not None else None,
+                                   width=PANEL, height=PANEL, spread=1)
+        colors = {str(k): v for k, v in (info.get("colors") or {}).items()}
         panel.paste(image.to_pil().convert("RGB"), (0, TITLE))
         detail = f"n={run['n']:,}  fit {run['fit_s']:.3g} s  T={run['trustworthiness']:.3f}"
     else:
@@ -146,12 +152,33 @@ def _panel(run: dict[str, Any], out_dir: Path, labels: np.ndarray | None,
         detail = f"n={run['n']:,}"
     draw.text((6, 4), caption, fill="black")
     draw.text((6, 18), detail, fill=(80, 80, 80))
-    return panel
+    return panel, colors
+
+
+LEGEND_ROW = 16  # pixels per legend entry
+LEGEND_ENTRY = 150  # pixels per legend column
+
+
+def _legend_strip(colors: dict[str, str], width: int) -> Any:
+    """A strip of colour swatches and label names, as many columns as fit ``width``."""
+    from PIL import Image, ImageDraw
+
+    per_row = max(1, width // LEGEND_ENTRY)
+    rows = -(-len(colors) // per_row)
+    strip = Image.new("RGB", (width, 24 + rows * LEGEND_ROW), "white")
+    draw = ImageDraw.Draw(strip)
+    draw.text((6, 4), "label", fill="black")
+    for i, (name, color) in enumerate(colors.items()):
+        left, top = 6 + (i % per_row) * LEGEND_ENTRY, 22 + (i // per_row) * LEGEND_ROW
+        draw.rectangle([left, top, left + 11, top + 11], fill=color)
+        draw.text((left + 16, top), name[:20], fill="black")
+    return strip
 
 
 def render_grid(runs: list[dict[str, Any]], out_dir: Path,
                 label_sets: dict[str, tuple[np.ndarray | None, list[str] | None]]) -> Any:
-    """A grid of panels: one row per (dataset, method), one column per implementation.
+    """A grid of panels: one row per (dataset, method), one column per implementation,
+    and a colour legend of the labels under it.
 
     Runs that never started (missing peer, unavailable backend) get no panel.
     Returns a PIL image, or None when no run was attempted.
@@ -163,13 +190,23 @@ def render_grid(runs: list[dict[str, Any]], out_dir: Path,
         return None
     columns = list(dict.fromkeys(_who(r) for r in attempted))
     rows = list(dict.fromkeys((r["dataset"], r["method"]) for r in attempted))
-    grid = Image.new("RGB", (len(columns) * (PANEL + 4), len(rows) * (PANEL + TITLE + 4)), "white")
+    width, height = len(columns) * (PANEL + 4), len(rows) * (PANEL + TITLE + 4)
+    grid = Image.new("RGB", (width, height), "white")
+    # Every panel gets the same category list, hence the same colours: one legend serves all.
+    legend: dict[str, str] = {}
     for run in attempted:
         labels, names = label_sets.get(run["dataset"], (None, None))
-        panel = _panel(run, out_dir, labels, names)
+        panel, colors = _panel(run, out_dir, labels, names)
+        legend = legend or colors
         grid.paste(panel, (columns.index(_who(run)) * (PANEL + 4),
                            rows.index((run["dataset"], run["method"])) * (PANEL + TITLE + 4)))
-    return grid
+    if not legend:
+        return grid
+    strip = _legend_strip(legend, max(width, LEGEND_ENTRY + 12))
+    framed = Image.new("RGB", (strip.width, height + strip.height), "white")
+    framed.paste(grid, (0, 0))
+    framed.paste(strip, (0, height))
+    return framed
 
 
 def _html(payload: dict[str, Any], grid_png: bytes | None) -> str:

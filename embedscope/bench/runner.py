@@ -196,6 +196,7 @@ def run_bench(
     seed: int = 0,
     sample_size: int = 10_000,
     warmup_rows: int = 1000,
+    repeats: int = 1,
     command: str | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
@@ -229,6 +230,9 @@ def run_bench(
         Quality measures use a seeded subsample of this many points.
     warmup_rows : int, default=1000
         Rows of the warm-up fit whose time is reported as compile time.
+    repeats : int, default=1
+        Timed fits per run, all with the same seed; the fit time reported is their
+        median (``fit_s_runs`` holds each), stage times are medians too.
     command : str, optional
         The command line to record (the CLI passes its own).
     verbose : bool, default=False
@@ -252,6 +256,8 @@ def run_bench(
         raise ValueError(f"sample_size must be an integer >= {2 * QUALITY_K}; got {sample_size!r}")
     if not (isinstance(warmup_rows, (int, np.integer)) and warmup_rows >= 0):
         raise ValueError(f"warmup_rows must be a non-negative integer (0: no warm-up); got {warmup_rows!r}")
+    if not (isinstance(repeats, (int, np.integer)) and not isinstance(repeats, bool) and 1 <= repeats <= 100):
+        raise ValueError(f"repeats must be an integer in [1, 100]; got {repeats!r}")
     jobs = plan_jobs(list(methods), list(backends), list(peers))
     out = Path(out_dir)
     created = [p for p in (out, out / "embeddings", out / "logs") if not p.exists()]
@@ -266,6 +272,7 @@ def run_bench(
         "data": data, "meta": meta, "labels": labels,
         "sizes": list(sizes), "methods": list(methods), "backends": list(backends), "peers": list(peers),
         "budget_s": float(budget), "seed": int(seed), "warmup_rows": int(warmup_rows),
+        "repeats": int(repeats),
         "params": {m: DEFAULT_PARAMS.get(m, {}) for m in methods},
         "peer_settings": {p: PEER_NOTES[p] for p in peers},
         "quality": {"k": QUALITY_K, "sample_size": int(sample_size), "n_triplets": QUALITY_TRIPLETS,
@@ -301,7 +308,7 @@ def run_bench(
                 name = f"{job.slug}-{bench.X.shape[0]}"
                 spec = {"data": str(data_path), "method": job.method, "impl": job.impl, "backend": job.backend,
                         "params": DEFAULT_PARAMS.get(job.method, {"n_components": 2}), "seed": int(seed),
-                        "warmup_rows": int(warmup_rows), "gpu": _on_gpu(job),
+                        "warmup_rows": int(warmup_rows), "repeats": int(repeats), "gpu": _on_gpu(job),
                         "embedding": str(out / "embeddings" / f"{name}.npy"),
                         "result": str(out / ".work" / f"{name}.result.json")}
                 Path(spec["result"]).unlink(missing_ok=True)

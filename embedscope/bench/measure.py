@@ -20,7 +20,8 @@ __all__ = ["GpuMemorySampler", "library_versions", "machine_info", "peak_rss_byt
 
 #: Distributions whose versions go into every run manifest ("not installed" if absent).
 LIBRARIES = ("embedscope", "numpy", "numba", "scipy", "pandas", "scikit-learn", "umap-learn",
-             "openTSNE", "pynndescent", "datashader", "cupy-cuda12x", "cupy", "cuml-cu12", "cuml")
+             "openTSNE", "pacmap", "pynndescent", "datashader", "cupy-cuda12x", "cupy-cuda13x", "cupy",
+             "cuml-cu12", "cuml-cu13", "cuml", "numba-cuda")
 
 
 def _status_kib(field: str) -> int | None:

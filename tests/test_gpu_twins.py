@@ -114,16 +114,22 @@ def test_knn_gpu_parity_on_device(metric):
     from embedscope.kernels.knn.gpu import exact_knn_gpu
 
     X, _ = make_mixture(20_000, 50, 20, random_state=0)
-    ref_i, ref_d = exact_knn(X, 15, metric)
+    # The reference has one neighbour more: a row whose 15th and 16th neighbours are
+    # within rounding may rightly swap them between the two summation orders.
+    ref_i, ref_d = exact_knn(X, 16, metric)
     got_i, got_d = exact_knn_gpu(X, 15, metric)
     got_i, got_d = got_i.get(), got_d.get()
-    np.testing.assert_allclose(got_d, ref_d, rtol=1e-4, atol=1e-4)
-    # Rows whose neighbour distances are all apart by more than float32 rounding of
-    # the two BLAS libraries can be compared index by index.
+    np.testing.assert_allclose(got_d, ref_d[:, :15], rtol=1e-4, atol=1e-4)
+    # Rows whose neighbour distances (the 16th included) are all apart by more than
+    # float32 rounding of the two BLAS libraries can be compared index by index.
     gap = 1e-5 * float(np.abs(ref_d).max())
     distinct = (np.diff(ref_d, axis=1) > gap).all(axis=1)
     assert distinct.mean() > 0.3
-    np.testing.assert_array_equal(got_i[distinct], ref_i[distinct])
+    np.testing.assert_array_equal(got_i[distinct], ref_i[distinct, :15])
+    # The rest hold the same neighbour sets up to such a swap at the boundary.
+    boundary = ~distinct
+    same = [len(set(g) & set(r)) >= 14 for g, r in zip(got_i[boundary], ref_i[boundary, :16], strict=True)]
+    assert all(same)
 
 
 @pytest.mark.gpu

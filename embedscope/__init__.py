@@ -28,6 +28,7 @@ __all__ = [
     "load_builtin",
     "load_vectors",
     "make_mixture",
+    "neighborhood_preservation",
     "random_triplet_accuracy",
     "reduce",
     "resolve_backend",
@@ -47,6 +48,7 @@ _LAZY = {
     "reduce": "embedscope.engine.reduce",
     "knn_accuracy": "embedscope.engine.metrics",
     "knn_recall": "embedscope.engine.metrics",
+    "neighborhood_preservation": "embedscope.engine.metrics",
     "random_triplet_accuracy": "embedscope.engine.metrics",
     "trustworthiness": "embedscope.engine.metrics",
 }

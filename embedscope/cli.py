@@ -93,6 +93,12 @@ def _add_reduce(sub: Any) -> None:
     add_cluster_flags(dist, local_note=" (with --backend cuda: one per GPU)")
     dist.add_argument("--sample-size", type=int, default=None,
                       help="UMAP/t-SNE on Dask: rows of the seeded sample the model is fitted on (default 100000)")
+    p.add_argument("--quality", action="store_true",
+                   help="add a 'quality' column: per point, the share of its k nearest neighbours in the "
+                        "vectors that stay among its k nearest on the map (parquet output)")
+    p.add_argument("--quality-k", type=int, default=None, metavar="K",
+                   help="k of --quality (default: the fit's own neighbours where it kept its kNN graph, "
+                        "UMAP: n_neighbors - 1, so no second search; else 15)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_reduce)
@@ -137,6 +143,11 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     out_path = args.out
     if not distributed and not out_path.lower().endswith((".parquet", ".pq", ".npy")):
         raise ValueError(f"--out {out_path}: must end in .parquet or .npy")
+    if args.quality and (distributed or not out_path.lower().endswith((".parquet", ".pq"))):
+        raise ValueError("--quality writes a column: give a single input and a .parquet --out "
+                         "(a .npy holds coordinates only; sharded input is reduced on a sample)")
+    if args.quality_k is not None and not args.quality:
+        raise ValueError("--quality-k applies only with --quality")
     # Checked before the (possibly long) fit, and again by the writer: the output must
     # not be (or hold) an input, and must not exist unless --force.
     protect_inputs(args.input, args.meta, _shard_inputs(args.input) if distributed else None)
@@ -152,13 +163,39 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
         X, meta = load_vectors(args.input, args.meta, columns=columns, key=args.key)
     progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims ({X.dtype})"
                  + (f", metadata columns {list(meta.columns)}" if meta is not None else ""))
+    if args.quality and meta is not None and "quality" in meta.columns:
+        raise ValueError("the metadata already has a 'quality' column; rename it to use --quality")
     reducer = cls(**params)
     coords = reducer.fit_transform(X)
+    if args.quality:
+        meta = _with_quality(X, coords, meta, reducer, args.quality_k, progress)
     with progress.stage("write", out_path):
         write_coords(out_path, coords, meta, force=args.force)
     progress.log(f"{args.method} on {getattr(reducer, 'backend_', '?')} backend: "
                  f"{X.shape[0]:,} points -> {out_path} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _with_quality(X: Any, coords: Any, meta: Any, reducer: Any, k: int | None, progress: Any) -> Any:
+    """``meta`` with a ``quality`` column (per-point neighbourhood preservation)."""
+    import numpy as np
+    import pandas as pd
+
+    from embedscope.engine.metrics import neighborhood_preservation
+
+    graph = getattr(reducer, "knn_indices_", None), getattr(reducer, "knn_distances_", None)
+    kept = graph[0].shape[1] if graph[0] is not None and graph[1] is not None else 0
+    k = k if k is not None else (kept or 15)
+    # The fit's own kNN graph is reused when it holds k neighbours: no second search.
+    knn = graph if kept >= k else None
+    metric = getattr(reducer, "metric", "euclidean")
+    quality = neighborhood_preservation(None if knn else X, coords, k, metric=metric, knn=knn,
+                                        backend=getattr(reducer, "backend_", "auto"), verbose=progress.verbose)
+    source = " (from the fit's kNN graph)" if knn else ""
+    progress.log(f"quality@{k}{source}: mean {quality.mean():.3f}, "
+                 f"{(quality < 0.5).mean():.1%} of points below 0.5")
+    frame = meta if meta is not None else pd.DataFrame(index=np.arange(len(quality)))
+    return frame.assign(quality=quality)
 
 
 def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[str] | None,

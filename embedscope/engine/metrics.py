@@ -353,3 +353,163 @@ def random_triplet_accuracy(
         raise ValueError(f"all {n_triplets} triplets drawn are tied in X (d(i, j) == d(i, k)): "
                          "there is no distance order to keep; are the rows of X all equal?")
     return float((int(kept) + 0.5 * int(halves)) / ordered)
+
+
+# ----------------------------------------------------------------------------- per point
+
+#: Rows per block of the neighbour-set comparison: bounds its (rows, k, k) boolean
+#: temporary to 32 MiB at k=15 whatever the number of points.
+_OVERLAP_BLOCK_ROWS = 2**17
+
+
+def shared_neighbors(a: Any, b: Any) -> Any:
+    """How many entries each row of ``a`` shares with the same row of ``b``.
+
+    Parameters
+    ----------
+    a, b : integer arrays of shape (n, k) and (n, m)
+        Neighbour lists (numpy or cupy, both alike); an entry of -1 is missing and
+        matches nothing. Entries within a row are assumed distinct.
+
+    Returns
+    -------
+    int32 array of shape (n,), on the array module of ``a``.
+    """
+    xp = array_module(a)
+    out = xp.empty(a.shape[0], dtype=np.int32)
+    for start in range(0, a.shape[0], _OVERLAP_BLOCK_ROWS):
+        pa, pb = a[start:start + _OVERLAP_BLOCK_ROWS], b[start:start + _OVERLAP_BLOCK_ROWS]
+        hit = (pa[:, :, None] == pb[:, None, :]) & (pa[:, :, None] >= 0)
+        out[start:start + pa.shape[0]] = hit.any(axis=2).sum(axis=1)
+    return out
+
+
+def _layout_knn(Y: Any, k: int) -> Any:
+    """Exact k nearest neighbours (self excluded) of each row of a low-dimensional layout.
+
+    On the host a k-d tree (scipy, all cores): O(n log n), seconds at a million 2-D
+    points where a brute-force search is O(n^2). On the device the GPU exact search.
+    """
+    if is_cupy(Y):
+        from embedscope.backends import resolve_backend
+
+        indices, _ = resolve_backend("cuda").kernels.knn(Y, k, "euclidean", method="exact")
+        return indices
+    from scipy.spatial import cKDTree
+
+    Y = np.asarray(Y, dtype=np.float64)
+    _, found = cKDTree(Y).query(Y, k + 1, workers=-1)
+    found = found.astype(np.int32, copy=False)
+    own = found == np.arange(Y.shape[0], dtype=np.int32)[:, None]
+    # The point itself is normally the first hit; with duplicate rows it may come later
+    # (or, with more than k + 1 copies, not at all: then the last hit is dropped).
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(found, dtype=bool)
+    keep[np.arange(Y.shape[0]), drop] = False
+    return found[keep].reshape(Y.shape[0], k)
+
+
+def neighborhood_preservation(
+    X: Any,
+    Y: Any,
+    k: int = 15,
+    *,
+    metric: str = "euclidean",
+    knn: tuple[Any, Any] | None = None,
+    backend: str = "auto",
+    random_state: int | None = 0,
+    verbose: bool = False,
+) -> np.ndarray:
+    """Per point: the share of its k nearest neighbours in ``X`` that are also among its
+    k nearest in the layout ``Y``.
+
+    1 means the point's neighbourhood survived the projection intact, 0 that none of
+    its neighbours is near it on the map. Its mean over all points is
+    :func:`knn_recall` (measured there on a subsample); per point it shows *where*
+    the map tears neighbourhoods apart. (Per-point trustworthiness and continuity
+    terms are not given: they need the rank of each layout neighbour among all
+    points in ``X``, an O(n^2) search.)
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        Original vectors (numpy or cupy). Unused for the search when ``knn`` is given
+        (pass None then).
+    Y : array of shape (n, c)
+        The layout (numpy or cupy), measured with the euclidean distance.
+    k : int, default=15
+        Neighbours compared per point, in [1, n - 1].
+    metric : str, default="euclidean"
+        Metric of the search in ``X`` (as in the reducers).
+    knn : tuple of (indices, distances), optional
+        A kNN graph of ``X`` already computed (for example a fitted UMAP's
+        ``knn_indices_, knn_distances_``), with at least ``k`` neighbours per point
+        (self excluded, or in column 0 as umap-learn keeps it). Saves the search,
+        the dominant cost.
+    backend : str, default="auto"
+        Where the search in ``X`` runs (``"cpu"``, ``"cuda"``, ``"auto"``). Above the
+        backend's exact-search size it is approximate (NN-descent on the cpu, the
+        IVF search on the GPU), as in the reducers.
+    random_state : int or None, default=0
+        Seed of an approximate search.
+    verbose : bool, default=False
+        Log the searches.
+
+    Returns
+    -------
+    float32 ndarray of shape (n,)
+        Values in {0, 1/k, ..., 1}, on the host.
+
+    Raises
+    ------
+    ValueError
+        Different row counts, ``k`` out of range, non-finite values, an unknown
+        metric, or a ``knn`` graph that breaks the precomputed contract.
+    """
+    from embedscope._progress import Progress
+    from embedscope.engine.stages import check_precomputed
+
+    metric = check_metric(metric)
+    Y = validate_vectors(Y, name="the embedding", min_rows=2)
+    n = Y.shape[0]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k={k!r} must be an integer between 1 and {n - 1} for {n} points")
+    progress = Progress(verbose, "quality")
+    if knn is not None:
+        high, _ = check_precomputed(knn, n, int(k), metric)
+    else:
+        if X is None:
+            raise ValueError("give X (the original vectors) or knn (their kNN graph)")
+        X = validate_vectors(X, name="X", min_rows=2)
+        _checked_pair(X, Y, int(k))
+        high = _data_knn(X, int(k), metric, backend, random_state, progress)
+    with progress.stage("layout kNN", f"{n:,} x {Y.shape[1]}, k={k}"):
+        low = _layout_knn(Y, int(k))
+    shared = to_host(shared_neighbors(low, np.asarray(high) if not is_cupy(low) else _device(high)))
+    return (shared / np.float32(k)).astype(np.float32)
+
+
+def _device(a: np.ndarray) -> Any:
+    import cupy
+
+    return cupy.asarray(a)
+
+
+def _data_knn(X: Any, k: int, metric: str, backend: str, random_state: int | None,
+              progress: Any) -> np.ndarray:
+    """The kNN of ``X`` on ``backend``, as the reducers search it (host int32 (n, k))."""
+    from embedscope.backends import Request, get_spec, resolve_backend
+
+    request = Request("umap", n_samples=X.shape[0], metric=metric, neighbors=k)
+    resolved = resolve_backend(backend, request)
+    if resolved.delegate is not None:
+        # A delegate (cuML) fits whole reducers and offers no search of ours: the
+        # search runs on our kernels of the same kind of device.
+        resolved = resolve_backend("cuda" if get_spec(resolved.name).gpu else "cpu", request)
+    kernels = resolved.kernels
+    Z = kernels.place(_rescaled(to_host(X)) if not is_cupy(X) else X)
+    seed = 0 if random_state is None else int(random_state) % (2**31)
+    with progress.stage("data kNN", f"{X.shape[0]:,} x {X.shape[1]}, k={k}, {metric}, "
+                        f"{kernels.knn_label('auto', X.shape[0])}"):
+        indices, _ = kernels.knn(Z, k, metric, seed=seed, log=progress.log)
+    return np.asarray(indices)

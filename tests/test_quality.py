@@ -113,3 +113,28 @@ def test_cli_reduce_writes_a_quality_column(tmp_path, capsys):
     assert main(["reduce", "builtin:mixture:600x10", "--method", "pca", "--out", str(tmp_path / "c.npy"),
                  "--quality"]) == 2
     assert "--quality writes a column" in capsys.readouterr().err
+
+
+def test_neighborhood_change_on_a_hand_made_pair():
+    rng = np.random.default_rng(3)
+    A = rng.uniform(0, 10, size=(400, 2))
+    # B: A rotated, scaled and mirrored (same neighbourhoods), except 40 points swapped
+    # around at random (their neighbourhoods change, and those of their old neighbours).
+    theta = 0.7
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    B = (A @ rot.T) * np.array([-3.0, 3.0])
+    moved = rng.choice(400, 40, replace=False)
+    B[moved] = B[rng.permutation(moved)]
+    change = es.neighborhood_change(A, B, 10)
+    assert change.shape == (400,) and change.dtype == np.float32
+    assert change.min() >= 0 and change.max() <= 1
+    # Reference by sets.
+    ha, hb = _brute_knn(A, 10), _brute_knn(B, 10)
+    ref = [1 - len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in zip(ha, hb, strict=True)]
+    np.testing.assert_allclose(change, ref, atol=1e-6)
+    assert change[moved].mean() > 0.8  # the swapped points moved most
+    stayed = np.setdiff1d(np.arange(400), np.unique(np.concatenate([moved, ha[moved].ravel()])))
+    assert np.median(change[stayed]) == 0.0
+    assert (es.neighborhood_change(A, A * 2 + 1, 10) == 0).all()
+    with pytest.raises(ValueError, match="same items"):
+        es.neighborhood_change(A, B[:10], 5)

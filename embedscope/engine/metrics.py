@@ -513,3 +513,40 @@ def _data_knn(X: Any, k: int, metric: str, backend: str, random_state: int | Non
                         f"{kernels.knn_label('auto', X.shape[0])}"):
         indices, _ = kernels.knn(Z, k, metric, seed=seed, log=progress.log)
     return np.asarray(indices)
+
+
+def neighborhood_change(A: Any, B: Any, k: int = 15) -> np.ndarray:
+    """Per point: how much its neighbourhood differs between two layouts of the same rows.
+
+    The Jaccard distance ``1 - |N_A ∩ N_B| / |N_A ∪ N_B|`` between the point's k
+    nearest neighbours in ``A`` and in ``B`` (both searched exactly, euclidean): 0
+    where the two maps agree on its neighbours, 1 where they share none. It compares
+    UMAP with t-SNE of the same vectors, two seeds, or two models' embeddings of the
+    same items, whatever their scales, rotations or mirror images.
+
+    Parameters
+    ----------
+    A, B : arrays of shape (n, c) and (n, c')
+        Two layouts (numpy or cupy, both alike), row i the same item in both.
+    k : int, default=15
+        Neighbours compared per point, in [1, n - 1].
+
+    Returns
+    -------
+    float32 ndarray of shape (n,)
+        Values in [0, 1], on the host.
+
+    Raises
+    ------
+    ValueError
+        Different row counts, ``k`` out of range or non-finite values.
+    """
+    A = validate_vectors(A, name="the first layout", min_rows=2)
+    B = validate_vectors(B, name="the second layout", min_rows=2)
+    n = A.shape[0]
+    if B.shape[0] != n:
+        raise ValueError(f"the layouts have {n} and {B.shape[0]} rows; they must hold the same items")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise ValueError(f"k={k!r} must be an integer between 1 and {n - 1} for {n} points")
+    shared = to_host(shared_neighbors(_layout_knn(A, int(k)), _layout_knn(B, int(k)))).astype(np.float32)
+    return (1.0 - shared / (2 * int(k) - shared)).astype(np.float32)

@@ -1,0 +1,115 @@
+"""Cluster labels: regions per zoom level, their names, and no overlaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedscope.viz.labels import find_labels
+
+GROUPS = {"animals": ((0, 0), ["cat", "dog", "horse"]),
+          "vehicles": ((20, 0), ["car", "bus", "train"]),
+          "food": ((10, 18), ["bread", "apple", "cheese"])}
+
+
+@pytest.fixture(scope="module")
+def layout():
+    """Three groups of three blobs each; a category and a text column per point."""
+    rng = np.random.default_rng(0)
+    xs, ys, cats, texts = [], [], [], []
+    for group, ((cx, cy), names) in GROUPS.items():
+        for j, name in enumerate(names):
+            angle = 2 * np.pi * j / 3
+            m = 1500
+            xs.append(rng.normal(cx + 4 * np.cos(angle), 0.8, m))
+            ys.append(rng.normal(cy + 4 * np.sin(angle), 0.8, m))
+            cats += [name] * m
+            texts += [f"a {name} of the {group} {rng.choice(['thing', 'stuff', 'item'])}" for _ in range(m)]
+    # A little uniform noise everywhere: not a region, never a label.
+    noise = 300
+    xs.append(rng.uniform(-10, 30, noise))
+    ys.append(rng.uniform(-10, 28, noise))
+    cats += ["noise"] * noise
+    texts += ["zzz"] * noise
+    return np.concatenate(xs), np.concatenate(ys), np.array(cats), np.array(texts, dtype=object)
+
+
+def _group_of(name: str) -> str:
+    return next(g for g, (_, names) in GROUPS.items() if name in names)
+
+
+def test_coarse_regions_at_full_view_and_fine_ones_zoomed(layout):
+    x, y, cats, _ = layout
+    labels = find_labels(x, y, cats, column="word", levels=3)
+    assert labels.kind == "category" and labels.column == "word"
+    coarse = labels.at_level(0)
+    assert len(coarse) == 3
+    # Each coarse label names members of one group and sits inside that group.
+    for lab in coarse:
+        members = {part.strip() for part in lab.text.split(",")}
+        assert len({_group_of(m) for m in members}) == 1, lab
+        (cx, cy), _ = GROUPS[_group_of(next(iter(members)))]
+        assert np.hypot(lab.x - cx, lab.y - cy) < 6
+    # Zoomed in (level 2: a quarter of the width), every blob is its own region.
+    fine = labels.at_level(2)
+    assert sorted(lab.text for lab in fine) == sorted(n for _, names in GROUPS.values() for n in names)
+    assert all(lab.share > 0.9 for lab in fine)
+    assert len(coarse) <= len(labels.at_level(1)) <= len(fine)
+    assert "noise" not in {lab.text for lab in labels.labels}
+
+
+def test_labels_never_overlap_at_their_level(layout):
+    x, y, cats, _ = layout
+    # A narrow view makes boxes wide in data units: some labels must then be dropped.
+    for width in (800, 40):
+        labels = find_labels(x, y, cats, levels=3, width=width)
+        for level in range(3):
+            boxes = [labels.box(lab) for lab in labels.at_level(level)]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+    assert len(labels.at_level(1)) < 9  # the overlap test did drop labels at width 40
+
+
+def test_text_columns_are_named_by_distinctive_terms(layout):
+    x, y, _, texts = layout
+    labels = find_labels(x, y, texts, levels=2, kind="text")
+    coarse = {frozenset(lab.text.split(" · ")) for lab in labels.at_level(0)}
+    # The group word is what sets a coarse region apart from the others; the filler
+    # words shared by all ("thing", "of", "the") never win.
+    assert {next(iter(s & set(GROUPS))) for s in coarse if s & set(GROUPS)} == set(GROUPS)
+    for lab in labels.labels:
+        assert not {"thing", "stuff", "item", "the", "of"} & set(lab.text.split(" · "))
+    fine = {lab.text.split(" · ")[0] for lab in labels.at_level(1)}
+    assert fine <= {n for _, names in GROUPS.values() for n in names} | set(GROUPS)
+
+
+def test_auto_kind():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(2, 3000))
+    free = np.array([" ".join(rng.choice(list("abcdefgh"), 6)) + f" {i}" for i in range(3000)], dtype=object)
+    assert find_labels(x, y, free).kind == "text"
+    assert find_labels(x, y, rng.integers(0, 5, 3000)).kind == "category"
+    assert find_labels(x, y, rng.choice(["a", "b"], 3000)).kind == "category"
+
+
+def test_view_picks_the_level_of_its_zoom(layout):
+    x, y, cats, _ = layout
+    labels = find_labels(x, y, cats, levels=3)
+    assert {lab.level for lab in labels.for_view(labels.x_range, labels.y_range)} == {0}
+    span = (labels.x_range[1] - labels.x_range[0]) / 4
+    view = labels.for_view((-8, -8 + span), (-8, -8 + span))
+    assert view and {lab.level for lab in view} == {2}
+    assert all(-8 <= lab.x <= -8 + span for lab in view)
+
+
+def test_bad_input_is_one_line(layout):
+    x, y, cats, _ = layout
+    with pytest.raises(ValueError, match="same length"):
+        find_labels(x, y[:10], cats)
+    with pytest.raises(ValueError, match="holds numbers"):
+        find_labels(x, y, np.linspace(0, 1, x.size))
+    with pytest.raises(ValueError, match="levels"):
+        find_labels(x, y, cats, levels=0)
+    with pytest.raises(ValueError, match="no finite point"):
+        find_labels(np.full(5, np.nan), np.zeros(5), np.array(list("abcde")))

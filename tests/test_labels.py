@@ -113,3 +113,28 @@ def test_bad_input_is_one_line(layout):
         find_labels(x, y, cats, levels=0)
     with pytest.raises(ValueError, match="no finite point"):
         find_labels(np.full(5, np.nan), np.zeros(5), np.array(list("abcde")))
+
+
+def test_png_export_writes_the_labels(layout, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from embedscope.cli import main
+
+    x, y, cats, _ = layout
+    groups = np.array([_group_of(c) if c != "noise" else "noise" for c in cats])
+    frame = pd.DataFrame({"x": x, "y": y, "group": groups})
+    frame.to_parquet(tmp_path / "coords.parquet")
+    plain, labelled = tmp_path / "plain.png", tmp_path / "labelled.png"
+    common = ["plot", str(tmp_path / "coords.parquet"), "--width", "400", "--height", "300", "--quiet"]
+    assert main([*common, "--out", str(plain)]) == 0
+    assert main([*common, "--out", str(labelled), "--labels-from", "group"]) == 0
+    a = np.asarray(Image.open(plain).convert("RGB")).astype(int)
+    b = np.asarray(Image.open(labelled).convert("RGB")).astype(int)
+    # Text is drawn black with a white halo: new near-black pixels appear, and only
+    # around the three group centres.
+    new_dark = (b.sum(axis=2) < 150) & (a.sum(axis=2) >= 150)
+    assert new_dark.sum() > 50
+    rows, cols = np.nonzero(new_dark)
+    assert len({(r // 40, c // 40) for r, c in zip(rows, cols, strict=True)}) <= 12
+    assert main([*common, "--out", str(tmp_path / "bad.png"), "--labels-from", "nope"]) == 2

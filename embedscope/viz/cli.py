@@ -104,8 +104,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     serve_hint = _serve_command(args)
     options = {"width": args.width, "height": args.height, "how": args.how, "force": args.force}
+    if args.labels_from is not None:
+        if meta is None or args.labels_from not in meta.columns:
+            known = [] if meta is None else list(meta.columns)
+            raise DataError(f"no column {args.labels_from!r} to label the map from; metadata columns: {known}")
+        if suffix != ".png":
+            raise ValueError("--labels-from is drawn into PNG output only for now; give a .png --out")
     if suffix == ".png":
-        save_png(array, out, meta, args.color, **options)
+        save_png(array, out, meta, args.color, labels=args.labels_from, **options)
     else:
         save_html(array, out, meta, args.color, title=Path(args.input).name, serve_hint=serve_hint, **options)
     print(out)
@@ -318,6 +324,9 @@ def register(sub: Any) -> None:
     p.add_argument("--height", type=int, default=900, help="raster height in pixels (default 900)")
     p.add_argument("--how", default="eq_hist", choices=["eq_hist", "log", "cbrt", "linear"],
                    help="colour normalisation (default eq_hist)")
+    p.add_argument("--labels-from", metavar="COLUMN",
+                   help="write the names of the map's regions from this column (categories: the dominant "
+                        "one; text: the most distinctive terms) on a .png")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="print only the written path")
     dist = p.add_argument_group("Dask (parquet coordinates: a file, or a folder or glob of shards; .png only)")

@@ -107,6 +107,36 @@ def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
     return canvas
 
 
+def _labelled_image(pil: Any, frame: Any, column: str, info: dict[str, Any]) -> Any:
+    """The image with the names of the map's regions written on it (full-view level)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from embedscope.viz.labels import find_labels
+
+    if column not in frame.columns:
+        known = [c for c in frame.columns if c not in ("x", "y", "z")]
+        raise ValueError(f"no column {column!r} to label the map from; metadata columns: {known}")
+    found = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[column].to_numpy(),
+                        column=column, levels=1, width=pil.width,
+                        x_range=info["x_range"], y_range=info["y_range"])
+    canvas = pil.convert("RGBA") if pil.mode != "RGBA" else pil.copy()
+    # Labels sit on an opaque background so the halo reads on dark and light points alike.
+    base = Image.new("RGBA", canvas.size, "white")
+    base.alpha_composite(canvas)
+    draw = ImageDraw.Draw(base)
+    try:
+        font: Any = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    (x0, x1), (y0, y1) = info["x_range"], info["y_range"]
+    for label in found.at_level(0):
+        px = (label.x - x0) / (x1 - x0) * pil.width
+        py = (1 - (label.y - y0) / (y1 - y0)) * pil.height  # image rows grow downwards
+        draw.text((px, py), label.text, fill="black", font=font, anchor="mm",
+                  stroke_width=2, stroke_fill="white")
+    return base
+
+
 def save_png(
     data: Any,
     path: str | os.PathLike,
@@ -118,6 +148,7 @@ def save_png(
     how: str = "eq_hist",
     spread: int = 2,
     legend: bool = True,
+    labels: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write a PNG of the embedding, drawn by datashader (no browser needed).
@@ -136,6 +167,9 @@ def save_png(
     spread : int, default=2
         ``dynspread`` radius for sparse points.
     legend : bool, default=True
+    labels : str, optional
+        Metadata column (categories or text) whose names are written on the map's
+        regions (:func:`embedscope.viz.labels.find_labels`, the full-view level).
     force : bool, default=False
         Replace an existing file.
 
@@ -145,6 +179,8 @@ def save_png(
     """
     image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
     pil = image.to_pil()
+    if labels is not None:
+        pil = _labelled_image(pil, plot_frame(data, meta), labels, info)
     if legend:
         pil = _legend_image(pil, info)
     with atomic_output(path, force=force) as tmp:

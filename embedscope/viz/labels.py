@@ -207,6 +207,8 @@ def find_labels(
     levels: int = 3,
     grid: int = 256,
     width: int = 800,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
     random_state: int | None = 0,
 ) -> LabelSet:
     """Find the regions of a 2-D layout at several zoom levels and name them.
@@ -230,6 +232,10 @@ def find_labels(
         Cells per side of the density grid.
     width : int, default=800
         Pixels of the full view, for the overlap test of the label boxes.
+    x_range, y_range : tuple of float, optional
+        The full view (default: the points' range without the outer 0.1 % of each
+        coordinate, padded by 10 %). An image passes its own, so the boxes tested are
+        the boxes drawn.
     random_state : int or None, default=0
         Seed of the sample of texts read for naming.
 
@@ -261,7 +267,10 @@ def find_labels(
 
         # Integer codes once: each level then counts (region, code) pairs, no strings.
         codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
-    x_range, y_range = _robust_range(x[finite]), _robust_range(y[finite])
+    x_range = _robust_range(x[finite]) if x_range is None else (float(x_range[0]), float(x_range[1]))
+    y_range = _robust_range(y[finite]) if y_range is None else (float(y_range[0]), float(y_range[1]))
+    if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
+        raise ValueError(f"the view must have a positive extent; got x {x_range}, y {y_range}")
     col = np.floor((x - x_range[0]) / (x_range[1] - x_range[0]) * grid)
     row = np.floor((y - y_range[0]) / (y_range[1] - y_range[0]) * grid)
     valid = finite & (col >= 0) & (col < grid) & (row >= 0) & (row < grid)

@@ -580,3 +580,15 @@ def test_tsne_auto_passes_over_cuml_that_would_refuse(fake_cuml):
     assert "cuml: cannot run these settings (cuML's t-SNE is 2-D only" in est.backend_reason_
     est = _tsne(n_iter=60, random_state=0).fit(X)
     assert est.backend_ == "cuml" and len(_FakeTSNE.calls) == 1
+
+
+def test_iteration_parameter_name_without_a_signature(fake_cuml, monkeypatch):
+    """A compiled constructor may have no signature: the release picks max_iter or n_iter."""
+    def no_signature(cls):
+        raise ValueError("no signature found for builtin")
+
+    assert "max_iter" in cuml_adapter._constructor_parameters(_FakeTSNE)
+    monkeypatch.setattr(cuml_adapter, "inspect", types.SimpleNamespace(signature=no_signature))
+    assert cuml_adapter._constructor_parameters(_FakeTSNE) is None  # 26.08: max_iter
+    fake_cuml.__version__ = "25.10.00"
+    assert cuml_adapter._constructor_parameters(_FakeTSNE) == {"n_iter"}

@@ -452,6 +452,18 @@ def cuml_tsne_params(est: Any, n_samples: int, accepted: set[str] | None = None)
     return params
 
 
+def _constructor_parameters(cls: Any) -> set[str] | None:
+    """The parameter names of a cuML constructor; from the release if it has no signature.
+
+    ``max_iter`` replaced ``n_iter`` in 26.02 (deprecated in 25.12, cuml#7500).
+    """
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        version = _cuml_version()
+        return None if version is None or version >= (25, 12) else {"n_iter"}
+
+
 def fit_cuml_tsne(est: Any, X: Any, backend: Backend) -> Any:
     """Fit ``cuml.manifold.TSNE``; returns the embedding (cupy) and keeps the model.
 
@@ -466,11 +478,10 @@ def fit_cuml_tsne(est: Any, X: Any, backend: Backend) -> Any:
     cuml_tsne_params(est, n)
     from cuml.manifold import TSNE as CumlTSNE
 
-    accepted = set(inspect.signature(CumlTSNE).parameters)
-    params = cuml_tsne_params(est, n, accepted)
+    params = cuml_tsne_params(est, n, _constructor_parameters(CumlTSNE))
     ee_iter, _, lr_normal, cuml_normal = tsne_rates(est, n)
     model = CumlTSNE(output_type="cupy", **params)
-    if "post_learning_rate" in vars(model) and ee_iter > 0:
+    if "post_learning_rate" in getattr(model, "__dict__", {}) and ee_iter > 0:
         # 24.x reads the post-exaggeration rate from this attribute at fit: set it exactly.
         model.post_learning_rate = 4.0 * lr_normal
         cuml_normal = lr_normal

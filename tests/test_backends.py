@@ -247,10 +247,10 @@ def test_auto_reason_keeps_the_umap_neighbour_hint_whole(fake_cuda_only):
 _CUML_REFUSALS = [
     (TSNE, {"n_components": 3}, "cuML's t-SNE is 2-D only"),
     (TSNE, {"dof": 0.5}, "no heavy-tail dof"),
-    (TSNE, {"metric": "inner_product"}, "not used with metric='inner_product'"),
-    (UMAP, {"init": "pca"}, "init='spectral' or 'random' only"),
+    (TSNE, {"metric": "inner_product"}, "not metric='inner_product'"),
+    (UMAP, {"init": "pca"}, "init='spectral', 'random' or an array"),
     (UMAP, {"callback": lambda *a: None}, "does not call Python epoch callbacks"),
-    (UMAP, {"metric": "inner_product"}, "not used with metric='inner_product'"),
+    (UMAP, {"metric": "inner_product"}, "not metric='inner_product'"),
     (PCA, {"svd_solver": "randomized"}, "no svd_solver='randomized'"),
     (PCA, {"n_components": 0.9}, "integer n_components"),
 ]

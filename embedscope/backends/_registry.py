@@ -65,7 +65,7 @@ class Capabilities:
     precomputed_knn : bool
         Whether a given kNN graph can be used instead of a search.
     hints : dict of str to str
-        The refusal text for a setting it lacks, keyed ``"knn_method=ivf"`` etc.,
+        The refusal text for a setting it lacks, keyed ``"knn_method=ivf"``, ``"reducer=pacmap"`` etc.,
         naming what to use instead.
     """
 
@@ -203,7 +203,7 @@ class BackendSpec:
         """Why this backend cannot run ``request``, or None."""
         caps = self.capabilities
         if request.reducer not in caps.reducers:
-            return "not implemented for this reducer"
+            return caps.hints.get(f"reducer={request.reducer}", "not implemented for this reducer")
         if self.delegate is not None:
             return self.delegate().refusal(request)
         if request.metric is not None and request.metric not in caps.metrics:

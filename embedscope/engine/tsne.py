@@ -359,19 +359,16 @@ class TSNE(BaseReducer):
         return ktsne.joint_probabilities(indices, cond, n), missed
 
     def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
-        from embedscope.backends.cuml import cuml_tsne_params
-
         self.perplexity_ = self._effective_perplexity(n)
         if self.pca_components is not None and X.shape[1] > stages.PCA_ABOVE:
             progress.log(f"{backend.name}: pca_components is not applied; it searches all "
                          f"{X.shape[1]:,} features")
         self._progress = progress
+        # The delegate sets what its library ran: n_iter_, learning_rate_ (normal phase,
+        # in our units), kl_divergence_ and repulsion_.
         embedding = backend.delegate.fit_tsne(self, X, backend)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
-        self.learning_rate_ = float(cuml_tsne_params(self, n)["learning_rate"])
-        self.repulsion_ = "fft"  # the adapter asks cuML for its FFT method
         self.kl_history_: list[tuple[int, float]] = []
-        self.n_iter_ = int(self.n_iter)
         self.timings_ = progress.timings
         return self
 

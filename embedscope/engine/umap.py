@@ -341,7 +341,7 @@ class UMAP(BaseReducer):
         self._progress = progress
         embedding = backend.delegate.fit_umap(self, X, backend)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
-        self.init_used_ = str(self.init)
+        self.init_used_ = self.init if isinstance(self.init, str) else "array"
         # What cuML was asked for; None is umap-learn's rule, which cuML follows too.
         self.n_epochs_ = default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         self.timings_ = progress.timings

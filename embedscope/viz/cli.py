@@ -282,6 +282,43 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from embedscope._progress import Progress
+    from embedscope.errors import DataError
+    from embedscope.io.write import check_output, protect_inputs
+    from embedscope.viz.app import load_input
+    from embedscope.viz.compare import align_layouts, save_compare_png
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: give a .png file name")
+    if not 1 <= args.width <= 4096 or not 1 <= args.height <= 4096:
+        raise ValueError("--width and --height must be between 1 and 4096 pixels per panel")
+    protect_inputs(args.first, args.second)
+    check_output(out, force=args.force)
+    layouts = []
+    for source in (args.first, args.second):
+        _require_xy(source)
+        array, meta, is_coords = load_input(source)
+        if not is_coords:
+            raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not coordinates; "
+                            f"run 'embedscope reduce {source} --out coords.parquet' first")
+        layouts.append((array, meta))
+    names = (Path(args.first).name, Path(args.second).name)
+    A, B, meta = align_layouts(layouts[0][0], layouts[0][1], layouts[1][0], layouts[1][1], on=args.on, names=names)
+    progress = Progress(not args.quiet, "compare")
+    with progress.stage("figure", f"{A.shape[0]:,} paired points, colour {args.color or 'density'}"):
+        info = save_compare_png(A, B, out, meta, None if args.color == "none" else args.color, names=names,
+                                k=args.k, width=args.width, height=args.height, force=args.force)
+    if "moved_median" in info:
+        progress.log(f"moved (k={args.k}): median {info['moved_median']:.3f}, "
+                     f"{info['moved_share_over_half']:.1%} of points above 0.5")
+    print(out)
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from embedscope._progress import Progress
     from embedscope.viz.app import AppData, serve
@@ -332,6 +369,25 @@ def register(sub: Any) -> None:
     dist = p.add_argument_group("Dask (parquet coordinates: a file, or a folder or glob of shards; .png only)")
     add_cluster_flags(dist, local_note=" to aggregate on")
     p.set_defaults(func=_cmd_plot)
+
+    c = sub.add_parser("compare", help="two layouts of the same items side by side, and which points moved",
+                       description="Draw two layouts of the same items (UMAP vs t-SNE, two seeds, two models) "
+                                   "side by side in one PNG, coloured alike: by a metadata column, or by how "
+                                   "much each point's neighbourhood changed between them (the default).",
+                       formatter_class=fmt)
+    c.add_argument("first", help="coordinates: parquet with x, y (from 'embedscope reduce'), or .npy n x 2")
+    c.add_argument("second", help="coordinates of the same items")
+    c.add_argument("--out", required=True, help="output .png")
+    c.add_argument("--on", metavar="ID", help="id column present in both to pair rows by (default: row order)")
+    c.add_argument("--color", default="moved",
+                   help="'moved' (default: Jaccard distance of each point's k nearest neighbours in the two "
+                        "layouts), a metadata column, or 'none'")
+    c.add_argument("--k", type=int, default=15, help="neighbours of the moved layer (default 15)")
+    c.add_argument("--width", type=int, default=700, help="pixels per panel (default 700)")
+    c.add_argument("--height", type=int, default=600, help="pixels per panel (default 600)")
+    c.add_argument("--force", action="store_true", help="replace an existing output file")
+    c.add_argument("--quiet", action="store_true", help="print only the written path")
+    c.set_defaults(func=_cmd_compare)
 
     s = sub.add_parser("serve", help="explore an embedding in the browser (Bokeh server)",
                        epilog=SERVE_EXAMPLE, formatter_class=fmt)

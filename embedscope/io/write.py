@@ -298,7 +298,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
 
 
 @contextmanager
-def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
+def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it into place on success.
 
     As :func:`atomic_output`, for a folder of shards. An existing folder is replaced
@@ -311,6 +311,10 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
         Final folder.
     force : bool, default=False
         Replace an existing folder of shards.
+    marker : str, optional
+        The name of a file this writer leaves in every folder it makes (a tile site's
+        manifest): an existing folder holding it may be replaced with ``force``,
+        whatever else it holds, since it is an earlier output of the same writer.
 
     Yields
     ------
@@ -320,7 +324,9 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False) -> Iterat
     final = Path(path)
     _prepare_destination(final, force, "dir")
     if _existing(final) and final.is_dir() and not final.is_symlink():
-        strangers = [p.name for p in final.iterdir() if not (p.is_file() and _SHARD_FILE.match(p.name))]
+        ours = marker is not None and (final / marker).is_file()
+        strangers = [] if ours else [p.name for p in final.iterdir()
+                                     if not (p.is_file() and _SHARD_FILE.match(p.name))]
         if strangers:
             raise OutputError(f"{final} holds files that are not parquet shards ({strangers[:3]}); "
                               "refusing to replace it, even with --force")

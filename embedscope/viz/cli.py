@@ -80,8 +80,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     scheduler, workers = cluster_flags(args)
     out = Path(args.out)
     suffix = out.suffix.lower()
+    if args.tiles:
+        return _plot_tiles(args, out)
+    if args.max_zoom is not None:
+        raise ValueError("--max-zoom applies only with --tiles")
     if suffix not in (".png", ".html", ".htm"):
-        raise ValueError(f"--out {out}: give a .png or .html file name")
+        raise ValueError(f"--out {out}: give a .png or .html file name (or a folder with --tiles)")
     _check_plot_size(args)
     from embedscope.io.write import check_output, protect_inputs
 
@@ -109,7 +113,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             known = [] if meta is None else list(meta.columns)
             raise DataError(f"no column {args.labels_from!r} to label the map from; metadata columns: {known}")
         if suffix != ".png":
-            raise ValueError("--labels-from is drawn into PNG output only for now; give a .png --out")
+            raise ValueError("--labels-from is drawn into a .png or a --tiles site, not a static .html page")
     if suffix == ".png":
         save_png(array, out, meta, args.color, labels=args.labels_from, **options)
     else:
@@ -117,6 +121,40 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     print(out)
     if not args.quiet:
         print(f"explore it live (re-aggregates on zoom): {serve_hint}", file=sys.stderr)
+    return 0
+
+
+def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
+    """``plot --tiles``: a static zoomable site (tile pyramid + page) in the folder ``out``."""
+    from pathlib import Path
+
+    from embedscope._progress import Progress
+    from embedscope.engine.command import cluster_flags
+    from embedscope.errors import DataError
+    from embedscope.io.write import protect_inputs
+    from embedscope.viz.app import load_input
+    from embedscope.viz.tiles import write_tile_site
+
+    if any(v is not None for v in cluster_flags(args)):
+        raise ValueError("--tiles runs on this machine; drop the Dask flags")
+    if out.suffix.lower() in (".png", ".html", ".htm"):
+        raise ValueError(f"--out {out}: --tiles writes a folder (index.html and tiles/); give a folder name")
+    protect_inputs(args.input, getattr(args, "meta", None))
+    _require_xy(args.input)
+    array, meta, is_coords = load_input(args.input, args.meta)
+    if not is_coords:
+        raise DataError(f"{args.input} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
+                        f"run 'embedscope reduce {args.input} --out coords.parquet' first")
+    progress = Progress(not args.quiet, "tiles")
+    if array.shape[1] == 3:
+        progress.log(f"{args.input} holds 3-D coordinates; the tiles show x and y (z is not shown)")
+    max_zoom = 5 if args.max_zoom is None else args.max_zoom
+    with progress.stage("site", f"{array.shape[0]:,} points, levels 0-{max_zoom} -> {out}"):
+        info = write_tile_site(array, out, meta, args.color, max_zoom=max_zoom, labels=args.labels_from,
+                               title=Path(args.input).name, force=args.force, log=progress.log)
+    progress.log(f"{info['tiles']:,} tiles, {info['bytes'] / 2**20:.1f} MiB, in {info['seconds']:.1f} s; "
+                 f"open {out / 'index.html'} (no server needed)")
+    print(out / "index.html")
     return 0
 
 
@@ -363,7 +401,12 @@ def register(sub: Any) -> None:
                    help="colour normalisation (default eq_hist)")
     p.add_argument("--labels-from", metavar="COLUMN",
                    help="write the names of the map's regions from this column (categories: the dominant "
-                        "one; text: the most distinctive terms) on a .png")
+                        "one; text: the most distinctive terms) on a .png or a --tiles site")
+    p.add_argument("--tiles", action="store_true",
+                   help="write a static zoomable site into the folder --out: a tile pyramid and index.html "
+                        "that pans and zooms it with no server (file:// or any static host)")
+    p.add_argument("--max-zoom", type=int, default=None, metavar="N",
+                   help="deepest tile level with --tiles (0-10, default 5: 32 x 32 tiles of 256 px)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="print only the written path")
     dist = p.add_argument_group("Dask (parquet coordinates: a file, or a folder or glob of shards; .png only)")

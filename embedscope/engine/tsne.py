@@ -334,7 +334,7 @@ class TSNE(BaseReducer):
                                                       log=progress.log)
         del Z  # frees the device copy before the iterations
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
-            P, missed = self._affinities(indices, distances, n)
+            P, missed = self._affinities(indices, distances, n, kernels)
             if missed:
                 progress.log(f"perplexity search did not converge for {missed} point(s)")
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
@@ -344,19 +344,12 @@ class TSNE(BaseReducer):
         self.timings_ = progress.timings
         return self
 
-    def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int) -> tuple[sp.csr_matrix, int]:
-        """The joint P of the kNN graph; missing neighbours (-1, or the point itself) get no weight."""
-        missing = (indices < 0) | (indices == np.arange(n)[:, None])
-        if missing.any():
-            # A huge finite distance gives a missing entry zero weight in the perplexity
-            # search (an infinite one would turn 0 * inf into NaN there).
-            distances = np.where(missing, np.float32(1e18), distances)
-        cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
-                                                    squared=self._metric == "euclidean")
-        if missing.any():
-            cond = np.where(missing, 0.0, cond).astype(cond.dtype)
-            indices = np.where(missing, np.arange(n)[:, None], indices).astype(np.int32)
-        return ktsne.joint_probabilities(indices, cond, n), missed
+    def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int,
+                    kernels: Any = None) -> tuple[Any, int]:
+        """The joint P of the kNN graph where the backend builds it (host CSR, or the device's
+        ``DeviceCSR``); missing neighbours (-1, or the point itself) get no weight."""
+        build = getattr(kernels, "tsne_affinities", None) or ktsne.knn_joint_probabilities
+        return build(indices, distances, n, self.perplexity_, squared=self._metric == "euclidean")
 
     def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
         from embedscope.backends.cuml import cuml_tsne_params

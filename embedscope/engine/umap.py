@@ -32,6 +32,7 @@ from embedscope.engine.base import (
 from embedscope.engine.stages import INIT_CHOICES
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
+from embedscope.kernels.graph import csr_to_host
 from embedscope.kernels.knn import check_metric
 
 #: Largest ``n_components``: a layout is for looking at or for a downstream model; above
@@ -304,9 +305,11 @@ class UMAP(BaseReducer):
                                                       seed=seed, log=progress.log)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
-        with progress.stage("affinities", "fuzzy simplicial set on the host"):
-            graph, _, _ = affinity.fuzzy_simplicial_set(indices, distances, params["n_neighbors"],
-                                                        rho_from_nearest=rho_nearest)
+        # The graph stays where the backend builds it (a cupyx CSR on the GPU) for the
+        # init and the epochs; graph_ gets a host copy at the end.
+        fuzzy_graph = kernels.fuzzy_graph or affinity.fuzzy_simplicial_set
+        with progress.stage("affinities", f"fuzzy simplicial set on {backend.name}"):
+            graph, _, _ = fuzzy_graph(indices, distances, params["n_neighbors"], rho_from_nearest=rho_nearest)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             layout, used = stages.initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
@@ -325,7 +328,7 @@ class UMAP(BaseReducer):
         self._train = Z_host
         self._n_neighbors = params["n_neighbors"]
         self.knn_indices_, self.knn_distances_ = indices, distances
-        self.graph_ = graph
+        self.graph_ = csr_to_host(graph)
         self.embedding_ = layout
         self.init_used_ = used
         self.n_epochs_ = n_epochs

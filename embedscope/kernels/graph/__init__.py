@@ -4,7 +4,8 @@ Contract
 --------
 Symmetrisation (:mod:`.union`, array-module generic)
     :func:`symmetrise` takes a directed edge list (rows, cols, values; ``cols < 0``
-    missing, self-loops and zeros dropped, duplicates summed) and returns the CSR
+    missing, self-loops and zeros dropped, duplicates summed; :func:`symmetrise_knn`
+    the same from (n, k) kNN arrays) and returns the CSR
     arrays ``(indptr int64, indices int32, data)`` of ``A + A.T - A * A.T`` ("fuzzy")
     or ``A + A.T`` ("sum"), indices sorted per row, by sorting int64 pair keys.
     numpy in, numpy out (CI, the host); cupy in, cupy out (the device).
@@ -30,6 +31,13 @@ tests/test_gpu_twins.py. Importing this package loads no CUDA.
 
 from __future__ import annotations
 
-from embedscope.kernels.graph.union import as_csr, csr_to_host, is_device_csr, symmetrise, union_bytes
+from embedscope.kernels.graph.union import (
+    as_csr,
+    csr_to_host,
+    is_device_csr,
+    symmetrise,
+    symmetrise_knn,
+    union_bytes,
+)
 
-__all__ = ["as_csr", "csr_to_host", "is_device_csr", "symmetrise", "union_bytes"]
+__all__ = ["as_csr", "csr_to_host", "is_device_csr", "symmetrise", "symmetrise_knn", "union_bytes"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from embedscope import _memory
 from embedscope.kernels._cuda import cuda, device_array_module, simulated
-from embedscope.kernels.graph.union import as_csr, symmetrise, union_bytes
+from embedscope.kernels.graph.union import as_csr, symmetrise_knn, union_bytes
 
 THREADS_PER_BLOCK = 128
 
@@ -31,7 +31,7 @@ def _kernel() -> Any:
 
 def fuzzy_graph_bytes(n: int, k: int) -> int:
     """Peak device bytes of :func:`fuzzy_simplicial_set_gpu` for an (n, k) kNN graph."""
-    return 4 * n * k * 3 + 8 * n + union_bytes(n * k, n)
+    return 4 * n * k * 2 + 8 * n + union_bytes(n * k, n)  # distances, memberships
 
 
 def smooth_knn_gpu(distances: Any, n_neighbors: int, *, rho_from_nearest: bool = False,
@@ -91,8 +91,6 @@ def fuzzy_simplicial_set_gpu(knn_indices: Any, knn_distances: Any, n_neighbors: 
                            "Free GPU memory, lower n_neighbors, or use backend='cpu'.")
     sigmas, rhos, weights = smooth_knn_gpu(knn_distances, n_neighbors, rho_from_nearest=rho_from_nearest,
                                            threads=threads, xp=xp)
-    cols = xp.asarray(knn_indices)
-    rows = xp.repeat(xp.arange(n, dtype=xp.int64), k)
-    indptr, indices, data = symmetrise(rows, cols, weights, n, "fuzzy", xp=xp)
-    del rows, cols, weights
+    indptr, indices, data = symmetrise_knn(xp.asarray(knn_indices), weights, "fuzzy", xp=xp)
+    del weights
     return as_csr(indptr, indices, data.astype(xp.float32, copy=False), n, xp), sigmas, rhos

@@ -17,7 +17,7 @@ import numpy as np
 
 from embedscope import _memory
 from embedscope.kernels._cuda import cuda, device_array_module, simulated
-from embedscope.kernels.graph.union import symmetrise, union_bytes
+from embedscope.kernels.graph.union import symmetrise_knn, union_bytes
 
 THREADS_PER_BLOCK = 128
 
@@ -32,7 +32,7 @@ def _kernel() -> Any:
 
 def joint_p_bytes(n: int, k: int) -> int:
     """Peak device bytes of :func:`joint_probabilities_gpu` for an (n, k) kNN graph."""
-    return n * k * (4 + 8 + 1 + 4) + 4 * n + union_bytes(n * k, n)
+    return n * k * (4 + 4 + 1) + 4 * n + union_bytes(n * k, n)  # distances, P rows, the missing mask
 
 
 def conditional_affinities_gpu(distances: Any, perplexity: float, *, missing: Any = None,
@@ -91,14 +91,13 @@ def joint_probabilities_gpu(indices: Any, distances: Any, n: int, perplexity: fl
         _memory.check_fits(joint_p_bytes(n, k), _memory.device_free_bytes(),
                            f"the t-SNE affinities of {n:,} points x {k} neighbours",
                            "Free GPU memory, lower the perplexity, or use backend='cpu'.")
-    cols = xp.asarray(indices).astype(xp.int64, copy=False)
-    rows = xp.repeat(xp.arange(n, dtype=xp.int64), k)
-    missing = (cols < 0) | (cols == rows.reshape(n, k))
+    cols = xp.asarray(indices)
+    missing = (cols < 0) | (cols == xp.arange(n, dtype=cols.dtype)[:, None])
     cond, missed = conditional_affinities_gpu(distances, perplexity, missing=missing, squared=squared,
                                               threads=threads, xp=xp)
     del missing
-    indptr, idx, data = symmetrise(rows, cols, cond, n, "sum", xp=xp)
-    del rows, cols, cond
+    indptr, idx, data = symmetrise_knn(cols, cond, "sum", xp=xp)
+    del cols, cond
     total = data.sum(dtype=xp.float64)
     data = (data / total).astype(xp.float32)
     return DeviceCSR(indptr, idx, data, (n, n)), missed

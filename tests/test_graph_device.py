@@ -135,3 +135,69 @@ def test_kernel_tables_carry_the_graph_builders():
     ref, _, _ = affinity.fuzzy_simplicial_set(umap.knn_indices_, umap.knn_distances_, 15)
     assert (abs(umap.graph_ - ref)).max() == 0
     assert csr_to_host(as_csr(ref.indptr, ref.indices, ref.data, 300)).nnz == ref.nnz
+
+
+# ----------------------------------------------------------------------------- on a GPU
+
+
+@pytest.fixture(scope="module")
+def knn_20k():
+    X, _ = make_mixture(20_000, 20, 10, random_state=0)
+    return X, *exact_knn(X, 29)
+
+
+@pytest.mark.gpu
+def test_fuzzy_graph_gpu_matches_cpu_on_device(knn_20k):
+    from embedscope.kernels.graph.fuzzy import fuzzy_simplicial_set_gpu
+
+    _, idx, dist = knn_20k
+    ref, _, _ = affinity.fuzzy_simplicial_set(idx, dist, 30)
+    got = csr_to_host(fuzzy_simplicial_set_gpu(idx, dist, 30)[0])
+    np.testing.assert_array_equal(got.indptr, ref.indptr)
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    np.testing.assert_allclose(got.data, ref.data, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_joint_p_gpu_matches_cpu_on_device(knn_20k):
+    from embedscope.kernels.tsne.affinity_gpu import joint_probabilities_gpu
+
+    _, idx, dist = knn_20k
+    ref, missed_ref = ktsne.knn_joint_probabilities(idx, dist, len(idx), 9.0)
+    P, missed = joint_probabilities_gpu(idx, dist, len(idx), 9.0)
+    assert missed == missed_ref
+    np.testing.assert_array_equal(P.indptr.get(), ref.indptr)
+    np.testing.assert_array_equal(P.indices.get(), ref.indices)
+    np.testing.assert_allclose(P.data.get(), ref.data, rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.gpu
+def test_spectral_layout_on_device_matches_the_host(knn_20k):
+    from embedscope.kernels.graph.fuzzy import fuzzy_simplicial_set_gpu
+
+    _, idx, dist = knn_20k
+    graph = fuzzy_simplicial_set_gpu(idx, dist, 30)[0]
+    ref = stages.spectral_layout(csr_to_host(graph), 2, seed=0)
+    got = spectral_layout_xp(graph, 2, seed=0).get()
+    assert _subspace_match(got, ref) > 0.99
+
+
+@pytest.mark.gpu
+def test_umap_on_cuda_builds_the_graph_and_init_on_the_device(knn_20k):
+    X, _, _ = knn_20k
+    umap = UMAP(n_neighbors=30, n_epochs=50, random_state=0, backend="cuda").fit(X)
+    ref, _, _ = affinity.fuzzy_simplicial_set(umap.knn_indices_, umap.knn_distances_, 30)
+    assert sp.issparse(umap.graph_) and umap.init_used_ == "spectral"
+    assert abs(umap.graph_ - ref).max() < 1e-5
+
+
+@pytest.mark.gpu
+def test_upload_rows_on_device_frees_the_pinned_pool():
+    import cupy
+
+    from embedscope._memory import upload_rows
+
+    X = np.random.default_rng(0).normal(size=(200_000, 100))  # 160 MB of float64
+    out = upload_rows(X, cupy, chunk_bytes=16 * 2**20)
+    assert out.dtype == cupy.float32 and cupy.allclose(out, cupy.asarray(X, dtype=cupy.float32))
+    assert cupy.get_default_pinned_memory_pool().n_free_blocks() == 0

@@ -11,8 +11,9 @@ time, so progress, callbacks and the KL report live here.
 The loop is written once; the steps come from the backend's kernel table
 (``backend.kernels.tsne``): the CPU twins in ``kernels.tsne`` or the GPU twins in
 ``kernels.tsne.gpu`` (numba.cuda and cupy, the grid repulsion in 3-D as well). On the
-cuda backend the preparation, the kNN search and the iterations run on the device; the
-perplexity calibration, P and the init stay on the host (sparse and cheap). A delegate
+cuda backend the preparation, the kNN search, the perplexity calibration and P
+(``kernels.tsne.affinity_gpu``, from the backend's ``tsne_affinities``) and the
+iterations run on the device; the init stays on the host. A delegate
 backend (cuML) fits the whole reducer itself.
 """
 
@@ -109,8 +110,9 @@ class TSNE(BaseReducer):
         :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, up to 2,000,000 points and
         IVF above, the rule UMAP follows) and the iterations
         (:mod:`embedscope.kernels.tsne.gpu`, float32 on the device; grid repulsion in
-        2-D and 3-D) run on the GPU, the PCA preprocessing too; the perplexity
-        calibration, P and the init run on the host. It finds at most 128 neighbours,
+        2-D and 3-D) run on the GPU, the PCA preprocessing, the perplexity
+        calibration and P too (:mod:`embedscope.kernels.tsne.affinity_gpu`); the init
+        runs on the host. It finds at most 128 neighbours,
         so ``perplexity <= 42`` unless ``precomputed_knn`` is given. ``"cuml"``:
         RAPIDS cuML's t-SNE fits (2-D, dof=1, init "pca" or "random", no callback, no
         ``transform``); what it cannot honour raises :class:`embedscope.Unsupported`.

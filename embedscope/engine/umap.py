@@ -3,10 +3,11 @@
 prepare (PCA to 50 dims when d > 100) -> kNN graph -> fuzzy simplicial set
 (``kernels.affinity``) -> init (``engine.stages``) -> SGD epochs (``kernels.umap_sgd``).
 
-Only the kNN search and the SGD epochs differ per backend: they come from the
-backend's kernel table (``backends.cpu`` / ``backends.cuda``). The graph and the init
-run on the host for both (sparse, cheap next to the kNN search and the epochs). A
-delegate backend (cuML) fits the whole reducer itself.
+The kNN search, the fuzzy graph and the SGD epochs differ per backend: they come from
+the backend's kernel table (``backends.cpu`` / ``backends.cuda``). On the GPU the
+graph is built and kept on the device (``kernels.graph``) for the spectral init and
+the epochs; ``graph_`` is its host copy. A delegate backend (cuML) fits the whole
+reducer itself.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ class UMAP(BaseReducer):
         in blocks), then PCA, the kNN search (exact,
         :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, or IVF) and the SGD epochs
         (:func:`embedscope.kernels.umap_sgd.gpu.optimize_layout_gpu`) run on the
-        device; the fuzzy graph and the init run on the host. It finds at most 128
+        device, and so do the fuzzy graph (:mod:`embedscope.kernels.graph.fuzzy`) and
+        the spectral init (cupyx's eigsh, up to 5,000,000 points); the PCA init's
+        projection returns to the host. It finds at most 128
         neighbours (``n_neighbors <= 129``) unless ``precomputed_knn`` is given.
         ``"cuml"``: RAPIDS cuML's UMAP fits with the same parameters (no PCA
         preprocessing; ``knn_method`` does not apply); what it cannot honour raises

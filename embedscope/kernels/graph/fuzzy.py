@@ -16,7 +16,7 @@ import numpy as np
 
 from embedscope import _memory
 from embedscope.kernels._cuda import cuda, device_array_module, simulated
-from embedscope.kernels.graph.union import as_csr, symmetrise_knn, union_bytes
+from embedscope.kernels.graph.union import as_csr, symmetrise_knn, to_device, union_bytes
 
 THREADS_PER_BLOCK = 128
 
@@ -43,7 +43,7 @@ def smooth_knn_gpu(distances: Any, n_neighbors: int, *, rho_from_nearest: bool =
     and (n, k) device arrays.
     """
     xp = device_array_module() if xp is None else xp
-    d = xp.ascontiguousarray(xp.asarray(distances, dtype=xp.float32))
+    d = to_device(distances, xp, np.float32)
     n, k = d.shape
     mean_all = float(xp.abs(d).mean(dtype=xp.float64)) if d.size else 0.0
     sigmas = xp.empty(n, dtype=xp.float32)
@@ -91,6 +91,6 @@ def fuzzy_simplicial_set_gpu(knn_indices: Any, knn_distances: Any, n_neighbors: 
                            "Free GPU memory, lower n_neighbors, or use backend='cpu'.")
     sigmas, rhos, weights = smooth_knn_gpu(knn_distances, n_neighbors, rho_from_nearest=rho_from_nearest,
                                            threads=threads, xp=xp)
-    indptr, indices, data = symmetrise_knn(xp.asarray(knn_indices), weights, "fuzzy", xp=xp)
+    indptr, indices, data = symmetrise_knn(to_device(knn_indices, xp), weights, "fuzzy", xp=xp)
     del weights
     return as_csr(indptr, indices, data.astype(xp.float32, copy=False), n, xp), sigmas, rhos

@@ -161,6 +161,17 @@ def csr_to_host(graph: Any) -> Any:
     return graph.get().tocsr()  # cupyx.scipy.sparse
 
 
+def to_device(a: Any, xp: Any, dtype: Any = None) -> Any:
+    """``a`` on ``xp``'s device; host arrays go through :func:`embedscope._memory.upload_rows`
+    (bounded pinned staging) when ``xp`` is not numpy."""
+    dtype = a.dtype if dtype is None else dtype
+    if xp is np or not isinstance(a, np.ndarray):
+        return xp.ascontiguousarray(xp.asarray(a, dtype=dtype))
+    from embedscope._memory import upload_rows  # pragma: no cover - needs a GPU
+
+    return upload_rows(a, xp, dtype=dtype)  # pragma: no cover
+
+
 def is_device_csr(graph: Any) -> bool:
     """True for a cupyx sparse matrix (a graph that lives on a GPU)."""
     return type(graph).__module__.startswith("cupyx.")

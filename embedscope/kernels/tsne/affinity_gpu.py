@@ -17,7 +17,7 @@ import numpy as np
 
 from embedscope import _memory
 from embedscope.kernels._cuda import cuda, device_array_module, simulated
-from embedscope.kernels.graph.union import symmetrise_knn, union_bytes
+from embedscope.kernels.graph.union import symmetrise_knn, to_device, union_bytes
 
 THREADS_PER_BLOCK = 128
 
@@ -45,7 +45,7 @@ def conditional_affinities_gpu(distances: Any, perplexity: float, *, missing: An
     float32 (n, k) device array whose rows sum to 1.
     """
     xp = device_array_module() if xp is None else xp
-    d = xp.ascontiguousarray(xp.asarray(distances, dtype=xp.float32))
+    d = to_device(distances, xp, np.float32)
     n, k = d.shape
     mask = xp.zeros((n, k), dtype=bool) if missing is None else xp.ascontiguousarray(xp.asarray(missing))
     out = xp.empty((n, k), dtype=xp.float32)
@@ -91,7 +91,7 @@ def joint_probabilities_gpu(indices: Any, distances: Any, n: int, perplexity: fl
         _memory.check_fits(joint_p_bytes(n, k), _memory.device_free_bytes(),
                            f"the t-SNE affinities of {n:,} points x {k} neighbours",
                            "Free GPU memory, lower the perplexity, or use backend='cpu'.")
-    cols = xp.asarray(indices)
+    cols = to_device(indices, xp)
     missing = (cols < 0) | (cols == xp.arange(n, dtype=cols.dtype)[:, None])
     cond, missed = conditional_affinities_gpu(distances, perplexity, missing=missing, squared=squared,
                                               threads=threads, xp=xp)

@@ -117,3 +117,17 @@ def test_knn_float64_norms_are_computed_in_bounded_blocks(monkeypatch):
     want[1, 1] = np.inf
     order = np.argsort(want, axis=1, kind="stable")
     np.testing.assert_allclose(got_d, np.take_along_axis(want, order, axis=1), rtol=1e-6)
+
+
+def test_umap_epochs_say_what_they_need_before_allocating(monkeypatch):
+    import scipy.sparse as sp
+
+    from embedscope.kernels.umap_sgd import gpu as sgd_gpu
+
+    graph = sp.random(5000, 5000, density=0.003, format="csr", random_state=0, dtype=np.float32)
+    need = sgd_gpu.sgd_bytes(5000, 2, graph.nnz)
+    _fake_device(monkeypatch, need - 1, sgd_gpu)
+    head = np.zeros((5000, 2), np.float32)
+    with pytest.raises(DeviceMemoryError, match=r"UMAP's epochs over 75,000 edges needs .*n_neighbors"):
+        sgd_gpu.optimize_layout_gpu(head, graph, 10, a=1.6, b=0.9)
+    assert sgd_gpu.sgd_bytes(5000, 2, 2 * graph.nnz) > need  # more edges, more bytes

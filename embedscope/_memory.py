@@ -127,10 +127,15 @@ def upload_rows(X: Any, xp: Any, *, dtype: Any = np.float32,
     rows = max(1, chunk_bytes // row_bytes)
     for r0 in range(0, n, rows):
         out[r0:r0 + rows] = xp.asarray(np.ascontiguousarray(X[r0:r0 + rows], dtype=dtype))
+    free_pinned(xp)
+    return out
+
+
+def free_pinned(xp: Any) -> None:
+    """Give cupy's pinned staging buffers back to the host (nothing for numpy)."""
     pool = getattr(xp, "get_default_pinned_memory_pool", None)
     if pool is not None:
         pool().free_all_blocks()
-    return out
 
 
 # ----------------------------------------------------------------------------- host memory

@@ -169,4 +169,6 @@ def exact_knn_gpu(
             best_i, best_d = _exact_distances(Q, rows, best_i, best_d, xp)
         out_i[q0:q1] = best_i
         out_d[q0:q1] = best_d
+    if host_data is not None:
+        _memory.free_pinned(xp)  # the streamed blocks were staged through pinned buffers
     return out_i, out_d

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 GIB = 2**30
 
@@ -101,6 +104,38 @@ def check_fits(needed_bytes: int, free_bytes: int, what: str, hint: str) -> None
     """Raise :class:`DeviceMemoryError` when ``needed_bytes`` exceed the free memory."""
     if needed_bytes > free_bytes:
         raise DeviceMemoryError(f"{what} needs {_fmt(needed_bytes)} of GPU memory; {_fmt(free_bytes)} is free. {hint}")
+
+
+#: Host rows copied to the device per transfer by :func:`upload_rows`.
+UPLOAD_CHUNK_BYTES = 128 * 2**20
+
+
+def upload_rows(X: Any, xp: Any, *, dtype: Any = np.float32,
+                chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> Any:
+    """``X`` (host rows, any float dtype, memmaps included) as a C-contiguous ``dtype`` array on ``xp``.
+
+    ``cupy.asarray(numpy_array)`` stages the whole array through a pinned host buffer of
+    its size, which then stays in cupy's pinned pool; float64 input would also need a
+    float32 host copy first. Here the rows go in chunks of at most ``chunk_bytes``
+    (cast on the host a chunk at a time), and the pinned pool is emptied afterwards,
+    so the host holds at most one chunk more than the input.
+    """
+    n = X.shape[0]
+    out = xp.empty(X.shape, dtype=dtype)
+    row_bytes = max(1, int(np.prod(X.shape[1:], dtype=np.int64)) * max(np.dtype(X.dtype).itemsize,
+                                                                       np.dtype(dtype).itemsize))
+    rows = max(1, chunk_bytes // row_bytes)
+    for r0 in range(0, n, rows):
+        out[r0:r0 + rows] = xp.asarray(np.ascontiguousarray(X[r0:r0 + rows], dtype=dtype))
+    free_pinned(xp)
+    return out
+
+
+def free_pinned(xp: Any) -> None:
+    """Give cupy's pinned staging buffers back to the host (nothing for numpy)."""
+    pool = getattr(xp, "get_default_pinned_memory_pool", None)
+    if pool is not None:
+        pool().free_all_blocks()
 
 
 # ----------------------------------------------------------------------------- host memory

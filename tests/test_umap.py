@@ -373,7 +373,11 @@ def test_cuda_backend_streams_data_too_large_for_the_device(monkeypatch, small):
     from embedscope.backends.cuda import place as _to_device
 
     X, labels = small
-    monkeypatch.setattr(memory, "device_free_bytes", lambda: 1024)  # only the placement reads this
+    # Only the placement sees a tiny device: every stage reads memory.device_free_bytes
+    # through the module (so a patch reaches them), and the kNN plan and the graph's
+    # check must see the real device to run.
+    real, answers = memory.device_free_bytes, iter([1024, 1024])
+    monkeypatch.setattr(memory, "device_free_bytes", lambda: next(answers, None) or real())
     assert isinstance(_to_device(X), np.ndarray)
     umap = UMAP(backend="cuda", n_epochs=100, random_state=0).fit(X)
     assert umap.backend_ == "cuda" and knn_accuracy(umap.embedding_, labels, 10) > 0.9

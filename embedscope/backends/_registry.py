@@ -149,6 +149,14 @@ class Kernels:
     #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract, host layout out.
     umap_optimize: Callable[..., np.ndarray]
     tsne: TsneKernels
+    #: ``fuzzy_graph(indices, distances, n_neighbors, *, rho_from_nearest)`` -> (graph,
+    #: sigmas, rhos): UMAP's fuzzy simplicial set as a CSR matrix where this backend
+    #: keeps it (scipy on the host, cupyx on the device). None: the host twin.
+    fuzzy_graph: Callable[..., tuple[Any, Any, Any]] | None = None
+    #: ``tsne_affinities(indices, distances, n, perplexity, *, squared)`` -> (P, n_missed):
+    #: t-SNE's joint P where this backend keeps it (scipy CSR, or a device
+    #: ``DeviceCSR``), for :attr:`TsneKernels.place`. None: the host twin.
+    tsne_affinities: Callable[..., tuple[Any, int]] | None = None
 
 
 @dataclass

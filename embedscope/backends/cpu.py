@@ -79,11 +79,26 @@ def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
     return kl_divergence(P, Y, z, dof)
 
 
+def _fuzzy_graph(indices: np.ndarray, distances: np.ndarray, n_neighbors: int, *,
+                 rho_from_nearest: bool = False) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    from embedscope.kernels.affinity import fuzzy_simplicial_set
+
+    return fuzzy_simplicial_set(indices, distances, n_neighbors, rho_from_nearest=rho_from_nearest)
+
+
+def _tsne_affinities(indices: np.ndarray, distances: np.ndarray, n: int, perplexity: float, *,
+                     squared: bool = True) -> tuple[sp.csr_matrix, int]:
+    from embedscope.kernels.tsne import knn_joint_probabilities
+
+    return knn_joint_probabilities(indices, distances, n, perplexity, squared=squared)
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Kernels:
     """The cpu kernel table."""
     return Kernels(place=to_host, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
-                   tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl))
+                   tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
+                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities)
 
 
 CAPABILITIES = Capabilities(

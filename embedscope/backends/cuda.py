@@ -46,13 +46,14 @@ def place(X: Any) -> Any:
     xp = _device_xp()
     if xp is np or is_cupy(X):
         return xp.asarray(X)
-    from embedscope._memory import device_free_bytes
+    from embedscope import _memory
 
-    if 4 * X.shape[0] * X.shape[1] > device_free_bytes() // 2:  # float32 once on the device
+    if 4 * X.shape[0] * X.shape[1] > _memory.device_free_bytes() // 2:  # float32 once on the device
         return X
     # Every stage reads float32: cast on the host, so float64 input does not land on the
-    # device at twice the size the memory check above counted.
-    return xp.asarray(np.ascontiguousarray(X, dtype=np.float32))
+    # device at twice the size the memory check above counted; in bounded chunks, so
+    # neither a float32 host copy nor a pinned staging buffer of the whole array is made.
+    return _memory.upload_rows(X, xp, dtype=np.float32)
 
 
 def uses_ivf(method: str, n: int, self_join: bool = True) -> bool:
@@ -123,11 +124,28 @@ def _tsne_kl(P: Any, Y: Any, z: Any, dof: float) -> float:
     return gpu.kl_divergence_gpu(P, Y, z, dof)
 
 
+def _fuzzy_graph(indices: Any, distances: Any, n_neighbors: int, *,
+                 rho_from_nearest: bool = False) -> tuple[Any, Any, Any]:
+    """UMAP's fuzzy graph built on the GPU; it stays there (cupyx CSR) for the init and the SGD."""
+    from embedscope.kernels.graph.fuzzy import fuzzy_simplicial_set_gpu
+
+    return fuzzy_simplicial_set_gpu(indices, distances, n_neighbors, rho_from_nearest=rho_from_nearest)
+
+
+def _tsne_affinities(indices: Any, distances: Any, n: int, perplexity: float, *,
+                     squared: bool = True) -> tuple[Any, int]:
+    """t-SNE's joint P built on the GPU, as the ``DeviceCSR`` the gradient kernels read."""
+    from embedscope.kernels.tsne.affinity_gpu import joint_probabilities_gpu
+
+    return joint_probabilities_gpu(indices, distances, n, perplexity, squared=squared)
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Kernels:
     """The cuda kernel table."""
     return Kernels(place=place, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
-                   tsne=TsneKernels(_tsne_place, _tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl))
+                   tsne=TsneKernels(_tsne_place, _tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
+                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities)
 
 
 def _simulated() -> bool:

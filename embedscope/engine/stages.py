@@ -20,7 +20,9 @@ Spectral init takes the leading non-trivial eigenvectors of the normalised adjac
 well-conditioned graph; otherwise we fall back to PCA of the data and say why,
 never silently to random. The eigensolver is ARPACK with a small Krylov basis
 (``ncv`` <= 32 vectors, so memory stays at ~32 x N floats whatever N is) and a bounded
-number of restarts; dense ``eigh`` below 2,000 points.
+number of restarts; dense ``eigh`` below 2,000 points. A graph the backend built on
+the GPU is solved there (:func:`device_spectral_layout`, cupyx's ``eigsh`` with the
+same settings, residual-checked).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import scipy.sparse as sp
 
 from embedscope._array import array_module, to_host
 from embedscope.backends import Backend, get_spec
+from embedscope.kernels.graph import is_device_csr
 
 #: Input dimensions above which the kNN search runs on principal components, and how
 #: many by default (``pca_components``). Not applied to ``inner_product`` (centring
@@ -45,6 +48,9 @@ DENSE_SPECTRAL_MAX = 2000
 #: ARPACK on a million-node graph costs minutes for a layout SGD mostly rewrites.
 SPECTRAL_MAX_POINTS = 500_000
 _KRYLOV_MAX = 32
+#: The same switch for a graph built on the GPU (``kernels.graph.spectral``, cupyx's
+#: Lanczos). Not measured on a device yet (#16): lower it if the GPU solve is slow.
+SPECTRAL_MAX_POINTS_DEVICE = 5_000_000
 
 
 class InitFallback(Exception):
@@ -100,6 +106,23 @@ def spectral_layout(graph: sp.spmatrix, n_components: int, *, seed: int = 0) -> 
     if not np.all(np.isfinite(layout)) or np.any(spread < 1e-12):
         raise InitFallback("the spectral problem is ill-conditioned (degenerate eigenvectors)")
     return layout.astype(np.float32)
+
+
+def device_spectral_layout(graph: Any, n_components: int, *, seed: int = 0) -> np.ndarray:
+    """:func:`spectral_layout` of a graph that lives on the GPU, solved there (host layout out).
+
+    The device solver (cupyx's Lanczos) lifts the host limit to
+    :data:`SPECTRAL_MAX_POINTS_DEVICE`; its failures are :class:`InitFallback` too.
+    """
+    from embedscope.kernels.graph.spectral import SpectralFailed, spectral_layout_xp
+
+    n = graph.shape[0]
+    if n > SPECTRAL_MAX_POINTS_DEVICE:
+        raise InitFallback(f"{n:,} points exceed the GPU spectral limit of {SPECTRAL_MAX_POINTS_DEVICE:,}")
+    try:
+        return to_host(spectral_layout_xp(graph, n_components, seed=seed))
+    except SpectralFailed as exc:
+        raise InitFallback(str(exc)) from exc
 
 
 def pca_backend(backend: str) -> str:
@@ -202,9 +225,12 @@ def initial_layout(
             return rescale(random_layout(n, n_components, seed=seed), seed=seed), "random"
         if name == "spectral":
             try:
-                if n > SPECTRAL_MAX_POINTS:
-                    raise InitFallback(f"{n:,} points exceed the spectral limit of {SPECTRAL_MAX_POINTS:,}")
-                layout = spectral_layout(graph, n_components, seed=seed)
+                if is_device_csr(graph):
+                    layout = device_spectral_layout(graph, n_components, seed=seed)
+                else:
+                    if n > SPECTRAL_MAX_POINTS:
+                        raise InitFallback(f"{n:,} points exceed the spectral limit of {SPECTRAL_MAX_POINTS:,}")
+                    layout = spectral_layout(graph, n_components, seed=seed)
                 return rescale(layout, seed=seed), "spectral"
             except InitFallback as reason:
                 used = f"pca (spectral fallback: {reason})"

@@ -11,8 +11,9 @@ time, so progress, callbacks and the KL report live here.
 The loop is written once; the steps come from the backend's kernel table
 (``backend.kernels.tsne``): the CPU twins in ``kernels.tsne`` or the GPU twins in
 ``kernels.tsne.gpu`` (numba.cuda and cupy, the grid repulsion in 3-D as well). On the
-cuda backend the preparation, the kNN search and the iterations run on the device; the
-perplexity calibration, P and the init stay on the host (sparse and cheap). A delegate
+cuda backend the preparation, the kNN search, the perplexity calibration and P
+(``kernels.tsne.affinity_gpu``, from the backend's ``tsne_affinities``) and the
+iterations run on the device; the init stays on the host. A delegate
 backend (cuML) fits the whole reducer itself.
 """
 
@@ -109,8 +110,9 @@ class TSNE(BaseReducer):
         :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, up to 2,000,000 points and
         IVF above, the rule UMAP follows) and the iterations
         (:mod:`embedscope.kernels.tsne.gpu`, float32 on the device; grid repulsion in
-        2-D and 3-D) run on the GPU, the PCA preprocessing too; the perplexity
-        calibration, P and the init run on the host. It finds at most 128 neighbours,
+        2-D and 3-D) run on the GPU, the PCA preprocessing, the perplexity
+        calibration and P too (:mod:`embedscope.kernels.tsne.affinity_gpu`); the init
+        runs on the host. It finds at most 128 neighbours,
         so ``perplexity <= 42`` unless ``precomputed_knn`` is given. ``"cuml"``:
         RAPIDS cuML's t-SNE fits (2-D, dof=1, init "pca" or "random", no callback, no
         ``transform``); what it cannot honour raises :class:`embedscope.Unsupported`.
@@ -334,7 +336,7 @@ class TSNE(BaseReducer):
                                                       log=progress.log)
         del Z  # frees the device copy before the iterations
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
-            P, missed = self._affinities(indices, distances, n)
+            P, missed = self._affinities(indices, distances, n, kernels)
             if missed:
                 progress.log(f"perplexity search did not converge for {missed} point(s)")
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
@@ -344,19 +346,12 @@ class TSNE(BaseReducer):
         self.timings_ = progress.timings
         return self
 
-    def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int) -> tuple[sp.csr_matrix, int]:
-        """The joint P of the kNN graph; missing neighbours (-1, or the point itself) get no weight."""
-        missing = (indices < 0) | (indices == np.arange(n)[:, None])
-        if missing.any():
-            # A huge finite distance gives a missing entry zero weight in the perplexity
-            # search (an infinite one would turn 0 * inf into NaN there).
-            distances = np.where(missing, np.float32(1e18), distances)
-        cond, missed = ktsne.conditional_affinities(distances, self.perplexity_,
-                                                    squared=self._metric == "euclidean")
-        if missing.any():
-            cond = np.where(missing, 0.0, cond).astype(cond.dtype)
-            indices = np.where(missing, np.arange(n)[:, None], indices).astype(np.int32)
-        return ktsne.joint_probabilities(indices, cond, n), missed
+    def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int,
+                    kernels: Any = None) -> tuple[Any, int]:
+        """The joint P of the kNN graph where the backend builds it (host CSR, or the device's
+        ``DeviceCSR``); missing neighbours (-1, or the point itself) get no weight."""
+        build = getattr(kernels, "tsne_affinities", None) or ktsne.knn_joint_probabilities
+        return build(indices, distances, n, self.perplexity_, squared=self._metric == "euclidean")
 
     def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
         self.perplexity_ = self._effective_perplexity(n)

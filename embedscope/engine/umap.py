@@ -3,10 +3,11 @@
 prepare (PCA to 50 dims when d > 100) -> kNN graph -> fuzzy simplicial set
 (``kernels.affinity``) -> init (``engine.stages``) -> SGD epochs (``kernels.umap_sgd``).
 
-Only the kNN search and the SGD epochs differ per backend: they come from the
-backend's kernel table (``backends.cpu`` / ``backends.cuda``). The graph and the init
-run on the host for both (sparse, cheap next to the kNN search and the epochs). A
-delegate backend (cuML) fits the whole reducer itself.
+The kNN search, the fuzzy graph and the SGD epochs differ per backend: they come from
+the backend's kernel table (``backends.cpu`` / ``backends.cuda``). On the GPU the
+graph is built and kept on the device (``kernels.graph``) for the spectral init and
+the epochs; ``graph_`` is its host copy. A delegate backend (cuML) fits the whole
+reducer itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from embedscope.engine.base import (
 from embedscope.engine.stages import INIT_CHOICES
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
+from embedscope.kernels.graph import csr_to_host
 from embedscope.kernels.knn import check_metric
 
 #: Largest ``n_components``: a layout is for looking at or for a downstream model; above
@@ -109,7 +111,9 @@ class UMAP(BaseReducer):
         in blocks), then PCA, the kNN search (exact,
         :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, or IVF) and the SGD epochs
         (:func:`embedscope.kernels.umap_sgd.gpu.optimize_layout_gpu`) run on the
-        device; the fuzzy graph and the init run on the host. It finds at most 128
+        device, and so do the fuzzy graph (:mod:`embedscope.kernels.graph.fuzzy`) and
+        the spectral init (cupyx's eigsh, up to 5,000,000 points); the PCA init's
+        projection returns to the host. It finds at most 128
         neighbours (``n_neighbors <= 129``) unless ``precomputed_knn`` is given.
         ``"cuml"``: RAPIDS cuML's UMAP fits with the same parameters (no PCA
         preprocessing; ``knn_method`` does not apply); what it cannot honour raises
@@ -304,9 +308,11 @@ class UMAP(BaseReducer):
                                                       seed=seed, log=progress.log)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
-        with progress.stage("affinities", "fuzzy simplicial set on the host"):
-            graph, _, _ = affinity.fuzzy_simplicial_set(indices, distances, params["n_neighbors"],
-                                                        rho_from_nearest=rho_nearest)
+        # The graph stays where the backend builds it (a cupyx CSR on the GPU) for the
+        # init and the epochs; graph_ gets a host copy at the end.
+        fuzzy_graph = kernels.fuzzy_graph or affinity.fuzzy_simplicial_set
+        with progress.stage("affinities", f"fuzzy simplicial set on {backend.name}"):
+            graph, _, _ = fuzzy_graph(indices, distances, params["n_neighbors"], rho_from_nearest=rho_nearest)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             layout, used = stages.initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
@@ -325,7 +331,7 @@ class UMAP(BaseReducer):
         self._train = Z_host
         self._n_neighbors = params["n_neighbors"]
         self.knn_indices_, self.knn_distances_ = indices, distances
-        self.graph_ = graph
+        self.graph_ = csr_to_host(graph)
         self.embedding_ = layout
         self.init_used_ = used
         self.n_epochs_ = n_epochs

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from embedscope import _memory
 from embedscope._array import to_host
-from embedscope._memory import KnnPlan, device_free_bytes, plan_knn
+from embedscope._memory import KnnPlan, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
 from embedscope.kernels.knn.consts import KMAX, MAX_THREADS
 from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
@@ -35,14 +36,33 @@ def _kernels() -> Any:
     return knn_cuda.select_topk
 
 
+#: Rows per block of the float64 norm sums: bounds their temporaries to
+#: ``NORM_BLOCK_ROWS x d`` doubles instead of two float64 copies of the whole input.
+NORM_BLOCK_ROWS = 1 << 16
+#: Pair rows per block of the float64 re-ranking of euclidean candidates.
+EXACT_BLOCK_ELEMENTS = 1 << 24
+
+
+def _squared_norms(X: Any, xp: Any) -> Any:
+    """Row sums of squares of float32 ``X``, accumulated in float64 a block of rows at a time."""
+    sq = xp.empty(X.shape[0], dtype=xp.float32)
+    for r0 in range(0, X.shape[0], NORM_BLOCK_ROWS):
+        block = X[r0:r0 + NORM_BLOCK_ROWS].astype(xp.float64)
+        sq[r0:r0 + NORM_BLOCK_ROWS] = (block * block).sum(axis=1)
+    return sq
+
+
 def _prepare(X: Any, metric: str, xp: Any) -> tuple[Any, Any]:
-    """float32 rows (unit rows for cosine) and squared norms, on ``xp``'s device."""
+    """float32 rows (unit rows for cosine) and squared norms, on ``xp``'s device.
+
+    Temporaries beyond the float32 rows (one copy for cosine, none for float32 device
+    input) are bounded by :data:`NORM_BLOCK_ROWS` rows: ``plan_knn`` counts the data once.
+    """
     X = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
     if metric == "cosine":
-        norms = xp.sqrt((X.astype(xp.float64) ** 2).sum(axis=1)).astype(xp.float32)
+        norms = xp.sqrt(_squared_norms(X, xp))
         X = X / xp.where(norms > 0, norms, xp.float32(1.0))[:, None]
-    sq = (X.astype(xp.float64) ** 2).sum(axis=1).astype(xp.float32)
-    return X, sq
+    return X, _squared_norms(X, xp)
 
 
 def _merge(best_i: Any, best_d: Any, part_i: Any, part_d: Any, k: int, xp: Any) -> tuple[Any, Any]:
@@ -56,8 +76,12 @@ def _merge(best_i: Any, best_d: Any, part_i: Any, part_d: Any, k: int, xp: Any) 
 def _exact_distances(Q: Any, D_rows: Any, idx: Any, dist: Any, xp: Any) -> tuple[Any, Any]:
     """Direct euclidean distances of the selected pairs (the gram trick loses digits)."""
     valid = idx >= 0
-    diff = Q[:, None, :].astype(xp.float64) - D_rows.astype(xp.float64)
-    exact = xp.sqrt((diff * diff).sum(axis=2)).astype(xp.float32)
+    exact = xp.empty(idx.shape, dtype=xp.float32)
+    step = max(1, EXACT_BLOCK_ELEMENTS // max(1, idx.shape[1] * Q.shape[1]))
+    for r0 in range(0, Q.shape[0], step):
+        diff = Q[r0:r0 + step, None, :].astype(xp.float64) - D_rows[r0:r0 + step].astype(xp.float64)
+        exact[r0:r0 + step] = xp.sqrt((diff * diff).sum(axis=2))
+        del diff
     exact = xp.where(valid, exact, xp.float32(np.inf))
     order = xp.argsort(exact, axis=1, kind="stable")
     return xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(exact, order, axis=1)
@@ -113,7 +137,7 @@ def exact_knn_gpu(
         raise ValueError(f"threads={threads} must be a power of two <= {MAX_THREADS}")
     m = n if self_join else queries.shape[0]
     if plan is None:
-        free = 8 * 2**30 if simulated() else device_free_bytes()
+        free = 8 * 2**30 if simulated() else _memory.device_free_bytes()
         plan = plan_knn(n, m, dim, k, free)
     select = _kernels()
     code = _METRIC_CODE[metric]
@@ -145,4 +169,6 @@ def exact_knn_gpu(
             best_i, best_d = _exact_distances(Q, rows, best_i, best_d, xp)
         out_i[q0:q1] = best_i
         out_d[q0:q1] = best_d
+    if host_data is not None:
+        _memory.free_pinned(xp)  # the streamed blocks were staged through pinned buffers
     return out_i, out_d

@@ -4,11 +4,16 @@ Contract
 --------
 The optimiser loop (``engine.tsne``) is written once and picks one twin per stage.
 
-Affinities (CPU only, on the host for both backends: sparse and cheap)
+Affinities
     :func:`conditional_affinities` takes the kNN distances, (n, k) float32 with the
     point itself excluded, and returns (n, k) float32 row-conditional probabilities;
     :func:`joint_probabilities` turns them into the symmetric joint P, an (n, n) CSR
-    matrix, float32 data and int32 indices, summing to 1.
+    matrix, float32 data and int32 indices, summing to 1;
+    :func:`knn_joint_probabilities` does both from a kNN graph with missing entries.
+    GPU twin (:mod:`.affinity_gpu`, numba.cuda kernel in :mod:`.affinity_cuda`):
+    ``joint_probabilities_gpu`` builds P on the device (perplexity search one thread
+    per row, ``P + P.T`` by sorted pair keys) and returns a ``DeviceCSR``; parity in
+    tests/cudasim/graph_check.py.
 
 Gradient and step
     CPU (:mod:`.gradient`, numba, the reference): :func:`attractive_forces`,
@@ -41,7 +46,11 @@ The GPU modules are not imported here: importing this package loads no CUDA.
 
 from __future__ import annotations
 
-from embedscope.kernels.tsne.affinity import conditional_affinities, joint_probabilities
+from embedscope.kernels.tsne.affinity import (
+    conditional_affinities,
+    joint_probabilities,
+    knn_joint_probabilities,
+)
 from embedscope.kernels.tsne.bh import BarnesHutRepulsion
 from embedscope.kernels.tsne.exact import exact_repulsion, kl_divergence
 from embedscope.kernels.tsne.fft import FFTRepulsion
@@ -57,4 +66,5 @@ __all__ = [
     "gradient_step",
     "joint_probabilities",
     "kl_divergence",
+    "knn_joint_probabilities",
 ]

@@ -112,3 +112,22 @@ def joint_probabilities(indices: np.ndarray, conditional: np.ndarray, n: int) ->
     P.indices = P.indices.astype(np.int32)
     P.sort_indices()
     return P
+
+
+def knn_joint_probabilities(indices: np.ndarray, distances: np.ndarray, n: int, perplexity: float, *,
+                            squared: bool = True) -> tuple[sp.csr_matrix, int]:
+    """The joint P of a kNN graph (host), and the rows whose perplexity search missed.
+
+    Missing neighbours (``-1``, or the point itself) get no weight. The GPU twin is
+    :func:`embedscope.kernels.tsne.affinity_gpu.joint_probabilities_gpu`.
+    """
+    missing = (indices < 0) | (indices == np.arange(n)[:, None])
+    if missing.any():
+        # A huge finite distance gives a missing entry zero weight in the perplexity
+        # search (an infinite one would turn 0 * inf into NaN there).
+        distances = np.where(missing, np.float32(1e18), distances)
+    cond, missed = conditional_affinities(distances, perplexity, squared=squared)
+    if missing.any():
+        cond = np.where(missing, 0.0, cond).astype(cond.dtype)
+        indices = np.where(missing, np.arange(n)[:, None], indices).astype(np.int32)
+    return joint_probabilities(indices, cond, n), missed

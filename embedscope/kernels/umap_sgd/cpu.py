@@ -322,7 +322,11 @@ def default_epochs(n_samples: int) -> int:
 
 
 def edge_schedule(graph: sp.csr_matrix, n_epochs: int) -> sp.csr_matrix:
-    """Drop edges too weak to be sampled once in ``n_epochs`` epochs; keep CSR sorted."""
+    """Drop edges too weak to be sampled once in ``n_epochs`` epochs; keep CSR sorted.
+
+    Only array methods are used, so a cupyx CSR graph (built on the GPU) is pruned
+    on the device.
+    """
     graph = graph.tocsr(copy=True)
     if graph.nnz:
         graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
@@ -335,7 +339,8 @@ def sgd_schedule(graph: sp.csr_matrix, negative_sample_rate: int) -> tuple[np.nd
 
     Returns ``(indptr, indices, epochs_per_sample, next_sample, next_negative)``, or
     None for a graph without edges. Strong edges are sampled every epoch, an edge of
-    weight ``w`` every ``max(w) / w`` epochs.
+    weight ``w`` every ``max(w) / w`` epochs. For a cupyx graph the arrays are cupy
+    arrays, computed on the device (only array methods are used).
     """
     graph = graph.tocsr()
     weights = graph.data.astype(np.float32)

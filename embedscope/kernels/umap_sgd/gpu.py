@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.kernels._cuda import cuda, device_array_module
+from embedscope import _memory
+from embedscope.kernels._cuda import cuda, device_array_module, simulated
 from embedscope.kernels.umap_sgd.cpu import sgd_schedule
 
 THREADS_PER_BLOCK = 256
@@ -27,6 +28,13 @@ def _kernel() -> Any:
     from embedscope.kernels.umap_sgd import cuda as umap_sgd_cuda
 
     return umap_sgd_cuda.sgd_epoch
+
+
+def sgd_bytes(n_heads: int, dim: int, n_edges: int, n_ref: int = 0) -> int:
+    """Device bytes of :func:`optimize_layout_gpu`: the schedule (int32 columns and three
+    float32 clocks per edge, int64 indptr) where it is uploaded from the host, and the
+    layout, its snapshot and the scratch (float32), plus a fixed reference."""
+    return 16 * n_edges + 8 * (n_heads + 1) + 4 * dim * (3 * n_heads + n_ref)
 
 
 def optimize_layout_gpu(
@@ -52,6 +60,11 @@ def optimize_layout_gpu(
         The optimised layout. ``callback`` receives the live device array.
     """
     xp = device_array_module()
+    if not simulated():
+        ref_rows = 0 if reference is None else reference.shape[0]
+        _memory.check_fits(sgd_bytes(head.shape[0], head.shape[1], graph.nnz, ref_rows),
+                           _memory.device_free_bytes(), f"UMAP's epochs over {graph.nnz:,} edges",
+                           "Free GPU memory, lower n_neighbors, or use backend='cpu'.")
     kernel = _kernel()
     head = xp.ascontiguousarray(xp.asarray(head, dtype=xp.float32))
     schedule = sgd_schedule(graph, negative_sample_rate)

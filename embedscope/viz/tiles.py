@@ -64,8 +64,13 @@ def _shade(counts: np.ndarray, *, kind: str | None, categories: list[Any], color
 
     coords = {"y": np.arange(TILE, dtype=np.float64), "x": np.arange(TILE, dtype=np.float64)}
     if kind == "category":
-        agg = xr.DataArray(counts, dims=("y", "x", "cat"), coords={**coords, "cat": categories})
-        return tf.shade(agg, color_key=[colors[c] for c in categories], how="log", span=span, min_alpha=90)
+        # Only the categories present in this tile: the colour mix of a pixel is the same,
+        # and datashader's cost grows with the number of category planes.
+        present = np.flatnonzero(counts.sum(axis=(0, 1)))
+        names = [categories[i] for i in present]
+        agg = xr.DataArray(np.ascontiguousarray(counts[:, :, present]), dims=("y", "x", "cat"),
+                           coords={**coords, "cat": names})
+        return tf.shade(agg, color_key=[colors[c] for c in names], how="log", span=span, min_alpha=90)
     if kind == "value":
         agg = xr.DataArray(means, dims=("y", "x"), coords=coords)
         return tf.shade(agg, cmap=cc.bmy, how="linear", span=span)

@@ -15,11 +15,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Reduce the built-in 10,000 x 50 mixture with UMAP, then plot it.
+# Real data that ships with scikit-learn (1,797 handwritten digits, 8 x 8 pixels): UMAP and
+# t-SNE side by side, labelled; a PNG, a static HTML page and a zoomable tile site.
 demo: $(STAMP)
-	$(BIN)/embedscope reduce builtin:mixture --method umap --random-state 0 --out $(DEMO)/coords.parquet --force
-	$(BIN)/embedscope plot $(DEMO)/coords.parquet --color label --out $(DEMO)/plot.png --force
-	$(BIN)/embedscope plot $(DEMO)/coords.parquet --color label --out $(DEMO)/plot.html --force
+	$(BIN)/embedscope reduce builtin:digits --method umap --random-state 0 --out $(DEMO)/digits-umap.parquet --force
+	$(BIN)/embedscope reduce builtin:digits --method tsne --random-state 0 --out $(DEMO)/digits-tsne.parquet --force
+	$(BIN)/embedscope compare $(DEMO)/digits-umap.parquet $(DEMO)/digits-tsne.parquet --color label --labels-from label --out $(DEMO)/umap-vs-tsne.png --force
+	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --out $(DEMO)/plot.png --force
+	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --out $(DEMO)/plot.html --force
+	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --tiles --max-zoom 3 --out $(DEMO)/site --force
+	@echo "demo: open $(DEMO)/umap-vs-tsne.png, $(DEMO)/plot.png, $(DEMO)/plot.html and $(DEMO)/site/index.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -349,7 +349,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     progress = Progress(not args.quiet, "compare")
     with progress.stage("figure", f"{A.shape[0]:,} paired points, colour {args.color or 'density'}"):
         info = save_compare_png(A, B, out, meta, None if args.color == "none" else args.color, names=names,
-                                k=args.k, width=args.width, height=args.height, force=args.force)
+                                k=args.k, width=args.width, height=args.height, labels=args.labels_from,
+                                force=args.force)
     if "moved_median" in info:
         progress.log(f"moved (k={args.k}): median {info['moved_median']:.3f}, "
                      f"{info['moved_share_over_half']:.1%} of points above 0.5")
@@ -426,6 +427,7 @@ def register(sub: Any) -> None:
                    help="'moved' (default: Jaccard distance of each point's k nearest neighbours in the two "
                         "layouts), a metadata column, or 'none'")
     c.add_argument("--k", type=int, default=15, help="neighbours of the moved layer (default 15)")
+    c.add_argument("--labels-from", metavar="COLUMN", help="write the names of each panel's regions from this column")
     c.add_argument("--width", type=int, default=700, help="pixels per panel (default 700)")
     c.add_argument("--height", type=int, default=600, help="pixels per panel (default 600)")
     c.add_argument("--force", action="store_true", help="replace an existing output file")

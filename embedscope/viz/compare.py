@@ -110,6 +110,7 @@ def save_compare_png(
     k: int = 15,
     width: int = 700,
     height: int = 600,
+    labels: str | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Write one PNG with the two layouts side by side, coloured alike.
@@ -131,6 +132,9 @@ def save_compare_png(
         Neighbours of the moved layer.
     width, height : int
         Pixels of each panel.
+    labels : str, optional
+        Metadata column whose region names are written on each panel
+        (:func:`embedscope.viz.labels.find_labels`, the full-view level).
     force : bool, default=False
 
     Returns
@@ -143,7 +147,8 @@ def save_compare_png(
     from PIL import Image, ImageDraw
 
     from embedscope.engine.metrics import neighborhood_change
-    from embedscope.viz.export import _legend_image, render_image
+    from embedscope.viz._input import plot_frame
+    from embedscope.viz.export import _labelled_image, _legend_image, render_image
 
     info: dict[str, Any] = {}
     how = "eq_hist"
@@ -162,8 +167,11 @@ def save_compare_png(
     drawn: dict[str, Any] = {}
     for layout, name in zip((A, B), names, strict=True):
         image, drawn = render_image(layout[:, :2], meta, color, width=width, height=height, how=how, spread=1)
+        pil = image.to_pil()
+        if labels is not None:
+            pil = _labelled_image(pil, plot_frame(layout[:, :2], meta), labels, drawn)
         panel = Image.new("RGB", (width, height + CAPTION), "white")
-        panel.paste(image.to_pil().convert("RGB"), (0, CAPTION))
+        panel.paste(pil.convert("RGB"), (0, CAPTION))
         ImageDraw.Draw(panel).text((8, 6), str(name), fill="black")
         panels.append(panel)
     figure = Image.new("RGB", (2 * width + 8, height + CAPTION), "white")

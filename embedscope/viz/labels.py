@@ -31,6 +31,9 @@ CHAR_PX = 7.0
 LINE_PX = 16.0
 #: A region needs this share of all points (coarsest level; halved per finer level).
 MIN_SHARE = 0.01
+#: Most regions at the full view: the coarsest smoothing is the narrowest that leaves
+#: at most this many (neighbouring islands merge until they do).
+MAX_COARSE = 12
 #: Rows whose texts are read to name regions (seeded sample above it).
 MAX_TEXT_ROWS = 200_000
 #: Above this share of distinct values a text/object column is treated as free text.
@@ -141,8 +144,8 @@ def _regions(cells: np.ndarray, valid: np.ndarray, grid: int, sigma: float, quan
 
 
 def _category_names(codes: np.ndarray, uniques: Any, region: np.ndarray,
-                    n_regions: int) -> list[tuple[str, float]]:
-    """Each region's dominant category (two where none holds 40 %) and its share."""
+                    n_regions: int) -> list[tuple[str, float, int]]:
+    """Each region's dominant category (two where none holds 40 %), its share and code."""
     import scipy.sparse as sp
 
     ok = (region >= 0) & (codes >= 0)
@@ -152,7 +155,7 @@ def _category_names(codes: np.ndarray, uniques: Any, region: np.ndarray,
     for r in range(n_regions):
         row = table.getrow(r)
         if row.nnz == 0:
-            names.append(("", 0.0))
+            names.append(("", 0.0, -1))
             continue
         order = np.argsort(-row.data, kind="stable")
         top = row.indices[order]
@@ -160,12 +163,12 @@ def _category_names(codes: np.ndarray, uniques: Any, region: np.ndarray,
         text = str(uniques[top[0]])
         if share < 0.4 and top.size > 1:
             text = f"{text}, {uniques[top[1]]}"
-        names.append((text, share))
+        names.append((text, share, int(top[0])))
     return names
 
 
 def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int = 2,
-                rng: np.random.Generator) -> list[tuple[str, float]]:
+                rng: np.random.Generator) -> list[tuple[str, float, int]]:
     from sklearn.feature_extraction.text import CountVectorizer
 
     rows = np.flatnonzero(region >= 0)
@@ -178,7 +181,7 @@ def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int =
                                      max_features=50_000)
         counts = vectorizer.fit_transform(texts)
     except ValueError:  # no words at all (empty vocabulary)
-        return [("", float("nan"))] * n_regions
+        return [("", float("nan"), -1)] * n_regions
     import scipy.sparse as sp
 
     member = sp.csr_matrix((np.ones(rows.size), (region[rows], np.arange(rows.size))),
@@ -193,7 +196,7 @@ def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int =
     names = []
     for r in range(n_regions):
         best = [i for i in np.argsort(-score[r])[:terms] if score[r, i] > 0]
-        names.append((" · ".join(vocab[i] for i in best), float("nan")))
+        names.append((" · ".join(vocab[i] for i in best), float("nan"), -1))
     return names
 
 
@@ -278,11 +281,18 @@ def find_labels(
     cells[valid] = row[valid].astype(np.int64) * grid + col[valid].astype(np.int64)
     rng = np.random.default_rng(random_state)
     result = LabelSet([], column, kind, int(levels), int(width), x_range, y_range)
+    # The full view's smoothing: the narrowest (from 1/64 of the grid, doubling) that
+    # leaves at most MAX_COARSE regions; each finer level halves it and raises the
+    # density threshold, splitting regions as the view zooms in.
+    coarse = grid / 64
+    while coarse < grid / 4:
+        _, sizes, _ = _regions(cells, valid, grid, coarse, 0.15, max(5, int(MIN_SHARE * n)))
+        if sizes.size <= MAX_COARSE:
+            break
+        coarse *= 2
     for level in range(levels):
-        # Coarse: wide smoothing and a low threshold join neighbouring islands; each
-        # finer level halves the smoothing and raises the threshold, splitting them.
-        sigma = grid / 8 / 2.0**level
-        quantile = 0.1 + 0.4 * level / max(levels - 1, 1)
+        sigma = max(coarse / 2.0**level, 0.75)
+        quantile = 0.15 + 0.35 * level / max(levels - 1, 1)
         min_points = max(5, int(MIN_SHARE * n / 2.0**level))
         region, sizes, peaks = _regions(cells, valid, grid, sigma, quantile, min_points)
         if not sizes.size:
@@ -291,15 +301,25 @@ def find_labels(
             names = _category_names(codes, uniques, region, sizes.size)
         else:
             names = _text_names(values, region, sizes.size, rng=rng)
+        # A label sits at the median of the points it names (the region's points of its
+        # dominant category): on them, where a density peak of a merged region may not be.
+        order = np.argsort(region, kind="stable")
+        starts = np.searchsorted(region[order], np.arange(sizes.size + 1))
         candidates = []
         for r in np.argsort(-sizes, kind="stable"):
-            text, share = names[r]
+            text, share, top = names[r]
             if not text:
                 continue
-            prow, pcol = peaks[r]
-            lx = x_range[0] + (pcol + 0.5) / grid * (x_range[1] - x_range[0])
-            ly = y_range[0] + (prow + 0.5) / grid * (y_range[1] - y_range[0])
-            candidates.append(MapLabel(text, float(lx), float(ly), level, int(sizes[r]), share))
+            members = order[starts[r]:starts[r + 1]]
+            if top >= 0:
+                members = members[codes[members] == top]
+            if members.size:
+                lx, ly = float(np.median(x[members])), float(np.median(y[members]))
+            else:
+                prow, pcol = peaks[r]
+                lx = x_range[0] + (pcol + 0.5) / grid * (x_range[1] - x_range[0])
+                ly = y_range[0] + (prow + 0.5) / grid * (y_range[1] - y_range[0])
+            candidates.append(MapLabel(text, lx, ly, level, int(sizes[r]), share))
         kept: list[tuple[float, float, float, float]] = []
         for label in candidates:
             box = result.box(label)

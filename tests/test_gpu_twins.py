@@ -92,8 +92,15 @@ def test_kernels_compile_to_ptx(module_name, cc):
 def test_knn_plan_keeps_data_resident_when_it_fits():
     plan = plan_knn(1_000_000, 1_000_000, 50, 15, free_bytes=100 * 2**30)
     assert plan.resident and plan.data_rows == 1_000_000
-    assert plan.query_rows * plan.data_rows * 4 <= 2 * 2**30 + 4 * plan.data_rows * 32
+    assert plan.query_rows * plan.data_rows * 4 <= 16 * 2**30 + 4 * plan.data_rows * 32
     assert plan.peak_bytes <= 0.8 * 100 * 2**30
+    # Enough query rows per launch to fill a 132-SM device many times over (one thread
+    # block per row), at 1M and at 10M points.
+    assert plan.query_rows >= 4000
+    assert plan_knn(10_000_000, 10_000_000, 50, 15, free_bytes=139 * 2**30).query_rows >= 400
+    # A small device keeps the block within its budget.
+    small = plan_knn(1_000_000, 1_000_000, 50, 15, free_bytes=8 * 2**30)
+    assert small.peak_bytes <= 0.8 * 8 * 2**30 and small.query_rows < plan.query_rows
 
 
 def test_knn_plan_streams_data_larger_than_the_device():

@@ -36,13 +36,14 @@ def select_topk(gram, q_sq, d_sq, k, metric_code, self_offset, col_offset, out_i
         loc_i[j] = -1
     worst = INF
     skip = self_offset + row if self_offset >= 0 else -1
+    q = q_sq[row]  # the row's norm, read once rather than per column
     for c in range(tid, n_cols, n_threads):
         col = c + col_offset
         if col == skip:
             continue
         g = gram[row, c]
         if metric_code == 0:
-            dist = q_sq[row] + d_sq[c] - float32(2.0) * g
+            dist = q + d_sq[c] - float32(2.0) * g
             if dist < 0:
                 dist = float32(0.0)
         elif metric_code == 1:

@@ -75,7 +75,6 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from embedscope._progress import Progress
     from embedscope.engine.command import cluster_flags
     from embedscope.errors import DataError
-    from embedscope.viz.app import load_input
 
     scheduler, workers = cluster_flags(args)
     out = Path(args.out)
@@ -93,14 +92,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     check_output(out, force=args.force)
     if scheduler is not None or workers is not None:
         return _plot_on_dask(args, out, scheduler, workers)
-    _require_xy(args.input)
-    array, meta, is_coords = load_input(args.input, args.meta)
-    if not is_coords:
-        raise DataError(f"{args.input} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
-                        f"run 'embedscope reduce {args.input} --out coords.parquet' first")
     progress = Progress(not args.quiet, "plot")
-    if array.shape[1] == 3:
-        progress.log(f"{args.input} holds 3-D coordinates; drawing x and y (z is not shown)")
+    array, meta = _load_coords(args.input, args.meta, progress)
     if args.color is not None and (meta is None or args.color not in meta.columns):
         known = [] if meta is None else list(meta.columns)
         raise DataError(f"no column {args.color!r} to colour by; metadata columns: {known}")
@@ -124,15 +117,28 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_coords(source: str, meta_path: str | None, progress: Any) -> tuple[Any, Any]:
+    """Coordinates and metadata to draw; vectors are refused, 3-D is said to be drawn as x, y."""
+    from embedscope.errors import DataError
+    from embedscope.viz.app import load_input
+
+    _require_xy(source)
+    array, meta, is_coords = load_input(source, meta_path)
+    if not is_coords:
+        raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
+                        f"run 'embedscope reduce {source} --out coords.parquet' first")
+    if array.shape[1] == 3:
+        progress.log(f"{source} holds 3-D coordinates; drawing x and y (z is not shown)")
+    return array, meta
+
+
 def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     """``plot --tiles``: a static zoomable site (tile pyramid + page) in the folder ``out``."""
     from pathlib import Path
 
     from embedscope._progress import Progress
     from embedscope.engine.command import cluster_flags
-    from embedscope.errors import DataError
     from embedscope.io.write import protect_inputs
-    from embedscope.viz.app import load_input
     from embedscope.viz.tiles import write_tile_site
 
     if any(v is not None for v in cluster_flags(args)):
@@ -140,14 +146,8 @@ def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     if out.suffix.lower() in (".png", ".html", ".htm"):
         raise ValueError(f"--out {out}: --tiles writes a folder (index.html and tiles/); give a folder name")
     protect_inputs(args.input, getattr(args, "meta", None))
-    _require_xy(args.input)
-    array, meta, is_coords = load_input(args.input, args.meta)
-    if not is_coords:
-        raise DataError(f"{args.input} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
-                        f"run 'embedscope reduce {args.input} --out coords.parquet' first")
     progress = Progress(not args.quiet, "tiles")
-    if array.shape[1] == 3:
-        progress.log(f"{args.input} holds 3-D coordinates; the tiles show x and y (z is not shown)")
+    array, meta = _load_coords(args.input, args.meta, progress)
     max_zoom = 5 if args.max_zoom is None else args.max_zoom
     with progress.stage("site", f"{array.shape[0]:,} points, levels 0-{max_zoom} -> {out}"):
         info = write_tile_site(array, out, meta, args.color, max_zoom=max_zoom, labels=args.labels_from,

@@ -101,9 +101,7 @@ def _signatures(xy, code, value):
     return agg, chosen
 
 
-#: Argument types (as the driver passes them), for ahead-of-time compile checks.
-SIGNATURES = {}
-for _xy in (float32, float64):
-    _agg, _pick = _signatures(_xy, int32, float64)
-    SIGNATURES[f"aggregate:{_xy}"] = _agg
-    SIGNATURES[f"pick:{_xy}"] = _pick
+#: Argument types (as the driver passes them), for ahead-of-time compile checks: float32
+#: coordinates (the app's for all but float64 input; float64 ones type the same code).
+_AGGREGATE, _PICK = _signatures(float32, int32, float64)
+SIGNATURES = {"aggregate": _AGGREGATE, "pick": _PICK}

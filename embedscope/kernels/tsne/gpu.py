@@ -196,7 +196,7 @@ class FFTRepulsionGPU(FFTRepulsion):
     atomics into a float32 grid); the convolution is ``xp.fft.rfftn`` / ``irfftn``.
 
     The host never waits for the device within a step. The embedding's bounds are
-    reduced on the device every call but copied to the host only every few calls (at
+    reduced on the device and copied to the host only every few calls (at
     every call while the embedding moves fast, up to ``sync_every`` apart once it moves
     slowly; see :meth:`_plan`): the grid is laid out from them with a margin for the
     movement expected until the next read (at least ``margin`` of the width). The spread kernel counts points

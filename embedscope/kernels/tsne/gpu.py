@@ -196,20 +196,22 @@ class FFTRepulsionGPU(FFTRepulsion):
     atomics into a float32 grid); the convolution is ``xp.fft.rfftn`` / ``irfftn``.
 
     The host never waits for the device within a step. The embedding's bounds are
-    reduced on the device and copied to the host only every few calls (at
-    every call while the embedding moves fast, up to ``sync_every`` apart once it moves
-    slowly; see :meth:`_plan`): the grid is laid out from them with a margin for the
-    movement expected until the next read (at least ``margin`` of the width). The spread kernel counts points
-    that fall outside all the same; a count above 0 makes the next reads come at
-    every call (meanwhile such points act as if on the grid's edge: bounded error,
-    where extrapolating the Lagrange weights would not be). Parameters as the CPU twin's, plus:
+    reduced on the device and copied to the host only every few calls (at every call
+    while the embedding moves fast, up to ``sync_every`` apart once it moves slowly;
+    see :meth:`_plan`): the grid is laid out from them with a margin for the movement
+    expected until the next read (at least ``margin`` of the width). The spread kernel
+    counts points that fall outside all the same; a count above 0 makes the next reads
+    come at every call (meanwhile such points act as if on the grid's edge: a bounded
+    error, where extrapolated Lagrange weights would not be).
+
+    Parameters as the CPU twin's, plus:
 
     Parameters
     ----------
     dtype : numpy dtype, default=float32
         Precision of the FFTs and of the returned forces. The grid is float32 either
-        way: float32 charges move the forces by ~1e-7 relative against float64 ones at
-        1M points, well under the interpolation's ~1e-4 (see ``tests/cudasim``).
+        way: float32 charges move the forces by ~4e-7 relative against float64 ones at
+        1M points, well under the interpolation's ~1e-3 (``benchmarks/tsne_grid_precision.py``).
     sync_every : int, default=16
         Most calls between two reads of the bounds (reads come at every call while
         the embedding grows fast, then the interval doubles). 1 reads every call.
@@ -326,12 +328,14 @@ class FFTRepulsionGPU(FFTRepulsion):
         if self._outside is None or array_module(self._outside) is not xp:
             self._outside = xp.zeros(1, dtype=xp.int32)
         if not self_join:
-            # Placing new points (tests; t-SNE transform runs on the host): read at once.
+            # Placing new points (tests; t-SNE transform runs on the host): the CPU
+            # twin's grid, read at once, and the fit's read schedule left alone.
             both = xp.concatenate([S, targets])
             ends = to_host(xp.stack([both.min(axis=0), both.max(axis=0)])).astype(np.float64)
             lo, hi = ends
-            grid = Grid(tuple(float(v) for v in lo), *self._layout(lo, hi, dim))
-        elif self.grid_ is None or self._since >= self._interval:
+            return self._evaluate_device(S, targets, Grid(tuple(float(v) for v in lo), *self._layout(lo, hi, dim)),
+                                         xp)
+        if self.grid_ is None or self._since >= self._interval:
             # The only wait on the device: bounds reduced there, read every few calls.
             ends = to_host(xp.stack([S.min(axis=0), S.max(axis=0)])).astype(np.float64)
             outside = int(to_host(self._outside)[0])

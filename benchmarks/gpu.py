@@ -51,7 +51,7 @@ HEADLINES = {
     "ivf_10m": ["n_lists", "probes_32"],
     "pca_10m_768": ["time_s", "solver"],
     "raster_100m": ["bin_points_s", "aggregate_s", "shade_s"],
-    "app_aggregation": ["time_s"],
+    "app_aggregation": ["time_s", "categories_s", "zoomed_s"],
     "gpu_tests": ["summary", "failed"],
 }
 #: Figures with a numeric limit from the issue (figure <= limit is "met"); quality
@@ -61,7 +61,7 @@ LIMITS = {
     "knn_exact": {"k15_s": 3.0},
     "pca_10m_768": {"time_s": 1.0},
     "raster_100m": {"bin_points_s": 0.05},
-    "app_aggregation": {"time_s": 0.03},
+    "app_aggregation": {"time_s": 0.03, "categories_s": 0.03},
 }
 
 

@@ -27,14 +27,14 @@ from embedscope._memory import DeviceMemoryError, plan_knn
 HERE = Path(__file__).resolve().parent
 KERNEL_MODULES = ["embedscope.kernels.knn.cuda", "embedscope.kernels.umap_sgd.cuda",
                   "embedscope.kernels.tsne.cuda", "embedscope.kernels.graph.cuda",
-                  "embedscope.kernels.tsne.affinity_cuda"]
+                  "embedscope.kernels.tsne.affinity_cuda", "embedscope.kernels.view_raster_cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
 
 @needs_numba_cuda
 @pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py",
-                                    "tsne_check.py", "graph_check.py"])
+                                    "tsne_check.py", "graph_check.py", "view_raster_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,
@@ -178,9 +178,11 @@ def test_tsne_gpu_kernels_match_cpu_on_device():
     for scale in (0.01, 1.0, 30.0):  # early (fine boxes) to late (unit boxes) embeddings
         Y = (rng.normal(size=(20_000, 2)) * scale).astype(np.float32)
         Y[:5000] *= 0.1
-        rep, z = FFTRepulsion()(Y.astype(np.float64))
-        got, got_z = FFTRepulsionGPU()(cupy.asarray(Y))
-        assert np.linalg.norm(got.get() - rep) / np.linalg.norm(rep) < 1e-4
+        twin = FFTRepulsionGPU()
+        got, got_z = twin(cupy.asarray(Y))
+        # the CPU twin on the grid the GPU twin laid out (with its margin)
+        rep, z = FFTRepulsion()._evaluate(Y.astype(np.float64), None, np.array(twin.grid_.lo), *twin.grid_[1:])
+        assert np.linalg.norm(got.get() - rep) / np.linalg.norm(rep) < 1e-5
         assert abs(float(got_z[0]) - z) / z < 1e-5
     X = rng.normal(size=(5000, 10)).astype(np.float32)
     idx, dist = exact_knn(X, 90)
@@ -192,6 +194,30 @@ def test_tsne_gpu_kernels_match_cpu_on_device():
     out = cupy.empty_like(Y_dev)
     attractive_forces_gpu(csr_to_device(P, cupy), Y_dev, Y_dev, 1.0, out)
     np.testing.assert_allclose(out.get(), ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.gpu
+def test_view_grid_gpu_matches_cpu_on_device():
+    import cupy
+
+    from embedscope.kernels.view_raster import view_grid, view_grid_gpu
+
+    rng = np.random.default_rng(0)
+    n = 2_000_000
+    x, y = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    x[:1000], y[:1000] = x[1000:2000], y[1000:2000]  # ties: the lowest row id wins on both
+    codes = rng.integers(-1, 20, n).astype(np.int32)
+    palette = rng.uniform(0, 255, (20, 3)).astype(np.float32)
+    values = rng.normal(size=n)
+    for ranges in (((-4.0, 4.0), (-3.0, 3.0)), ((0.0, 0.3), (0.1, 0.2))):
+        ref = view_grid(x, y, *ranges, 800, 600, codes=codes, palette=palette, values=values)
+        got = view_grid_gpu(cupy.asarray(x), cupy.asarray(y), *ranges, 800, 600, codes=cupy.asarray(codes),
+                            palette=palette, values=cupy.asarray(values))
+        # a fused multiply-add on the device may move a point lying on a pixel edge
+        assert np.abs(got.count.astype(np.int64) - ref.count).sum() <= 2
+        assert (got.index == ref.index).mean() > 0.9999
+        np.testing.assert_allclose(got.rgb_sum, ref.rgb_sum, rtol=1e-4, atol=1e-2)
+        np.testing.assert_allclose(got.value_sum, ref.value_sum, rtol=1e-6, atol=1e-8)
 
 
 def test_row_stack_shim_restores_the_alias(monkeypatch):

@@ -9,7 +9,8 @@ points' category colours (the mean of which is datashader's count-weighted colou
 or the sum of a value column, and the id of the point nearest the pixel centre (the
 point the hover tooltip describes).
 
-Contract (CPU twin here; the app keeps its frame on the host):
+Contract (CPU twin :func:`view_grid`; GPU twin :func:`view_grid_gpu`, numba.cuda
+kernels in :mod:`.view_raster_cuda`, for coordinates that live on the device):
 
 ``view_grid(x, y, x_range, y_range, width, height, codes=None, palette=None,
 values=None, pick=True)`` -> :class:`ViewGrid` with ``count`` (uint32, (height, width),
@@ -17,19 +18,28 @@ rows bottom-up like datashader), ``rgb_sum`` (float32, (height, width, 3)) when 
 are given, ``value_sum`` (float64) when values are given, ``index`` (int64, -1 where
 empty) when ``pick``. Pixels are computed as in :mod:`embedscope.kernels.raster`
 (datashader's arithmetic), so counts equal ``bin_points``' counts. Points whose code is
-negative or whose value is NaN are not drawn.
+negative or whose value is NaN are not drawn. The GPU twin takes device arrays (cupy;
+numpy in numba's CUDA simulator) and returns the same host :class:`ViewGrid`: only the
+pixels cross to the host, never the points. :func:`aggregate_view` picks the twin
+from the array type.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
+from embedscope._array import array_module, is_cupy, to_host
 from embedscope.kernels.raster import _check, float_coords, scale_translate
 
-__all__ = ["ViewGrid", "choose_spread", "spread_fill", "view_grid"]
+__all__ = ["ViewGrid", "aggregate_view", "choose_spread", "spread_fill", "view_grid", "view_grid_gpu"]
+
+#: Threads per block of the GPU twin, and at most this many blocks (a grid-stride loop).
+GPU_THREADS = 256
+GPU_MAX_BLOCKS = 8192
 
 # Private per-thread grids are merged at the end; bound their total size.
 _MAX_PRIVATE_BYTES = 256 << 20
@@ -162,20 +172,12 @@ def view_grid(
     ViewGrid
     """
     _check(width, height, 1, x_range, y_range)
-    if codes is not None and palette is None:
-        raise ValueError("codes need a palette of RGB colours per category")
     x, y = float_coords(x, y)
-    n = len(x)
-    if len(y) != n:
-        raise ValueError(f"x and y differ in length: {n} and {len(y)}")
+    codes = None if codes is None else np.asarray(codes)
+    n = _check_inputs(x, y, codes, palette, values)
     c = np.empty(0, np.int32) if codes is None else np.ascontiguousarray(codes)
-    if c.dtype.kind not in "iu":
-        raise ValueError(f"codes must be integers; got {c.dtype}")
     pal = np.zeros((0, 3), np.float32) if palette is None else np.ascontiguousarray(palette, dtype=np.float32)
     v = np.empty(0, np.float64) if values is None else np.ascontiguousarray(values, dtype=np.float64)
-    for name, arr in (("codes", codes), ("values", values)):
-        if arr is not None and len(arr) != n:
-            raise ValueError(f"{name} has {len(arr)} entries for {n} points")
     width, height = int(width), int(height)
     sx, tx = scale_translate(*x_range, width)
     sy, ty = scale_translate(*y_range, height)
@@ -191,6 +193,97 @@ def view_grid(
         value_sum=vsum.reshape(shape) if values is not None else None,
         index=index.reshape(shape) if pick else None,
     )
+
+
+def _check_inputs(x: Any, y: Any, codes: Any, palette: Any, values: Any) -> int:
+    """The twins' shared argument checks; returns the number of points."""
+    if codes is not None and palette is None:
+        raise ValueError("codes need a palette of RGB colours per category")
+    n = len(x)
+    if len(y) != n:
+        raise ValueError(f"x and y differ in length: {n} and {len(y)}")
+    if codes is not None and codes.dtype.kind not in "iu":
+        raise ValueError(f"codes must be integers; got {codes.dtype}")
+    for name, arr in (("codes", codes), ("values", values)):
+        if arr is not None and len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} entries for {n} points")
+    return n
+
+
+def view_grid_gpu(
+    x: Any,
+    y: Any,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+    codes: Any = None,
+    palette: Any = None,
+    values: Any = None,
+    pick: bool = True,
+    *,
+    threads: int = GPU_THREADS,
+) -> ViewGrid:
+    """GPU twin of :func:`view_grid`: device points in, the host grid of the view out.
+
+    Parameters are :func:`view_grid`'s; ``x``, ``y``, ``codes`` and ``values`` are
+    device arrays (cupy; numpy under ``NUMBA_ENABLE_CUDASIM=1``) and stay there. The
+    palette is small and may be either. ``threads`` sets the threads per block.
+
+    Returns
+    -------
+    ViewGrid
+        Host (numpy) arrays, as :func:`view_grid`'s. Counts and picks equal the CPU
+        twin's (to one float64 rounding at a pixel edge: the GPU may fuse the
+        multiply-add); the colour sums are float32 sums in another order.
+    """
+    _check(width, height, 1, x_range, y_range)
+    n = _check_inputs(x, y, codes, palette, values)
+    xp = array_module(x)
+    from embedscope.kernels._cuda import cuda
+
+    cuda()  # restores what numba-cuda needs from numpy before it loads
+    from embedscope.kernels import view_raster_cuda as kernels
+
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(xp.float64)
+    if y.dtype != x.dtype:
+        y = y.astype(x.dtype)
+    c = xp.empty(0, xp.int32) if codes is None else xp.ascontiguousarray(codes, dtype=xp.int32)
+    pal = xp.zeros((0, 3), xp.float32) if palette is None else xp.asarray(palette, dtype=xp.float32)
+    v = xp.empty(0, xp.float64) if values is None else xp.ascontiguousarray(values, dtype=xp.float64)
+    width, height = int(width), int(height)
+    n_px = width * height
+    sx, tx = scale_translate(*x_range, width)
+    sy, ty = scale_translate(*y_range, height)
+    view = (float(x_range[0]), float(x_range[1]), float(y_range[0]), float(y_range[1]), sx, tx, sy, ty,
+            width, height)
+    count = xp.zeros(n_px, dtype=xp.uint32)
+    rgb = xp.zeros(3 * n_px if codes is not None else 0, dtype=xp.float32)
+    vsum = xp.zeros(n_px if values is not None else 0, dtype=xp.float64)
+    best = xp.full(n_px if pick else 0, np.inf, dtype=xp.float32)
+    blocks = max(1, min(GPU_MAX_BLOCKS, -(-n // threads)))
+    kernels.aggregate[blocks, threads](x, y, c, pal, v, *view, int(bool(pick)), count, rgb, vsum, best)
+    index = None
+    if pick:
+        none = np.iinfo(np.int64).max
+        rows = xp.full(n_px, none, dtype=xp.int64)
+        kernels.pick[blocks, threads](x, y, c, int(pal.shape[0]), v, *view, best, rows)
+        index = to_host(xp.where(rows == none, -1, rows)).reshape(height, width)
+    shape = (height, width)
+    return ViewGrid(
+        count=to_host(count).reshape(shape),
+        rgb_sum=to_host(rgb).reshape(*shape, 3) if codes is not None else None,
+        value_sum=to_host(vsum).reshape(shape) if values is not None else None,
+        index=index,
+    )
+
+
+def aggregate_view(x: Any, y: Any, *args: Any, **kwargs: Any) -> ViewGrid:
+    """:func:`view_grid_gpu` for cupy coordinates, else :func:`view_grid` (same arguments)."""
+    if is_cupy(x):
+        return view_grid_gpu(x, y, *args, **kwargs)
+    return view_grid(x, y, *args, **kwargs)
 
 
 @numba.njit(cache=True)

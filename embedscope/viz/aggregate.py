@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope._array import is_cupy, is_dask
+from embedscope._array import is_cupy, is_dask, to_host
 from embedscope._memory import host_memory_budget
 
 __all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPlan", "PointFrame",
@@ -449,7 +449,7 @@ def _raster_gpu(frame: PointFrame, by: Any, value: Any, width: int, height: int,
     attrs = {"x_range": x_range, "y_range": y_range}
     if by is not None:
         name, values = _column(frame, by, n, "by")
-        cats, _ = limit_categorical(values.get() if is_cupy(values) else values, name, max_categories=max_categories)
+        cats, _ = limit_categorical(to_host(values), name, max_categories=max_categories)
         # On the device the cost is a grid per category; the host check is the bound we have.
         check_raster_size(width, height, len(cats.categories))
         codes = cp.asarray(cats.codes.astype(np.int32))

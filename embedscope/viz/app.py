@@ -25,6 +25,7 @@ from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import color_kind, plot_frame
+from embedscope.viz.figure import device_coordinates
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
 
@@ -187,6 +188,7 @@ class AppData:
             raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
         self.text_column = text_column or (texts[0] if texts else None)
         self.frame: pd.DataFrame | None = None
+        self.device_xy: tuple[Any, Any] | None = None
         self._tree = None
         self._ready = threading.Event()
         if is_coords:
@@ -225,6 +227,9 @@ class AppData:
 
     def _finish(self, coords: Any) -> None:
         frame = plot_frame(coords, self.meta)
+        # On a GPU the coordinates stay there too, once for every session: each zoom and
+        # pan re-aggregates them on the device and only the pixels come back.
+        self.device_xy = device_coordinates(coords) or _upload_coordinates(frame)
         # Python str objects of each text column, made once and shared by every session's
         # hover. Without them each render turned the pixels' rows into new str objects
         # (pandas' Arrow strings hold none), ~30 MB per session at 200k points.
@@ -258,6 +263,17 @@ class AppData:
         idx, dist = exact_knn(data, k, "euclidean", queries=data[row : row + 1])
         keep = idx[0] != row  # the query point finds itself at distance 0
         return idx[0][keep][: k - 1].astype(np.int64), dist[0][keep][: k - 1], space
+
+
+def _upload_coordinates(frame: pd.DataFrame) -> tuple[Any, Any] | None:
+    """x and y on the GPU when one is usable (cupy, a device; not EMBEDSCOPE_DISABLE_GPU), else None."""
+    from embedscope.backends import probe_cuda
+
+    if not probe_cuda().ok:
+        return None
+    import cupy
+
+    return cupy.asarray(frame["x"].to_numpy()), cupy.asarray(frame["y"].to_numpy())
 
 
 def _table_bytes(frame: pd.DataFrame, fmt: str) -> io.BytesIO:
@@ -332,7 +348,7 @@ class Explorer:
     # ----------------------------------------------------------------- plot
     def _make_plot(self, color: str | None) -> None:
         selected = getattr(self, "plot", None).selected if hasattr(self, "plot") else np.empty(0, np.int64)
-        self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True,
+        self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
                                    title=Path(self.data.path).name)
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)

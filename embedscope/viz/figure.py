@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from embedscope.viz._input import plot_frame, with_color
+from embedscope._array import array_module, is_cupy
+from embedscope.viz._input import coordinates_of, plot_frame, with_color
 from embedscope.viz.select import MAX_POLYGON_VERTICES, rows_in_box, rows_in_polygon
 
 __all__ = ["EmbeddingPlot", "plot"]
@@ -54,13 +55,25 @@ def _hv() -> Any:
     return hv
 
 
+def device_coordinates(data: Any) -> tuple[Any, Any] | None:
+    """Contiguous device ``(x, y)`` of cupy coordinates (as ``plot_frame`` types them), else None."""
+    coords = coordinates_of(data)[0]
+    if not is_cupy(coords) or getattr(coords, "ndim", 0) != 2:
+        return None
+    xp = array_module(coords)
+    dtype = xp.float64 if coords.dtype == xp.float64 else xp.float32
+    return xp.ascontiguousarray(coords[:, 0], dtype=dtype), xp.ascontiguousarray(coords[:, 1], dtype=dtype)
+
+
 class EmbeddingPlot:
     """A zoomable, hoverable, selectable plot of 2-D coordinates.
 
     Parameters
     ----------
     data : array of shape (n, 2 or 3), DataFrame with ``x`` / ``y``, or fitted reducer
-        The points (cupy arrays are copied to the host; the plot lives on the CPU).
+        The points. A cupy array also stays on the GPU: each view is re-aggregated
+        there (:func:`embedscope.kernels.view_raster.view_grid_gpu`) and only the
+        pixels come back; the host copy serves hover, selections and the frame.
     meta : DataFrame or array of shape (n,), optional
         Per-point metadata, shown in hover tooltips and usable as ``color``.
     color : str, optional
@@ -115,6 +128,7 @@ class EmbeddingPlot:
         title: str | None = None,
         hover: bool = True,
         _prepared: bool = False,
+        _device_xy: tuple[Any, Any] | None = None,
     ) -> None:
         from embedscope.viz.aggregate import check_raster_size, check_spread
 
@@ -124,6 +138,8 @@ class EmbeddingPlot:
         # _prepared: the app hands over a frame already checked by plot_frame, so each
         # browser session shares it instead of copying millions of rows.
         frame = data if _prepared else plot_frame(data, meta)
+        # _device_xy: the app's coordinates on the GPU, shared by its sessions as the frame is.
+        self._device_xy = _device_xy if _prepared else device_coordinates(data)
         self.frame, self.color_kind = with_color(frame, color)
         self.color = color
         self.width, self.height, self.how, self.cmap, self.spread = int(width), int(height), how, cmap, int(spread)
@@ -165,6 +181,12 @@ class EmbeddingPlot:
             self._palette = np.array([_hex_rgb(c) for c in self._category_colors.values()], dtype=np.float32)
         elif self.color_kind == "value":
             self._values = self.frame[self.color].to_numpy(dtype=np.float64)
+        self._device_columns: tuple[Any, Any] = (None, None)
+        if self._device_xy is not None:
+            # Once per colour choice, not per view: the codes or values join x and y there.
+            xp = array_module(self._device_xy[0])
+            self._device_columns = (None if self._codes is None else xp.asarray(self._codes, dtype=xp.int32),
+                                    None if self._values is None else xp.asarray(self._values))
 
     def _build(self) -> None:
         hv = _hv()
@@ -230,15 +252,19 @@ class EmbeddingPlot:
         import datashader.transfer_functions as tf
         import xarray as xr
 
-        from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
+        from embedscope.kernels.view_raster import aggregate_view, choose_spread, spread_fill
 
         x_range = tuple(map(float, x_range)) if x_range is not None else self.extent[0]
         y_range = tuple(map(float, y_range)) if y_range is not None else self.extent[1]
         if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
             x_range, y_range = self.extent
         width, height = self.width, self.height
-        grid = view_grid(self._x, self._y, x_range, y_range, width, height, codes=self._codes,
-                         palette=self._palette, values=self._values, pick=self.hover)
+        if self._device_xy is not None:  # the GPU twin; only the pixels cross to the host
+            (x, y), (codes, values) = self._device_xy, self._device_columns
+        else:
+            x, y, codes, values = self._x, self._y, self._codes, self._values
+        grid = aggregate_view(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
+                              values=values, pick=self.hover)
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}

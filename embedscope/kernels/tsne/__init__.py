@@ -32,8 +32,9 @@ Repulsion
     CPU: :func:`exact_repulsion` (O(N^2), float64, the reference for every
     approximation), :class:`FFTRepulsion` (grid interpolation, 2-D and 3-D) and
     :class:`BarnesHutRepulsion` (3-D). GPU: ``exact_repulsion_gpu`` and
-    ``FFTRepulsionGPU`` (the CPU grid, same nodes and weights, float32 on the device,
-    ``Z`` a 1-element device array so a step never waits for it).
+    ``FFTRepulsionGPU`` (the CPU grid, same nodes and weights; fused spread and
+    gather kernels, float32 on the device; ``Z`` a 1-element device array and the
+    bounds read every few steps, so a step never waits for the device).
 
 Objective
     :func:`kl_divergence` (CPU, float64) and ``kl_divergence_gpu``.

@@ -17,7 +17,10 @@ Two choices differ from FIt-SNE / openTSNE, both for speed:
 - Once the embedding is wider than ``min_boxes`` boxes the box width is fixed at
   ``1 / boxes_per_unit`` and the box count is rounded up to a fast FFT length, so
   the kernel spectra are cached and reused until the grid must grow (openTSNE
-  recomputes them at every step, on a grid that grows with the embedding).
+  recomputes them at every step, on a grid that grows with the embedding). While the
+  embedding is narrower, the grid's extent is rounded up to the next step of a
+  geometric ladder (``LADDER`` steps per doubling), so the box width, and with it the
+  spectra, change once per ~9% of growth instead of at every step.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ import scipy.fft as sfft
 
 #: FFT threads (scipy.fft workers).
 WORKERS = max(1, os.cpu_count() or 1)
+#: Steps per doubling of the ladder that narrow grids' extents are rounded up to.
+#: A step is 2^(1/8) ~ 9%: the interpolation error (~h^p) grows by at most ~30% over
+#: an exact fit, and the spectra are rebuilt ~8 times per doubling of the embedding.
+LADDER = 8
+
+
+def ladder(width: float) -> float:
+    """``width`` rounded up to the next power of ``2 ** (1 / LADDER)``."""
+    step = math.ceil(math.log2(width) * LADDER - 1e-9)
+    return float(2.0 ** (step / LADDER))
 
 
 @numba.njit(cache=True)
@@ -48,11 +61,11 @@ def _lagrange(u, n_interp, out):  # pragma: no cover - numba
 
 @numba.njit(cache=True)
 def _locate(coord, lo, box_width, n_boxes):  # pragma: no cover - numba
-    rel = (coord - lo) / box_width
+    # A point beyond the grid is taken to its edge (only the GPU twin, which lays its
+    # grid out ahead of the points, meets any): extrapolated weights grow as u^(p-1).
+    rel = min(max((coord - lo) / box_width, 0.0), float(n_boxes))
     b = int(np.floor(rel))
-    if b < 0:
-        b = 0
-    elif b >= n_boxes:
+    if b >= n_boxes:
         b = n_boxes - 1
     return b, rel - b
 
@@ -148,6 +161,13 @@ def _gather_3d(points, lo, box_width, n_boxes, n_interp, potentials, out):  # pr
             out[i, c] = acc
 
 
+def fast_boxes(n_boxes: int, n_interp: int) -> int:
+    """The least box count from ``n_boxes`` up whose FFT length, 2 n p, is a fast one."""
+    while sfft.next_fast_len(2 * n_boxes * n_interp, real=True) != 2 * n_boxes * n_interp:
+        n_boxes += 1
+    return n_boxes
+
+
 class FFTRepulsion:
     """Grid-interpolated repulsion for 2-D and 3-D embeddings, with cached kernel spectra.
 
@@ -175,6 +195,9 @@ class FFTRepulsion:
         self.max_nodes = max_nodes
         self._cache_key: tuple | None = None
         self._spectra: np.ndarray | None = None
+        #: Type of the charge grid; float32 (float64 changes the forces by ~4e-7
+        #: relative at 1M points: benchmarks/tsne_grid_precision.py).
+        self.grid_dtype: type = np.float32
 
     # ------------------------------------------------------------------ grid
     def _layout(self, lo: np.ndarray, hi: np.ndarray, dim: int) -> tuple[int, float, int]:
@@ -186,17 +209,17 @@ class FFTRepulsion:
         unit_boxes = width * self.boxes_per_unit
         if unit_boxes <= self.min_boxes:
             n_boxes = self.min_boxes
-            box_width = width / n_boxes
+            # On the ladder: the spectra depend on the box width, so a width that
+            # followed the embedding exactly would rebuild them at every step.
+            box_width = ladder(width) / n_boxes
         else:
-            n_boxes = math.ceil(unit_boxes)
             # Round up to a fast FFT length, so the cache key changes rarely and
             # every transform is cheap; the grid then overhangs the embedding.
-            while sfft.next_fast_len(2 * n_boxes * p, real=True) != 2 * n_boxes * p:
-                n_boxes += 1
+            n_boxes = fast_boxes(math.ceil(unit_boxes), p)
             box_width = 1.0 / self.boxes_per_unit
             if n_boxes > max_boxes:
                 n_boxes = max_boxes
-                box_width = width / n_boxes
+                box_width = ladder(width) / n_boxes
         fft_len = sfft.next_fast_len(2 * n_boxes * p, real=True)
         return n_boxes, box_width, fft_len
 
@@ -241,7 +264,7 @@ class FFTRepulsion:
         self_join = targets is None
         S = np.ascontiguousarray(sources, dtype=np.float64)
         T = S if self_join else np.ascontiguousarray(targets, dtype=np.float64)
-        n, dim = S.shape
+        dim = S.shape[1]
         if dim not in (2, 3):
             raise ValueError(f"grid repulsion supports 2-D and 3-D embeddings, not {dim}-D")
         lo, hi = _bounds(S)
@@ -249,9 +272,24 @@ class FFTRepulsion:
             lo_t, hi_t = _bounds(T)
             lo, hi = np.minimum(lo, lo_t), np.maximum(hi, hi_t)
         n_boxes, box_width, fft_len = self._layout(lo, hi, dim)
+        return self._evaluate(S, None if self_join else T, lo, n_boxes, box_width, fft_len)
+
+    def _evaluate(self, S: np.ndarray, T: np.ndarray | None, lo: np.ndarray, n_boxes: int, box_width: float,
+                  fft_len: int) -> tuple[np.ndarray, float | np.ndarray]:
+        """``__call__`` on a given grid: origin ``lo``, ``n_boxes`` boxes of ``box_width``.
+
+        The GPU twin lays its grid out from bounds it reads only now and then, with a
+        margin (:class:`~embedscope.kernels.tsne.gpu.FFTRepulsionGPU`); its tests
+        evaluate the CPU twin on that grid.
+        """
+        self_join = T is None
+        S = np.ascontiguousarray(S, dtype=np.float64)
+        T = S if self_join else np.ascontiguousarray(T, dtype=np.float64)
+        lo = np.asarray(lo, dtype=np.float64)
+        n, dim = S.shape
         spectra = self._kernel_spectra(n_boxes, box_width, fft_len, dim)
         m = n_boxes * self.n_interp
-        charges = np.zeros((m,) * dim, dtype=np.float32)
+        charges = np.zeros((m,) * dim, dtype=self.grid_dtype)
         spread = _spread_2d if dim == 2 else _spread_3d
         gather = _gather_2d if dim == 2 else _gather_3d
         spread(S, lo, box_width, n_boxes, self.n_interp, charges)

@@ -7,29 +7,39 @@ row. The repulsion is written once against the array module of the embedding
 
 - :func:`exact_repulsion_gpu`: all pairs, in blocks of rows (small N);
 - :class:`FFTRepulsionGPU`: the CPU twin's grid interpolation (same layout, nodes,
-  Lagrange weights and vector kernel), with the spread as a scatter-add, the
-  convolution as ``xp.fft.rfftn`` / ``irfftn`` and the gather as a gather-multiply.
+  Lagrange weights and vector kernel), with the spread and the gather as numba.cuda
+  kernels (``cuda.spread`` / ``cuda.gather``) and the convolution as
+  ``xp.fft.rfftn`` / ``irfftn``.
 
-Positions, forces and the FFT are float32 on the device; grid charges, Z and the KL
-report are accumulated in float64. Z stays on the device (a 1-element array), so a
-step never waits for it. Nothing CUDA is imported until a kernel is first used.
+Positions, forces, the grid and the FFT are float32 on the device; Z and the KL
+report are accumulated in float64. Z stays on the device (a 1-element array), and the
+grid's bounds are read only every few steps, so a step never waits for the device.
+Nothing CUDA is imported until a kernel is first used.
 """
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.fft as sfft
 import scipy.sparse as sp
 
 from embedscope._array import array_module, to_host
 from embedscope.kernels._cuda import cuda, device_array_module
-from embedscope.kernels.tsne.fft import FFTRepulsion
+from embedscope.kernels.tsne.fft import FFTRepulsion, fast_boxes, ladder
 
 THREADS_PER_BLOCK = 128
 #: Pairs per block of :func:`exact_repulsion_gpu` (bounds its temporary arrays).
 EXACT_BLOCK_PAIRS = 2**22
+#: How far (a share of the width) the grid twin lets the bounds move between reads.
+READ_BUDGET = 0.1
+#: The most margin (a share of the width, each side) the grid twin adds: at the very
+#: start, when the embedding grows 10x a step, points may leave the grid for a step
+#: (they act as if on its edge) rather than the grid being 30x the embedding.
+MAX_PAD = 4.0
 
 
 @lru_cache(maxsize=1)
@@ -167,33 +177,71 @@ def exact_repulsion_gpu(sources: Any, dof: float = 1.0) -> tuple[Any, Any]:
     return rep, z
 
 
-def _scatter_add(target: Any, index: Any, values: Any) -> None:
-    """``target[index] += values`` with repeated indices summed (numpy or cupy).
+class Grid(NamedTuple):
+    """Where :class:`FFTRepulsionGPU` puts its grid: origin, boxes, box width, FFT length."""
 
-    ``ufunc.at`` on both: CuPy 14 deprecates ``cupyx.scatter_add``, which warned on
-    every iteration.
-    """
-    array_module(target).add.at(target, index, values)
+    lo: tuple[float, ...]
+    n_boxes: int
+    box_width: float
+    fft_len: int
 
 
 class FFTRepulsionGPU(FFTRepulsion):
     """:class:`~embedscope.kernels.tsne.fft.FFTRepulsion` on the array module of its input.
 
-    The grid layout (boxes, nodes, fast FFT lengths, the cached kernel spectra) is the
-    CPU twin's; only where the arithmetic runs differs. Parameters as the CPU twin's,
-    plus:
+    The grid layout (boxes, nodes, fast FFT lengths, the ladder of box widths, the
+    cached kernel spectra) is the CPU twin's. The point passes are the numba.cuda
+    kernels :func:`~embedscope.kernels.tsne.cuda.spread` and
+    :func:`~embedscope.kernels.tsne.cuda.gather` (weights in registers, float32
+    atomics into a float32 grid); the convolution is ``xp.fft.rfftn`` / ``irfftn``.
+
+    The host never waits for the device within a step. The embedding's bounds are
+    reduced on the device and copied to the host only every few calls (at every call
+    while the embedding moves fast, up to ``sync_every`` apart once it moves slowly;
+    see :meth:`_plan`): the grid is laid out from them with a margin for the movement
+    expected until the next read (at least ``margin`` of the width). The spread kernel
+    counts points that fall outside all the same; a count above 0 makes the next reads
+    come at every call (meanwhile such points act as if on the grid's edge: a bounded
+    error, where extrapolated Lagrange weights would not be).
+
+    Parameters as the CPU twin's, plus:
 
     Parameters
     ----------
     dtype : numpy dtype, default=float32
-        Precision of the FFTs and of the returned forces (charges are summed in
-        float64 either way).
+        Precision of the FFTs and of the returned forces. The grid is float32 either
+        way: float32 charges move the forces by ~4e-7 relative against float64 ones at
+        1M points, well under the interpolation's ~1e-3 (``benchmarks/tsne_grid_precision.py``).
+    sync_every : int, default=16
+        Most calls between two reads of the bounds (reads come at every call while
+        the embedding grows fast, then the interval doubles). 1 reads every call.
+    margin : float, default=0.02
+        Least margin on each side, as a share of the embedding's width.
+    threads : int, default=128
+        Threads per block of the point kernels.
+
+    Attributes
+    ----------
+    grid_ : Grid or None
+        The grid of the last call.
+    syncs_ : int
+        Reads of the bounds so far (device-to-host copies that wait for the device).
     """
 
     def __init__(self, dof: float = 1.0, n_interp: int = 3, boxes_per_unit: float = 1.0,
-                 min_boxes: int = 50, max_nodes: int | None = None, dtype: Any = np.float32) -> None:
+                 min_boxes: int = 50, max_nodes: int | None = None, dtype: Any = np.float32, *,
+                 sync_every: int = 16, margin: float = 0.02, threads: int = THREADS_PER_BLOCK) -> None:
         super().__init__(dof, n_interp, boxes_per_unit, min_boxes, max_nodes)
         self.dtype = np.dtype(dtype)
+        self.sync_every = max(1, int(sync_every))
+        self.margin = float(margin)
+        self.threads = int(threads)
+        self.grid_: Grid | None = None
+        self.syncs_ = 0
+        self._interval = 1
+        self._since = 0
+        self._seen: np.ndarray | None = None
+        self._outside: Any = None
 
     def _device_spectra(self, n_boxes: int, box_width: float, fft_len: int, dim: int, xp: Any) -> Any:
         """Spectra of the scalar kernel ``w`` and the ``dim`` vector kernels, cached."""
@@ -222,33 +270,43 @@ class FFTRepulsionGPU(FFTRepulsion):
         self._cache_key, self._spectra = key, spectra
         return spectra
 
-    def _interpolation(self, points: Any, lo: Any, box_width: float, n_boxes: int) -> tuple[Any, Any]:
-        """Flat node indices and Lagrange weights, each (n, p^d), of every point's box.
+    def _plan(self, ends: np.ndarray, dim: int, outside: int) -> Grid:
+        """Lay the grid out from bounds just read (``ends``: rows lo, hi).
 
-        The CPU twin's ``_locate`` / ``_lagrange``, vectorised over the points.
+        t-SNE embeddings move fast early on (10x a step from a tiny start, and back
+        and forth in the exaggerated phase) and slowly late (<1% a step). So the
+        movement of the bounds is measured as a rate per call, and the next read is
+        set as many calls ahead (doubling at most, up to ``sync_every``) as keep the
+        predicted movement within ``READ_BUDGET`` of the width; each side of the grid
+        gets 1.5 times that movement. A point found outside resets reads to every call.
         """
-        xp = array_module(points)
-        n, dim = points.shape
+        lo, hi = ends[0], ends[1]
+        width = max(float((hi - lo).max()), 1e-12)
+        rate = 0.0
+        if self._seen is not None and self._since > 0:
+            before = max(float((self._seen[1] - self._seen[0]).max()), 1e-12)
+            moved = float(max(np.abs(self._seen[0] - lo).max(), np.abs(hi - self._seen[1]).max()))
+            rate = (1.0 + moved / before) ** (1.0 / self._since) - 1.0
+        if outside > 0 or self._seen is None:  # nothing known about the movement yet
+            self._interval = 1
+        else:
+            ahead = math.log1p(READ_BUDGET) / math.log1p(rate) if rate > 0 else math.inf
+            self._interval = int(max(1, min(2 * self._interval, self.sync_every, ahead)))
+        self._seen = ends.copy()
+        pad = width * min(MAX_PAD, max(self.margin, 1.5 * ((1.0 + rate) ** self._interval - 1.0)))
+        # The box width of the CPU twin's grid for the bounds as they are (so the grid
+        # is as fine as the CPU's), and more boxes to reach over the margin.
         p = self.n_interp
-        m = n_boxes * p
-        rel = (points.astype(xp.float64) - lo) / box_width
-        box = xp.clip(xp.floor(rel), 0, n_boxes - 1)
-        u = rel - box
-        nodes = [(k + 0.5) / p for k in range(p)]
-        weights = []
-        for k in range(p):
-            wk = xp.ones_like(u)
-            for j in range(p):
-                if j != k:
-                    wk = wk * ((u - nodes[j]) / (nodes[k] - nodes[j]))
-            weights.append(wk)
-        w_axes = xp.stack(weights, axis=2)  # (n, d, p)
-        i_axes = box.astype(xp.int64)[:, :, None] * p + xp.arange(p, dtype=xp.int64)
-        flat, weight = i_axes[:, 0, :], w_axes[:, 0, :]
-        for ax in range(1, dim):
-            flat = (flat[:, :, None] * m + i_axes[:, ax, None, :]).reshape(n, -1)
-            weight = (weight[:, :, None] * w_axes[:, ax, None, :]).reshape(n, -1)
-        return flat, weight
+        _, box_width, _ = self._layout(lo, hi, dim)
+        need = width + 2.0 * pad
+        n_boxes = fast_boxes(math.ceil(need / box_width - 1e-9), p)
+        max_boxes = max(1, (self.max_nodes or (2000 if dim == 2 else 240)) // p)
+        if n_boxes > max_boxes:
+            n_boxes = max_boxes
+            box_width = ladder(need * (1 + 1e-9)) / n_boxes
+        fft_len = sfft.next_fast_len(2 * n_boxes * p, real=True)
+        centre = (lo + hi) / 2.0
+        return Grid(tuple(float(v) for v in centre - n_boxes * box_width / 2.0), n_boxes, box_width, fft_len)
 
     def __call__(self, sources: Any, targets: Any = None) -> tuple[Any, Any]:
         """Repulsion on ``targets`` (default: ``sources``, self excluded).
@@ -264,33 +322,57 @@ class FFTRepulsionGPU(FFTRepulsion):
         xp = array_module(sources)
         self_join = targets is None
         S = sources
-        T = S if self_join else targets
-        n, dim = S.shape
+        dim = S.shape[1]
         if dim not in (2, 3):
             raise ValueError(f"grid repulsion supports 2-D and 3-D embeddings, not {dim}-D")
-        # One small device-to-host copy per call: the grid layout is decided on the host.
-        parts = [S.min(axis=0), S.max(axis=0)]
+        if self._outside is None or array_module(self._outside) is not xp:
+            self._outside = xp.zeros(1, dtype=xp.int32)
         if not self_join:
-            parts += [T.min(axis=0), T.max(axis=0)]
-        ends = to_host(xp.stack(parts)).astype(np.float64)
-        lo, hi = ends[0::2].min(axis=0), ends[1::2].max(axis=0)
-        n_boxes, box_width, fft_len = self._layout(lo, hi, dim)
-        spectra = self._device_spectra(n_boxes, box_width, fft_len, dim, xp)
-        m = n_boxes * self.n_interp
-        lo_dev = xp.asarray(lo)
-        flat, weight = self._interpolation(S, lo_dev, box_width, n_boxes)
-        charges = xp.zeros(m**dim, dtype=xp.float64)
-        _scatter_add(charges, flat.reshape(-1), weight.reshape(-1))
+            # Placing new points (tests; t-SNE transform runs on the host): the CPU
+            # twin's grid, read at once, and the fit's read schedule left alone.
+            both = xp.concatenate([S, targets])
+            ends = to_host(xp.stack([both.min(axis=0), both.max(axis=0)])).astype(np.float64)
+            lo, hi = ends
+            return self._evaluate_device(S, targets, Grid(tuple(float(v) for v in lo), *self._layout(lo, hi, dim)),
+                                         xp)
+        if self.grid_ is None or self._since >= self._interval:
+            # The only wait on the device: bounds reduced there, read every few calls.
+            ends = to_host(xp.stack([S.min(axis=0), S.max(axis=0)])).astype(np.float64)
+            outside = int(to_host(self._outside)[0])
+            self._outside[...] = 0
+            self.syncs_ += 1
+            grid = self._plan(ends, dim, outside)
+            self._since = 0
+        else:
+            grid = self.grid_
+        self._since += 1
+        self.grid_ = grid
+        return self._evaluate_device(S, targets, grid, xp)
+
+    def _evaluate_device(self, S: Any, T: Any, grid: Grid, xp: Any) -> tuple[Any, Any]:
+        self_join = T is None
+        n, dim = S.shape
+        kernels = _kernels()
+        spectra = self._device_spectra(grid.n_boxes, grid.box_width, grid.fft_len, dim, xp)
+        p, fft_len = self.n_interp, grid.fft_len
+        m = grid.n_boxes * p
+        lo = (*grid.lo, 0.0)[:3]
+        inv = 1.0 / grid.box_width
+        charges = xp.zeros(m**dim, dtype=xp.float32)
+        kernels.spread[_blocks(n, self.threads), self.threads](
+            S, lo[0], lo[1], lo[2], inv, grid.n_boxes, p, charges, self._outside)
         axes = tuple(range(dim))
-        q_hat = xp.fft.rfftn(charges.reshape((m,) * dim).astype(self.dtype), s=(fft_len,) * dim, axes=axes)
+        q_hat = xp.fft.rfftn(charges.reshape((m,) * dim), s=(fft_len,) * dim, axes=axes)
         channels = spectra[1:] if self_join else spectra
         pots = xp.fft.irfftn(q_hat[None] * channels, s=(fft_len,) * dim, axes=tuple(range(1, dim + 1)))
-        pots = xp.ascontiguousarray(pots[(slice(None),) + (slice(0, m),) * dim]).reshape(pots.shape[0], -1)
+        pots = xp.ascontiguousarray(pots[(slice(None),) + (slice(0, m),) * dim], dtype=xp.float32)
+        pots = pots.reshape(pots.shape[0], -1)
+        T = S if self_join else xp.ascontiguousarray(T, dtype=xp.float32)
+        values = xp.empty((T.shape[0], pots.shape[0]), dtype=xp.float32)
+        kernels.gather[_blocks(T.shape[0], self.threads), self.threads](
+            T, lo[0], lo[1], lo[2], inv, grid.n_boxes, p, pots, values)
         if not self_join:
-            flat, weight = self._interpolation(T, lo_dev, box_width, n_boxes)
-        values = xp.stack([(weight * pots[c][flat]).sum(axis=1) for c in range(pots.shape[0])], axis=1)
-        if not self_join:
-            return values[:, 1:].astype(self.dtype), xp.maximum(values[:, 0], 1e-300)
+            return values[:, 1:].astype(self.dtype), xp.maximum(values[:, 0].astype(xp.float64), 1e-300)
         # Parseval, as the CPU twin: interior frequencies of the last (halved) axis
         # stand for two.
         halves = xp.full(q_hat.shape[-1], 2.0)
@@ -299,4 +381,4 @@ class FFTRepulsionGPU(FFTRepulsion):
             halves[-1] = 1.0
         energy = (q_hat.real * q_hat.real + q_hat.imag * q_hat.imag) * spectra[0].real
         z = (energy * halves).sum(dtype=xp.float64).reshape(1) / float(fft_len) ** dim - n
-        return values.astype(self.dtype), xp.maximum(z, 1e-300)
+        return values.astype(self.dtype, copy=False), xp.maximum(z, 1e-300)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedscope import UMAP, Unsupported
+from embedscope import UMAP
 
 STDS = (0.25, 0.5, 1.0, 2.0)
 PER = 300
@@ -84,12 +84,13 @@ def test_bad_densmap_parameters(clusters, kwargs, match):
         UMAP(n_epochs=0, backend="cpu", **kwargs).fit(clusters[:100])
 
 
-def test_cuda_refuses_densmap_with_the_reason():
+def test_backends_declare_densmap():
     from embedscope.backends import get_spec
-    from embedscope.backends._registry import Request
+    from embedscope.backends._registry import BackendSpec, Capabilities, Request
 
-    spec = get_spec("cuda")
-    why = spec.refusal(Request("umap", umap_options=frozenset({"densmap"})))
-    assert why is not None and "backend='cpu'" in why
-    assert spec.refusal(Request("umap", umap_options=frozenset({"supervised", "output_dens"}))) is None
-    assert issubclass(Unsupported, ValueError)  # what an explicit backend='cuda' fit raises with ``why``
+    asked = Request("umap", umap_options=frozenset({"densmap", "output_dens"}))
+    assert get_spec("cpu").refusal(asked) is None
+    assert get_spec("cuda").refusal(asked) is None  # the GPU twin (tests/cudasim/umap_dens_check.py)
+    bare = BackendSpec("fake", 0, lambda: None, Capabilities(reducers=frozenset({"umap"})), lambda: np)
+    why = bare.refusal(asked)
+    assert why is not None and "densmap" in why

@@ -237,7 +237,7 @@ class BackendSpec:
 
 #: How a refusal names each of :attr:`Capabilities.umap_options`.
 _OPTION_TEXT = {"supervised": "supervised UMAP (fit(X, y)); use backend='cuda' or 'cpu'",
-                "densmap": "densMAP (densmap=True); use backend='cpu'",
+                "densmap": "densMAP (densmap=True); use backend='cuda' or 'cpu'",
                 "output_dens": "output_dens=True; use backend='cuda' or 'cpu'"}
 
 _REGISTRY: dict[str, BackendSpec] = {}

@@ -143,13 +143,10 @@ CAPABILITIES = Capabilities(
     max_neighbors=KMAX,
     # t-SNE places new points on the host (its fitted state lives there).
     transform=frozenset({"pca", "umap", "tsne"}),
-    # The target graph and the local radii are host steps; densMAP's gradient is not
-    # in the GPU SGD kernel.
-    umap_options=frozenset({"supervised", "output_dens"}),
+    # The target graph and the local radii are host steps; densMAP has its GPU twin.
+    umap_options=frozenset({"supervised", "densmap", "output_dens"}),
     hints={"knn_method=nndescent": "knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
-                                   "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'",
-           "densmap": "densmap=True has no GPU kernel yet (its density gradient runs in the CPU SGD "
-                      "only); use backend='cpu'"},
+                                   "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'"},
 )
 
 register(BackendSpec(name="cuda", priority=20, probe=lambda: _registry.probe_cuda(),

@@ -193,8 +193,8 @@ class UMAP(BaseReducer):
         dense clusters stay small and sparse ones wide. The radius of a point is the
         mean squared distance to its graph neighbours, weighted by membership in the
         data (distances of the searched space: PCA space for wide data) and by the
-        low-dimensional kernel in the layout. cpu backend only (the cuda backend
-        refuses it, with the reason); not with ``metric="inner_product"``.
+        low-dimensional kernel in the layout. cpu and cuda backends (cuML: not wired);
+        not with ``metric="inner_product"``.
     dens_lambda : float, default=2.0
         Weight of the density term (umap-learn's name), in [0, 1000].
     dens_frac : float, default=0.3

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -32,9 +31,6 @@ import scipy.sparse as sp
 
 from embedscope.kernels._fastpow import pow_positive
 from embedscope.kernels._random import GOLDEN, mix64
-
-if TYPE_CHECKING:
-    from embedscope.kernels.umap_sgd.densmap import DensParams
 
 _EDGE_MUL = np.uint64(0xD1B54A32D192ED03)
 _EPOCH_MUL = np.uint64(0xAEF17502108EF2D9)
@@ -364,7 +360,6 @@ def optimize_layout(
     reference: np.ndarray | None = None,
     callback: Callable[[int, int, np.ndarray], object] | None = None,
     log: Callable[[str], None] | None = None,
-    densmap: DensParams | None = None,
 ) -> np.ndarray:
     """Run ``n_epochs`` epochs of SGD on ``head`` (float32, modified in place).
 
@@ -381,22 +376,11 @@ def optimize_layout(
         ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1).
     log : callable, optional
         Receives a line every 10% of the epochs.
-    densmap : DensParams, optional
-        densMAP's density term (fit case only): runs
-        :func:`embedscope.kernels.umap_sgd.densmap.optimize_layout_dens` instead.
 
     Returns
     -------
     head : the same array, optimised
     """
-    if densmap is not None:
-        from embedscope.kernels.umap_sgd.densmap import optimize_layout_dens
-
-        if reference is not None:
-            raise ValueError("densmap applies to a fit, not to placing points against a reference")
-        return optimize_layout_dens(head, graph, n_epochs, a=a, b=b, densmap=densmap,
-                                    learning_rate=learning_rate, negative_sample_rate=negative_sample_rate,
-                                    seed=seed, callback=callback, log=log)
     head = np.ascontiguousarray(head, dtype=np.float32)
     schedule = sgd_schedule(graph, negative_sample_rate)
     if schedule is None or n_epochs <= 0:

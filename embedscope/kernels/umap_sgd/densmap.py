@@ -1,4 +1,4 @@
-"""densMAP: UMAP's SGD with a term that keeps local density (CPU only).
+"""densMAP: UMAP's SGD with a term that keeps local density (CPU twin; GPU twin in :mod:`.cuda_dens`).
 
 From Narayan, Berger & Cho, "Assessing single-cell transcriptomic variability through
 density-preserving data visualization" (Nature Biotechnology, 2021). Each point has a

@@ -52,7 +52,6 @@ def accuracies(quadrants):
     for name, y in targets.items():
         model = UMAP(random_state=0, backend="cpu", n_epochs=60, init="pca").fit(Xtr, y)
         out[name] = _knn_accuracy(model.embedding_, ytr, model.transform(Xte), yte)
-    print(out)
     return out
 
 

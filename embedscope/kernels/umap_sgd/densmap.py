@@ -24,6 +24,13 @@ radii contain the edge with the same length, and a head moving along its own edg
 follows the whole gradient of ``C``, as UMAP's attraction does (edges sampled in
 proportion to their weight, as in umap-learn).
 
+Measured against umap-learn 0.5.12 (four 8-D Gaussian clusters, std 0.25 to 2, 300
+points each, 100 epochs, PCA init; Pearson correlation of the log radii defined
+above, trustworthiness@15): umap-learn densmap 0.96 / 0.920, plain 0.02 / 0.942; here
+``dens_lambda`` 2 gives 0.67 / 0.942, 6 gives 0.81 / 0.931, 20 gives 0.95 / 0.881. So
+our term is weaker at the same ``dens_lambda`` and trades more trustworthiness for
+the same correlation: the scale of umap-learn's term is not reproduced (open).
+
 The default path (:func:`embedscope.kernels.umap_sgd.cpu.optimize_layout` without
 ``densmap``) does not go through here, so its speed is unchanged; the epochs before
 the density phase run the ordinary kernels.

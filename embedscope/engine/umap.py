@@ -387,8 +387,8 @@ class UMAP(BaseReducer):
 
     def _options(self) -> frozenset[str]:
         """The optional UMAP features this fit asks of a backend (``Capabilities.umap_options``)."""
-        wanted = {"supervised": getattr(self, "_y_given", False), "densmap": self.densmap is True,
-                  "output_dens": self.output_dens is True}
+        wanted = {"supervised": getattr(self, "_y_given", False), "densmap": bool(self.densmap),
+                  "output_dens": bool(self.output_dens)}
         return frozenset(name for name, on in wanted.items() if on)
 
     # ------------------------------------------------------------------ fit
@@ -519,7 +519,7 @@ class UMAP(BaseReducer):
         return affinity.reset_local_connectivity(mixed)
 
     def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
-        from embedscope.kernels.umap_sgd import default_epochs
+        from embedscope.kernels.umap_sgd import default_epochs, find_ab_params
 
         if self.pca_components is not None and X.shape[1] > 100:
             progress.log(f"{backend.name}: pca_components is not applied; it searches all "
@@ -527,7 +527,9 @@ class UMAP(BaseReducer):
         self._progress = progress
         embedding = backend.delegate.fit_umap(self, X, backend)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
-        self._fit_data = X
+        # what inverse_transform reads (a refit must not keep an earlier backend's)
+        self._fit_data, self._metric = X, self.metric
+        self._ab = find_ab_params(float(self.spread), float(self.min_dist))
         self.init_used_ = str(self.init)
         # What cuML was asked for; None is umap-learn's rule, which cuML follows too.
         self.n_epochs_ = default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
@@ -640,10 +642,9 @@ class UMAP(BaseReducer):
         ndarray of shape (m, n_features_in_), float32, in ``Y``'s array type
         """
         from embedscope.kernels.knn import exact_knn
-        from embedscope.kernels.umap_sgd import find_ab_params
 
         self._check_fitted("embedding_")
-        metric = getattr(self, "_metric", self.metric)
+        metric = self._metric
         if metric != "euclidean":
             raise ValueError(f"inverse_transform needs a fit with metric='euclidean' (got {metric!r}): "
                              "it averages data rows, which other metrics' geometry does not support")
@@ -662,7 +663,7 @@ class UMAP(BaseReducer):
         k = min(int(self.n_neighbors), fitted.shape[0])
         indices, distances = exact_knn(fitted, k, "euclidean",
                                        queries=np.ascontiguousarray(to_host(points), dtype=np.float32))
-        a, b = getattr(self, "_ab", None) or find_ab_params(float(self.spread), float(self.min_dist))
+        a, b = self._ab
         dist = distances.astype(np.float64)
         weights = 1.0 / (1.0 + a * dist ** (2.0 * b))
         weights /= weights.sum(axis=1, keepdims=True)

@@ -64,6 +64,10 @@ class Capabilities:
         Whether an optimiser callback can be called.
     precomputed_knn : bool
         Whether a given kNN graph can be used instead of a search.
+    umap_options : frozenset of str
+        Optional UMAP features it runs: ``"supervised"`` (``fit(X, y)``),
+        ``"densmap"``, ``"output_dens"`` (none unless a backend lists them, so a
+        delegate never silently drops one).
     hints : dict of str to str
         The refusal text for a setting it lacks, keyed ``"knn_method=ivf"``, ``"reducer=pacmap"`` etc.,
         naming what to use instead.
@@ -76,6 +80,7 @@ class Capabilities:
     transform: frozenset[str] = frozenset()
     callback: bool = True
     precomputed_knn: bool = True
+    umap_options: frozenset[str] = frozenset()
     hints: dict[str, str] = field(default_factory=dict)
 
 
@@ -103,6 +108,8 @@ class Request:
         A kNN graph was given.
     estimator : object or None
         The estimator itself, for a delegate that maps its parameters (cuML).
+    umap_options : frozenset of str
+        Optional UMAP features asked for (see :attr:`Capabilities.umap_options`).
     """
 
     reducer: str
@@ -114,6 +121,7 @@ class Request:
     callback: bool = False
     precomputed_knn: bool = False
     estimator: Any = None
+    umap_options: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,9 @@ class BackendSpec:
         caps = self.capabilities
         if request.reducer not in caps.reducers:
             return caps.hints.get(f"reducer={request.reducer}", "not implemented for this reducer")
+        if missing := sorted(request.umap_options - caps.umap_options):
+            what = _OPTION_TEXT.get(missing[0], missing[0])
+            return caps.hints.get(missing[0], f"backend={self.name!r} does not run {what}")
         if self.delegate is not None:
             return self.delegate().refusal(request)
         if request.metric is not None and request.metric not in caps.metrics:
@@ -231,6 +242,11 @@ class BackendSpec:
                 return f"backend={self.name!r} finds at most {limit} neighbours per point{tail}"
         return None
 
+
+#: How a refusal names each of :attr:`Capabilities.umap_options`.
+_OPTION_TEXT = {"supervised": "supervised UMAP (fit(X, y)); use backend='cuda' or 'cpu'",
+                "densmap": "densMAP (densmap=True); use backend='cuda' or 'cpu'",
+                "output_dens": "output_dens=True; use backend='cuda' or 'cpu'"}
 
 _REGISTRY: dict[str, BackendSpec] = {}
 

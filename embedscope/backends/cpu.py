@@ -106,6 +106,7 @@ CAPABILITIES = Capabilities(
     metrics=ALL_METRICS,
     knn_methods=frozenset({"auto", "exact", "nndescent"}),
     transform=frozenset({"pca", "umap", "tsne"}),
+    umap_options=frozenset({"supervised", "densmap", "output_dens"}),
     hints={"knn_method=ivf": "knn_method='ivf' is the GPU approximate search (backend='cuda'); "
                              "on backend='cpu' use knn_method='nndescent' or 'auto'"},
 )

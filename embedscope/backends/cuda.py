@@ -161,6 +161,8 @@ CAPABILITIES = Capabilities(
     max_neighbors=KMAX,
     # t-SNE places new points on the host (its fitted state lives there).
     transform=frozenset({"pca", "umap", "tsne"}),
+    # The target graph and the local radii are host steps; densMAP has its GPU twin.
+    umap_options=frozenset({"supervised", "densmap", "output_dens"}),
     hints={"knn_method=nndescent": "knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
                                    "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'"},
 )

@@ -548,6 +548,8 @@ CAPABILITIES = Capabilities(
     # cuML's t-SNE has no transform.
     transform=frozenset({"pca", "umap"}),
     callback=False,
+    # cuML's UMAP takes a target (fit(X, y)); it has no densMAP.
+    umap_options=frozenset({"supervised"}),
     hints={"transform=tsne": "cuML's t-SNE cannot place new points (it has no transform); fit with "
                              "backend='cuda' or backend='cpu' to use transform",
            "reducer=pacmap": _NO_PACMAP},

@@ -76,4 +76,6 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
         sampled = SampledReducer(reducer, sample_size=sample_size or DEFAULT_SAMPLE,
                                  verbose=params.get("verbose", False))
         return sampled.fit_transform(vectors)
-    return reducer.fit_transform(vectors)
+    out = reducer.fit_transform(vectors)
+    # UMAP(output_dens=True) returns (embedding, r_orig, r_emb); the radii stay on the reducer
+    return out[0] if isinstance(out, tuple) else out

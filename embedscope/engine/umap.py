@@ -12,13 +12,14 @@ reducer itself.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope._array import to_host, to_output
+from embedscope._array import array_module, to_host, to_output
 from embedscope._progress import Progress
 from embedscope.backends import Backend, Request, fitted_backend
 from embedscope.engine import stages
@@ -49,9 +50,57 @@ MAX_LEARNING_RATE = 1000.0
 MAX_NEGATIVE_SAMPLE_RATE = 1000
 #: Largest ``n_epochs`` (200-500 is usual; a million epochs of a small graph is hours).
 MAX_EPOCHS = 100_000
+#: ``target_metric`` values (umap-learn's; "l2" is "euclidean").
+TARGET_METRICS = ("categorical", "euclidean", "l2")
+#: Largest ``dens_lambda`` (umap-learn's default is 2; the term's steps are clipped,
+#: so beyond this the data graph no longer shapes the layout at all).
+MAX_DENS_LAMBDA = 1000.0
+#: Largest ``n_components`` ``inverse_transform`` accepts (umap-learn's limit): the
+#: interpolation needs layout neighbourhoods that are local, which 2-8 dimensions give.
+MAX_INVERSE_COMPONENTS = 8
 #: Bounds of ``spread``: the kernel is fitted on [0, 3 spread] in float32 coordinates
 #: starting in a [0, 10] box, so scales far outside give a degenerate layout.
 SPREAD_RANGE = (1e-3, 1e3)
+
+
+def check_target(y: Any, n: int, target_metric: str) -> np.ndarray:
+    """``y`` of ``fit(X, y)`` checked and encoded for the target graph.
+
+    Categorical: any 1-D labels (or a column) of length ``n``; returns int64 codes
+    with -1 kept for unlabelled points. Euclidean: numeric (n,) or (n, d); returns
+    float32 (n, d). A wrong length or NaN / inf is a :class:`DataError` naming ``y``.
+    """
+    values = np.asarray(to_host(y))
+    if values.ndim == 0 or values.shape[0] != n:
+        got = "a scalar" if values.ndim == 0 else f"{values.shape[0]} rows"
+        raise DataError(f"y has {got}, but X has {n}: fit(X, y) needs one target per row of X")
+    if values.ndim == 2 and values.shape[1] == 1 and target_metric == "categorical":
+        values = values[:, 0]
+    if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+        bad = np.flatnonzero(~np.isfinite(values.reshape(n, -1)).all(axis=1))
+        raise DataError(f"y has NaN or inf in {bad.size} rows (first: {bad[:5].tolist()}); use -1 for an "
+                        "unlabelled point")
+    if values.dtype.kind == "c":
+        raise DataError("y must be real labels or numbers, not complex")
+    if target_metric == "categorical":
+        if values.ndim != 1:
+            raise DataError(f"categorical y must be 1-D labels; got shape {values.shape} (for vector "
+                            "targets use target_metric='euclidean')")
+        if values.dtype.kind in "biuf":
+            unlabelled = values == -1
+        else:
+            unlabelled = np.zeros(n, dtype=bool)
+        try:
+            _, codes = np.unique(values, return_inverse=True)
+        except TypeError as exc:  # mixed objects that do not compare
+            raise DataError(f"y labels must be comparable values of one kind ({exc})") from None
+        return np.where(unlabelled, -1, codes.ravel()).astype(np.int64)
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"target_metric='euclidean' needs numeric y; got dtype {values.dtype}")
+    values = values.reshape(n, -1).astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise DataError("y overflows float32")
+    return np.ascontiguousarray(values)
 
 
 class NonFiniteLayout(RuntimeError, ValueError):
@@ -124,6 +173,43 @@ class UMAP(BaseReducer):
     callback : callable or None, default=None
         ``callback(epoch, n_epochs, embedding)`` after every epoch (the array is live;
         copy it to keep it). On the cuda backend it is the device (cupy) array.
+    target_n_neighbors : int, default=-1
+        Supervised UMAP with ``target_metric="euclidean"``: neighbourhood size of the
+        target's kNN graph (counting the point itself); -1 uses ``n_neighbors``.
+        umap-learn's name.
+    target_metric : {"categorical", "euclidean"}, default="categorical"
+        How ``fit(X, y)`` reads ``y`` (umap-learn's names). ``"categorical"``: labels
+        (any values compared for equality; -1 marks an unlabelled point, for
+        semi-supervised UMAP); a data-graph edge between two different labels is
+        scaled by ``exp(-far_dist)``, ``far_dist = 2.5 / (1 - target_weight)``, and
+        one with an unlabelled end by ``exp(-1)``. ``"euclidean"`` (alias ``"l2"``):
+        numeric ``y`` of shape (n,) or (n, d); a fuzzy kNN graph of ``y`` is built and
+        intersected with the data graph. Either way each point's strongest edge is
+        then reset to 1 and the graph symmetrised again.
+    target_weight : float, default=0.5
+        In [0, 1]: how much ``y`` shapes the graph (umap-learn's name and default).
+        With categorical ``y``, 0 still separates labels mildly (far_dist 2.5) and 1
+        cuts every edge between different labels.
+    densmap : bool, default=False
+        densMAP (Narayan, Berger & Cho 2021; umap-learn's ``densmap``): for the last
+        ``dens_frac`` of the epochs an extra gradient makes the log local radius of
+        each point in the layout correlate with its log local radius in the data, so
+        dense clusters stay small and sparse ones wide. The radius of a point is the
+        mean squared distance to its graph neighbours, weighted by membership in the
+        data (distances of the searched space: PCA space for wide data) and by the
+        low-dimensional kernel in the layout. cpu and cuda backends (cuML: not wired);
+        not with ``metric="inner_product"``.
+    dens_lambda : float, default=2.0
+        Weight of the density term (umap-learn's name), in [0, 1000].
+    dens_frac : float, default=0.3
+        Fraction of the epochs (the last ones) the density term is active, in [0, 1].
+    dens_var_shift : float, default=0.1
+        Added to the variance of the layout's log radii in the correlation (keeps a
+        nearly uniform layout from dividing by zero), >= 0.
+    output_dens : bool, default=False
+        With densMAP or without, ``fit_transform`` returns ``(embedding, r_orig,
+        r_emb)`` (the log local radii of each point in the data and in the layout,
+        as umap-learn does) and ``rad_orig_`` / ``rad_emb_`` keep them.
 
     Raises
     ------
@@ -159,6 +245,13 @@ class UMAP(BaseReducer):
         Each backend ``auto`` weighed, in order, with why it was passed over, then the
         pick (empty for an explicit backend).
     n_features_in_ : int
+    rad_orig_, rad_emb_ : ndarray of shape (n_samples,), float32
+        With ``output_dens=True``: log local radii in the data and in the layout.
+
+    Notes
+    -----
+    ``inverse_transform`` keeps a reference to the fitted data (no copy where it is
+    already a numpy or cupy array; a pickled estimator carries it).
 
     Examples
     --------
@@ -188,6 +281,14 @@ class UMAP(BaseReducer):
         backend: str = "auto",
         verbose: bool = False,
         callback: Callable[[int, int, np.ndarray], object] | None = None,
+        target_n_neighbors: int = -1,
+        target_metric: str = "categorical",
+        target_weight: float = 0.5,
+        densmap: bool = False,
+        dens_lambda: float = 2.0,
+        dens_frac: float = 0.3,
+        dens_var_shift: float = 0.1,
+        output_dens: bool = False,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -205,6 +306,14 @@ class UMAP(BaseReducer):
         self.backend = backend
         self.verbose = verbose
         self.callback = callback
+        self.target_n_neighbors = target_n_neighbors
+        self.target_metric = target_metric
+        self.target_weight = target_weight
+        self.densmap = densmap
+        self.dens_lambda = dens_lambda
+        self.dens_frac = dens_frac
+        self.dens_var_shift = dens_var_shift
+        self.output_dens = output_dens
 
     # ------------------------------------------------------------------ validation
 
@@ -242,6 +351,29 @@ class UMAP(BaseReducer):
             raise ValueError(f"knn_method={self.knn_method!r} must be 'auto', 'exact', 'nndescent' or 'ivf'")
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable; got {self.callback!r}")
+        params |= self._validate_extras(n, params["metric"])
+        return params
+
+    def _validate_extras(self, n: int, metric: str) -> dict[str, Any]:
+        """The supervised and densMAP parameters (umap-learn's names), checked."""
+        params: dict[str, Any] = {}
+        if self.target_metric not in TARGET_METRICS:
+            raise ValueError(f"target_metric={self.target_metric!r} must be one of {', '.join(TARGET_METRICS)}")
+        params["target_metric"] = "euclidean" if self.target_metric == "l2" else self.target_metric
+        params["target_weight"] = check_float(self.target_weight, "target_weight", 0.0, 1.0)
+        if isinstance(self.target_n_neighbors, numbers.Integral) and self.target_n_neighbors == -1:
+            params["target_n_neighbors"] = -1
+        else:
+            params["target_n_neighbors"] = check_int(self.target_n_neighbors, "target_n_neighbors", 2, n)
+        for name in ("densmap", "output_dens"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        params["dens_lambda"] = check_float(self.dens_lambda, "dens_lambda", 0.0, MAX_DENS_LAMBDA)
+        params["dens_frac"] = check_float(self.dens_frac, "dens_frac", 0.0, 1.0)
+        params["dens_var_shift"] = check_float(self.dens_var_shift, "dens_var_shift", 0.0)
+        if (self.densmap or self.output_dens) and metric == "inner_product":
+            raise ValueError("densmap and output_dens need distances >= 0; metric='inner_product' has "
+                             "negative ones (use 'cosine' or 'euclidean')")
         return params
 
     def _request(self, n: int) -> Request:
@@ -254,7 +386,14 @@ class UMAP(BaseReducer):
 
         return Request("umap", n_samples=n, metric=self.metric, neighbors=k if searches else None,
                        neighbors_hint=hint, knn_method=self.knn_method, callback=self.callback is not None,
-                       precomputed_knn=not searches, estimator=self)
+                       precomputed_knn=not searches, estimator=self,
+                       umap_options=self._options())
+
+    def _options(self) -> frozenset[str]:
+        """The optional UMAP features this fit asks of a backend (``Capabilities.umap_options``)."""
+        wanted = {"supervised": getattr(self, "_y_given", False), "densmap": bool(self.densmap),
+                  "output_dens": bool(self.output_dens)}
+        return frozenset(name for name, on in wanted.items() if on)
 
     # ------------------------------------------------------------------ fit
 
@@ -265,17 +404,27 @@ class UMAP(BaseReducer):
         ----------
         X : array-like of shape (n_samples, n_features)
             numpy, memory-mapped numpy or cupy.
-        y : ignored
+        y : array-like of shape (n_samples,) or None, default=None
+            Supervised UMAP (see ``target_metric``): labels, -1 for unlabelled points
+            (semi-supervised); with ``target_metric="euclidean"`` numeric targets of
+            shape (n_samples,) or (n_samples, d). None: unsupervised.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        DataError
+            ``y`` of another length than ``X``, or with NaN / inf values.
         """
         from embedscope.kernels import affinity, umap_sgd
 
         X = validate_vectors(X, name="X", min_rows=2)
         n = X.shape[0]
         params = self._validate_params(n, X.shape[1])
+        target = None if y is None else check_target(y, n, params["target_metric"])
+        self._y_given = target is not None
         k = params["n_neighbors"] - 1
         if self.precomputed_knn is not None:
             # checked before any work; the stage below uses what the check returned
@@ -286,7 +435,7 @@ class UMAP(BaseReducer):
         self.n_features_in_ = X.shape[1]
         self._cuml_model: Any = None  # a refit on another backend must not transform with it
         if backend.delegate is not None:
-            return self._fit_delegated(X, backend, progress, n)
+            return self._fit_delegated(X, backend, progress, n, target)
         kernels = backend.kernels
         seed, _ = derive_seed(self.random_state, 2**63 - 1)
         self._seed = seed
@@ -309,23 +458,43 @@ class UMAP(BaseReducer):
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
         # The graph stays where the backend builds it (a cupyx CSR on the GPU) for the
-        # init and the epochs; graph_ gets a host copy at the end.
+        # init and the epochs; graph_ gets a host copy at the end. A supervised fit
+        # intersects it with the target graph on the host (sparse, label lookups).
         fuzzy_graph = kernels.fuzzy_graph or affinity.fuzzy_simplicial_set
-        with progress.stage("affinities", f"fuzzy simplicial set on {backend.name}"):
+        supervised = "" if target is None else (f", intersected with the {params['target_metric']} target "
+                                                f"graph (target_weight={params['target_weight']:g}) on the host")
+        with progress.stage("affinities", f"fuzzy simplicial set on {backend.name}{supervised}"):
             graph, _, _ = fuzzy_graph(indices, distances, params["n_neighbors"], rho_from_nearest=rho_nearest)
+            if target is not None:
+                graph = self._intersect_target(csr_to_host(graph), target, params, seed)
         n_epochs = umap_sgd.default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             layout, used = stages.initial_layout(self.init, params["n_components"], graph=graph, data=Z_host,
                                                  seed=seed % (2**31), log=progress.log, backend=backend.name)
         a, b = umap_sgd.find_ab_params(params["spread"], params["min_dist"])
-        with progress.stage("optimise", f"{n_epochs} epochs on {backend.name}"):
+        dens_data = np.zeros(0, dtype=np.float32)
+        if self.densmap or self.output_dens:
+            from embedscope.kernels.umap_sgd import densmap
+
+            dens_data = densmap.data_radii(graph, indices, distances)
+        with progress.stage("optimise", f"{n_epochs} epochs on {backend.name}"
+                                        + (" (densMAP)" if self.densmap else "")):
             pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
+            extra: dict[str, Any] = {}
+            if self.densmap:
+                extra["densmap"] = densmap.DensParams(
+                    log_radii=dens_data, dens_lambda=params["dens_lambda"], dens_frac=params["dens_frac"],
+                    var_shift=params["dens_var_shift"])
             layout = kernels.umap_optimize(
                 layout, pruned, n_epochs, a=a, b=b, learning_rate=params["learning_rate"],
                 negative_sample_rate=params["negative_sample_rate"], seed=seed,
-                callback=self.callback, log=progress.log)
+                callback=self.callback, log=progress.log, **extra)
         if not np.all(np.isfinite(layout)):  # a kernel defect, never user data
             raise NonFiniteLayout("UMAP produced non-finite coordinates; please report this input")
+        if self.output_dens:
+            self.rad_orig_ = dens_data
+            self.rad_emb_ = densmap.layout_radii(layout, graph, a, b)
+        self._fit_data = X  # inverse_transform interpolates in it (a reference, not a copy)
 
         self._ab = (a, b)
         self._train = Z_host
@@ -338,15 +507,36 @@ class UMAP(BaseReducer):
         self.timings_ = progress.timings
         return self
 
-    def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> UMAP:
-        from embedscope.kernels.umap_sgd import default_epochs
+    def _intersect_target(self, graph: sp.csr_matrix, target: np.ndarray, params: dict[str, Any],
+                          seed: int) -> sp.csr_matrix:
+        """The data graph intersected with the target's, local connectivity reset (host)."""
+        from embedscope.kernels import affinity
+        from embedscope.kernels.knn import nearest_neighbors
+
+        weight = params["target_weight"]
+        if params["target_metric"] == "categorical":
+            mixed = affinity.categorical_intersection(graph, target, affinity.far_distance(weight))
+        else:
+            n = target.shape[0]
+            size = params["n_neighbors"] if params["target_n_neighbors"] == -1 else params["target_n_neighbors"]
+            size = min(size, n)
+            t_idx, t_dist = nearest_neighbors(target, size - 1, "euclidean", random_state=seed % (2**31))
+            target_graph, _, _ = affinity.fuzzy_simplicial_set(t_idx, t_dist, size)
+            mixed = affinity.general_intersection(graph, target_graph, weight)
+        return affinity.reset_local_connectivity(mixed)
+
+    def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int, target: Any = None) -> UMAP:
+        from embedscope.kernels.umap_sgd import default_epochs, find_ab_params
 
         if self.pca_components is not None and X.shape[1] > 100:
             progress.log(f"{backend.name}: pca_components is not applied; it searches all "
                          f"{X.shape[1]:,} features")
         self._progress = progress
-        embedding = backend.delegate.fit_umap(self, X, backend)
+        embedding = backend.delegate.fit_umap(self, X, backend, y=target)
         self.embedding_ = np.ascontiguousarray(to_host(embedding), dtype=np.float32)
+        # what inverse_transform reads (a refit must not keep an earlier backend's)
+        self._fit_data, self._metric = X, self.metric
+        self._ab = find_ab_params(float(self.spread), float(self.min_dist))
         self.init_used_ = self.init if isinstance(self.init, str) else "array"
         # What cuML was asked for; None is umap-learn's rule, which cuML follows too.
         self.n_epochs_ = default_epochs(n) if self.n_epochs is None else int(self.n_epochs)
@@ -359,14 +549,20 @@ class UMAP(BaseReducer):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+        y : array-like of shape (n_samples,) or None, default=None
+            See :meth:`fit`.
 
         Returns
         -------
         array of shape (n_samples, n_components), float32
+            With ``output_dens=True``, the tuple ``(embedding, r_orig, r_emb)`` of
+            the embedding and the log local radii in the data and in the layout.
         """
-        self.fit(X)
-        return to_output(self.embedding_, X)
+        self.fit(X, y)
+        embedding = to_output(self.embedding_, X)
+        if self.output_dens:
+            return embedding, self.rad_orig_, self.rad_emb_
+        return embedding
 
     # ------------------------------------------------------------------ transform
 
@@ -424,3 +620,62 @@ class UMAP(BaseReducer):
             negative_sample_rate=int(self.negative_sample_rate), seed=self._seed ^ 0x5EED,
             reference=fitted)
         return to_output(layout, X)
+
+    # ------------------------------------------------------------------ inverse_transform
+
+    def inverse_transform(self, Y: Any) -> Any:
+        """Points of the layout mapped back to the data space (umap-learn's ``inverse_transform``).
+
+        Each layout point is matched to its ``n_neighbors`` nearest points of
+        ``embedding_``, and the fitted data rows of those neighbours are averaged
+        with the weights of UMAP's low-dimensional kernel ``1 / (1 + a d^(2b))``
+        (normalised to sum to 1): an interpolation in the data space, without the
+        refinement umap-learn adds, so a result always lies in the convex hull of
+        fitted rows. Runs on the host on every backend.
+
+        Only for fits with ``metric="euclidean"`` (an average of rows is meaningless
+        under the other metrics' geometry: cosine and inner product ignore scale) and
+        ``n_components <= 8`` (umap-learn's limit; in more dimensions a layout point's
+        neighbours no longer surround it). Memory: the fit keeps a reference to its
+        training data for this (no copy for numpy, memory-mapped or cupy input).
+
+        Parameters
+        ----------
+        Y : array-like of shape (m, n_components)
+            Points in the layout's coordinates.
+
+        Returns
+        -------
+        ndarray of shape (m, n_features_in_), float32, in ``Y``'s array type
+        """
+        from embedscope.kernels.knn import exact_knn
+
+        self._check_fitted("embedding_")
+        metric = self._metric
+        if metric != "euclidean":
+            raise ValueError(f"inverse_transform needs a fit with metric='euclidean' (got {metric!r}): "
+                             "it averages data rows, which other metrics' geometry does not support")
+        if self.embedding_.shape[1] > MAX_INVERSE_COMPONENTS:
+            raise ValueError(f"inverse_transform needs n_components <= {MAX_INVERSE_COMPONENTS} "
+                             f"(got {self.embedding_.shape[1]}): in more dimensions a layout point's "
+                             "neighbours no longer surround it")
+        data = getattr(self, "_fit_data", None)
+        if data is None:
+            raise ValueError("this UMAP keeps no training data (fitted by an older version); fit it again")
+        points = validate_vectors(Y, name="Y", min_rows=1)
+        if points.shape[1] != self.embedding_.shape[1]:
+            raise ValueError(f"Y has {points.shape[1]} columns, but the layout has {self.embedding_.shape[1]} "
+                             "(n_components)")
+        fitted = self.embedding_
+        k = min(int(self.n_neighbors), fitted.shape[0])
+        indices, distances = exact_knn(fitted, k, "euclidean",
+                                       queries=np.ascontiguousarray(to_host(points), dtype=np.float32))
+        a, b = self._ab
+        dist = distances.astype(np.float64)
+        weights = 1.0 / (1.0 + a * dist ** (2.0 * b))
+        weights /= weights.sum(axis=1, keepdims=True)
+        xp = array_module(data)
+        rows = to_host(data[xp.asarray(indices.ravel())]).astype(np.float64)
+        rows = rows.reshape(indices.shape[0], k, -1)
+        result = np.einsum("mk,mkd->md", weights, rows).astype(np.float32)
+        return to_output(result, Y)

@@ -152,3 +152,117 @@ def transform_memberships(knn_distances: np.ndarray, n_neighbors: int,
     distances = np.ascontiguousarray(knn_distances, dtype=np.float32)
     sigmas, rhos = smooth_knn_dist(distances, float(np.log2(n_neighbors)), rho_from_nearest)
     return membership_strengths(distances, sigmas, rhos)
+
+
+# ----------------------------------------------------------------------------- supervised UMAP
+#
+# umap-learn's supervised and semi-supervised UMAP: the data graph is intersected with
+# a graph of the target ``y``, then each point's local connectivity is reset (its
+# strongest edge back to 1) and the result symmetrised again. These are host (scipy)
+# steps on the fuzzy graph, so every backend with a kernel table runs them.
+
+#: Penalty distance of an edge with an unlabelled end (label -1): its weight is scaled
+#: by ``exp(-UNKNOWN_DIST)`` (about 0.37), so unlabelled points keep their neighbours.
+UNKNOWN_DIST = 1.0
+
+
+def far_distance(target_weight: float) -> float:
+    """Penalty distance of an edge between two different labels for ``target_weight``.
+
+    ``2.5 / (1 - target_weight)``: 5 at umap-learn's default 0.5 (edges scaled by
+    ``exp(-5)``, 0.0067), and so large at 1.0 that such edges vanish.
+    """
+    return 1.0e12 if target_weight >= 1.0 else 2.5 / (1.0 - target_weight)
+
+
+def categorical_intersection(graph: sp.csr_matrix, codes: np.ndarray, far_dist: float,
+                             unknown_dist: float = UNKNOWN_DIST) -> sp.csr_matrix:
+    """The fuzzy graph intersected with the categorical target graph of ``codes``.
+
+    Parameters
+    ----------
+    graph : csr_matrix (n, n)
+        The symmetric fuzzy graph of the data.
+    codes : int array (n,)
+        A label code per point, -1 for unlabelled.
+    far_dist : float
+        Edges between two different labels are scaled by ``exp(-far_dist)``
+        (:func:`far_distance`).
+    unknown_dist : float, default=UNKNOWN_DIST
+        Edges with an unlabelled end are scaled by ``exp(-unknown_dist)``.
+
+    Returns
+    -------
+    csr_matrix (n, n), float32
+        Same sparsity as ``graph`` (edges scaled to 0 dropped), before the local
+        connectivity is reset (:func:`reset_local_connectivity`).
+    """
+    graph = graph.tocsr().astype(np.float32)
+    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    head, tail = codes[rows], codes[graph.indices]
+    unknown = (head < 0) | (tail < 0)
+    factor = np.where(unknown, np.exp(-unknown_dist), np.where(head == tail, 1.0, np.exp(-far_dist)))
+    out = sp.csr_matrix(((graph.data * factor).astype(np.float32), graph.indices.copy(), graph.indptr.copy()),
+                        shape=graph.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def general_intersection(data_graph: sp.csr_matrix, target_graph: sp.csr_matrix,
+                         target_weight: float) -> sp.csr_matrix:
+    """Fuzzy intersection of the data graph with a target graph (continuous ``y``).
+
+    Every edge of either graph is kept; where one graph lacks it, that graph's
+    weight counts as half its smallest weight (a missing edge is weak, not
+    impossible). The two weights are multiplied with the lesser-weighted graph's
+    raised to ``w / (1 - w)`` (or ``(1 - w) / w``), ``w = target_weight``: at 0.5 a
+    plain product, at 0 the data graph alone, at 1 the target graph alone.
+    """
+    left = data_graph.tocsr().astype(np.float64)
+    right = target_graph.tocsr().astype(np.float64)
+    left_floor = max(float(left.data.min()) / 2.0, 1e-8) if left.nnz else 1e-8
+    right_floor = max(float(right.data.min()) / 2.0, 1e-8) if right.nnz else 1e-8
+    # the union pattern, with each graph's weight or its floor
+    pattern = (left + right).tocsr()
+    pattern.sort_indices()
+    coo = pattern.tocoo()
+    lvals = np.asarray(left[coo.row, coo.col]).ravel()
+    rvals = np.asarray(right[coo.row, coo.col]).ravel()
+    lvals = np.where(lvals > 0.0, lvals, left_floor)
+    rvals = np.where(rvals > 0.0, rvals, right_floor)
+    w = float(target_weight)
+    if w <= 0.0:
+        vals = lvals
+    elif w >= 1.0:
+        vals = rvals
+    elif w < 0.5:
+        vals = lvals * rvals ** (w / (1.0 - w))
+    else:
+        vals = lvals ** ((1.0 - w) / w) * rvals
+    out = sp.csr_matrix((vals.astype(np.float32), (coo.row, coo.col)), shape=left.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def reset_local_connectivity(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled so its strongest edge is 1, then the fuzzy union with the transpose.
+
+    After an intersection a point's edges may all be weak (every neighbour has
+    another label); UMAP's graph assumes each point is fully connected to its
+    nearest neighbour, so that is restored, and the graph made symmetric again.
+    """
+    graph = graph.tocsr().astype(np.float32)
+    graph.eliminate_zeros()
+    counts = np.diff(graph.indptr)
+    row_max = np.zeros(graph.shape[0], dtype=np.float32)
+    filled = counts > 0
+    if graph.nnz:
+        row_max[filled] = np.maximum.reduceat(graph.data, graph.indptr[:-1][filled])
+    scale = np.where(row_max > 0.0, 1.0 / np.where(row_max > 0.0, row_max, 1.0), 0.0).astype(np.float32)
+    directed = sp.csr_matrix((graph.data * np.repeat(scale, counts), graph.indices, graph.indptr),
+                             shape=graph.shape)
+    transpose = directed.T.tocsr()
+    out = (directed + transpose - directed.multiply(transpose)).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out.astype(np.float32)

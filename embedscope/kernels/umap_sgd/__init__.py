@@ -27,24 +27,50 @@ simulator) and tests/cudasim/umap_backend_check.py (``UMAP(backend="cuda")``), b
 driven by tests/test_gpu_twins.py; ``test_umap_sgd_gpu_matches_cpu_on_device`` on a
 real GPU. The GPU modules are not imported here: importing this package loads no
 CUDA.
+
+densMAP (:mod:`.densmap`, GPU twin :mod:`.cuda_dens`): :func:`optimize_layout` here
+takes ``densmap=DensParams(...)`` and then runs
+:func:`embedscope.kernels.umap_sgd.densmap.optimize_layout_dens`; without it, the
+plain CPU driver, untouched. The GPU driver takes the same argument.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embedscope.kernels.umap_sgd import cpu
 from embedscope.kernels.umap_sgd.cpu import (
     LANES,
     default_epochs,
     edge_schedule,
     find_ab_params,
-    optimize_layout,
     scratch_width,
     sgd_epoch,
     sgd_epoch_2d,
     sgd_schedule,
 )
+from embedscope.kernels.umap_sgd.densmap import DensParams, optimize_layout_dens
+
+
+def optimize_layout(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, *,
+                    densmap: DensParams | None = None, **kwargs: Any) -> np.ndarray:
+    """:func:`embedscope.kernels.umap_sgd.cpu.optimize_layout`, or with ``densmap`` densMAP's driver.
+
+    ``densmap`` applies to a fit only (no ``reference``).
+    """
+    if densmap is None:
+        return cpu.optimize_layout(head, graph, n_epochs, **kwargs)
+    if kwargs.pop("reference", None) is not None:
+        raise ValueError("densmap applies to a fit, not to placing points against a reference")
+    return optimize_layout_dens(head, graph, n_epochs, densmap=densmap, **kwargs)
+
 
 __all__ = [
     "LANES",
+    "DensParams",
     "default_epochs",
     "edge_schedule",
     "find_ab_params",

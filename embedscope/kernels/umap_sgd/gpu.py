@@ -16,10 +16,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from embedscope import _memory
+from embedscope._array import to_host
 from embedscope.kernels._cuda import cuda, device_array_module, simulated
 from embedscope.kernels.umap_sgd.cpu import sgd_schedule
+from embedscope.kernels.umap_sgd.densmap import DensParams, density_coefficients
 
 THREADS_PER_BLOCK = 256
+
+
+@lru_cache(maxsize=1)
+def _dens_kernels() -> Any:
+    cuda()
+    from embedscope.kernels.umap_sgd import cuda_dens
+
+    return cuda_dens
 
 
 @lru_cache(maxsize=1)
@@ -51,14 +61,22 @@ def optimize_layout_gpu(
     callback: Callable[[int, int, Any], object] | None = None,
     log: Callable[[str], None] | None = None,
     threads: int = THREADS_PER_BLOCK,
+    densmap: DensParams | None = None,
 ) -> Any:
     """Run ``n_epochs`` epochs of UMAP's SGD on the GPU (the CPU twin's contract).
+
+    ``densmap`` (fit case only) adds densMAP's density term for the last
+    ``dens_frac`` of the epochs, as the CPU twin
+    (:func:`embedscope.kernels.umap_sgd.densmap.optimize_layout_dens`): the radius
+    sums run on the device, the per-point coefficients (two reductions) on the host.
 
     Returns
     -------
     head : device array (cupy; numpy under numba's CUDA simulator), float32
         The optimised layout. ``callback`` receives the live device array.
     """
+    if densmap is not None and reference is not None:
+        raise ValueError("densmap applies to a fit, not to placing points against a reference")
     xp = device_array_module()
     if not simulated():
         ref_rows = 0 if reference is None else reference.shape[0]
@@ -76,13 +94,28 @@ def optimize_layout_gpu(
     blocks = max(1, -(-head.shape[0] // threads))
     scratch = xp.empty_like(head)
     report_every = max(1, n_epochs // 10)
+    start_dens = n_epochs
+    if densmap is not None and densmap.dens_lambda > 0.0:
+        start_dens = n_epochs - round(densmap.dens_frac * n_epochs)
+        log_data = np.asarray(densmap.log_radii, dtype=np.float64)
+        dens = _dens_kernels()
+        sums = xp.zeros(head.shape[0], dtype=xp.float64)
+        norms = xp.zeros(head.shape[0], dtype=xp.float64)
     for epoch in range(n_epochs):
         if fit_case:
             xp.copyto(snapshot, head)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
-        kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
-                                int(negative_sample_rate), float(a), float(b), float(alpha),
-                                epoch, np.uint64(seed), fit_case, scratch)
+        if epoch >= start_dens:
+            dens.radius_sums[blocks, threads](snapshot, indptr, indices, float(a), float(b), sums, norms)
+            coeffs, _ = density_coefficients(log_data, to_host(sums), to_host(norms), densmap.dens_lambda,
+                                             densmap.var_shift)
+            dens.sgd_epoch_dens[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
+                                                 int(negative_sample_rate), float(a), float(b), float(alpha),
+                                                 epoch, np.uint64(seed), scratch, sums, norms, xp.asarray(coeffs))
+        else:
+            kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
+                                    int(negative_sample_rate), float(a), float(b), float(alpha),
+                                    epoch, np.uint64(seed), fit_case, scratch)
         if callback is not None:
             callback(epoch + 1, n_epochs, head)
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):

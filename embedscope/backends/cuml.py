@@ -220,7 +220,7 @@ def umap_build_algo(metric: str, n_samples: int | None, precomputed: bool) -> tu
     return "nn_descent", f"approximate above {BRUTE_FORCE_MAX:,} points"
 
 
-def cuml_umap_params(est: Any, n_samples: int | None = None) -> dict[str, Any]:
+def cuml_umap_params(est: Any, n_samples: int | None = None, *, supervised: bool = False) -> dict[str, Any]:
     """cuML ``UMAP`` keyword arguments for our UMAP's parameters, or ``Unsupported``.
 
     ``n_neighbors`` counts the point itself in both libraries; ``n_epochs=None`` is
@@ -281,7 +281,9 @@ def cuml_umap_params(est: Any, n_samples: int | None = None) -> dict[str, Any]:
         if n_samples is None:
             n_samples = int(np.shape(est.precomputed_knn[0])[0])
         params["precomputed_knn"] = cuml_knn(est.precomputed_knn, n_samples, int(est.n_neighbors) - 1)
-    for name in ("target_metric", "target_weight", "target_n_neighbors"):
+    # The target settings go to cuML only with a target: an unsupervised call stays the
+    # call cuML documents for it.
+    for name in ("target_metric", "target_weight", "target_n_neighbors") if supervised else ():
         if hasattr(est, name):
             value = getattr(est, name)
             params[name] = "euclidean" if name == "target_metric" and value == "l2" else value
@@ -326,7 +328,7 @@ def fit_cuml_umap(est: Any, X: Any, backend: Backend, y: Any = None) -> Any:
     ``target_weight`` and ``target_n_neighbors``. ``graph_`` is set as our host CSR.
     """
     n = int(X.shape[0])
-    params = cuml_umap_params(est, n)
+    params = cuml_umap_params(est, n, supervised=y is not None)
     target = None
     if y is not None:
         metric = params.get("target_metric", "categorical")

@@ -93,6 +93,12 @@ def _fresh_hover(plot: Any, element: Any) -> None:
     model.js_on_change("data", CustomJS(args={"hover": hover}, code=_REDRAW_HOVER))
 
 
+#: Milliseconds Bokeh waits after the last zoom or pan step before it reports the new
+#: ranges (its ``lod_timeout``, 500 by default): the re-render could not start sooner.
+RANGES_DELAY_MS = 50
+_LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
+
+
 def _hv() -> Any:
     try:
         import holoviews as hv
@@ -244,7 +250,7 @@ class EmbeddingPlot:
         tools = ["hover", "box_select", "lasso_select", "tap"] if self.hover else ["box_select", "lasso_select", "tap"]
         size = {"responsive": True} if self.responsive else {"width": self.width, "height": self.height}
         self.base = hv.DynamicMap(self._base_image, streams=[self.range, self.size, self._muted]).opts(
-            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover],
+            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover], lod=_LOD,
             title=self.title, xlabel="x", ylabel="y", **size)
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
@@ -252,7 +258,7 @@ class EmbeddingPlot:
         layers = [self.base, self.highlight]
         if self._category_colors:
             layers.append(self._legend())
-        self.view = hv.Overlay(layers).collate().opts(**size)
+        self.view = hv.Overlay(layers).collate().opts(lod=_LOD, **size)
         self.bounds = hv.streams.BoundsXY(source=self.base)
         self.lasso = hv.streams.Lasso(source=self.base)
         self.bounds.add_subscriber(self._on_bounds)
@@ -398,16 +404,20 @@ class EmbeddingPlot:
 
         x_range = tuple(x_range) if x_range is not None else self.extent[0]
         y_range = tuple(y_range) if y_range is not None else self.extent[1]
-        chosen = self.frame.iloc[self.selected] if self.selected.size else self.frame.iloc[:0]
+        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+        if not self.selected.size:
+            # Nothing to draw: one transparent pixel, not a full-size image. The browser
+            # got both layers after every zoom; a 1500 x 1100 plot's is 6.6 MB.
+            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"]).opts(tools=[])
+        chosen = self.frame.iloc[self.selected]
         width, height = self._raster_size(width, height)
         agg = raster(chosen[["x", "y"]], width=width, height=height, x_range=x_range, y_range=y_range)
         img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)
         packed = np.asarray(img.data, dtype=np.uint32)
-        if self.spread and self.selected.size:
+        if self.spread:
             px = choose_spread(packed >> 24 > 0, threshold=0.5, max_px=self.spread)
             packed, _ = spread_fill(packed, None, px)
         rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(height, width, 4)
-        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
         return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
 

@@ -49,13 +49,16 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
 # so it showed the point under the *previous* position (once one 176 px away), and fields
 # "undefined" before any answer. The filter below shows the tooltip only when the answer
 # is for the very pixel under the cursor (its pixel centre is the one the server read),
-# and the callback redraws the tooltip when an answer arrives.
+# and the callback redraws the tooltip when an answer arrives. Both read BokehJS internals
+# (3.9: the image glyph view's _lrtb and image_width/height, HoverToolView's
+# _current_sxy, ttmodels and _update); where those are missing, the filter falls back to
+# HoloViews' own test (a point was found) and the redraw waits for the next mouse move.
 _FRESH_HOVER_FILTER = """
 export default ({hover_model}, _tool, {vars}) => {
   const d = hover_model.data
   if (d == null || d.__index__ == null || d.__index__ < 0) return false
   const ii = vars.image_index, g = vars.glyph_view
-  if (ii == null || g == null || typeof g._lrtb !== "function") return false
+  if (ii == null || g == null || typeof g._lrtb !== "function" || g.image_width == null) return true
   const [l, r, t, b] = g._lrtb(ii.index)
   const nx = g.image_width[ii.index], ny = g.image_height[ii.index]
   const px = (r - l) / nx, py = (t - b) / ny
@@ -68,7 +71,7 @@ export default ({hover}) => {
   // after the tooltip's fields (rendered asynchronously) have taken the new answer
   setTimeout(() => {
     const view = Bokeh.index.find_one(hover)
-    if (view == null || view._current_sxy == null || view.ttmodels == null) return
+    if (view == null || view._current_sxy == null || view.ttmodels == null || view._update == null) return
     const [sx, sy] = view._current_sxy
     for (const [renderer, tooltip] of view.ttmodels) {
       if (renderer.get_selection_manager().inspectors.get(renderer) != null)

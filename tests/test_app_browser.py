@@ -46,7 +46,7 @@ FIGURE_JS = """() => {
   for (const root of Bokeh.index.roots) for (const v of walk(root)) {
     if (v.model.type === "Figure") {
       const f = v.frame, r = v.canvas_view.el.getBoundingClientRect();
-      return {x0: f.x_range.start, x1: f.x_range.end, y0: f.y_range.start, y1: f.y_range.end,
+      return {id: v.model.id, x0: f.x_range.start, x1: f.x_range.end, y0: f.y_range.start, y1: f.y_range.end,
               left: r.left, top: r.top, fl: f.bbox.left, ft: f.bbox.top, fw: f.bbox.width, fh: f.bbox.height};
     }
   }
@@ -101,12 +101,13 @@ def data_files(tmp_path_factory):
 class Server:
     """``embedscope serve`` in a subprocess; ``url`` once it answers."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, launcher: list[str] | None = None, env: dict | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-m", "embedscope.viz.cli", "serve", *args, "--port", str(self.port),
-                                      "--quiet"], stdout=self.log, stderr=subprocess.STDOUT)
+        launcher = launcher or ["-m", "embedscope.viz.cli"]
+        self.proc = subprocess.Popen([sys.executable, *launcher, "serve", *args, "--port", str(self.port), "--quiet"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -170,7 +171,7 @@ TOOLTIP_JS = """() => { const out = []; function visit(root) { for (const el of 
   if (el.shadowRoot) visit(el.shadowRoot); } } visit(document); return out.join(' | '); }"""
 
 
-def _hover_finds(page, sx: float, sy: float, text: str) -> bool:
+def _hover_finds(page, sx: float, sy: float, text: str, seen: list[str] | None = None) -> bool:
     """Hover at and around (sx, sy) (rounding may put the point a pixel off); True once ``text`` shows.
 
     The server answers a hover asynchronously; on a loaded 2-core machine that took
@@ -184,7 +185,10 @@ def _hover_finds(page, sx: float, sy: float, text: str) -> bool:
                 wait = 6.0 if (dx, dy, sweep) == (0, 0, 0) else 1.5
                 deadline = time.monotonic() + wait
                 while time.monotonic() < deadline:
-                    if f"word:{text}" in page.evaluate(TOOLTIP_JS).replace(" ", ""):
+                    shown = page.evaluate(TOOLTIP_JS).replace(" ", "")
+                    if seen is not None and shown:
+                        seen.append(shown)
+                    if f"word:{text}" in shown:
                         return True
                     page.wait_for_timeout(100)
     return False
@@ -203,103 +207,170 @@ def _view_text(page) -> str:
     return match.group(0) if match else ""
 
 
-def test_serve_coordinates_in_browser(data_files, browser_page, tmp_path):
-    page = browser_page
+@pytest.fixture(scope="module")
+def coords_server(data_files):
+    """One server of the four clusters, shared: each page load is its own session."""
     server = Server(str(data_files / "coords.parquet"), "--color", "label", "--text-column", "word")
     try:
-        fig = _open(page, server)
-        # the page loads and the plot image appears: four coloured clusters
-        img = _ink(page, fig)
-        ink = (img < 230).any(axis=2)
-        assert 0.005 < ink.mean() < 0.5, ink.mean()
-        page.get_by_text("4,001 points").first.wait_for()
-
-        # hover returns the metadata of the lone point under the mouse
-        sx, sy = page.evaluate(TO_SCREEN_JS, list(NEEDLE))
-        assert _hover_finds(page, sx, sy, "needle"), f"hover did not show the point: {page.evaluate(TOOLTIP_JS)[-300:]}"
-        # the needle's tooltip must be gone first, or a slow machine reads the stale one below
-        page.mouse.move(5, 5)
-        page.wait_for_function(f"() => !({TOOLTIP_JS})().replace(/ /g, '').includes('word:needle')", timeout=20_000)
-        assert not _hover_finds(page, sx + 120, sy - 60, "needle"), "negative control: empty space shows the point"
-
-        # search highlights the match
-        page.mouse.move(5, 5)
-        box = page.locator("input[placeholder='text to find']").first
-        box.fill("needle")
-        box.press("Enter")
-        page.get_by_text("1 match(es) highlighted").wait_for()
-        page.wait_for_timeout(1500)
-        crop = _ink(page, page.evaluate(FIGURE_JS))
-        hx, hy = int(sx - fig["left"] - fig["fl"]), int(sy - fig["top"] - fig["ft"])
-        near = crop[max(hy - 4, 0): hy + 5, max(hx - 4, 0): hx + 5]
-        red = (near[..., 0] > 180) & (near[..., 1] < 80) & (near[..., 2] < 110)
-        assert red.any(), "the search match is not drawn in the highlight colour"
-        page.get_by_role("button", name="Clear selection").click()
-        page.get_by_text("Selected 0 point(s).").wait_for()
-
-        # box selection; the export holds exactly the selected rows
-        page.locator("[title='Box Select']").first.click()
-        (ax, ay), (bx, by) = page.evaluate(TO_SCREEN_JS, [2.0, 2.0]), page.evaluate(TO_SCREEN_JS, [8.5, 8.5])
-        page.mouse.move(ax, ay)
-        page.mouse.down()
-        page.mouse.move(bx, by, steps=8)
-        page.mouse.up()
-        page.get_by_text("Selected").filter(has_text="rows").first.wait_for()
-        lo = page.evaluate(TO_DATA_JS, [ax, ay])
-        hi = page.evaluate(TO_DATA_JS, [bx, by])
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Export selection").click()
-        target = tmp_path / "selection.csv"
-        download.value.save_as(target)
-        exported = pd.read_csv(target)
-        coords = pd.read_parquet(data_files / "coords.parquet")
-        x, y = coords["x"].to_numpy(), coords["y"].to_numpy()
-        (x0, x1), (y0, y1) = sorted((lo[0], hi[0])), sorted((lo[1], hi[1]))
-        inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-        eps = 1e-3 * (x1 - x0)
-        borderline = (np.minimum.reduce([np.abs(x - x0), np.abs(x - x1), np.abs(y - y0), np.abs(y - y1)]) < eps)
-        got = np.zeros(len(x), bool)
-        got[exported["row"].to_numpy()] = True
-        assert inside.sum() > 500 and (exported["label"] == "d").all()
-        assert not ((got != inside) & ~borderline).any()
-        assert list(exported.columns[:3]) == ["row", "x", "y"] and "word" in exported.columns
-        np.testing.assert_allclose(exported["x"], x[exported["row"]], rtol=1e-6)
-
-        # a click lists the nearest neighbours (in the 2-D layout: no vectors were given)
-        cx, cy = page.evaluate(TO_SCREEN_JS, [-5.0, -5.0])
-        page.mouse.click(cx, cy)
-        page.get_by_text("Nearest neighbours of row").wait_for()
-        page.get_by_text("in the 2-D layout").first.wait_for()
-
-        # zooming re-renders a narrower range on the server side
-        before = page.evaluate(FIGURE_JS)
-        view_before = _view_text(page)
-        assert view_before
-        mx, my = page.evaluate(TO_SCREEN_JS, [5.0, 5.0])
-        page.mouse.move(mx, my)
-        for _ in range(3):
-            page.mouse.wheel(0, -400)
-            page.wait_for_timeout(200)
-        width = before["x1"] - before["x0"]
-        page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * width}")
-        deadline = time.monotonic() + 20
-        while _view_text(page) == view_before and time.monotonic() < deadline:
-            page.wait_for_timeout(200)
-        page.wait_for_timeout(500)  # let the last wheel step's render land
-        after = page.evaluate(FIGURE_JS)
-        shown = _view_text(page)
-        assert shown != view_before and f"{after['x0']:.4g}" in shown, (shown, after)
+        yield server
     finally:
         server.stop()
 
 
-def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, browser_page):
+def test_serve_coordinates_in_browser(data_files, coords_server, browser_page, tmp_path):
     page = browser_page
+    server = coords_server
+    fig = _open(page, server)
+    # the page loads and the plot image appears: four coloured clusters
+    img = _ink(page, fig)
+    ink = (img < 230).any(axis=2)
+    assert 0.005 < ink.mean() < 0.5, ink.mean()
+    page.get_by_text("4,001 points").first.wait_for()
+
+    # hover returns the metadata of the lone point under the mouse
+    sx, sy = page.evaluate(TO_SCREEN_JS, list(NEEDLE))
+    assert _hover_finds(page, sx, sy, "needle"), f"hover did not show the point: {page.evaluate(TOOLTIP_JS)[-300:]}"
+    # the needle's tooltip must be gone first, or a slow machine reads the stale one below
+    page.mouse.move(5, 5)
+    page.wait_for_function(f"() => !({TOOLTIP_JS})().replace(/ /g, '').includes('word:needle')", timeout=20_000)
+    assert not _hover_finds(page, sx + 120, sy - 60, "needle"), "negative control: empty space shows the point"
+
+    # search highlights the match
+    page.mouse.move(5, 5)
+    box = page.locator("input[placeholder='text to find']").first
+    box.fill("needle")
+    box.press("Enter")
+    page.get_by_text("1 match(es) highlighted").wait_for()
+    page.wait_for_timeout(1500)
+    crop = _ink(page, page.evaluate(FIGURE_JS))
+    hx, hy = int(sx - fig["left"] - fig["fl"]), int(sy - fig["top"] - fig["ft"])
+    near = crop[max(hy - 4, 0): hy + 5, max(hx - 4, 0): hx + 5]
+    red = (near[..., 0] > 180) & (near[..., 1] < 80) & (near[..., 2] < 110)
+    assert red.any(), "the search match is not drawn in the highlight colour"
+    page.get_by_role("button", name="Clear selection").click()
+    page.get_by_text("Selected 0 point(s).").wait_for()
+
+    # box selection; the export holds exactly the selected rows
+    page.locator("[title='Box Select']").first.click()
+    (ax, ay), (bx, by) = page.evaluate(TO_SCREEN_JS, [2.0, 2.0]), page.evaluate(TO_SCREEN_JS, [8.5, 8.5])
+    page.mouse.move(ax, ay)
+    page.mouse.down()
+    page.mouse.move(bx, by, steps=8)
+    page.mouse.up()
+    page.get_by_text("Selected").filter(has_text="rows").first.wait_for()
+    lo = page.evaluate(TO_DATA_JS, [ax, ay])
+    hi = page.evaluate(TO_DATA_JS, [bx, by])
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export selection").click()
+    target = tmp_path / "selection.csv"
+    download.value.save_as(target)
+    exported = pd.read_csv(target)
+    coords = pd.read_parquet(data_files / "coords.parquet")
+    x, y = coords["x"].to_numpy(), coords["y"].to_numpy()
+    (x0, x1), (y0, y1) = sorted((lo[0], hi[0])), sorted((lo[1], hi[1]))
+    inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    eps = 1e-3 * (x1 - x0)
+    borderline = (np.minimum.reduce([np.abs(x - x0), np.abs(x - x1), np.abs(y - y0), np.abs(y - y1)]) < eps)
+    got = np.zeros(len(x), bool)
+    got[exported["row"].to_numpy()] = True
+    assert inside.sum() > 500 and (exported["label"] == "d").all()
+    assert not ((got != inside) & ~borderline).any()
+    assert list(exported.columns[:3]) == ["row", "x", "y"] and "word" in exported.columns
+    np.testing.assert_allclose(exported["x"], x[exported["row"]], rtol=1e-6)
+
+    # a click lists the nearest neighbours (in the 2-D layout: no vectors were given)
+    cx, cy = page.evaluate(TO_SCREEN_JS, [-5.0, -5.0])
+    page.mouse.click(cx, cy)
+    page.get_by_text("Nearest neighbours of row").wait_for()
+    page.get_by_text("in the 2-D layout").first.wait_for()
+
+    # zooming re-renders a narrower range on the server side
+    before = page.evaluate(FIGURE_JS)
+    view_before = _view_text(page)
+    assert view_before
+    mx, my = page.evaluate(TO_SCREEN_JS, [5.0, 5.0])
+    page.mouse.move(mx, my)
+    for _ in range(3):
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(200)
+    width = before["x1"] - before["x0"]
+    page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * width}")
+    deadline = time.monotonic() + 20
+    while _view_text(page) == view_before and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(500)  # let the last wheel step's render land
+    after = page.evaluate(FIGURE_JS)
+    shown = _view_text(page)
+    assert shown != view_before and f"{after['x0']:.4g}" in shown, (shown, after)
+
+
+# `embedscope serve` whose reducer waits for a file to exist: a page can be opened while it reduces.
+HELD_REDUCER = """
+import os, sys, time
+import embedscope.engine.reduce as reduce
+
+make_reducer = reduce.make_reducer
+
+def held(*args, **kwargs):
+    reducer = make_reducer(*args, **kwargs)
+    fit_transform = reducer.fit_transform
+
+    def fit_when_released(X, *a, **k):
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.environ["EMBEDSCOPE_TEST_RELEASE"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return fit_transform(X, *a, **k)
+
+    reducer.fit_transform = fit_when_released
+    return reducer
+
+reduce.make_reducer = held
+from embedscope.viz.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, browser_page, tmp_path):
+    """A page opened while the vectors are reduced shows the plot when it is done, no reload.
+
+    Bokeh sends a page the DataModel types known when its document is first served; the
+    hover's model was unknown then, and the page stayed on "Reducing" with a console error.
+    """
+    page = browser_page
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    (tmp_path / "held.py").write_text(HELD_REDUCER)
+    release = tmp_path / "release"
     server = Server(str(data_files / "vectors.npy"), "--meta", str(data_files / "meta.csv"), "--method", "pca",
-                    "--text-column", "word")
+                    "--text-column", "word", launcher=[str(tmp_path / "held.py")],
+                    env={**os.environ, "EMBEDSCOPE_TEST_RELEASE": str(release)})
     try:
-        _open(page, server)
+        page.goto(server.url, timeout=WAIT_MS)
+        page.get_by_text("Reducing:").first.wait_for()
+        page.wait_for_timeout(1000)  # the waiting page is fully built and polling
+        assert page.evaluate(FIGURE_JS) is None
+        release.touch()
+        page.wait_for_function(f"() => ({FIGURE_JS})() !== null", timeout=90_000)
         page.get_by_text("reduced with pca").first.wait_for()
+        fig = page.evaluate(FIGURE_JS)
+        page.wait_for_timeout(1500)
+        assert 0.001 < (_ink(page, fig) < 230).any(axis=2).mean() < 0.5, "no points drawn"
+        assert not errors, errors
+
+        # the first hover shows a point's fields or nothing, never "undefined"
+        seen: list[str] = []
+        cx, cy = fig["left"] + fig["fl"] + fig["fw"] / 2, fig["top"] + fig["ft"] + fig["fh"] / 2
+        sx, sy = page.evaluate(TO_SCREEN_JS, page.evaluate(TO_DATA_JS, [cx, cy]))
+        for dx in (-200, -100, 0, 100, 200):
+            page.mouse.move(sx + dx, sy)
+            for _ in range(10):
+                shown = page.evaluate(TOOLTIP_JS)
+                if shown:
+                    seen.append(shown)
+                page.wait_for_timeout(100)
+        assert not [t for t in seen if "undefined" in t], seen
+
         # PCA keeps the layout up to sign: find a cluster through the needle's neighbours instead
         box = page.locator("input[placeholder='text to find']").first
         box.fill("needle")
@@ -310,6 +381,141 @@ def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, brow
         page.get_by_text("in the original vector space").first.wait_for()
     finally:
         server.stop()
+
+
+# The plot's HoverTool, found in the page's document by the tag the hover fix gives it.
+HOVER_TOOL_JS = """() => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
+  if (m.type === 'HoverTool' && m.tags.includes('embedscope_fresh')) return m; return null; }"""
+
+
+def _loner(data_files, label: str) -> tuple[str, list[float]]:
+    """Word and position of the point of ``label`` farthest from any other point."""
+    frame = pd.read_parquet(data_files / "coords.parquet")
+    xy = frame[["x", "y"]].to_numpy(np.float64)
+    rows = np.flatnonzero(frame["label"].to_numpy() == label)
+    gap = np.sqrt(((xy[rows, None, :] - xy[None, :, :]) ** 2).sum(-1))
+    gap[np.arange(rows.size), rows] = np.inf
+    row = rows[gap.min(axis=1).argmax()]
+    return str(frame["word"].iloc[row]), [float(v) for v in xy[row]]
+
+
+def test_hover_names_the_point_under_the_cursor_or_nothing(data_files, coords_server, browser_page):
+    """The tooltip names the point under the mouse or shows nothing; never the previous point.
+
+    Bokeh draws the tooltip on mouse move, before the server has answered for the new
+    position; it used to show the answer for the previous position.
+    """
+    page = browser_page
+    _open(page, coords_server)
+    # first a lone point of cluster 'd': its answer is what a stale tooltip would show later
+    word, where = _loner(data_files, "d")
+    ax, ay = page.evaluate(TO_SCREEN_JS, where)
+    seen: list[str] = []
+    assert _hover_finds(page, ax, ay, word, seen), f"hover did not show {word}: {seen[-3:]}"
+    assert not [t for t in seen if t and f"word:{word}" not in t], seen
+
+    # one jump onto the lone needle: every tooltip seen names it
+    seen = []
+    sx, sy = page.evaluate(TO_SCREEN_JS, list(NEEDLE))
+    page.mouse.move(sx, sy)
+    seen.append(page.evaluate(TOOLTIP_JS).replace(" ", ""))
+    assert _hover_finds(page, sx, sy, "needle", seen), f"hover did not show the point: {seen[-3:]}"
+    stale = [t for t in seen if t and "word:needle" not in t]
+    assert not stale, f"the tooltip showed another point than the one under the cursor: {stale[:3]}"
+
+    # straight on to empty space (no point within several pixels): no tooltip at all
+    page.mouse.move(sx + 120, sy - 60)
+    for _ in range(20):
+        shown = page.evaluate(TOOLTIP_JS).replace(" ", "")
+        assert "word:" not in shown, f"empty space shows a point: {shown[:200]}"
+        page.wait_for_timeout(100)
+
+    # with the server's answers stopped, the needle's answer must not be shown over the other point
+    assert _hover_finds(page, sx, sy, "needle")
+    page.evaluate(f"() => {{ ({HOVER_TOOL_JS})().callback = null }}")
+    page.mouse.move(ax, ay)
+    page.wait_for_timeout(500)
+    assert "word:" not in page.evaluate(TOOLTIP_JS).replace(" ", "")
+    # negative control: without the fix's filter the same move shows the stale needle there
+    page.evaluate(f"() => {{ ({HOVER_TOOL_JS})().filters = {{}} }}")
+    page.mouse.move(ax + 1, ay)
+    page.wait_for_timeout(500)
+    assert "word:needle" in page.evaluate(TOOLTIP_JS).replace(" ", ""), "negative control: no stale tooltip"
+
+
+def test_layout_fills_the_window_keeps_the_view_and_clears(coords_server, browser_page):
+    """The plot fills the window and follows it; a new colour keeps the zoom; Clear drops the neighbours."""
+    page = browser_page
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    fig = _open(page, coords_server)
+    # sidebar 260 px; the rest of the window goes to the plot (frame within its axes and toolbar)
+    assert fig["fw"] > 1000 and fig["fh"] > 700, fig
+    for centre in CENTRES.values():  # the raster spans the whole frame: each cluster drawn where it lies
+        px, py = page.evaluate(TO_SCREEN_JS, list(centre))
+        img = _ink(page, fig)
+        hx, hy = int(px - fig["left"] - fig["fl"]), int(py - fig["top"] - fig["ft"])
+        assert (img[hy - 6: hy + 7, hx - 6: hx + 7] < 200).any(), centre
+    page.set_viewport_size({"width": 1100, "height": 800})
+    page.wait_for_function(f"() => ({FIGURE_JS})().fw < {fig['fw'] - 300}")
+    small = page.evaluate(FIGURE_JS)
+    assert small["fw"] > 600 and small["fh"] > 400 and small["fh"] < fig["fh"] - 200, small
+
+    # zoom in, then colour by density: the view stays
+    mx, my = page.evaluate(TO_SCREEN_JS, [5.0, 5.0])
+    page.mouse.move(mx, my)
+    view_before = _view_text(page)
+    for _ in range(3):
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(200)
+    page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * (small['x1'] - small['x0'])}")
+    deadline = time.monotonic() + 20
+    while _view_text(page) == view_before and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(1000)  # the last wheel step's range reaches the server
+    zoomed = page.evaluate(FIGURE_JS)
+    page.locator("select").first.select_option("(density)")
+    page.wait_for_function(f"() => ({FIGURE_JS})() && ({FIGURE_JS})().id !== {zoomed['id']!r}", timeout=30_000)
+    page.wait_for_timeout(1000)
+    recoloured = page.evaluate(FIGURE_JS)
+    for key in ("x0", "x1", "y0", "y1"):
+        assert recoloured[key] == pytest.approx(zoomed[key], abs=1e-6 * (zoomed["x1"] - zoomed["x0"])), \
+            (key, zoomed, recoloured)
+
+    # a click lists neighbours; Clear selection removes them with the selection
+    page.mouse.click(mx, my)
+    page.get_by_text("Nearest neighbours of row").wait_for()
+    assert "distance" in page.evaluate(ALL_TEXT_JS)  # the table's header
+    page.get_by_role("button", name="Clear selection").click()
+    page.get_by_text("Selected 0 point(s).").wait_for()
+    page.get_by_text("Click a point to list its nearest neighbours.").wait_for()
+    text = page.evaluate(ALL_TEXT_JS)
+    assert "Nearest neighbours of row" not in text and "distance" not in text
+
+
+def test_static_html_shows_its_note(tmp_path, browser_page):
+    """save_html's note is in the page body, where the browser shows it (not inside BokehJS)."""
+    from embedscope.viz.export import save_html
+
+    coords = np.random.default_rng(3).normal(size=(500, 2))
+    path = save_html(coords, tmp_path / "plot.html", serve_hint="embedscope serve coords.parquet")
+    page = browser_page
+    page.goto(path.as_uri(), timeout=WAIT_MS)
+    note = page.locator("p.embedscope-note")
+    note.wait_for()
+    assert note.is_visible()
+    assert "does not re-aggregate" in page.evaluate("() => document.body.innerText")
+    assert "embedscope serve coords.parquet" in note.inner_text()
+    box = note.bounding_box()
+    assert box["width"] > 100 and box["height"] > 10
+    # negative control: the note put in place of the file's first "<body>", as before, is not shown
+    text = path.read_text(encoding="utf-8")
+    start = text.index('<p class="embedscope-note"')
+    note_html = text[start: text.index("</p>", start) + 4]
+    old = text.replace(note_html, "").replace("<body>", f"<body>\n{note_html}", 1)
+    (tmp_path / "old.html").write_text(old, encoding="utf-8")
+    page.goto((tmp_path / "old.html").as_uri(), timeout=WAIT_MS)
+    page.wait_for_function("() => window.Bokeh !== undefined || document.readyState === 'complete'")
+    assert "does not re-aggregate" not in page.evaluate("() => document.body.innerText")
 
 
 # --------------------------------------------------------------------------- hostile input

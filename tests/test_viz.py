@@ -248,8 +248,33 @@ def test_selection_yields_full_data_rows(blobs):
     assert ep._muted.muted is True
     ep.clear_selection()
     assert ep.selected.size == 0 and ep._muted.muted is False
+    # with nothing selected the highlight layer is one transparent pixel, not a full image
+    empty = ep.highlight[()]
+    assert empty.data.shape[:2] == (1, 1) and not np.asarray(empty.data).any()
     with pytest.raises(IndexError):
         ep.select([len(coords)])
+
+
+def test_bokeh_figure_has_prompt_ranges_and_fresh_hover(blobs):
+    """The hooks: zoom ranges reported 50 ms after a step; the hover filter and redraw installed."""
+    import holoviews as hv
+
+    from embedscope.viz import EmbeddingPlot
+    from embedscope.viz.figure import RANGES_DELAY_MS
+
+    coords, meta = blobs
+    ep = EmbeddingPlot(coords[:500], meta.iloc[:500], width=120, height=90, responsive=True,
+                       x_range=(0.0, 6.0), y_range=(0.0, 6.0))
+    fig = hv.render(ep.view, backend="bokeh")
+    assert fig.lod_timeout == RANGES_DELAY_MS < 500
+    assert (fig.x_range.start, fig.x_range.end) == pytest.approx((0.0, 6.0))  # the view asked for
+    hover = [t for t in fig.tools if t.__class__.__name__ == "HoverTool" and "embedscope_fresh" in t.tags]
+    assert len(hover) == 1 and "image_index" in hover[0].filters[""].code
+    position = hover[0].callback.args["position"]
+    assert position.js_property_callbacks.get("change:data")
+    # negative control: without hover there is no server hover to fix
+    plain = hv.render(EmbeddingPlot(coords[:500], hover=False, width=120, height=90).view, backend="bokeh")
+    assert not [t for t in plain.tools if "embedscope_fresh" in getattr(t, "tags", [])]
 
 
 # ----------------------------------------------------------------------------- export + CLI

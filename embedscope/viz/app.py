@@ -32,6 +32,7 @@ __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text
 log = logging.getLogger(__name__)
 
 N_NEIGHBORS = 10
+NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
 #: Longest search string accepted. A substring test over millions of rows needs no more,
 #: and pyarrow's string kernels fail on multi-megabyte patterns (ArrowInvalid).
 MAX_SEARCH_CHARS = 200
@@ -329,27 +330,34 @@ class Explorer:
                                                 label="Export selection", width=220)
         self.selection_info = pn.pane.Markdown("Nothing selected.", css_classes=["es-selection"], width=240)
         self.view_info = pn.pane.Markdown("", css_classes=["es-view"])
-        self.neighbour_title = pn.pane.Markdown("Click a point to list its nearest neighbours.",
+        self.neighbour_title = pn.pane.Markdown(NEIGHBOURS_HINT,
                                                 css_classes=["es-neighbours-title"])
         # escape=True: pandas writes every cell and column name as text, never as markup
         self.neighbour_table = pn.pane.DataFrame(pd.DataFrame(), index=False, css_classes=["es-neighbours"],
                                                  max_rows=N_NEIGHBORS + 1, escape=True)
-        self.pane = pn.pane.HoloViews(sizing_mode="fixed")
+        # the plot fills the window beside the sidebar and follows its size
+        self.pane = pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300)
         self._make_plot(data.color)
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
-        self.clear.on_click(lambda _: self.plot.clear_selection())
+        self.clear.on_click(lambda _: self._clear())
         self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
             self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
-        self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table))
+        self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
+                                                sizing_mode="stretch_both"),
+                             sizing_mode="stretch_both")
 
     # ----------------------------------------------------------------- plot
     def _make_plot(self, color: str | None) -> None:
-        selected = getattr(self, "plot", None).selected if hasattr(self, "plot") else np.empty(0, np.int64)
+        old = getattr(self, "plot", None)
+        selected = old.selected if old is not None else np.empty(0, np.int64)
+        # a new colour keeps the view the user zoomed to
+        view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
-                                   title=Path(self.data.path).name)
+                                   responsive=True, title=Path(self.data.path).name,
+                                   x_range=view[0], y_range=view[1])
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)
@@ -360,7 +368,7 @@ class Explorer:
         self.pane.object = self.plot.view
         if selected.size:
             self.plot.select(selected)
-        self._on_range()
+        self._on_range(*view)
 
     def _on_range(self, x_range: Any = None, y_range: Any = None, **_: Any) -> None:
         # the plot measured the data's extent once; min/max of 10M rows per zoom cost ~20 ms
@@ -370,6 +378,12 @@ class Explorer:
                                  f"y [{y_range[0]:.4g}, {y_range[1]:.4g}]")
 
     # ------------------------------------------------------------ selection
+    def _clear(self) -> None:
+        """Nothing selected and no neighbour list (it listed part of the selection)."""
+        self.plot.clear_selection()
+        self.neighbour_title.object = NEIGHBOURS_HINT
+        self.neighbour_table.object = pd.DataFrame()
+
     def _on_select(self, ids: np.ndarray) -> None:
         shown = ", ".join(map(str, ids[:8])) + (", ..." if ids.size > 8 else "")
         self.selection_info.object = f"Selected {ids.size:,} point(s)" + (f": rows {shown}" if ids.size else ".")
@@ -473,8 +487,16 @@ def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: boo
     on_ready : callable, optional
         Called with the bound port once the server listens.
     """
+    from embedscope.viz.figure import _hv
     from embedscope.viz.server import DEFAULT_MAX_SESSIONS, SessionGate, run_server
 
+    # HoloViews' Bokeh plotting defines DataModel types (its hover's HoverModel). Bokeh
+    # sends a page the definitions of the DataModels known when the page's document is
+    # first serialised, never later: a page opened while vectors are being reduced (its
+    # document has only the progress widgets) could not resolve the plot's hover model
+    # when the plot arrived, and stayed on "Reducing" until reloaded. Importing them
+    # before the first page is served puts them in every page's definitions.
+    _hv()
     gate = SessionGate(DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions)
     run_server(lambda: make_session(data, gate), host=host, port=port, allow=list(allow_hosts), gate=gate,
                show=show, on_ready=on_ready)

@@ -226,6 +226,7 @@ def save_html(
     from bokeh.models import Range1d
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
+    from markupsafe import Markup
 
     image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
     (x0, x1), (y0, y1) = info["x_range"], info["y_range"]
@@ -245,8 +246,11 @@ def save_html(
     note = (f'<p class="embedscope-note" style="font-family: sans-serif; max-width: 60em">'
             f"<b>Static export.</b> {info['n_points']:,} points aggregated once into {width} x {height} pixels. "
             f"Zooming this page magnifies that image; it does <b>not re-aggregate</b>.{hint}</p>")
-    page = file_html(fig, resources=INLINE, title=title or "embedscope plot")
-    page = page.replace("<body>", f"<body>\n{note}", 1)
+    # Through Bokeh's page template: the inlined BokehJS contains "<body>" itself, so a
+    # text replace put the note inside a script, where no browser showed it.
+    template = "{% block inner_body %}{{ embedscope_note }}{{ super() }}{% endblock %}"
+    page = file_html(fig, resources=INLINE, title=title or "embedscope plot", template=template,
+                     template_variables={"embedscope_note": Markup(note)})
     with atomic_output(path, force=force) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return Path(path)

@@ -44,6 +44,65 @@ def _hex_rgb(colour: str) -> tuple[int, int, int]:
     return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
+# Server-side hover (HoloViews): the browser sends the cursor's position, the server
+# answers with the metadata of the pixel there, and the tooltip shows what the server last
+# answered. Bokeh renders the tooltip when the mouse moves, before that answer arrives,
+# so it showed the point under the *previous* position (once one 176 px away), and fields
+# "undefined" before any answer. The filter below shows the tooltip only when the answer
+# is for the very pixel under the cursor (its pixel centre is the one the server read),
+# and the callback redraws the tooltip when an answer arrives. Both read BokehJS internals
+# (3.9: the image glyph view's _lrtb and image_width/height, HoverToolView's
+# _current_sxy, ttmodels and _update); where those are missing, the filter falls back to
+# HoloViews' own test (a point was found) and the redraw waits for the next mouse move.
+_FRESH_HOVER_FILTER = """
+export default ({hover_model}, _tool, {vars}) => {
+  const d = hover_model.data
+  if (d == null || d.__index__ == null || d.__index__ < 0) return false
+  const ii = vars.image_index, g = vars.glyph_view
+  if (ii == null || g == null || typeof g._lrtb !== "function" || g.image_width == null) return true
+  const [l, r, t, b] = g._lrtb(ii.index)
+  const nx = g.image_width[ii.index], ny = g.image_height[ii.index]
+  const px = (r - l) / nx, py = (t - b) / ny
+  const cx = l + (ii.i + 0.5) * px, cy = b + (ii.j + 0.5) * py
+  return Math.abs(cx - d.x) <= 0.25 * Math.abs(px) && Math.abs(cy - d.y) <= 0.25 * Math.abs(py)
+}
+"""
+_REDRAW_HOVER = """
+export default ({hover}) => {
+  // after the tooltip's fields (rendered asynchronously) have taken the new answer
+  setTimeout(() => {
+    const view = Bokeh.index.find_one(hover)
+    if (view == null || view._current_sxy == null || view.ttmodels == null || view._update == null) return
+    const [sx, sy] = view._current_sxy
+    for (const [renderer, tooltip] of view.ttmodels) {
+      if (renderer.get_selection_manager().inspectors.get(renderer) != null)
+        view._update(renderer, {type: "point", sx, sy}, tooltip)
+    }
+  }, 0)
+}
+"""
+
+
+def _fresh_hover(plot: Any, element: Any) -> None:
+    """HoloViews hook: the hover tooltip shows the point under the cursor or nothing."""
+    from bokeh.models import CustomJS
+
+    hover = plot.handles.get("hover")
+    callback = getattr(hover, "callback", None)
+    model = getattr(callback, "args", {}).get("position") if callback is not None else None
+    if model is None or "embedscope_fresh" in hover.tags:
+        return  # no server hover on this plot, or already set up
+    hover.tags = [*hover.tags, "embedscope_fresh"]
+    hover.filters = {"": CustomJS(args={"hover_model": model}, code=_FRESH_HOVER_FILTER)}
+    model.js_on_change("data", CustomJS(args={"hover": hover}, code=_REDRAW_HOVER))
+
+
+#: Milliseconds Bokeh waits after the last zoom or pan step before it reports the new
+#: ranges (its ``lod_timeout``, 500 by default): the re-render could not start sooner.
+RANGES_DELAY_MS = 50
+_LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
+
+
 def _hv() -> Any:
     try:
         import holoviews as hv
@@ -94,6 +153,14 @@ class EmbeddingPlot:
         ``dynspread`` maximum radius (at most ``MAX_SPREAD``), so sparse points stay
         visible when zoomed in.
     title : str, optional
+    responsive : bool, default=False
+        Fill the space the plot is given and follow it when the window is resized (the
+        raster follows the plot's size on screen, within the bounds of
+        :func:`~embedscope.viz.aggregate.check_raster_size`); ``width`` and ``height``
+        are then the size of the first render.
+    x_range, y_range : (float, float), optional
+        The view to open on (e.g. the view of a previous plot of the same points); the
+        data's extent when None.
     hover : bool, default=True
         Server-side hover with the metadata of the point nearest each pixel centre.
         It costs a distance test per point and a gather of the hover columns per
@@ -127,6 +194,9 @@ class EmbeddingPlot:
         spread: int = 3,
         title: str | None = None,
         hover: bool = True,
+        responsive: bool = False,
+        x_range: Any = None,
+        y_range: Any = None,
         _prepared: bool = False,
         _device_xy: tuple[Any, Any] | None = None,
     ) -> None:
@@ -145,6 +215,9 @@ class EmbeddingPlot:
         self.width, self.height, self.how, self.cmap, self.spread = int(width), int(height), how, cmap, int(spread)
         self.title = title or ""
         self.hover = bool(hover)
+        self.responsive = bool(responsive)
+        self._initial_view = (None if x_range is None else tuple(map(float, x_range)),
+                              None if y_range is None else tuple(map(float, y_range)))
         meta_cols = [c for c in self.frame.columns if c not in ("x", "y")]
         if hover_columns is None:
             hover_columns = meta_cols[:MAX_HOVER_COLUMNS]
@@ -194,19 +267,23 @@ class EmbeddingPlot:
         self._prepare_colour()
         Muted = hv.streams.Stream.define("Muted", muted=False)
         self._muted = Muted()
-        self.range = hv.streams.RangeXY()
+        x0, y0 = self._initial_view
+        self.range = hv.streams.RangeXY(x_range=x0, y_range=y0)
+        # the plot's size on screen: the raster has one pixel per screen pixel
+        self.size = hv.streams.PlotSize()
         self._last_render: tuple[Any, Any] | None = None
         tools = ["hover", "box_select", "lasso_select", "tap"] if self.hover else ["box_select", "lasso_select", "tap"]
-        self.base = hv.DynamicMap(self._base_image, streams=[self.range, self._muted]).opts(
-            tools=tools, active_tools=["wheel_zoom"],
-            width=self.width, height=self.height, title=self.title, xlabel="x", ylabel="y")
+        size = {"responsive": True} if self.responsive else {"width": self.width, "height": self.height}
+        self.base = hv.DynamicMap(self._base_image, streams=[self.range, self.size, self._muted]).opts(
+            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover], lod=_LOD,
+            title=self.title, xlabel="x", ylabel="y", **size)
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
-        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self._chosen])
+        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen])
         layers = [self.base, self.highlight]
         if self._category_colors:
             layers.append(self._legend())
-        self.view = hv.Overlay(layers).collate().opts(width=self.width, height=self.height)
+        self.view = hv.Overlay(layers).collate().opts(lod=_LOD, **size)
         self.bounds = hv.streams.BoundsXY(source=self.base)
         self.lasso = hv.streams.Lasso(source=self.base)
         self.bounds.add_subscriber(self._on_bounds)
@@ -222,15 +299,28 @@ class EmbeddingPlot:
             color=self.color, cmap=cmap, show_legend=True, legend_position="right", size=8, tools=[])
 
     # ------------------------------------------------------------------ rendering
-    def _base_image(self, x_range: Any = None, y_range: Any = None, muted: bool = False) -> Any:
+    def _raster_size(self, width: Any, height: Any) -> tuple[int, int]:
+        """The raster for a plot of ``width`` x ``height`` screen pixels (None: not yet known)."""
+        from embedscope.viz.aggregate import check_raster_size
+
+        if not width or not height:
+            return self.width, self.height
+        try:
+            return check_raster_size(width, height)
+        except ValueError:  # the browser's size is past a bound: the size given at start
+            return self.width, self.height
+
+    def _base_image(self, x_range: Any = None, y_range: Any = None, muted: bool = False,
+                    width: Any = None, height: Any = None, **_: Any) -> Any:
         """The view, aggregated and shaded; muted (faded) while a selection is shown."""
-        key = (None if x_range is None else tuple(x_range), None if y_range is None else tuple(y_range))
+        size = self._raster_size(width, height)
+        key = (None if x_range is None else tuple(x_range), None if y_range is None else tuple(y_range), size)
         if self._last_render is None or self._last_render[0] != key:
             # A selection change re-asks for the same view: reuse it, only the fade differs.
-            self._last_render = (key, self.render(*key))
+            self._last_render = (key, self.render(key[0], key[1], size=size))
         return self._last_render[1].opts(alpha=0.25 if muted else 1.0, clone=True)
 
-    def render(self, x_range: Any = None, y_range: Any = None) -> Any:
+    def render(self, x_range: Any = None, y_range: Any = None, size: tuple[int, int] | None = None) -> Any:
         """One view as an ``hv.RGB``: every point in range aggregated, shaded and spread.
 
         One pass of :func:`embedscope.kernels.view_raster.view_grid` gives per pixel the
@@ -243,6 +333,8 @@ class EmbeddingPlot:
         ----------
         x_range, y_range : (float, float), optional
             The view; the data's extent when None.
+        size : (int, int), optional
+            Raster width and height in pixels; default ``(width, height)``.
 
         Returns
         -------
@@ -258,7 +350,7 @@ class EmbeddingPlot:
         y_range = tuple(map(float, y_range)) if y_range is not None else self.extent[1]
         if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
             x_range, y_range = self.extent
-        width, height = self.width, self.height
+        width, height = size or (self.width, self.height)
         if self._device_xy is not None:  # the GPU twin; only the pixels cross to the host
             (x, y), (codes, values) = self._device_xy, self._device_columns
         else:
@@ -330,7 +422,8 @@ class EmbeddingPlot:
             out[empty] = "-"
         return out
 
-    def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0) -> Any:
+    def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0,
+                         width: Any = None, height: Any = None, **_: Any) -> Any:
         """The selected points, shaded in the highlight colour over the current view."""
         from embedscope.kernels.view_raster import choose_spread, spread_fill
         from embedscope.viz.aggregate import raster
@@ -340,15 +433,20 @@ class EmbeddingPlot:
 
         x_range = tuple(x_range) if x_range is not None else self.extent[0]
         y_range = tuple(y_range) if y_range is not None else self.extent[1]
-        chosen = self.frame.iloc[self.selected] if self.selected.size else self.frame.iloc[:0]
-        agg = raster(chosen[["x", "y"]], width=self.width, height=self.height, x_range=x_range, y_range=y_range)
+        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+        if not self.selected.size:
+            # Nothing to draw: one transparent pixel, not a full-size image. The browser
+            # got both layers after every zoom; a 1500 x 1100 plot's is 6.6 MB.
+            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"]).opts(tools=[])
+        chosen = self.frame.iloc[self.selected]
+        width, height = self._raster_size(width, height)
+        agg = raster(chosen[["x", "y"]], width=width, height=height, x_range=x_range, y_range=y_range)
         img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)
         packed = np.asarray(img.data, dtype=np.uint32)
-        if self.spread and self.selected.size:
+        if self.spread:
             px = choose_spread(packed >> 24 > 0, threshold=0.5, max_px=self.spread)
             packed, _ = spread_fill(packed, None, px)
-        rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(self.height, self.width, 4)
-        bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
+        rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(height, width, 4)
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
         return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
 

@@ -1,0 +1,236 @@
+"""Zoom latency of ``embedscope serve`` in a real browser: wheel step -> new image on screen.
+
+    .venv/bin/python benchmarks/viz_latency.py [--n 1000000] [--steps 8] [--width 1500 --height 1100]
+
+Starts ``embedscope serve`` on generated clusters (a subprocess whose renders are timed),
+opens it in headless chromium (Playwright, Debian's /usr/bin/chromium) and, per wheel
+step, records in one clock (epoch milliseconds, browser and server on this machine):
+
+- ``wheel``: the wheel event reaches the page;
+- ``ranges``: the page sends the new ranges (Bokeh's RangesUpdate event);
+- ``render``: the server's ``EmbeddingPlot.render`` (base image) start and end, and the
+  highlight layer's render;
+- ``received``: the first message larger than 100 kB the page receives after the render
+  (the new image), and its size;
+- ``source``: the image's data source holds the new image;
+- ``frame``: the next animation frame after that (the new image painted).
+
+Prints each step and the medians of the intervals; writes
+benchmarks/results/viz_latency.json and .md. Absolute times depend on the machine's
+load; the split says where a step's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHROMIUM = os.environ.get("EMBEDSCOPE_CHROMIUM") or "/usr/bin/chromium"
+
+# The server, with EmbeddingPlot.render and the highlight layer timed to stderr.
+TIMED_SERVER = """
+import sys, time
+from embedscope.viz import figure
+
+def timed(name, fn):
+    def wrapper(self, *args, **kwargs):
+        start = time.time()
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            print(f"TIMING {name} {start * 1000:.1f} {time.time() * 1000:.1f}", file=sys.stderr, flush=True)
+    return wrapper
+
+figure.EmbeddingPlot.render = timed("render", figure.EmbeddingPlot.render)
+figure.EmbeddingPlot._highlight_image = timed("highlight", figure.EmbeddingPlot._highlight_image)
+from embedscope.viz.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+# Timestamps of websocket traffic, installed before the page's scripts run.
+WS_PROBE = """
+(() => {
+  const now = () => performance.timeOrigin + performance.now();
+  window.__ws = [];
+  const Native = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new Native(...args);
+    ws.addEventListener('message', (ev) => {
+      const size = typeof ev.data === 'string' ? ev.data.length : (ev.data.byteLength || ev.data.size || 0);
+      window.__ws.push(['recv', now(), size]);
+    });
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+      const text = typeof data === 'string' ? data : '';
+      window.__ws.push([text.includes('rangesupdate') ? 'ranges' : 'send', now(), text.length || data.byteLength]);
+      return send(data);
+    };
+    return ws;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+  window.__wheel = [];
+  window.addEventListener('wheel', () => window.__wheel.push(now()), {capture: true});
+})();
+"""
+
+# Counts changes of the base image's data source and stamps the frame painted after each.
+WATCH_JS = """() => {
+  const now = () => performance.timeOrigin + performance.now();
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root)) {
+    if (v.model.type === 'GlyphRenderer' && v.model.glyph.type === 'ImageRGBA') {
+      const source = v.model.data_source;
+      if (source.__watched) return true;
+      source.__watched = true;
+      window.__source = [];
+      window.__frame = [];
+      source.change.connect(() => {
+        window.__source.push(now());
+        requestAnimationFrame(() => requestAnimationFrame(() => window.__frame.push(now())));
+      });
+      return true;
+    }
+  }
+  return false;
+}"""
+
+FIGURE_JS = """() => {
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root)) if (v.model.type === 'Figure') {
+    const r = v.canvas_view.el.getBoundingClientRect(), f = v.frame.bbox;
+    return {id: v.model.id, x: r.left + f.left + f.width / 2, y: r.top + f.top + f.height / 2, w: f.width, h: f.height};
+  }
+  return null;
+}"""
+
+
+def _data(n: int, categories: int, path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(categories, 2))
+    label = rng.integers(0, categories, n)
+    xy = (centres[label] + rng.normal(size=(n, 2))).astype(np.float32)
+    pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "label": pd.Categorical([f"c{k}" for k in label]),
+                  "word": [f"w{i}" for i in range(n)] if n <= 2_000_000 else np.arange(n)}).to_parquet(path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _first_after(times: list[float], t: float, until: float = float("inf")) -> float | None:
+    later = [x for x in times if t <= x <= until]
+    return min(later) if later else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--categories", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--width", type=int, default=1500)
+    parser.add_argument("--height", type=int, default=1100)
+    parser.add_argument("--color", default="label", help="colour column ('' for density)")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between wheel steps")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="embedscope-latency-"))
+    _data(args.n, args.categories, work / "points.parquet")
+    (work / "server.py").write_text(TIMED_SERVER)
+    port = _free_port()
+    log = open(work / "server.log", "w+")
+    color = ["--color", args.color] if args.color else []
+    server = subprocess.Popen([sys.executable, str(work / "server.py"), "serve", str(work / "points.parquet"), *color,
+                               "--port", str(port), "--quiet"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    steps = []
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"server did not start: {(work / 'server.log').read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": args.width, "height": args.height})
+            page.add_init_script(WS_PROBE)
+            page.goto(url, timeout=300_000)
+            page.wait_for_function(f"() => window.Bokeh && Bokeh.index && ({FIGURE_JS})() !== null", timeout=300_000)
+            page.wait_for_timeout(3000)
+            page.wait_for_function(WATCH_JS)
+            fig = page.evaluate(FIGURE_JS)
+            page.mouse.move(fig["x"], fig["y"])
+            for step in range(args.steps):
+                log.flush()
+                page.mouse.wheel(0, -200 if step % 2 == 0 else 200)
+                page.wait_for_timeout(int(args.pause * 1000))
+            traffic = page.evaluate("() => window.__ws")
+            wheels = page.evaluate("() => window.__wheel")
+            sources = page.evaluate("() => window.__source")
+            frames = page.evaluate("() => window.__frame")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    timings = [line.split() for line in (work / "server.log").read_text().splitlines() if line.startswith("TIMING")]
+    renders = [(float(a), float(b)) for _, name, a, b in timings if name == "render"]
+    highlights = [(float(a), float(b)) for _, name, a, b in timings if name == "highlight"]
+    sent = [t for kind, t, _ in traffic if kind == "ranges"]
+    for i, wheel in enumerate(wheels):
+        until = wheels[i + 1] if i + 1 < len(wheels) else float("inf")
+        row: dict = {"wheel": 0.0}
+        t_sent = _first_after(sent, wheel, until)
+        render = next(((a, b) for a, b in renders if wheel <= a <= until), None)
+        highlight = next(((a, b) for a, b in highlights if wheel <= a <= until), None)
+        after = render[1] if render else wheel
+        big = [(t, size) for kind, t, size in traffic if kind == "recv" and size > 100_000 and after <= t <= until]
+        t_source = _first_after(sources, big[0][0] if big else wheel, until)
+        t_frame = _first_after(frames, t_source, until) if t_source else None
+        for name, t in (("ranges", t_sent), ("render_start", render and render[0]), ("render_end", render and render[1]),
+                        ("highlight_start", highlight and highlight[0]), ("highlight_end", highlight and highlight[1]),
+                        ("received", big[0][0] if big else None), ("source", t_source), ("frame", t_frame)):
+            row[name] = None if t is None else round(t - wheel, 1)
+        row["image_bytes"] = big[0][1] if big else None
+        row["big_messages"] = len(big)
+        steps.append(row)
+        print(json.dumps(row))
+    keys = ["ranges", "render_start", "render_end", "highlight_start", "highlight_end", "received", "source", "frame"]
+    medians = {k: statistics.median([r[k] for r in steps if r[k] is not None]) for k in keys
+               if any(r[k] is not None for r in steps)}
+    print("median ms after the wheel event:", json.dumps(medians))
+    RESULTS.mkdir(exist_ok=True)
+    out = {"n": args.n, "width": args.width, "height": args.height, "color": args.color, "steps": steps,
+           "median_ms_after_wheel": medians}
+    (RESULTS / "viz_latency.json").write_text(json.dumps(out, indent=1))
+    lines = [f"# Zoom latency: {args.n:,} points, {args.width} x {args.height} window, colour {args.color or 'density'}",
+             "", "ms after the wheel event (median of the steps)", "", "| stage | ms |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in medians.items()]
+    (RESULTS / "viz_latency.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

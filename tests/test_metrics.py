@@ -71,8 +71,8 @@ def test_metric_errors(clusters):
         trustworthiness(X, Y[:-1], 5)
     with pytest.raises(ValueError, match="n_neighbors"):
         trustworthiness(X, Y, 0)
-    with pytest.raises(ValueError, match="unknown metric 'hamming'"):
-        knn_recall(X, Y, 5, metric="hamming")
+    with pytest.raises(ValueError, match="unknown metric 'haming'"):
+        knn_recall(X, Y, 5, metric="haming")
     with pytest.raises(ValueError, match="labels has"):
         knn_accuracy(Y, labels[:5], 5)
 

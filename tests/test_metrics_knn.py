@@ -19,7 +19,13 @@ from embedscope.datasets import make_mixture
 from embedscope.engine import stages
 from embedscope.engine.metrics import knn_recall, random_triplet_accuracy, trustworthiness
 from embedscope.errors import DataError
-from embedscope.kernels.knn import METRICS, check_metric, exact_knn, nearest_neighbors, nndescent_knn
+from embedscope.kernels.knn import (
+    METRICS,
+    check_metric,
+    exact_knn,
+    nearest_neighbors,
+    nndescent_knn,
+)
 from embedscope.kernels.knn.exact import pairwise_distances, precomputed_knn
 from embedscope.kernels.knn.ivf import ivf_knn
 
@@ -102,26 +108,25 @@ def test_exact_knn_negative_control(name, kwds, other):
     IDS[0], IDS[2], *IDS[4:]])
 def test_nndescent_matches_exact(name, kwds, scipy_name, scipy_kwds, binary):
     if binary:
-        X = np.repeat(_data(True, 150), 1, axis=0)
+        base = _data(True, 150)
         rng = np.random.default_rng(3)
-        X = np.vstack([X ^ (rng.random(X.shape) < 0.05) for _ in range(10)])  # 10 noisy copies: clusters
+        X = np.vstack([base ^ (rng.random(base.shape) < 0.05) for _ in range(10)])  # 10 noisy copies: clusters
     else:
         X, _ = make_mixture(1500, 16, 10, random_state=1)
     k = 10
-    truth_i, truth_d = exact_knn(X, k, name, metric_kwds=kwds)
+    _, truth_d = exact_knn(X, k, name, metric_kwds=kwds)
     idx, dist = nndescent_knn(X, k, name, random_state=0, metric_kwds=kwds)
     assert idx.shape == (len(X), k) and not np.any(idx == np.arange(len(X))[:, None])
     # tie-aware recall: rows whose k-th distance is the true k-th one
     rows_ok = np.mean(dist[:, -1] <= truth_d[:, -1] + 1e-6)
     assert rows_ok >= 0.9, rows_ok
-    D = _reference(X[:50], scipy_name, scipy_kwds, None)  # distances reported are the true ones
-    sub = cdist(X[:50] if binary else X[:50].astype(np.float64), X if binary else X.astype(np.float64),
-                scipy_name, **scipy_kwds)
+    # the distances reported are the true ones
+    A = X if binary else X.astype(np.float64)
+    sub = cdist(A[:50], A, scipy_name, **scipy_kwds)
     np.testing.assert_allclose(dist[:50], np.take_along_axis(sub, idx[:50].astype(np.int64), axis=1),
                                rtol=1e-5, atol=1e-6)
-    assert D.shape == (50, 50)
     # the router's "auto" gives the same as exact below its threshold
-    auto_i, auto_d = nearest_neighbors(X, k, name, metric_kwds=kwds)
+    _, auto_d = nearest_neighbors(X, k, name, metric_kwds=kwds)
     np.testing.assert_allclose(auto_d, truth_d)
 
 
@@ -167,7 +172,7 @@ def test_unsupported_metric_is_refused_with_the_supported_list():
     why = spec.refusal(_registry.Request("umap", metric="manhattan"))
     assert why is not None and "no metric='manhattan'" in why and "supports cosine, euclidean" in why
     assert spec.refusal(_registry.Request("umap", metric="cosine")) is None  # control
-    with pytest.raises(ValueError, match="IVF search has no metric='manhattan'.*euclidean"):
+    with pytest.raises(ValueError, match=r"IVF search has no metric='manhattan'.*euclidean"):
         ivf_knn(_data(False), 5, "manhattan")
 
 
@@ -183,7 +188,7 @@ def test_precomputed_matrix_matches_the_vector_metric():
     searched = UMAP(metric="l1", **kwargs).fit(X)
     np.testing.assert_allclose(given.knn_distances_, searched.knn_distances_, rtol=1e-5)
     assert given.pca_ is None and given.embedding_.shape == (400, 2)
-    with pytest.raises(ValueError, match="precomputed.*cannot place new points"):
+    with pytest.raises(ValueError, match=r"precomputed.*cannot place new points"):
         given.transform(D[:3])
     with pytest.raises(ValueError, match="n x n"):
         UMAP(metric="precomputed", **kwargs).fit(X)  # vectors are not a distance matrix

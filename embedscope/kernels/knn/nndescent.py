@@ -44,10 +44,15 @@ def _reverse_start(sweep_seed, node, n_reverse, max_reverse):  # pragma: no cove
 @numba.njit(cache=True, fastmath=True)
 def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
     """Squared euclidean (code 0), 1 - dot / -dot on prepared rows, or a direct metric
-    (codes 3-7, minkowski unrooted: ``exact._direct_dist``)."""
-    acc = np.float32(0.0)
-    if metric_code >= 3:
+    (codes 3-7, minkowski unrooted: ``exact._direct_dist``).
+
+    ``p`` is None for the first three: numba prunes the ``is None`` branch when it
+    compiles, so their specialisation (and every sweep kernel's) is the code they had
+    before the direct metrics existed; a float ``p`` compiles the direct one.
+    """
+    if p is not None:
         return _direct_dist(data[i], data[j], metric_code, p)
+    acc = np.float32(0.0)
     if metric_code == 0:
         for f in range(data.shape[1]):
             diff = data[i, f] - data[j, f]
@@ -373,7 +378,8 @@ def nndescent_knn(
         raise ValueError(f"k={k} neighbours asked of {n} points; k must be between 1 and {n - 1}")
     prepared, _ = prepare(data, metric)
     code = _METRIC_CODE[metric]
-    p32 = np.float32(p)
+    # None selects the product metrics' specialisation of the kernels (see _pair_dist).
+    p32 = np.float32(p) if metric in DIRECT_METRICS else None
     seed = int(np.random.default_rng(random_state).integers(0, 2**62))
     trees = n_trees or 8
     # Searching a few more than k neighbours and keeping the best k lifts recall at

@@ -32,7 +32,8 @@ PARAM_FLAGS: list[tuple[str, Any, str]] = [
     ("n_neighbors", int, "neighbours per point (umap)"),
     ("min_dist", float, "minimum distance between embedded points (umap)"),
     ("spread", float, "scale of embedded points (umap)"),
-    ("metric", str, "euclidean, cosine or inner_product"),
+    ("metric", str, "euclidean, cosine, inner_product, manhattan (l1), chebyshev (linf), minkowski "
+                    "(p: --param metric_kwds='{\"p\": 3}'), correlation, hamming, jaccard or precomputed"),
     ("n_epochs", int, "optimisation epochs (umap)"),
     ("learning_rate", None, "learning rate (umap: float; tsne: float or 'auto')"),
     ("init", str, "initialisation: spectral, pca or random"),

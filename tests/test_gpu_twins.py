@@ -117,7 +117,8 @@ def test_knn_plan_says_what_is_needed_when_nothing_fits():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product", "correlation", "manhattan",
+                                    "chebyshev"])
 def test_knn_gpu_parity_on_device(metric):
     from embedscope.datasets import make_mixture
     from embedscope.kernels.knn import exact_knn

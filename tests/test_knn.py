@@ -82,7 +82,7 @@ def test_nearest_neighbors_methods_and_errors():
     with pytest.raises(ValueError, match="unknown kNN method"):
         nearest_neighbors(X, 8, method="hnsw")
     with pytest.raises(ValueError, match="unknown metric"):
-        nearest_neighbors(X, 8, metric="manhattan")
+        nearest_neighbors(X, 8, metric="manhatan")
     with pytest.raises(ValueError, match="k=500"):
         nndescent_knn(X, 500)
     assert check_metric("L2") == "euclidean"

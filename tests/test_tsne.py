@@ -336,7 +336,7 @@ def test_bad_data_is_a_clear_error(X, match):
 
 @pytest.mark.filterwarnings("ignore:perplexity=")
 @pytest.mark.parametrize("params, match", [
-    ({"metric": "manhattan"}, "unknown metric 'manhattan'"),
+    ({"metric": "manhatan"}, "unknown metric 'manhatan'"),
     ({"n_components": 4}, "n_components=4"),
     ({"perplexity": 0}, "perplexity"),
     ({"perplexity": float("nan")}, "perplexity"),

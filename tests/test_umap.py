@@ -262,7 +262,7 @@ def test_parameter_errors(small):
     cases = {
         "n_neighbors": dict(n_neighbors=1201),
         "n_components": dict(n_components=0),
-        "unknown metric": dict(metric="hamming"),
+        "unknown metric": dict(metric="haming"),
         "min_dist": dict(min_dist=2.0),
         "spread": dict(spread=0),
         "learning_rate": dict(learning_rate=-1.0),

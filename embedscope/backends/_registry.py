@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-ALL_METRICS = frozenset({"euclidean", "cosine", "inner_product"})
+#: Every metric a kNN search of ours knows: ``kernels.knn.metrics.METRICS`` (written out
+#: here so importing the registry loads no numba kernel; tests/test_metrics_knn.py
+#: checks the two agree).
+#: ``"precomputed"`` (a distance matrix as input) is a capability of its own: a backend
+#: lists it in ``Capabilities.metrics`` where its reducers read neighbours from a matrix.
+ALL_METRICS = frozenset({"euclidean", "cosine", "inner_product", "manhattan", "chebyshev", "minkowski",
+                         "correlation", "hamming", "jaccard"})
+#: The metrics searched as matrix products (BLAS / cuBLAS), the rest coordinate by coordinate.
+GRAM_METRICS = frozenset({"euclidean", "cosine", "inner_product", "correlation"})
 
 
 class BackendUnavailable(RuntimeError):
@@ -149,8 +157,9 @@ class Kernels:
 
     #: ``place(X)`` -> ``X`` where this backend's stages read it (host, or device).
     place: Callable[[Any], Any]
-    #: ``knn(data, k, metric, *, queries=None, method="auto", seed=0, log=None)`` ->
-    #: host (int32 indices, float32 distances) of shape (m, k), self excluded.
+    #: ``knn(data, k, metric, *, queries=None, method="auto", seed=0, log=None,
+    #: metric_kwds=None)`` -> host (int32 indices, float32 distances) of shape (m, k),
+    #: self excluded.
     knn: Callable[..., tuple[np.ndarray, np.ndarray]]
     #: ``knn_label(method, n)`` -> what the search will run, for the stage log.
     knn_label: Callable[[str, int], str]
@@ -227,7 +236,8 @@ class BackendSpec:
             return self.delegate().refusal(request)
         if request.metric is not None and request.metric not in caps.metrics:
             return caps.hints.get(f"metric={request.metric}",
-                                  f"backend={self.name!r} has no metric={request.metric!r}")
+                                  f"backend={self.name!r} has no metric={request.metric!r}; it supports "
+                                  f"{', '.join(sorted(caps.metrics))}")
         if request.precomputed_knn and not caps.precomputed_knn:
             return f"backend={self.name!r} cannot use precomputed_knn"
         if request.callback and not caps.callback:

@@ -23,14 +23,15 @@ from embedscope.backends._shared import TSNE_EXACT_MAX
 
 
 def knn(data: np.ndarray, k: int, metric: str, *, queries: np.ndarray | None = None,
-        method: str = "auto", seed: int = 0,
-        log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        method: str = "auto", seed: int = 0, log: Callable[[str], None] | None = None,
+        metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The kNN graph of ``data`` (or of ``queries`` against it: always exact)."""
     from embedscope.kernels.knn import exact_knn, nearest_neighbors
 
     if queries is not None:
-        return exact_knn(data, k, metric, queries=queries)
-    return nearest_neighbors(data, k, metric, method=method, random_state=seed, log=log)
+        return exact_knn(data, k, metric, queries=queries, metric_kwds=metric_kwds)
+    return nearest_neighbors(data, k, metric, method=method, random_state=seed, log=log,
+                             metric_kwds=metric_kwds)
 
 
 def _knn_label(method: str, n: int) -> str:
@@ -103,7 +104,7 @@ def kernels() -> Kernels:
 
 CAPABILITIES = Capabilities(
     reducers=frozenset({"pca", "umap", "tsne"}),
-    metrics=ALL_METRICS,
+    metrics=ALL_METRICS | {"precomputed"},
     knn_methods=frozenset({"auto", "exact", "nndescent"}),
     transform=frozenset({"pca", "umap", "tsne"}),
     umap_options=frozenset({"supervised", "densmap", "output_dens"}),

@@ -28,6 +28,10 @@ from embedscope.backends._registry import (
 from embedscope.backends._shared import GPU_EXACT_MAX_POINTS, TSNE_EXACT_MAX
 from embedscope.kernels.knn.consts import KMAX
 
+#: Metrics ``knn_method="auto"`` searches by IVF above ``GPU_EXACT_MAX_POINTS`` (those
+#: the IVF index knows, ``kernels.knn.ivf.IVF_METRICS``).
+IVF_AUTO_METRICS = frozenset({"euclidean", "cosine", "inner_product"})
+
 INSTALL_HINT = "pip install 'embedscope[gpu]'  (or: conda install -c conda-forge cupy)"
 
 
@@ -63,16 +67,22 @@ def uses_ivf(method: str, n: int, self_join: bool = True) -> bool:
 
 
 def knn(data: Any, k: int, metric: str, *, queries: Any = None, method: str = "auto", seed: int = 0,
-        log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The kNN graph on the GPU: exact (blocked GEMM + select) or IVF-flat; host arrays out."""
-    if uses_ivf(method, data.shape[0], queries is None):
+        log: Callable[[str], None] | None = None,
+        metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The kNN graph on the GPU: exact (blocked GEMM + select, or a brute-force scan for
+    the coordinate-wise metrics) or IVF-flat; host arrays out.
+
+    IVF knows euclidean, cosine and inner_product only: ``"auto"`` stays exact for the
+    other metrics at any size, and ``"ivf"`` refuses them (``ValueError``).
+    """
+    if uses_ivf(method, data.shape[0], queries is None) and (method == "ivf" or metric in IVF_AUTO_METRICS):
         from embedscope.kernels.knn.ivf import ivf_knn
 
         indices, distances = ivf_knn(data, k, metric, queries=queries, random_state=seed, xp=_device_xp())
     else:
         from embedscope.kernels.knn.gpu import exact_knn_gpu
 
-        indices, distances = exact_knn_gpu(data, k, metric, queries)
+        indices, distances = exact_knn_gpu(data, k, metric, queries, metric_kwds=metric_kwds)
     return to_host(indices), to_host(distances)
 
 
@@ -156,7 +166,7 @@ def _simulated() -> bool:
 
 CAPABILITIES = Capabilities(
     reducers=frozenset({"pca", "umap", "tsne"}),
-    metrics=ALL_METRICS,
+    metrics=ALL_METRICS | {"precomputed"},
     knn_methods=frozenset({"auto", "exact", "ivf"}),
     max_neighbors=KMAX,
     # t-SNE places new points on the host (its fitted state lives there).

@@ -22,7 +22,14 @@ import numpy as np
 from embedscope._array import array_module, is_cupy, to_host
 from embedscope.engine.stages import magnitude_scale
 from embedscope.io.validate import validate_vectors
-from embedscope.kernels.knn import check_metric, exact_knn, prepare
+from embedscope.kernels.knn import exact_knn, prepare
+from embedscope.kernels.knn.exact import pairwise_distances, precomputed_knn
+from embedscope.kernels.knn.metrics import (
+    DIRECT_METRICS,
+    PRECOMPUTED,
+    check_metric,
+    check_metric_kwds,
+)
 
 DEFAULT_SAMPLE = 10_000
 #: Triplets of :func:`random_triplet_accuracy` by default: its standard error is at
@@ -56,6 +63,23 @@ def _rescaled(A: np.ndarray) -> np.ndarray:
     returned as it is."""
     scale = magnitude_scale(A)
     return A if scale == 1.0 else np.asarray(A, dtype=np.float64) / scale
+
+
+def _metric_of(metric: Any, metric_kwds: Any, X: Any) -> tuple[str, dict[str, Any]]:
+    """The checked metric and parameters; a precomputed ``X`` must be square."""
+    name = check_metric(metric, allow_precomputed=True)
+    kwds = check_metric_kwds(name, metric_kwds)
+    if name == PRECOMPUTED and (X.ndim != 2 or X.shape[0] != X.shape[1]):
+        raise ValueError(f"metric='precomputed' needs X as a square distance matrix; got shape {X.shape}")
+    return name, kwds
+
+
+def _take_original(X: Any, rows: np.ndarray | None, metric: str) -> np.ndarray:
+    """The sampled rows of ``X`` (rows and columns of a distance matrix), rescaled."""
+    if metric != PRECOMPUTED:
+        return _rescaled(_take(X, rows))
+    D = _take(X, rows)
+    return np.asarray(D if rows is None else D[:, rows], dtype=np.float64)
 
 
 def _checked_pair(X: Any, Y: Any, k: int) -> None:
@@ -95,12 +119,16 @@ def trustworthiness(
     metric: str = "euclidean",
     sample_size: int | None = DEFAULT_SAMPLE,
     random_state: int | None = 0,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> float:
     """How far an embedding's neighbours are from being true neighbours (1 is best).
 
     The measure of Venna & Kaski: each point's ``n_neighbors`` nearest points in the
     embedding that are not among its nearest in ``X`` are penalised by how far down
-    ``X``'s ranking they are. Agrees with ``sklearn.manifold.trustworthiness``.
+    ``X``'s ranking they are. Agrees with ``sklearn.manifold.trustworthiness``
+    where ``X`` has no tied distances; with ties (hamming, jaccard on binary data) a
+    point's rank here counts only the strictly closer points (scikit-learn breaks ties
+    by index), so every tied point gets the best rank.
 
     Parameters
     ----------
@@ -109,38 +137,49 @@ def trustworthiness(
     Y : array of shape (n, c)
         Embedding.
     n_neighbors : int, default=15
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
-        Metric in the original space; the embedding is always euclidean.
+    metric : str, default="euclidean"
+        Metric in the original space, any the reducers take
+        (:mod:`embedscope.kernels.knn.metrics`), or ``"precomputed"`` with ``X`` the
+        (n, n) distance matrix; the embedding is always euclidean.
     sample_size : int or None, default=10000
         Above this many points, measure a seeded subsample of this size.
     random_state : int or None, default=0
         Seed of the subsample.
+    metric_kwds : dict, optional
+        The metric's parameters (``{"p": p}`` for minkowski).
 
     Returns
     -------
     float
     """
-    metric = check_metric(metric)
+    metric, kwds = _metric_of(metric, metric_kwds, X)
     _checked_pair(X, Y, n_neighbors)
     rows = _sample_rows(X.shape[0], sample_size, random_state)
-    Xs, Ys = _rescaled(_take(X, rows)), _rescaled(_take(Y, rows))
+    Xs, Ys = _take_original(X, rows, metric), _rescaled(_take(Y, rows))
     n, k = Xs.shape[0], n_neighbors
     if not 1 <= k < n / 2:
         raise ValueError(f"n_neighbors={k} must be below n/2 = {n / 2:g} for trustworthiness")
     emb_idx, _ = exact_knn(Ys, k, "euclidean")
-    P, sq = prepare(Xs, metric)
-    P64, sq64 = P.astype(np.float64), sq.astype(np.float64)
+    gram_form = metric not in DIRECT_METRICS and metric != PRECOMPUTED
+    if gram_form:
+        P, sq = prepare(Xs, metric)
+        P64, sq64 = P.astype(np.float64), sq.astype(np.float64)
     block = max(1, int(2**26 // (8 * n)))
     penalty = 0.0
     for start in range(0, n, block):
         stop = min(n, start + block)
-        gram = P64[start:stop] @ P64.T
-        if metric == "euclidean":
-            dist = sq64[start:stop, None] + sq64[None, :] - 2.0 * gram
-        elif metric == "cosine":
-            dist = 1.0 - gram
+        if metric == PRECOMPUTED:
+            dist = np.ascontiguousarray(Xs[start:stop])
+        elif not gram_form:
+            dist = pairwise_distances(Xs[start:stop], Xs, metric, kwds)
         else:
-            dist = -gram
+            gram = P64[start:stop] @ P64.T
+            if metric == "euclidean":
+                dist = sq64[start:stop, None] + sq64[None, :] - 2.0 * gram
+            elif metric in ("cosine", "correlation"):
+                dist = 1.0 - gram
+            else:
+                dist = -gram
         penalty += _rank_penalty(dist, start, emb_idx, k)
     return float(1.0 - penalty * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))))
 
@@ -153,6 +192,7 @@ def knn_recall(
     metric: str = "euclidean",
     sample_size: int | None = DEFAULT_SAMPLE,
     random_state: int | None = 0,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> float:
     """Mean fraction of each point's k nearest neighbours in ``X`` kept among its k
     nearest in the embedding ``Y``.
@@ -162,23 +202,29 @@ def knn_recall(
     X : array of shape (n, d)
     Y : array of shape (n, c)
     k : int, default=15
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
-        Metric in the original space.
+    metric : str, default="euclidean"
+        Metric in the original space (as :func:`trustworthiness`; ``"precomputed"``
+        reads the neighbours from the rows of the distance matrix ``X``).
     sample_size : int or None, default=10000
         Above this many points, both neighbour sets are computed within a seeded
         subsample of this size.
     random_state : int or None, default=0
+    metric_kwds : dict, optional
+        The metric's parameters (``{"p": p}`` for minkowski).
 
     Returns
     -------
     float
         Between 0 and 1.
     """
-    metric = check_metric(metric)
+    metric, kwds = _metric_of(metric, metric_kwds, X)
     _checked_pair(X, Y, k)
     rows = _sample_rows(X.shape[0], sample_size, random_state)
-    Xs, Ys = _rescaled(_take(X, rows)), _rescaled(_take(Y, rows))
-    high, _ = exact_knn(Xs, k, metric)
+    Xs, Ys = _take_original(X, rows, metric), _rescaled(_take(Y, rows))
+    if metric == PRECOMPUTED:
+        high, _ = precomputed_knn(Xs, k)
+    else:
+        high, _ = exact_knn(Xs, k, metric, metric_kwds=kwds)
     low, _ = exact_knn(Ys, k, "euclidean")
     return recall_of(high, low)
 
@@ -252,24 +298,36 @@ def _triplets(n: int, n_triplets: int, random_state: int | None) -> np.ndarray:
     return np.stack([i, j, k])
 
 
-def _order_signs(A: Any, triplets: np.ndarray, metric: str) -> Any:
+def _order_signs(A: Any, triplets: np.ndarray, metric: str, p: float = 2.0) -> Any:
     """sign(d(i, j) - d(i, k)) per triplet as int8, on ``A``'s array module.
 
     Distances are computed in float64 from the gathered rows only, and as differences
     rather than from norms, so equal distances (duplicate points) come out exactly equal.
     Only the order matters, so each distance is replaced by a monotone stand-in:
-    squared euclidean, and ``-<a, b>`` for inner product and (on unit rows) cosine.
+    squared euclidean, ``-<a, b>`` for inner product and (on unit rows) cosine, the
+    unrooted sum for minkowski. Under ``"precomputed"`` ``A`` is the distance matrix
+    and its entries are read.
     """
     xp = array_module(A)
     rows = xp.asarray(triplets) if xp is not np else triplets
+    if metric == PRECOMPUTED:
+        i, j, k = rows
+        d_ab = xp.asarray(A[i, j], dtype=xp.float64)
+        d_ac = xp.asarray(A[i, k], dtype=xp.float64)
+        return xp.sign(d_ab - d_ac).astype(xp.int8)
     # take, not fancy indexing: the same rows, gathered about 4x faster by numpy.
     a, b, c = (xp.asarray(xp.take(A, r, axis=0), dtype=xp.float64) for r in rows)
+    if metric in DIRECT_METRICS:
+        d_ab, d_ac = (_direct_rows(a, other, metric, p, xp) for other in (b, c))
+        return xp.sign(d_ab - d_ac).astype(xp.int8)
+    if metric == "correlation":
+        a, b, c = (part - part.mean(axis=1, keepdims=True) for part in (a, b, c))
     if metric == "euclidean":
         b -= a
         c -= a
         d_ab, d_ac = xp.einsum("ij,ij->i", b, b), xp.einsum("ij,ij->i", c, c)
     else:
-        if metric == "cosine":
+        if metric in ("cosine", "correlation"):
             # The anchor's own norm scales both sides alike, so only the partners are
             # normalised; zero rows stay zero (similarity 0, distance 1), as in the kNN search.
             for part in (b, c):
@@ -279,6 +337,22 @@ def _order_signs(A: Any, triplets: np.ndarray, metric: str) -> Any:
     return xp.sign(d_ab - d_ac).astype(xp.int8)
 
 
+def _direct_rows(a: Any, b: Any, metric: str, p: float, xp: Any) -> Any:
+    """A direct metric between paired float64 rows (minkowski unrooted), on ``xp``."""
+    if metric == "manhattan":
+        return xp.abs(a - b).sum(axis=1)
+    if metric == "chebyshev":
+        return xp.abs(a - b).max(axis=1)
+    if metric == "minkowski":
+        return (xp.abs(a - b) ** p).sum(axis=1)
+    if metric == "hamming":
+        return (a != b).mean(axis=1)
+    on_a, on_b = a != 0, b != 0
+    differ = (on_a != on_b).sum(axis=1)
+    union = (on_a | on_b).sum(axis=1)
+    return xp.where(union > 0, differ / xp.maximum(union, 1), 0.0)
+
+
 def random_triplet_accuracy(
     X: Any,
     Y: Any,
@@ -286,6 +360,7 @@ def random_triplet_accuracy(
     n_triplets: int = DEFAULT_TRIPLETS,
     metric: str = "euclidean",
     random_state: int | None = 0,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> float:
     """Share of random triplets whose distance order the embedding keeps (global structure).
 
@@ -305,12 +380,15 @@ def random_triplet_accuracy(
     n_triplets : int, default=100000
         Triplets drawn (with replacement); the standard error of the result is at most
         ``0.5 / sqrt(n_triplets)``.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
         Metric in the original space, as in the kNN search (``"cosine"`` is
-        ``1 - cos``, an all-zero row at distance 1 from everything).
+        ``1 - cos``, an all-zero row at distance 1 from everything); ``"precomputed"``
+        reads the distances from ``X``, an (n, n) distance matrix.
     random_state : int or None, default=0
         Seed of the triplets; the same seed draws the same triplets for numpy and cupy
         inputs.
+    metric_kwds : dict, optional
+        The metric's parameters (``{"p": p}`` for minkowski).
 
     Returns
     -------
@@ -325,7 +403,8 @@ def random_triplet_accuracy(
         finite 2-D numeric array or with fewer than 3 rows, different row counts, or
         every drawn triplet tied in ``X`` (no order to keep).
     """
-    metric = check_metric(metric)
+    metric, kwds = _metric_of(metric, metric_kwds, X)
+    p = float(kwds.get("p", 2.0))
     if isinstance(n_triplets, bool) or not isinstance(n_triplets, (int, np.integer)) or n_triplets < 1:
         raise ValueError(f"n_triplets must be a positive integer; got {n_triplets!r}")
     X = validate_vectors(X, name="X", min_rows=3)
@@ -340,7 +419,7 @@ def random_triplet_accuracy(
     ordered: Any = 0
     for start in range(0, triplets.shape[1], block):
         part = triplets[:, start:start + block]
-        sx, sy = _order_signs(X, part, metric), _order_signs(Y, part, "euclidean")
+        sx, sy = _order_signs(X, part, metric, p), _order_signs(Y, part, "euclidean")
         if xp_x is not xp_y:  # one on the device, one on the host: compare the signs on the host
             sx, sy = to_host(sx), to_host(sy)
         xp = array_module(sx)

@@ -5,9 +5,15 @@ backend, then calls these in order; only the affinities and the optimiser are it
 own. Each stage runs on the backend's kernel table (:class:`embedscope.backends.Kernels`),
 so no stage asks which backend it is on.
 
+0. :func:`resolve_metric` - the one check of ``metric`` and ``metric_kwds`` every
+   reducer runs; :func:`degenerate_reason` / :func:`check_distance_matrix` check the
+   data against the metric (binary rows for jaccard; a square distance matrix for
+   ``metric="precomputed"``).
 1. :class:`Preparation` - float32 rows, a power-of-two rescale of extreme magnitudes,
    then (for wide data) PCA to ``pca_components`` dimensions, cosine rows made unit
    length first. One threshold (:data:`PCA_ABOVE`), one seed rule (the fit's seed).
+   PCA is skipped for the metrics it would distort (all but euclidean, cosine and
+   correlation), and for a precomputed distance matrix.
 2. :func:`knn_graph` / :func:`knn_queries` - the kNN search on the backend; the rule for
    exact vs approximate per device lives in the backend's kernel table (cpu: exact up
    to a few thousand points, NN-descent above; cuda: exact up to 2M points, IVF above).
@@ -35,11 +41,21 @@ import scipy.sparse as sp
 
 from embedscope._array import array_module, to_host
 from embedscope.backends import Backend, get_spec
+from embedscope.errors import DataError
 from embedscope.kernels.graph import is_device_csr
+from embedscope.kernels.knn.metrics import (
+    PCA_SAFE_METRICS,
+    PRECOMPUTED,
+    check_metric,
+    check_metric_kwds,
+    non_binary_reason,
+)
 
 #: Input dimensions above which the kNN search runs on principal components, and how
-#: many by default (``pca_components``). Not applied to ``inner_product`` (centring
-#: changes inner products).
+#: many by default (``pca_components``). Applied only to the metrics a projection
+#: keeps (``PCA_SAFE_METRICS``: euclidean, cosine, correlation); not to
+#: ``inner_product`` (centring changes inner products) nor to the coordinate-wise
+#: metrics (manhattan, chebyshev, minkowski, hamming, jaccard).
 PCA_ABOVE, PCA_DIMS = 100, 50
 INIT_CHOICES = ("spectral", "pca", "random")
 #: Up to this many points the spectral problem is solved densely (exact, quick).
@@ -246,6 +262,73 @@ def initial_layout(
     return np.ascontiguousarray(layout, dtype=np.float32), "array"
 
 
+# ----------------------------------------------------------------------------- metric
+
+
+#: The ``metric`` values a reducer takes, in the order its docs list them.
+REDUCER_METRICS = ("euclidean", "cosine", "inner_product", "manhattan", "chebyshev", "minkowski",
+                   "correlation", "hamming", "jaccard", PRECOMPUTED)
+
+
+def resolve_metric(metric: Any, metric_kwds: Any = None) -> tuple[str, dict[str, Any]]:
+    """The one check of a reducer's ``metric`` and ``metric_kwds`` (umap-learn's names).
+
+    Returns the canonical metric name (aliases such as ``"l1"`` resolved) and its
+    checked parameters (``{"p": p}`` for minkowski, default 2; empty otherwise).
+    ``"precomputed"`` is accepted: ``X`` is then a square distance matrix
+    (:func:`check_distance_matrix`). An unknown metric, an unknown ``metric_kwds`` key
+    or minkowski's ``p < 1`` is a ``ValueError`` naming the choices.
+    """
+    name = check_metric(metric, allow_precomputed=True)
+    return name, check_metric_kwds(name, metric_kwds)
+
+
+def canonical_metric(metric: Any) -> Any:
+    """``metric`` with its alias resolved where it is valid, else unchanged (for a
+    backend request built before the parameters are checked)."""
+    try:
+        return check_metric(metric, allow_precomputed=True)
+    except ValueError:
+        return metric
+
+
+#: Tolerance of :func:`check_distance_matrix`, relative to the largest distance:
+#: float32 distances computed two ways differ by far less.
+_MATRIX_RTOL = 1e-3
+
+
+def check_distance_matrix(X: Any) -> str | None:
+    """Check a ``metric="precomputed"`` input; return why it is degenerate, or None.
+
+    ``X[i, j]`` is the distance from point i to point j: square, non-negative, with a
+    zero diagonal and symmetric, the last two up to ``1e-3`` times the largest
+    distance. A matrix that breaks that raises :class:`embedscope.errors.DataError`
+    naming the first problem; an all-zero one (no neighbourhoods) returns its reason.
+    """
+    n, m = X.shape
+    if n != m:
+        raise DataError(f"metric='precomputed' needs a square distance matrix (n x n); got {n} x {m}")
+    D = np.asarray(to_host(X))
+    low = float(D.min())
+    if low < 0:
+        raise DataError(f"metric='precomputed': distances must be >= 0; found {low:g}")
+    top = float(D.max())
+    if top == 0.0:
+        return f"all {n} x {n} distances are 0"
+    tol = _MATRIX_RTOL * top
+    diag = float(np.abs(np.diagonal(D)).max())
+    if diag > tol:
+        raise DataError(f"metric='precomputed': the diagonal (each point's distance to itself) must be 0; "
+                        f"found {diag:g}")
+    for start in range(0, n, 2048):  # blocks: |D - D.T| of a large matrix is not built at once
+        block = D[start:start + 2048]
+        gap = float(np.abs(block - D[:, start:start + 2048].T).max())
+        if gap > tol:
+            raise DataError(f"metric='precomputed': the matrix must be symmetric (d(i, j) = d(j, i)); "
+                            f"entries differ by {gap:g} (largest distance {top:g})")
+    return None
+
+
 # ----------------------------------------------------------------------------- data checks
 
 #: Largest magnitude of the input that the float32 kernels square safely, and the
@@ -269,13 +352,18 @@ def magnitude_scale(X: Any) -> float:
     return float(2.0 ** np.frexp(top)[1])
 
 
+#: Metrics that compare directions or equalities only, never overflowed by magnitudes.
+_SCALE_FREE = frozenset({"cosine", "correlation", "hamming", "jaccard"})
+
+
 def check_new_points_scale(Z: Any, metric: str, name: str = "new points") -> None:
     """Refuse new points whose squared distances overflow float32 at the fitted scale.
 
     ``Z`` is already divided by the scale found at fit, so ordinary new points lie
-    near 1; cosine compares directions only and is never refused.
+    near 1; cosine, correlation, hamming and jaccard compare directions or equalities
+    only and are never refused.
     """
-    if metric == "cosine":
+    if metric in _SCALE_FREE:
         return
     xp = array_module(Z)
     top = max(abs(float(xp.max(Z))), abs(float(xp.min(Z))))
@@ -289,15 +377,27 @@ def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | N
 
     All rows identical leaves every distance 0 (no neighbourhood to preserve); under
     cosine, zero rows have no direction and rows that are multiples of one another are
-    identical. Compares every row with the first, block by block, and stops at the
-    first block that differs, so ordinary data costs one small block.
+    identical (under correlation, after each row is centred). Compares every row with
+    the first, block by block, and stops at the first block that differs, so ordinary
+    data costs one small block.
+
+    Data the metric cannot take raises :class:`embedscope.errors.DataError`: jaccard
+    needs binary rows, ``"precomputed"`` a valid distance matrix
+    (:func:`check_distance_matrix`).
     """
+    if metric == PRECOMPUTED:
+        return check_distance_matrix(X)
+    if metric == "jaccard" and (bad := non_binary_reason(X)) is not None:
+        raise DataError(bad)
     xp = array_module(X)
     n = X.shape[0]
-    cosine = metric == "cosine"
+    cosine = metric in ("cosine", "correlation")
+    centre = metric == "correlation"
 
     def unit(block: Any) -> Any:
         block = xp.asarray(block, dtype=xp.float64)
+        if centre:
+            block = block - block.mean(axis=1, keepdims=True)
         norms = xp.sqrt((block * block).sum(axis=1, keepdims=True))
         return block / xp.where(norms > 0, norms, 1.0), norms.ravel()
 
@@ -316,9 +416,10 @@ def degenerate_reason(X: Any, metric: str, *, chunk_rows: int = 4096) -> str | N
         elif bool((xp.asarray(block) != xp.asarray(X[:1])).any()):
             return None
     if cosine and not any_nonzero:
-        return f"all {n} rows are zero, which have no cosine distance"
+        what = "constant, which have no correlation" if centre else "zero, which have no cosine distance"
+        return f"all {n} rows are {what}"
     if cosine:
-        return f"all {n} rows point the same way, so every cosine distance is 0"
+        return f"all {n} rows point the same way, so every {metric} distance is 0"
     return f"all {n} rows are identical"
 
 
@@ -343,6 +444,10 @@ class Preparation:
         The fit's seed (the randomized PCA solver draws from it).
     backend : str
         The backend the PCA runs on (the reducer's).
+    metric_kwds : dict, optional
+        The metric's checked parameters (:func:`resolve_metric`), handed on to the search.
+    log : callable, optional
+        Told when PCA is skipped because the metric would be distorted by it.
 
     Attributes
     ----------
@@ -353,24 +458,36 @@ class Preparation:
         changes nothing else.
     pca : PCA or None
         The fitted PCA, None where the full space is searched.
+    search_metric : str
+        The metric the kNN search runs under on the prepared rows: the input metric,
+        except that correlation rows reduced by PCA are already centred and unit
+        length and are searched by cosine.
     """
 
-    def __init__(self, metric: str, pca_components: int | None, *, seed: int, backend: str) -> None:
+    def __init__(self, metric: str, pca_components: int | None, *, seed: int, backend: str,
+                 metric_kwds: dict[str, Any] | None = None, log: Callable[[str], None] | None = None) -> None:
         self.metric = metric
+        self.metric_kwds = dict(metric_kwds or {})
         self.pca_components = pca_components
         self.seed = seed
         self.backend = backend
+        self.log = log
         self.scale = 1.0
         self.pca: Any = None
         self.uses_pca = False
+        self.search_metric = metric
 
     def fit_transform(self, X: Any) -> Any:
         """Learn the scale and the PCA on ``X``; returns the prepared float32 rows."""
         xp = array_module(X)
         Z = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
         self.scale = magnitude_scale(Z)
-        self.uses_pca = (self.pca_components is not None and Z.shape[1] > PCA_ABOVE
-                         and self.metric != "inner_product")
+        wide = self.pca_components is not None and Z.shape[1] > PCA_ABOVE
+        self.uses_pca = wide and self.metric in PCA_SAFE_METRICS
+        if wide and not self.uses_pca and self.metric != PRECOMPUTED and self.log is not None:
+            self.log(f"pca_components not applied: PCA would change {self.metric} distances; the kNN "
+                     f"search runs on all {Z.shape[1]:,} features")
+        self.search_metric = "cosine" if self.uses_pca and self.metric == "correlation" else self.metric
         self.pca = None
         Z = self._scaled_unit(Z)
         if self.uses_pca:
@@ -382,7 +499,16 @@ class Preparation:
         return Z
 
     def transform(self, X: Any) -> Any:
-        """``X`` prepared as the training data was."""
+        """``X`` prepared as the training data was.
+
+        Refused (``ValueError``) after a fit on a precomputed distance matrix: placing
+        new points needs their distances to the fitted ones, which the matrix lacks.
+        """
+        if self.metric == PRECOMPUTED:
+            raise ValueError("metric='precomputed' cannot place new points: transform needs the new points' "
+                             "distances to the fitted ones; fit on vectors with a metric to use transform")
+        if self.metric == "jaccard" and (bad := non_binary_reason(X)) is not None:
+            raise DataError(bad)
         xp = array_module(X)
         Z = self._scaled_unit(xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32)))
         if self.pca is not None:
@@ -393,7 +519,9 @@ class Preparation:
         xp = array_module(Z)
         if self.scale != 1.0:
             Z = Z / xp.float32(self.scale)
-        if self.uses_pca and self.metric == "cosine":
+        if self.uses_pca and self.metric == "correlation":
+            Z = Z - Z.mean(axis=1, keepdims=True)  # then searched as cosine (search_metric)
+        if self.uses_pca and self.metric in ("cosine", "correlation"):
             # Cosine data is searched by cosine in PCA space too, though the unit rows
             # are projected from their mean: PCA-50 of the word vectors keeps less than
             # their norm for many rows, and re-normalising makes up for it. Recall of
@@ -410,13 +538,23 @@ class Preparation:
 
 
 def knn_graph(backend: Backend, Z: Any, k: int, metric: str, *, method: str = "auto", seed: int = 0,
-              log: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              log: Callable[[str], None] | None = None,
+              metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The kNN graph of the prepared rows ``Z`` on ``backend``: host (int32, float32) (n, k).
 
     Self excluded, rows ascending. ``method`` "auto" lets the backend choose exact
     or approximate by size; the search is seeded by ``seed`` (any non-negative int).
+    Under ``metric="precomputed"`` ``Z`` is the distance matrix and the neighbours are
+    read from its rows on the host (no search).
     """
-    return backend.kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log)
+    if metric == PRECOMPUTED:
+        from embedscope.kernels.knn.exact import precomputed_knn
+
+        if log is not None:
+            log("reading the neighbours from the rows of the precomputed distance matrix")
+        return precomputed_knn(np.asarray(to_host(Z), dtype=np.float32), k)
+    kwargs = {"metric_kwds": metric_kwds} if metric_kwds else {}  # a kernel table need not know it
+    return backend.kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log, **kwargs)
 
 
 def knn_label(backend: Backend, method: str, n: int, precomputed: bool) -> str:
@@ -426,7 +564,8 @@ def knn_label(backend: Backend, method: str, n: int, precomputed: bool) -> str:
     return backend.name if backend.delegate is not None else backend.kernels.knn_label(method, n)
 
 
-def knn_queries(backend: Backend, train: Any, Z: Any, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+def knn_queries(backend: Backend, train: Any, Z: Any, k: int, metric: str,
+                metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest training rows of each new row ``Z``; host (int32, float32) (m, k).
 
     Runs on ``backend`` where its search finds k neighbours, else on the cpu (only
@@ -437,7 +576,8 @@ def knn_queries(backend: Backend, train: Any, Z: Any, k: int, metric: str) -> tu
         kernels = get_spec("cpu").kernel_table()
     else:
         kernels = backend.kernels
-    return kernels.knn(train, k, metric, queries=kernels.place(Z))
+    kwargs = {"metric_kwds": metric_kwds} if metric_kwds else {}
+    return kernels.knn(train, k, metric, queries=kernels.place(Z), **kwargs)
 
 
 # ----------------------------------------------------------------------------- 3 precomputed kNN

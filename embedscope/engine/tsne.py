@@ -42,7 +42,6 @@ from embedscope.engine.stages import PCA_DIMS
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
 from embedscope.kernels import tsne as ktsne
-from embedscope.kernels.knn import check_metric
 
 #: Iterations between KL reports (progress and callback).
 REPORT_EVERY = 50
@@ -87,8 +86,17 @@ class TSNE(BaseReducer):
         the gradient here carries the factor 4). A number must lie in (0, 1e7].
     n_iter : int, default=1000
         Total iterations, early exaggeration included; 1 to 100,000.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
-        Metric of the input space.
+    metric : str, default="euclidean"
+        Metric of the input space, with UMAP's names and definitions: "euclidean",
+        "cosine", "inner_product", "manhattan" ("l1", "cityblock", "taxicab"),
+        "chebyshev" ("linf"), "minkowski" (``metric_kwds={"p": p}``), "correlation",
+        "hamming", "jaccard" (binary data) or "precomputed" (``X`` is a square
+        distance matrix; neighbours are read from its rows, no PCA runs, ``transform``
+        is refused, and ``init="pca"`` takes the principal axes of the matrix rows).
+        Only euclidean distances are squared in the affinities (as scikit-learn does).
+    metric_kwds : dict or None, default=None
+        Parameters of the metric: ``{"p": p}`` for minkowski, ``p >= 1`` (default 2).
+        umap-learn's name; openTSNE calls it ``metric_params``.
     init : {"pca", "random"} or array of shape (n_samples, n_components), default="pca"
         ``"pca"``: the first principal components, scaled to standard deviation 1e-4.
     dof : float, default=1.0
@@ -104,7 +112,8 @@ class TSNE(BaseReducer):
     pca_components : int or None, default=50
         When the data has more than 100 features, the kNN search runs on this many
         principal components (cosine rows are normalised first). None searches the
-        full space. Not applied with ``metric="inner_product"``.
+        full space. Applied only with euclidean, cosine and correlation (PCA
+        changes the other metrics' distances; skipping it is logged).
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
         ``"cuda"``: the kNN search (exact,
         :func:`embedscope.kernels.knn.gpu.exact_knn_gpu`, up to 2,000,000 points and
@@ -191,6 +200,7 @@ class TSNE(BaseReducer):
         backend: str = "auto",
         verbose: bool = False,
         callback: Callable | None = None,
+        metric_kwds: dict[str, Any] | None = None,
     ) -> None:
         self.n_components = n_components
         self.perplexity = perplexity
@@ -206,6 +216,7 @@ class TSNE(BaseReducer):
         self.backend = backend
         self.verbose = verbose
         self.callback = callback
+        self.metric_kwds = metric_kwds
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self, n: int, d: int) -> dict[str, Any]:
@@ -228,7 +239,7 @@ class TSNE(BaseReducer):
             params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
                                                   open_low=True)
         params["n_iter"] = check_int(self.n_iter, "n_iter", 1, MAX_ITER)
-        params["metric"] = check_metric(self.metric)
+        params["metric"], params["metric_kwds"] = stages.resolve_metric(self.metric, self.metric_kwds)
         params["dof"] = check_float(self.dof, "dof", *DOF_RANGE)
         validate_random_state(self.random_state)
         if self.pca_components is not None:
@@ -265,14 +276,15 @@ class TSNE(BaseReducer):
             return (f" and t-SNE needs 3 x perplexity = {k}; use perplexity <= {limit // 3}, "
                     "pass precomputed_knn, or use backend='cpu'")
 
-        return Request("tsne", n_samples=n, metric=self.metric, neighbors=k if searches else None,
+        return Request("tsne", n_samples=n, metric=stages.canonical_metric(self.metric), neighbors=k if searches else None,
                        neighbors_hint=hint, callback=self.callback is not None,
                        precomputed_knn=not searches, estimator=self)
 
     # ------------------------------------------------------------------ stages
     def _precomputed(self, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The given graph (``stages.check_precomputed``: its first ``k`` columns, at least one)."""
-        return stages.check_precomputed(self.precomputed_knn, n, k, check_metric(self.metric), at_least=1)
+        metric, _ = stages.resolve_metric(self.metric, self.metric_kwds)
+        return stages.check_precomputed(self.precomputed_knn, n, k, metric, at_least=1)
 
     def _initial(self, X: np.ndarray, rng: np.random.Generator, backend: str) -> np.ndarray:
         n, nc = X.shape[0], self.n_components
@@ -322,7 +334,8 @@ class TSNE(BaseReducer):
         self.perplexity_ = self._effective_perplexity(n)
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=self._seed,
-                                            backend=backend.name)
+                                            backend=backend.name, metric_kwds=params["metric_kwds"],
+                                            log=progress.log)
             Z = self._prep.fit_transform(kernels.place(X))
             self.pca_ = self._prep.pca
             Xp = np.ascontiguousarray(to_host(Z), dtype=np.float32)
@@ -332,8 +345,9 @@ class TSNE(BaseReducer):
             if precomputed:
                 indices, distances = given
             else:
-                indices, distances = stages.knn_graph(backend, Z, k, self._metric, seed=self._seed,
-                                                      log=progress.log)
+                indices, distances = stages.knn_graph(backend, Z, k, self._prep.search_metric,
+                                                      seed=self._seed, log=progress.log,
+                                                      metric_kwds=self._prep.metric_kwds)
         del Z  # frees the device copy before the iterations
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
             P, missed = self._affinities(indices, distances, n, kernels)
@@ -471,7 +485,8 @@ class TSNE(BaseReducer):
         with progress.stage("knn", f"{m:,} new points, k={k}, exact on cpu"):
             Xq = self._prep.transform(to_host(X))
             stages.check_new_points_scale(Xq, self._metric)
-            indices, distances = cpu.knn(self._X_ref, k, self._metric, queries=Xq)
+            kwargs = {"metric_kwds": self._prep.metric_kwds} if self._prep.metric_kwds else {}
+            indices, distances = cpu.knn(self._X_ref, k, self._prep.search_metric, queries=Xq, **kwargs)
         cond, _ = ktsne.conditional_affinities(distances, perplexity, squared=self._metric == "euclidean")
         indptr = np.arange(0, m * k + 1, k, dtype=np.int64)
         idx, vals = indices.ravel().astype(np.int32), cond.ravel().astype(np.float64)

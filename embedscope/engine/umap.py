@@ -35,7 +35,6 @@ from embedscope.engine.stages import INIT_CHOICES
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
 from embedscope.kernels.graph import csr_to_host
-from embedscope.kernels.knn import check_metric
 
 #: Largest ``n_components``: a layout is for looking at or for a downstream model; above
 #: 100 dimensions UMAP's low-dimensional kernel no longer separates anything and the
@@ -123,7 +122,19 @@ class UMAP(BaseReducer):
         Smallest distance between embedded points; ``0 <= min_dist <= spread``.
     spread : float, default=1.0
         Scale of the embedded clusters, in [0.001, 1000].
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        Distance in the input space (umap-learn's names): "euclidean" ("l2"),
+        "cosine", "inner_product" ("dot", "ip"), "manhattan" ("l1", "cityblock",
+        "taxicab"), "chebyshev" ("linf"), "minkowski" (with ``metric_kwds={"p": p}``),
+        "correlation", "hamming" (share of differing coordinates), "jaccard" (binary
+        data: 0/1 or boolean, checked) or "precomputed": ``X`` is then a square
+        distance matrix (n x n, non-negative, zero diagonal, symmetric), the neighbours
+        are read from its rows, no PCA runs and ``transform`` is refused. See
+        :mod:`embedscope.kernels.knn.metrics` for each definition.
+    metric_kwds : dict or None, default=None
+        Parameters of the metric (umap-learn's name): ``{"p": p}`` for minkowski,
+        ``p >= 1`` (default 2). Other keys, or keys for a metric that takes none, are
+        refused.
     n_epochs : int or None, default=None
         SGD epochs; None is 500 up to 10,000 points and 200 above. 0 returns the
         initial layout; at most 100,000.
@@ -147,7 +158,9 @@ class UMAP(BaseReducer):
     pca_components : int or None, default=50
         When the data has more than 100 features, reduce them to this many by PCA
         before the kNN search (cosine data is L2-normalised first). None disables.
-        Not applied with ``metric="inner_product"`` (centring changes inner products).
+        Applied only with euclidean, cosine and correlation: PCA changes inner
+        products and the coordinate-wise metrics (manhattan, chebyshev, minkowski,
+        hamming, jaccard), whose search then runs on every feature (logged).
     knn_method : {"auto", "exact", "nndescent", "ivf"}, default="auto"
         kNN search; see :func:`embedscope.kernels.knn.nearest_neighbors`. On the cuda
         backend "auto" is exact up to 2,000,000 points and IVF above,
@@ -289,6 +302,7 @@ class UMAP(BaseReducer):
         dens_frac: float = 0.3,
         dens_var_shift: float = 0.1,
         output_dens: bool = False,
+        metric_kwds: dict[str, Any] | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -314,6 +328,7 @@ class UMAP(BaseReducer):
         self.dens_frac = dens_frac
         self.dens_var_shift = dens_var_shift
         self.output_dens = output_dens
+        self.metric_kwds = metric_kwds
 
     # ------------------------------------------------------------------ validation
 
@@ -332,7 +347,7 @@ class UMAP(BaseReducer):
         params["n_components"] = check_int(self.n_components, "n_components", 1, MAX_COMPONENTS)
         params["spread"] = check_float(self.spread, "spread", *SPREAD_RANGE)
         params["min_dist"] = check_float(self.min_dist, "min_dist", 0.0, params["spread"])
-        params["metric"] = check_metric(self.metric)
+        params["metric"], params["metric_kwds"] = stages.resolve_metric(self.metric, self.metric_kwds)
         if self.n_epochs is not None:
             check_int(self.n_epochs, "n_epochs", 0, MAX_EPOCHS)
         params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
@@ -384,7 +399,7 @@ class UMAP(BaseReducer):
             return (f" (n_neighbors <= {limit + 1}; got {self.n_neighbors}); use backend='cpu' "
                     "or pass precomputed_knn")
 
-        return Request("umap", n_samples=n, metric=self.metric, neighbors=k if searches else None,
+        return Request("umap", n_samples=n, metric=stages.canonical_metric(self.metric), neighbors=k if searches else None,
                        neighbors_hint=hint, knn_method=self.knn_method, callback=self.callback is not None,
                        precomputed_knn=not searches, estimator=self,
                        umap_options=self._options())
@@ -443,7 +458,8 @@ class UMAP(BaseReducer):
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=seed % (2**31),
-                                            backend=backend.name)
+                                            backend=backend.name, metric_kwds=params["metric_kwds"],
+                                            log=progress.log)
             Z = self._prep.fit_transform(kernels.place(X))
             self.pca_ = self._prep.pca
             Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
@@ -453,8 +469,9 @@ class UMAP(BaseReducer):
             if precomputed:
                 indices, distances = given
             else:
-                indices, distances = stages.knn_graph(backend, Z, k, self._metric, method=self.knn_method,
-                                                      seed=seed, log=progress.log)
+                indices, distances = stages.knn_graph(backend, Z, k, self._prep.search_metric,
+                                                      method=self.knn_method, seed=seed, log=progress.log,
+                                                      metric_kwds=self._prep.metric_kwds)
         del Z  # frees the device copy before the epochs
         rho_nearest = self._metric == "inner_product"
         # The graph stays where the backend builds it (a cupyx CSR on the GPU) for the
@@ -600,7 +617,8 @@ class UMAP(BaseReducer):
         k = min(self._n_neighbors - 1, self._train.shape[0])
         Z = self._prep.transform(kernels.place(X))
         stages.check_new_points_scale(Z, self._metric, "X")
-        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._metric)
+        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._prep.search_metric,
+                                                self._prep.metric_kwds)
         weights = affinity.transform_memberships(distances, self._n_neighbors,
                                                  rho_from_nearest=self._metric == "inner_product")
         fitted = self.embedding_

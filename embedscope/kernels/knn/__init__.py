@@ -12,8 +12,11 @@ Contract (shared by every twin)
   neighbour (exact duplicates of it are, at distance 0).
 - Metrics (:mod:`.metrics`, :func:`check_metric`, ``METRICS``): ``"euclidean"`` (true,
   not squared, distance), ``"cosine"`` (``1 - cos``; an all-zero row is at distance 1
-  from everything) and ``"inner_product"`` (``-<q, x>``, so larger products are
-  nearer; distances may be negative).
+  from everything), ``"inner_product"`` (``-<q, x>``, so larger products are
+  nearer; distances may be negative), ``"correlation"`` (cosine of centred rows),
+  searched by matrix products; and ``"manhattan"``, ``"chebyshev"``, ``"minkowski"``
+  (``metric_kwds={"p": p}``), ``"hamming"``, ``"jaccard"`` (binary rows), measured
+  coordinate by coordinate. Every twin takes every metric except IVF (the first three).
 
 Twins
 -----

@@ -4,17 +4,29 @@ Exact search is blocked: a block of query rows against all data rows is one BLAS
 matrix product (``Q @ D.T``), turned into distances and reduced to the k smallest per
 row by a parallel numba selection. Memory stays at one block of ``block_rows x n``
 floats whatever N is.
+
+The metrics with no matrix-product form (``metrics.DIRECT_METRICS``: manhattan,
+chebyshev, minkowski, hamming, jaccard) are measured coordinate by coordinate by one
+parallel numba scan per query row (:func:`_direct_topk`); the selected pairs are then
+measured again in float64 (:func:`_exact_direct`), as the euclidean ones are.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric, prepare
+from embedscope.kernels.knn.metrics import (
+    _METRIC_CODE,
+    DIRECT_METRICS,
+    check_metric,
+    minkowski_p,
+    prepare,
+)
 
 #: Bytes of one gram tile (query rows x data columns, float32). A tile that stays in
 #: the last-level cache is written by BLAS and read by the selection without a trip
@@ -121,6 +133,224 @@ def _exact_euclidean(queries, data, idx, dist):  # pragma: no cover - numba
             idx[r, p] = ij
 
 
+@numba.njit(cache=True, fastmath=True)
+def _direct_dist(a, b, metric_code, p):  # pragma: no cover - numba
+    """A direct metric between two float32 rows, in float32; minkowski without the root.
+
+    Codes (``metrics._METRIC_CODE``): 3 manhattan, 4 chebyshev, 5 minkowski (the sum of
+    ``|a - b|^p``, monotone in the distance, rooted by the caller), 6 hamming (share of
+    coordinates that differ), 7 jaccard (on 0/1 rows: differing / either nonzero, 0
+    when both rows are zero). Compiled apart (not inlined) so the loops keep fastmath
+    and vectorise.
+    """
+    d = a.shape[0]
+    acc = np.float32(0.0)
+    if metric_code == 3:
+        for f in range(d):
+            acc += abs(a[f] - b[f])
+        return acc
+    if metric_code == 4:
+        for f in range(d):
+            acc = max(acc, abs(a[f] - b[f]))
+        return acc
+    if metric_code == 5:
+        whole = np.int64(p)
+        if whole == p and whole <= 8:
+            # Integer p by repeated products: a float power is ~10x dearer per coordinate.
+            for f in range(d):
+                x = abs(a[f] - b[f])
+                term = x
+                for _ in range(whole - 1):
+                    term *= x
+                acc += term
+            return acc
+        for f in range(d):
+            acc += abs(a[f] - b[f]) ** p
+        return acc
+    if metric_code == 6:
+        for f in range(d):
+            acc += np.float32(a[f] != b[f])
+        return acc / np.float32(d)
+    union = np.float32(0.0)
+    for f in range(d):
+        x = a[f] != 0
+        y = b[f] != 0
+        acc += np.float32(x != y)
+        union += np.float32(x or y)
+    return acc / union if union > 0 else np.float32(0.0)
+
+
+@numba.njit(cache=True)
+def _direct_dist64(a, b, metric_code, p):  # pragma: no cover - numba
+    """:func:`_direct_dist` in float64, minkowski rooted: the distance reported."""
+    d = a.shape[0]
+    acc = 0.0
+    if metric_code == 3:
+        for f in range(d):
+            acc += abs(np.float64(a[f]) - np.float64(b[f]))
+    elif metric_code == 4:
+        for f in range(d):
+            acc = max(acc, abs(np.float64(a[f]) - np.float64(b[f])))
+    elif metric_code == 5:
+        for f in range(d):
+            acc += abs(np.float64(a[f]) - np.float64(b[f])) ** p
+        acc = acc ** (1.0 / p)
+    elif metric_code == 6:
+        for f in range(d):
+            acc += 1.0 if a[f] != b[f] else 0.0
+        acc /= d
+    else:
+        union = 0.0
+        for f in range(d):
+            x = a[f] != 0
+            y = b[f] != 0
+            acc += 1.0 if x != y else 0.0
+            union += 1.0 if (x or y) else 0.0
+        acc = acc / union if union > 0 else 0.0
+    return acc
+
+
+@numba.njit(parallel=True, cache=True)
+def _direct_topk(queries, data, metric_code, p, self_offset, best_idx, best_dist):  # pragma: no cover - numba
+    """Each query row's k nearest data rows under a direct metric (sorted, ties by index).
+
+    One query row per thread, scanning every data row; ``self_offset >= 0`` marks a
+    self-join (data row ``self_offset + r`` is skipped for query row ``r``).
+    """
+    m = queries.shape[0]
+    n = data.shape[0]
+    k = best_idx.shape[1]
+    for r in numba.prange(m):
+        skip = self_offset + r if self_offset >= 0 else -1
+        q = queries[r]
+        worst = best_dist[r, k - 1]
+        for c in range(n):
+            if c == skip:
+                continue
+            dist = _direct_dist(q, data[c], metric_code, p)
+            if dist < worst:
+                pos = k - 1
+                while pos > 0 and best_dist[r, pos - 1] > dist:
+                    best_dist[r, pos] = best_dist[r, pos - 1]
+                    best_idx[r, pos] = best_idx[r, pos - 1]
+                    pos -= 1
+                best_dist[r, pos] = dist
+                best_idx[r, pos] = c
+                worst = best_dist[r, k - 1]
+
+
+@numba.njit(parallel=True, cache=True)
+def _exact_direct(queries, data, idx, dist, metric_code, p):  # pragma: no cover - numba
+    """Selected pairs of a direct metric measured again in float64 (and rooted), rows re-sorted."""
+    n, k = idx.shape
+    for r in numba.prange(n):
+        for j in range(k):
+            c = idx[r, j]
+            if c >= 0:
+                dist[r, j] = np.float32(_direct_dist64(queries[r], data[c], metric_code, p))
+        _sort_row(idx, dist, r)
+
+
+@numba.njit(cache=True)
+def _sort_row(idx, dist, r):  # pragma: no cover - numba
+    """Insertion sort of row ``r`` by (distance, index); k is small."""
+    k = idx.shape[1]
+    for j in range(1, k):
+        dj, ij = dist[r, j], idx[r, j]
+        p = j
+        while p > 0 and (dist[r, p - 1] > dj or (dist[r, p - 1] == dj and idx[r, p - 1] > ij)):
+            dist[r, p] = dist[r, p - 1]
+            idx[r, p] = idx[r, p - 1]
+            p -= 1
+        dist[r, p] = dj
+        idx[r, p] = ij
+
+
+@numba.njit(parallel=True, cache=True)
+def _matrix_topk(matrix, best_idx, best_dist):  # pragma: no cover - numba
+    """Each row's k smallest off-diagonal entries of a square distance matrix, ties by index."""
+    n = matrix.shape[0]
+    k = best_idx.shape[1]
+    for r in numba.prange(n):
+        worst = best_dist[r, k - 1]
+        for c in range(n):
+            if c == r:
+                continue
+            dist = np.float32(matrix[r, c])
+            if dist < worst:
+                pos = k - 1
+                while pos > 0 and best_dist[r, pos - 1] > dist:
+                    best_dist[r, pos] = best_dist[r, pos - 1]
+                    best_idx[r, pos] = best_idx[r, pos - 1]
+                    pos -= 1
+                best_dist[r, pos] = dist
+                best_idx[r, pos] = c
+                worst = best_dist[r, k - 1]
+
+
+def precomputed_knn(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours read from the rows of a square distance matrix (self excluded).
+
+    The kNN contract of :func:`exact_knn` (int32 indices, float32 distances, rows
+    ascending, ties by index). ``matrix`` is taken as given: the reducers check it
+    first (``engine.stages.check_distance_matrix``).
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (n, n)
+        ``matrix[i, j]`` is the distance from point i to point j.
+    k : int
+        ``1 <= k <= n - 1``.
+
+    Returns
+    -------
+    indices : ndarray of shape (n, k), int32
+    distances : ndarray of shape (n, k), float32
+    """
+    n = matrix.shape[0]
+    if matrix.ndim != 2 or matrix.shape[1] != n:
+        raise ValueError(f"a precomputed distance matrix must be square; got shape {matrix.shape}")
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k={k} neighbours asked of {n} points; k must be between 1 and {n - 1}")
+    indices = np.full((n, k), -1, dtype=np.int32)
+    distances = np.full((n, k), np.inf, dtype=np.float32)
+    _matrix_topk(np.asarray(matrix), indices, distances)
+    return indices, distances
+
+
+def pairwise_distances(A: np.ndarray, B: np.ndarray | None = None, metric: str = "euclidean",
+                       metric_kwds: dict[str, Any] | None = None) -> np.ndarray:
+    """Dense float64 distances between the rows of ``A`` and of ``B`` (default ``A``).
+
+    The same definitions as the searches (see :mod:`.metrics`): for the quality
+    measures on small samples, and a check of the searches.
+
+    Returns
+    -------
+    ndarray of shape (len(A), len(B)), float64
+    """
+    metric = check_metric(metric)
+    p = minkowski_p(metric, metric_kwds)
+    PA, sa = prepare(A, metric)
+    PB, sb = (PA, sa) if B is None else prepare(B, metric)
+    if metric not in DIRECT_METRICS:
+        gram = PA.astype(np.float64) @ PB.astype(np.float64).T
+        if metric == "euclidean":
+            sq = (sa.astype(np.float64)[:, None] + sb.astype(np.float64)[None, :]) - 2.0 * gram
+            return np.sqrt(np.maximum(sq, 0.0))
+        return np.maximum(1.0 - gram, 0.0) if metric in ("cosine", "correlation") else -gram
+    out = np.empty((PA.shape[0], PB.shape[0]), dtype=np.float64)
+    _pairwise_direct(PA, PB, _METRIC_CODE[metric], p, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _pairwise_direct(A, B, metric_code, p, out):  # pragma: no cover - numba
+    for i in numba.prange(A.shape[0]):
+        for j in range(B.shape[0]):
+            out[i, j] = _direct_dist64(A[i], B[j], metric_code, p)
+
+
 def exact_knn(
     data: np.ndarray,
     k: int,
@@ -128,6 +358,7 @@ def exact_knn(
     queries: np.ndarray | None = None,
     *,
     block_rows: int | None = None,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours by blocked matrix products (CPU twin).
 
@@ -137,11 +368,14 @@ def exact_knn(
         Points to search.
     k : int
         Neighbours per query. For a self-join, ``k <= n - 1``; else ``k <= n``.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        One of ``metrics.METRICS`` or an alias (see :mod:`.metrics`).
     queries : ndarray of shape (m, d), optional
         Query points; None searches ``data`` against itself, excluding each point.
     block_rows : int, optional
         Query rows per tile; default fills a tile of ``TILE_BYTES``.
+    metric_kwds : dict, optional
+        The metric's parameters: ``{"p": p}`` for minkowski (default 2).
 
     Returns
     -------
@@ -149,6 +383,7 @@ def exact_knn(
     distances : ndarray of shape (m, k), float32
     """
     metric = check_metric(metric)
+    p = minkowski_p(metric, metric_kwds)
     n = data.shape[0]
     self_join = queries is None
     limit = n - 1 if self_join else n
@@ -162,6 +397,8 @@ def exact_knn(
             raise ValueError(f"queries have shape {queries.shape}; expected (m, {data.shape[1]})")
         Q, q_sq = prepare(queries, metric)
     m = Q.shape[0]
+    if metric in DIRECT_METRICS:
+        return _direct_knn(Q, D, k, metric, p, self_join)
     cols = min(n, TILE_COLS)
     rows = block_rows or int(np.clip(TILE_BYTES // (4 * cols), 32, 4096))
     indices = np.full((m, k), -1, dtype=np.int32)
@@ -190,4 +427,15 @@ def exact_knn(
             pass
     if metric == "euclidean":
         _exact_euclidean(Q, D, indices, distances)
+    return indices, distances
+
+
+def _direct_knn(Q: np.ndarray, D: np.ndarray, k: int, metric: str, p: float,
+                self_join: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search under a direct metric on prepared rows (see :func:`_direct_topk`)."""
+    code = _METRIC_CODE[metric]
+    indices = np.full((Q.shape[0], k), -1, dtype=np.int32)
+    distances = np.full((Q.shape[0], k), np.inf, dtype=np.float32)
+    _direct_topk(Q, D, code, np.float32(p), 0 if self_join else -1, indices, distances)
+    _exact_direct(Q, D, indices, distances, code, float(p))
     return indices, distances

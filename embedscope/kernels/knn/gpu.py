@@ -2,7 +2,7 @@
 
 Same contract as the CPU twin (see :mod:`embedscope.kernels.knn`): int32 indices and
 float32 distances ``(n_queries, k)``, rows sorted by distance, self excluded on a
-self-join, metrics euclidean / cosine / inner_product.
+self-join, every metric of :mod:`.metrics`.
 
 The distance block of a query block against the data is one cuBLAS matrix product
 (through cupy); a numba.cuda kernel with one thread block per query row then keeps
@@ -10,6 +10,11 @@ the k smallest entries: each thread keeps a sorted top-k of a strided share of t
 row in registers/local memory, and the block merges the thread lists with k rounds of
 a shared-memory arg-min. Data larger than the device streams through in row blocks
 (:func:`embedscope._memory.plan_knn`), their partial top-k lists merged.
+
+The metrics with no matrix-product form (``metrics.DIRECT_METRICS``) skip the product:
+a brute-force kernel (``cuda.direct_topk``) measures each pair coordinate by
+coordinate with the same selection, and the selected pairs are measured again in
+float64 on the device, as the CPU twin does.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from embedscope._array import to_host
 from embedscope._memory import KnnPlan, plan_knn
 from embedscope.kernels._cuda import THREADS, cuda, device_array_module, simulated
 from embedscope.kernels.knn.consts import KMAX, MAX_THREADS
-from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
+from embedscope.kernels.knn.metrics import (
+    _METRIC_CODE,
+    DIRECT_METRICS,
+    check_metric,
+    minkowski_p,
+    non_binary_reason,
+)
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +44,7 @@ def _kernels() -> Any:
     cuda()  # restores what numba-cuda needs from numpy before it loads
     from embedscope.kernels.knn import cuda as knn_cuda
 
-    return knn_cuda.select_topk
+    return knn_cuda
 
 
 #: Rows per block of the float64 norm sums: bounds their temporaries to
@@ -53,13 +64,17 @@ def _squared_norms(X: Any, xp: Any) -> Any:
 
 
 def _prepare(X: Any, metric: str, xp: Any) -> tuple[Any, Any]:
-    """float32 rows (unit rows for cosine) and squared norms, on ``xp``'s device.
+    """float32 rows (unit rows for cosine, centred unit rows for correlation) and
+    squared norms, on ``xp``'s device.
 
-    Temporaries beyond the float32 rows (one copy for cosine, none for float32 device
-    input) are bounded by :data:`NORM_BLOCK_ROWS` rows: ``plan_knn`` counts the data once.
+    Temporaries beyond the float32 rows (one copy for cosine and correlation, none for
+    float32 device input) are bounded by :data:`NORM_BLOCK_ROWS` rows: ``plan_knn``
+    counts the data once.
     """
     X = xp.ascontiguousarray(xp.asarray(X, dtype=xp.float32))
-    if metric == "cosine":
+    if metric == "correlation":
+        X = X - X.mean(axis=1, dtype=xp.float64, keepdims=True).astype(xp.float32)
+    if metric in ("cosine", "correlation"):
         norms = xp.sqrt(_squared_norms(X, xp))
         X = X / xp.where(norms > 0, norms, xp.float32(1.0))[:, None]
     return X, _squared_norms(X, xp)
@@ -87,6 +102,30 @@ def _exact_distances(Q: Any, D_rows: Any, idx: Any, dist: Any, xp: Any) -> tuple
     return xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(exact, order, axis=1)
 
 
+def _exact_direct_distances(Q: Any, D_rows: Any, idx: Any, metric: str, p: float, xp: Any) -> tuple[Any, Any]:
+    """Direct-metric distances of the selected pairs in float64 (minkowski rooted), re-sorted."""
+    valid = idx >= 0
+    a, b = Q[:, None, :].astype(xp.float64), D_rows.astype(xp.float64)
+    if metric == "manhattan":
+        exact = xp.abs(a - b).sum(axis=2)
+    elif metric == "chebyshev":
+        exact = xp.abs(a - b).max(axis=2)
+    elif metric == "minkowski":
+        exact = (xp.abs(a - b) ** p).sum(axis=2) ** (1.0 / p)
+    elif metric == "hamming":
+        exact = (a != b).sum(axis=2) / a.shape[2]
+    else:
+        on_a, on_b = a != 0, b != 0
+        union = (on_a | on_b).sum(axis=2)
+        exact = xp.where(union > 0, (on_a != on_b).sum(axis=2) / xp.maximum(union, 1), 0.0)
+    exact = xp.where(valid, exact.astype(xp.float32), xp.float32(np.inf))
+    # (distance, index) order, as the CPU twin's insertion sort: stable on index-sorted input
+    by_index = xp.argsort(xp.where(valid, idx, np.iinfo(np.int32).max), axis=1, kind="stable")
+    idx, exact = xp.take_along_axis(idx, by_index, axis=1), xp.take_along_axis(exact, by_index, axis=1)
+    order = xp.argsort(exact, axis=1, kind="stable")
+    return xp.take_along_axis(idx, order, axis=1), xp.take_along_axis(exact, order, axis=1)
+
+
 def _gather_rows(idx: Any, D_all: Any, host_data: Any, xp: Any) -> Any:
     """Data rows ``idx`` (shape (m, k)) as an (m, k, d) device array."""
     if D_all is not None:
@@ -103,6 +142,7 @@ def exact_knn_gpu(
     *,
     plan: KnnPlan | None = None,
     threads: int = THREADS,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Exact k nearest neighbours on the GPU (the CPU twin's contract).
 
@@ -112,13 +152,16 @@ def exact_knn_gpu(
         cupy or numpy (numpy data larger than the device is streamed in blocks).
     k : int
         Neighbours per query, at most 128.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        One of ``metrics.METRICS`` or an alias (see :mod:`.metrics`).
     queries : array of shape (m, d), optional
         None for a self-join (self excluded).
     plan : KnnPlan, optional
         Block sizes; by default planned from the free device memory.
     threads : int, default=128
         Threads per query row; a power of two, at most 512.
+    metric_kwds : dict, optional
+        The metric's parameters: ``{"p": p}`` for minkowski (default 2).
 
     Returns
     -------
@@ -127,6 +170,12 @@ def exact_knn_gpu(
         numpy arrays instead when running in numba's CUDA simulator.
     """
     metric = check_metric(metric)
+    p = minkowski_p(metric, metric_kwds)
+    if metric == "jaccard":
+        for part in (data, queries):
+            if part is not None and (reason := non_binary_reason(part)) is not None:
+                raise ValueError(reason)
+    direct = metric in DIRECT_METRICS
     xp = device_array_module()
     n, dim = data.shape
     self_join = queries is None
@@ -139,7 +188,8 @@ def exact_knn_gpu(
     if plan is None:
         free = 8 * 2**30 if simulated() else _memory.device_free_bytes()
         plan = plan_knn(n, m, dim, k, free)
-    select = _kernels()
+    kernels = _kernels()
+    select, direct_select = kernels.select_topk, kernels.direct_topk
     code = _METRIC_CODE[metric]
     host_data = data if not plan.resident and isinstance(data, np.ndarray) else None
     D_all, d_sq_all = (None, None) if host_data is not None else _prepare(data, metric, xp)
@@ -156,10 +206,14 @@ def exact_knn_gpu(
                 D, d_sq = D_all[d0:d1], d_sq_all[d0:d1]
             else:
                 D, d_sq = _prepare(host_data[d0:d1], metric, xp)
-            gram = Q @ D.T
             part_i = xp.empty((q1 - q0, k), dtype=xp.int32)
             part_d = xp.empty((q1 - q0, k), dtype=xp.float32)
-            select[q1 - q0, threads](gram, q_sq, d_sq, k, code, q0 if self_join else -1, d0, part_i, part_d)
+            if direct:
+                direct_select[q1 - q0, threads](Q, D, k, code, np.float32(p), q0 if self_join else -1, d0,
+                                                part_i, part_d)
+            else:
+                gram = Q @ D.T
+                select[q1 - q0, threads](gram, q_sq, d_sq, k, code, q0 if self_join else -1, d0, part_i, part_d)
             if best_i is None:
                 best_i, best_d = part_i, part_d
             else:
@@ -167,6 +221,9 @@ def exact_knn_gpu(
         if metric == "euclidean":
             rows = _gather_rows(xp.maximum(best_i, 0), D_all, host_data, xp)
             best_i, best_d = _exact_distances(Q, rows, best_i, best_d, xp)
+        elif direct:
+            rows = _gather_rows(xp.maximum(best_i, 0), D_all, host_data, xp)
+            best_i, best_d = _exact_direct_distances(Q, rows, best_i, metric, p, xp)
         out_i[q0:q1] = best_i
         out_d[q0:q1] = best_d
     if host_data is not None:

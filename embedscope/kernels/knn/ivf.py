@@ -46,6 +46,9 @@ from embedscope._array import array_module, to_host
 from embedscope.kernels.knn.consts import KMAX
 from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric
 
+#: The metrics the index clusters and searches (all of them by matrix products).
+IVF_METRICS = ("euclidean", "cosine", "inner_product")
+
 #: Temporaries a numpy search may hold at once (its batches are sized to this).
 HOST_BUDGET_BYTES = 256 * 2**20
 #: Share of the free device memory the cupy search sizes its batches to, once the
@@ -494,6 +497,9 @@ def ivf_knn(
         With cupy, when the index does not fit in the free device memory.
     """
     metric = check_metric(metric)
+    if metric not in IVF_METRICS:
+        raise ValueError(f"the IVF search has no metric={metric!r}; it supports {', '.join(IVF_METRICS)} "
+                         "(use knn_method='exact' or 'auto' for the others)")
     xp = array_module(data) if xp is None else xp
     if getattr(data, "ndim", None) != 2:
         raise ValueError(f"data must be a 2-D array (n, d); got shape {getattr(data, 'shape', None)}")

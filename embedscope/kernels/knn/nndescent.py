@@ -12,13 +12,20 @@ at only when one of its two links is new since the last sweep.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
 
 from embedscope.kernels._random import mix64
-from embedscope.kernels.knn.exact import _exact_euclidean, exact_knn
-from embedscope.kernels.knn.metrics import _METRIC_CODE, check_metric, prepare
+from embedscope.kernels.knn.exact import _direct_dist, _exact_direct, _exact_euclidean, exact_knn
+from embedscope.kernels.knn.metrics import (
+    _METRIC_CODE,
+    DIRECT_METRICS,
+    check_metric,
+    minkowski_p,
+    prepare,
+)
 
 
 @numba.njit(cache=True, inline="always")
@@ -35,8 +42,16 @@ def _reverse_start(sweep_seed, node, n_reverse, max_reverse):  # pragma: no cove
 # Compiled apart, LLVM still inlines it with the reassociation that vectorises it:
 # NN-descent on a 100k x 50 mixture went from 4.24 s to 3.3 s, recall unchanged.
 @numba.njit(cache=True, fastmath=True)
-def _pair_dist(data, i, j, metric_code):  # pragma: no cover - numba
-    """Squared euclidean (code 0) or 1 - dot / -dot on prepared rows."""
+def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
+    """Squared euclidean (code 0), 1 - dot / -dot on prepared rows, or a direct metric
+    (codes 3-7, minkowski unrooted: ``exact._direct_dist``).
+
+    ``p`` is None for the first three: numba prunes the ``is None`` branch when it
+    compiles, so their specialisation (and every sweep kernel's) is the code they had
+    before the direct metrics existed; a float ``p`` compiles the direct one.
+    """
+    if p is not None:
+        return _direct_dist(data[i], data[j], metric_code, p)
     acc = np.float32(0.0)
     if metric_code == 0:
         for f in range(data.shape[1]):
@@ -147,21 +162,21 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
 
 
 @numba.njit(parallel=True, cache=True)
-def _leaf_join(data, perm, leaf_lo, leaf_hi, n_leaves, metric_code, heap_idx, heap_dist, heap_new):  # pragma: no cover
+def _leaf_join(data, perm, leaf_lo, leaf_hi, n_leaves, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover
     """All pairs inside each leaf (a point is in one leaf per tree: no write conflicts)."""
     for leaf in numba.prange(n_leaves):
         lo, hi = leaf_lo[leaf], leaf_hi[leaf]
         for s in range(lo, hi):
-            p = perm[s]
+            a = perm[s]
             for t in range(s + 1, hi):
-                q = perm[t]
-                dist = _pair_dist(data, p, q, metric_code)
-                _push(heap_idx, heap_dist, heap_new, p, q, dist)
-                _push(heap_idx, heap_dist, heap_new, q, p, dist)
+                b = perm[t]
+                dist = _pair_dist(data, a, b, metric_code, p)
+                _push(heap_idx, heap_dist, heap_new, a, b, dist)
+                _push(heap_idx, heap_dist, heap_new, b, a, dist)
 
 
 @numba.njit(parallel=True, cache=True)
-def _random_fill(data, seed, metric_code, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
+def _random_fill(data, seed, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
     """Fill rows the trees left short with random points (never the point itself)."""
     n, k = heap_idx.shape
     for i in numba.prange(n):
@@ -172,11 +187,11 @@ def _random_fill(data, seed, metric_code, heap_idx, heap_dist, heap_new):  # pra
             cand = np.int64(mix64(state) % np.uint64(n))
             tries += 1
             if cand != i:
-                _push(heap_idx, heap_dist, heap_new, i, cand, _pair_dist(data, i, cand, metric_code))
+                _push(heap_idx, heap_dist, heap_new, i, cand, _pair_dist(data, i, cand, metric_code, p))
         if heap_idx[i, k - 1] < 0:  # tiny n: take everyone in order
             for cand in range(n):
                 if cand != i:
-                    _push(heap_idx, heap_dist, heap_new, i, cand, _pair_dist(data, i, cand, metric_code))
+                    _push(heap_idx, heap_dist, heap_new, i, cand, _pair_dist(data, i, cand, metric_code, p))
 
 
 @numba.njit(cache=True)
@@ -205,7 +220,7 @@ def _reverse_lists(snap_idx, snap_new):  # pragma: no cover - numba
 
 
 @numba.njit(parallel=True, cache=True)
-def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
+def _descent_sweep(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
                    sweep_seed, visited, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
     """One pull sweep; returns the number of neighbour-row changes.
 
@@ -255,7 +270,7 @@ def _descent_sweep(data, metric_code, snap_idx, snap_new, rev_ptr, rev_src, rev_
                 if cand < 0 or (new_ij == 0 and new_jl == 0) or seen[cand] == i:
                     continue
                 seen[cand] = i
-                dist = _pair_dist(data, i, cand, metric_code)
+                dist = _pair_dist(data, i, cand, metric_code, p)
                 n_changes += _push(heap_idx, heap_dist, heap_new, i, cand, dist)
         changes[i] = n_changes
     return changes.sum()
@@ -276,9 +291,10 @@ _WIDE_FROM_POINTS = 500_000
 _MAX_CANDIDATES = 60
 
 
-def _self_knn_of_rows(data: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
+def _self_knn_of_rows(data: np.ndarray, rows: np.ndarray, k: int, metric: str,
+                      metric_kwds: dict[str, Any] | None = None) -> np.ndarray:
     """Exact k nearest neighbours of some rows of ``data`` within it, themselves excluded."""
-    idx, _ = exact_knn(data, min(k + 1, data.shape[0]), metric, queries=data[rows])
+    idx, _ = exact_knn(data, min(k + 1, data.shape[0]), metric, queries=data[rows], metric_kwds=metric_kwds)
     out = np.full((rows.size, k), -1, dtype=np.int32)
     for r, row in enumerate(rows):
         others = idx[r][idx[r] != row][:k]
@@ -313,6 +329,7 @@ def nndescent_knn(
     max_reverse: int | None = None,
     target_recall: float | None = 0.95,
     log: Callable[[str], None] | None = None,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest neighbours by RP-tree init and NN-descent (self excluded).
 
@@ -324,7 +341,8 @@ def nndescent_knn(
     data : ndarray of shape (n, d)
     k : int
         Neighbours per point, ``1 <= k <= n - 1``.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        One of ``metrics.METRICS`` or an alias (see :mod:`.metrics`).
     random_state : int, optional
         Seed of the trees and the reverse-link sampling.
     n_trees : int, optional
@@ -345,6 +363,8 @@ def nndescent_knn(
         skips both checks.
     log : callable, optional
         Receives a line per recall check.
+    metric_kwds : dict, optional
+        The metric's parameters: ``{"p": p}`` for minkowski (default 2).
 
     Returns
     -------
@@ -352,11 +372,14 @@ def nndescent_knn(
     distances : ndarray of shape (n, k), float32
     """
     metric = check_metric(metric)
+    p = minkowski_p(metric, metric_kwds)
     n = data.shape[0]
     if not 1 <= k <= n - 1:
         raise ValueError(f"k={k} neighbours asked of {n} points; k must be between 1 and {n - 1}")
     prepared, _ = prepare(data, metric)
     code = _METRIC_CODE[metric]
+    # None selects the product metrics' specialisation of the kernels (see _pair_dist).
+    p32 = np.float32(p) if metric in DIRECT_METRICS else None
     seed = int(np.random.default_rng(random_state).integers(0, 2**62))
     trees = n_trees or 8
     # Searching a few more than k neighbours and keeping the best k lifts recall at
@@ -383,8 +406,8 @@ def nndescent_knn(
     prepared = np.ascontiguousarray(prepared[order])
     for tree in range(trees):
         n_leaves = _rp_tree(prepared, seed + tree, leaf_size, perm, leaf_lo, leaf_hi)
-        _leaf_join(prepared, perm, leaf_lo, leaf_hi, n_leaves, code, heap_idx, heap_dist, heap_new)
-    _random_fill(prepared, seed, code, heap_idx, heap_dist, heap_new)
+        _leaf_join(prepared, perm, leaf_lo, leaf_hi, n_leaves, code, p32, heap_idx, heap_dist, heap_new)
+    _random_fill(prepared, seed, code, p32, heap_idx, heap_dist, heap_new)
     # The recall NN-descent converges to falls with the number of points as much as
     # with the data's intrinsic dimension: with lists of k + 4 for k = 14, a 50-D
     # mixture reached 0.986 at 100k points but 0.885 at 1M. Measuring it on a sample
@@ -398,7 +421,7 @@ def nndescent_knn(
     def sampled_recall() -> float:
         nonlocal truth
         if truth is None:
-            truth = _self_knn_of_rows(prepared, check_rows, k, metric)
+            truth = _self_knn_of_rows(prepared, check_rows, k, metric, metric_kwds)
         return _rows_recall(heap_idx[check_rows, :k], truth)
 
     for widening in range(2):
@@ -417,7 +440,7 @@ def nndescent_knn(
             heap_new[:] = 0
             rev_ptr, rev_src, rev_new = _reverse_lists(snap_idx, snap_new)
             sweep_seed = (seed + 7919 * (sweep + 1) + 104729 * widening) % 2**62
-            changes = _descent_sweep(prepared, code, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
+            changes = _descent_sweep(prepared, code, p32, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
                                      _MAX_CANDIDATES, reverse_cap,
                                      sweep_seed, visited, heap_idx, heap_dist, heap_new)
             if changes < delta * n * k_search:
@@ -447,6 +470,8 @@ def nndescent_knn(
     if metric == "euclidean":
         np.sqrt(heap_dist, out=heap_dist)
         _exact_euclidean(prepared, prepared, heap_idx, heap_dist)
+    elif metric in DIRECT_METRICS:
+        _exact_direct(prepared, prepared, heap_idx, heap_dist, code, float(p))
     indices = np.empty_like(heap_idx)
     distances = np.empty_like(heap_dist)
     indices[order] = order[heap_idx].astype(np.int32)

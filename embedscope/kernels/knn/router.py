@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from embedscope.kernels.knn.exact import exact_knn
-from embedscope.kernels.knn.metrics import check_metric
+from embedscope.kernels.knn.metrics import DIRECT_METRICS, check_metric
 from embedscope.kernels.knn.nndescent import nndescent_knn
 
 #: Up to this many points ``method="auto"`` searches exactly. Exact search costs
@@ -18,6 +19,9 @@ EXACT_MAX_POINTS = 40_000
 #: NN-descent's cost grows with k squared, exact search's barely: for wide
 #: neighbourhoods (t-SNE's k = 3 x perplexity) exact search stays the choice longer.
 EXACT_MAX_POINTS_WIDE = 100_000
+#: The direct metrics' exact search is a scalar scan (no BLAS): NN-descent overtakes
+#: it at far fewer points (see :func:`nearest_neighbors`).
+EXACT_MAX_POINTS_DIRECT = 10_000
 
 
 def nearest_neighbors(
@@ -28,6 +32,7 @@ def nearest_neighbors(
     method: str = "auto",
     random_state: int | None = None,
     log: Callable[[str], None] | None = None,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The kNN graph of ``X`` (self excluded): the stage UMAP and t-SNE share.
 
@@ -36,15 +41,20 @@ def nearest_neighbors(
     X : ndarray of shape (n, d)
     n_neighbors : int
         Neighbours per point, not counting the point itself.
-    metric : {"euclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        One of ``metrics.METRICS`` or an alias (see :mod:`.metrics`).
     method : {"auto", "exact", "nndescent"}, default="auto"
         ``"exact"`` is the blocked search, ``"nndescent"`` the approximate one;
         ``"auto"`` is exact up to 40,000 points (100,000 when ``n_neighbors > 30``),
-        NN-descent above (recall@14 ~0.97 on 50-D mixtures of 300k points).
+        NN-descent above (recall@14 ~0.97 on 50-D mixtures of 300k points). The
+        direct metrics (manhattan, chebyshev, minkowski, hamming, jaccard) have no
+        BLAS form, so "auto" is exact for them only up to 10,000 points.
     random_state : int, optional
         Seed for approximate methods.
     log : callable, optional
         Receives NN-descent's recall checks (see :func:`nndescent_knn`).
+    metric_kwds : dict, optional
+        The metric's parameters: ``{"p": p}`` for minkowski.
 
     Returns
     -------
@@ -56,7 +66,9 @@ def nearest_neighbors(
         raise ValueError(f"unknown kNN method {method!r}; choose 'auto', 'exact' or 'nndescent'")
     if method == "auto":
         limit = EXACT_MAX_POINTS if n_neighbors <= 30 else EXACT_MAX_POINTS_WIDE
+        if metric in DIRECT_METRICS:
+            limit = EXACT_MAX_POINTS_DIRECT
         method = "exact" if X.shape[0] <= limit else "nndescent"
     if method == "nndescent":
-        return nndescent_knn(X, n_neighbors, metric, random_state=random_state, log=log)
-    return exact_knn(X, n_neighbors, metric)
+        return nndescent_knn(X, n_neighbors, metric, random_state=random_state, log=log, metric_kwds=metric_kwds)
+    return exact_knn(X, n_neighbors, metric, metric_kwds=metric_kwds)

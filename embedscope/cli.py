@@ -191,7 +191,8 @@ def _with_quality(X: Any, coords: Any, meta: Any, reducer: Any, k: int | None, p
     knn = graph if kept >= k else None
     metric = getattr(reducer, "metric", "euclidean")
     quality = neighborhood_preservation(None if knn else X, coords, k, metric=metric, knn=knn,
-                                        backend=getattr(reducer, "backend_", "auto"), verbose=progress.verbose)
+                                        backend=getattr(reducer, "backend_", "auto"), verbose=progress.verbose,
+                                        metric_kwds=getattr(reducer, "metric_kwds", None))
     source = " (from the fit's kNN graph)" if knn else ""
     progress.log(f"quality@{k}{source}: mean {quality.mean():.3f}, "
                  f"{(quality < 0.5).mean():.1%} of points below 0.5")

@@ -138,3 +138,16 @@ def test_neighborhood_change_on_a_hand_made_pair():
     assert (es.neighborhood_change(A, A * 2 + 1, 10) == 0).all()
     with pytest.raises(ValueError, match="same items"):
         es.neighborhood_change(A, B[:10], 5)
+
+
+def test_other_metrics_and_a_distance_matrix(pair):
+    from scipy.spatial.distance import cdist
+
+    X, Y = pair
+    manhattan = es.neighborhood_preservation(X, Y, 10, metric="manhattan")
+    D = cdist(X, X, "cityblock")
+    np.testing.assert_array_equal(manhattan, es.neighborhood_preservation(D, Y, 10, metric="precomputed"))
+    minkowski = es.neighborhood_preservation(X, Y, 10, metric="minkowski", metric_kwds={"p": 1})
+    np.testing.assert_array_equal(minkowski, manhattan)
+    with pytest.raises(ValueError, match="square"):
+        es.neighborhood_preservation(X, Y, 10, metric="precomputed")

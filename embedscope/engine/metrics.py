@@ -498,6 +498,7 @@ def neighborhood_preservation(
     backend: str = "auto",
     random_state: int | None = 0,
     verbose: bool = False,
+    metric_kwds: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Per point: the share of its k nearest neighbours in ``X`` that are also among its
     k nearest in the layout ``Y``.
@@ -519,7 +520,8 @@ def neighborhood_preservation(
     k : int, default=15
         Neighbours compared per point, in [1, n - 1].
     metric : str, default="euclidean"
-        Metric of the search in ``X`` (as in the reducers).
+        Metric of the search in ``X``, any the reducers take, or ``"precomputed"``
+        with ``X`` the (n, n) distance matrix.
     knn : tuple of (indices, distances), optional
         A kNN graph of ``X`` already computed (for example a fitted UMAP's
         ``knn_indices_, knn_distances_``), with at least ``k`` neighbours per point
@@ -533,6 +535,8 @@ def neighborhood_preservation(
         Seed of an approximate search.
     verbose : bool, default=False
         Log the searches.
+    metric_kwds : dict, optional
+        The metric's parameters (``{"p": p}`` for minkowski).
 
     Returns
     -------
@@ -548,20 +552,21 @@ def neighborhood_preservation(
     from embedscope._progress import Progress
     from embedscope.engine.stages import check_precomputed
 
-    metric = check_metric(metric)
     Y = validate_vectors(Y, name="the embedding", min_rows=2)
     n = Y.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < n:
         raise ValueError(f"k={k!r} must be an integer between 1 and {n - 1} for {n} points")
     progress = Progress(verbose, "quality")
     if knn is not None:
+        metric, kwds = _metric_of(metric, metric_kwds, np.empty((0, 0)))
         high, _ = check_precomputed(knn, n, int(k), metric)
     else:
         if X is None:
             raise ValueError("give X (the original vectors) or knn (their kNN graph)")
         X = validate_vectors(X, name="X", min_rows=2)
+        metric, kwds = _metric_of(metric, metric_kwds, X)
         _checked_pair(X, Y, int(k))
-        high = _data_knn(X, int(k), metric, backend, random_state, progress)
+        high = _data_knn(X, int(k), metric, kwds, backend, random_state, progress)
     with progress.stage("layout kNN", f"{n:,} x {Y.shape[1]}, k={k}"):
         low = _layout_knn(Y, int(k))
     shared = to_host(shared_neighbors(low, np.asarray(high) if not is_cupy(low) else _device(high)))
@@ -574,10 +579,11 @@ def _device(a: np.ndarray) -> Any:
     return cupy.asarray(a)
 
 
-def _data_knn(X: Any, k: int, metric: str, backend: str, random_state: int | None,
+def _data_knn(X: Any, k: int, metric: str, kwds: dict[str, Any], backend: str, random_state: int | None,
               progress: Any) -> np.ndarray:
     """The kNN of ``X`` on ``backend``, as the reducers search it (host int32 (n, k))."""
     from embedscope.backends import Request, get_spec, resolve_backend
+    from embedscope.engine.stages import knn_graph
 
     request = Request("umap", n_samples=X.shape[0], metric=metric, neighbors=k)
     resolved = resolve_backend(backend, request)
@@ -586,11 +592,12 @@ def _data_knn(X: Any, k: int, metric: str, backend: str, random_state: int | Non
         # search runs on our kernels of the same kind of device.
         resolved = resolve_backend("cuda" if get_spec(resolved.name).gpu else "cpu", request)
     kernels = resolved.kernels
-    Z = kernels.place(_rescaled(to_host(X)) if not is_cupy(X) else X)
+    rows = X if metric == PRECOMPUTED else (_rescaled(to_host(X)) if not is_cupy(X) else X)
+    Z = rows if metric == PRECOMPUTED else kernels.place(rows)
     seed = 0 if random_state is None else int(random_state) % (2**31)
     with progress.stage("data kNN", f"{X.shape[0]:,} x {X.shape[1]}, k={k}, {metric}, "
                         f"{kernels.knn_label('auto', X.shape[0])}"):
-        indices, _ = kernels.knn(Z, k, metric, seed=seed, log=progress.log)
+        indices, _ = knn_graph(resolved, Z, k, metric, seed=seed, log=progress.log, metric_kwds=kwds)
     return np.asarray(indices)
 
 

@@ -66,7 +66,7 @@ class Capabilities:
         Whether a given kNN graph can be used instead of a search.
     hints : dict of str to str
         The refusal text for a setting it lacks, keyed ``"knn_method=ivf"`` etc.,
-        naming what to use instead.
+        naming what to use instead (``"reducer=NAME"``: why a reducer it lacks is missing).
     """
 
     reducers: frozenset[str]
@@ -133,6 +133,18 @@ class TsneKernels:
 
 
 @dataclass(frozen=True)
+class PacmapKernels:
+    """PaCMAP's kernels on one backend (see :mod:`embedscope.kernels.pacmap`)."""
+
+    #: ``pairs(Z, indices, distances, metric, n_neighbors, n_mid_near, n_further, seed)`` ->
+    #: the six-array pair lists by point, where ``optimize`` reads them (host or device).
+    pairs: Callable[..., tuple[Any, ...]]
+    #: ``optimize(layout, lists, n_iters, *, learning_rate, reference, callback, log)`` ->
+    #: host float32 layout.
+    optimize: Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
 class Kernels:
     """A backend's kernel table: what differs per backend in the shared stages.
 
@@ -149,6 +161,8 @@ class Kernels:
     #: :func:`embedscope.kernels.umap_sgd.optimize_layout`'s contract, host layout out.
     umap_optimize: Callable[..., np.ndarray]
     tsne: TsneKernels
+    #: PaCMAP's pair choice and optimiser (None where the backend has no PaCMAP).
+    pacmap: PacmapKernels | None = None
 
 
 @dataclass
@@ -203,7 +217,7 @@ class BackendSpec:
         """Why this backend cannot run ``request``, or None."""
         caps = self.capabilities
         if request.reducer not in caps.reducers:
-            return "not implemented for this reducer"
+            return caps.hints.get(f"reducer={request.reducer}", "not implemented for this reducer")
         if self.delegate is not None:
             return self.delegate().refusal(request)
         if request.metric is not None and request.metric not in caps.metrics:
@@ -418,7 +432,8 @@ def resolve_backend(backend: str = "auto", request: Request | None = None) -> Ba
     for name in registered():
         spec = _REGISTRY[name]
         if request is not None and request.reducer not in spec.capabilities.reducers:
-            considered.append((name, "not implemented for this reducer"))
+            considered.append((name, spec.capabilities.hints.get(f"reducer={request.reducer}",
+                                                                 "not implemented for this reducer")))
             continue
         probe = spec.probe()
         if not probe.ok:
@@ -442,6 +457,8 @@ def _explicit(spec: BackendSpec, request: Request | None) -> Backend:
     name = spec.name
     if request is not None and request.reducer not in spec.capabilities.reducers:
         available = [n for n in registered() if request.reducer in _REGISTRY[n].capabilities.reducers]
+        if (hint := spec.capabilities.hints.get(f"reducer={request.reducer}")) is not None:
+            raise Unsupported(f"{hint}; available: {', '.join(available)}")
         raise Unsupported(f"backend={name!r} is not implemented for this reducer yet; "
                           f"available: {', '.join(available)}")
     if spec.simulated is not None and spec.simulated():

@@ -22,6 +22,7 @@ from embedscope.backends._registry import (
     BackendSpec,
     Capabilities,
     Kernels,
+    PacmapKernels,
     TsneKernels,
     register,
 )
@@ -123,11 +124,27 @@ def _tsne_kl(P: Any, Y: Any, z: Any, dof: float) -> float:
     return gpu.kl_divergence_gpu(P, Y, z, dof)
 
 
+def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
+                  n_mid_near: int, n_further: int, seed: int) -> tuple[Any, ...]:
+    from embedscope.kernels.pacmap.gpu import pair_lists_gpu
+
+    return pair_lists_gpu(Z, indices, distances, metric, n_neighbors, n_mid_near, n_further, seed)
+
+
+def _pacmap_optimize(layout: np.ndarray, lists: tuple[Any, ...], n_iters: tuple[int, int, int],
+                     **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.pacmap.gpu import optimize_layout_gpu
+
+    return np.ascontiguousarray(to_host(optimize_layout_gpu(layout, lists, n_iters, **kwargs)),
+                                dtype=np.float32)
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Kernels:
     """The cuda kernel table."""
     return Kernels(place=place, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
-                   tsne=TsneKernels(_tsne_place, _tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl))
+                   tsne=TsneKernels(_tsne_place, _tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
+                   pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize))
 
 
 def _simulated() -> bool:
@@ -137,12 +154,12 @@ def _simulated() -> bool:
 
 
 CAPABILITIES = Capabilities(
-    reducers=frozenset({"pca", "umap", "tsne"}),
+    reducers=frozenset({"pca", "umap", "tsne", "pacmap"}),
     metrics=ALL_METRICS,
     knn_methods=frozenset({"auto", "exact", "ivf"}),
     max_neighbors=KMAX,
     # t-SNE places new points on the host (its fitted state lives there).
-    transform=frozenset({"pca", "umap", "tsne"}),
+    transform=frozenset({"pca", "umap", "tsne", "pacmap"}),
     hints={"knn_method=nndescent": "knn_method='nndescent' has no GPU version yet; on backend='cuda' use "
                                    "knn_method='auto', 'exact' or 'ivf' (approximate), or backend='cpu'"},
 )

@@ -221,7 +221,9 @@ CAPABILITIES = Capabilities(
     transform=frozenset({"pca", "umap"}),
     callback=False,
     hints={"transform=tsne": "cuML's t-SNE cannot place new points (it has no transform); fit with "
-                             "backend='cuda' or backend='cpu' to use transform"},
+                             "backend='cuda' or backend='cpu' to use transform",
+           "reducer=pacmap": "cuML has no PaCMAP (rapidsai/cuml#4726); use backend='cuda' (our kernels) "
+                             "or backend='cpu'"},
 )
 
 

@@ -26,14 +26,14 @@ from embedscope._memory import DeviceMemoryError, plan_knn
 
 HERE = Path(__file__).resolve().parent
 KERNEL_MODULES = ["embedscope.kernels.knn.cuda", "embedscope.kernels.umap_sgd.cuda",
-                  "embedscope.kernels.tsne.cuda"]
+                  "embedscope.kernels.tsne.cuda", "embedscope.kernels.pacmap.cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
 
 @needs_numba_cuda
 @pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py",
-                                    "tsne_check.py"])
+                                    "tsne_check.py", "pacmap_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,

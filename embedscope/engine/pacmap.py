@@ -220,7 +220,11 @@ class PaCMAP(BaseReducer):
             return (f" (PaCMAP searches n_neighbors + 50: n_neighbors <= {limit - 50}; got "
                     f"{self.n_neighbors}); use backend='cpu'")
 
-        return Request("pacmap", n_samples=n, metric=self.metric, neighbors=self._extended_k(n),
+        try:
+            metric = check_metric(self.metric)  # "angular" is cosine to every backend
+        except ValueError:
+            metric = self.metric
+        return Request("pacmap", n_samples=n, metric=metric, neighbors=self._extended_k(n),
                        neighbors_hint=hint, callback=self.callback is not None, estimator=self)
 
     # ------------------------------------------------------------------ fit

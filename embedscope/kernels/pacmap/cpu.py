@@ -122,6 +122,14 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
             out[i, c] = y[i, c] - rate32 * m[i, c] / (np.sqrt(v[i, c]) + eps)
 
 
+#: Below this many list entries an iteration runs on one thread: it takes well under a
+#: millisecond, less than waking the thread pool 450 times (3,000 points: 0.2 s serial
+#: against 1.7 s parallel for 100 iterations on a busy 2-core machine). The arithmetic
+#: is the same body, so the choice depends only on the data, never on the thread count.
+SERIAL_BELOW = 1_000_000
+_adam_step_serial = numba.njit(cache=True, fastmath=True)(adam_step.py_func)
+
+
 def optimize_layout(
     layout: np.ndarray,
     lists: tuple[np.ndarray, ...],
@@ -159,9 +167,10 @@ def optimize_layout(
     fixed = None if reference is None else np.ascontiguousarray(reference, dtype=np.float32)
     total = int(sum(n_iters))
     report = max(1, total // 10)
+    step = _adam_step_serial if sum(int(a.size) for a in lists[1::2]) < SERIAL_BELOW else adam_step
     for it in range(total):
         w_nb, w_mn, w_fp = phase_weights(it, n_iters)
-        adam_step(y, y if fixed is None else fixed, *lists, w_nb, w_mn, w_fp,
+        step(y, y if fixed is None else fixed, *lists, w_nb, w_mn, w_fp,
                   adam_rate(learning_rate, it + 1), m, v, out)
         y, out = out, y
         if callback is not None:

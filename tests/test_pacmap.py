@@ -226,3 +226,22 @@ def test_reduce_and_cli(tmp_path, capsys):
                  "--param", "n_iters=[10,10,10]", "--random-state", "0", "--out", str(out)]) == 0
     assert len(pd.read_parquet(out)) == 400
     assert "PaCMAP" in capsys.readouterr().err
+
+
+def test_bench_and_serve_know_pacmap(monkeypatch):
+    import argparse
+    import importlib.util
+
+    from embedscope.bench import impls
+    from embedscope.bench.runner import plan_jobs
+    from embedscope.viz.cli import register
+
+    labels = [j.label for j in plan_jobs(["pacmap"], ["cpu"], ["pacmap"])]
+    assert labels == ["pacmap / embedscope[cpu]", "pacmap / pacmap"]
+    assert [j.label for j in plan_jobs(["umap"], ["cpu"], ["pacmap"])] == ["umap / embedscope[cpu]"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pacmap" else real(name, *a))
+    assert impls.peer_missing("pacmap") == "pacmap is not installed (pip install pacmap)"
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["serve", "v.npy", "--method", "pacmap"]).method == "pacmap"

@@ -175,6 +175,47 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
     wnb = float32(20.0 * w_nb)
     wmn = float32(20000.0 * w_mn)
     wfp = float32(2.0 * w_fp)
+    if dim == 2:
+        # the same sums with the point and its gradient in registers (the compiler cannot
+        # rule out that out aliases y, so it would store and reload the sums every pair)
+        y0 = y[i, 0]
+        y1 = y[i, 1]
+        g0 = float32(0.0)
+        g1 = float32(0.0)
+        for e in range(nb_ptr[i], nb_ptr[i + 1]):
+            j = nb_idx[e]
+            d0 = y0 - reference[j, 0]
+            d1 = y1 - reference[j, 1]
+            d = one + d0 * d0 + d1 * d1
+            coef = wnb / ((float32(10.0) + d) * (float32(10.0) + d))
+            g0 += coef * d0
+            g1 += coef * d1
+        if wmn != float32(0.0):
+            for e in range(mn_ptr[i], mn_ptr[i + 1]):
+                j = mn_idx[e]
+                d0 = y0 - reference[j, 0]
+                d1 = y1 - reference[j, 1]
+                d = one + d0 * d0 + d1 * d1
+                coef = wmn / ((float32(10000.0) + d) * (float32(10000.0) + d))
+                g0 += coef * d0
+                g1 += coef * d1
+        for e in range(fp_ptr[i], fp_ptr[i + 1]):
+            j = fp_idx[e]
+            d0 = y0 - reference[j, 0]
+            d1 = y1 - reference[j, 1]
+            d = one + d0 * d0 + d1 * d1
+            coef = wfp / ((one + d) * (one + d))
+            g0 -= coef * d0
+            g1 -= coef * d1
+        b1 = float32(beta1)
+        b2 = float32(beta2)
+        m[i, 0] = b1 * m[i, 0] + (one - b1) * g0
+        v[i, 0] = b2 * v[i, 0] + (one - b2) * g0 * g0
+        m[i, 1] = b1 * m[i, 1] + (one - b1) * g1
+        v[i, 1] = b2 * v[i, 1] + (one - b2) * g1 * g1
+        out[i, 0] = y0 - float32(rate) * m[i, 0] / (math.sqrt(v[i, 0]) + float32(eps))
+        out[i, 1] = y1 - float32(rate) * m[i, 1] / (math.sqrt(v[i, 1]) + float32(eps))
+        return
     for c in range(dim):
         out[i, c] = float32(0.0)
     if wnb != float32(0.0):

@@ -53,15 +53,7 @@ def test_quality_floor_with_random_layout_control(mixture, fitted):
     assert (fitted.n_mid_near_, fitted.n_further_) == (5, 20)
 
 
-def test_seeded_runs_repeat_and_seeds_differ(mixture, fitted):
-    X, _ = mixture
-    again = PaCMAP(random_state=0, backend="cpu", **FAST).fit_transform(X)
-    np.testing.assert_array_equal(again, fitted.embedding_)
-    other = PaCMAP(random_state=1, backend="cpu", **FAST).fit_transform(X)
-    assert not np.array_equal(other, fitted.embedding_)
-
-
-def test_seeded_runs_repeat_across_thread_counts(mixture, monkeypatch):
+def test_seeded_runs_repeat_across_thread_counts_and_seeds_differ(mixture, monkeypatch):
     import numba
 
     from embedscope.kernels.pacmap import cpu
@@ -74,9 +66,14 @@ def test_seeded_runs_repeat_across_thread_counts(mixture, monkeypatch):
         one = PaCMAP(random_state=3, backend="cpu", n_iters=(20, 20, 20)).fit_transform(X[:600])
         numba.set_num_threads(before)
         many = PaCMAP(random_state=3, backend="cpu", n_iters=(20, 20, 20)).fit_transform(X[:600])
+        other = PaCMAP(random_state=4, backend="cpu", n_iters=(20, 20, 20)).fit_transform(X[:600])
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one, many)
+    assert not np.array_equal(one, other)  # the control: another seed, another layout
+    serial = PaCMAP(random_state=3, backend="cpu", n_iters=(20, 20, 20))
+    monkeypatch.setattr(cpu, "SERIAL_BELOW", 10**9)
+    np.testing.assert_allclose(serial.fit_transform(X[:600]), one, atol=1e-4)  # the one-thread kernel agrees
 
 
 def test_three_components_random_init_and_array_init(mixture):

@@ -268,10 +268,10 @@ class PaCMAP(BaseReducer):
             indices, distances = stages.knn_graph(backend, Z, k_ext, metric, seed=seed, log=progress.log)
         with progress.stage("affinities", f"{n_nb} near, {n_mn} mid-near, {n_fp} further pairs per point"):
             lists = kernels.pacmap.pairs(Z, indices, distances, metric, n_nb, n_mn, n_fp, seed)
-            from embedscope.kernels.pacmap import scale_sigmas
+            from embedscope.kernels.pacmap import has_scale, scale_sigmas
 
-            self._sigmas = scale_sigmas(distances) if bool((distances[np.isfinite(distances)] >= 0).all()) \
-                else np.ones(n, dtype=np.float32)
+            # transform weighs a new point's neighbours by the same scaled distance
+            self._sigmas = scale_sigmas(distances) if has_scale(distances) else np.ones(n, dtype=np.float32)
         del indices, distances
         Z_host = to_host(Z)
         del Z

@@ -215,6 +215,12 @@ def symmetric_lists(pairs: np.ndarray, *, both: bool = True) -> tuple[np.ndarray
     return indptr, partners
 
 
+def has_scale(distances: np.ndarray) -> bool:
+    """Whether kNN distances are all >= 0 (missing ones, inf, aside), so the scaled
+    distance means something; not under ``inner_product``. No copy of ``distances``."""
+    return bool(np.min(distances, where=np.isfinite(distances), initial=np.inf) >= 0)
+
+
 def sample_pairs(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, metric_code: int,
                  n_neighbors: int, n_mid_near: int, n_further: int,
                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -241,8 +247,7 @@ def sample_pairs(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, m
     """
     n = data.shape[0]
     seed64 = np.uint64(seed % 2**64)
-    finite = distances[np.isfinite(distances)]
-    scaled = bool(finite.size == 0 or finite.min() >= 0)
+    scaled = has_scale(distances)
     sigmas = scale_sigmas(distances) if scaled else np.ones(n, dtype=np.float32)
     nb = neighbor_pairs(indices, distances, sigmas, n_neighbors, scaled,
                         np.empty((n, n_neighbors), dtype=np.int32))

@@ -31,6 +31,9 @@ def main() -> None:
     gpu_lists = [arr for p in gpu_pairs for arr in symmetric_lists_gpu(p)]
     for a, b in zip(cpu_lists, gpu_lists, strict=True):
         assert np.array_equal(a, np.asarray(b))
+    none = np.empty((n, 0), dtype=np.int32)  # MN_ratio=0: an empty kind
+    for a, b in zip(symmetric_lists(none), symmetric_lists_gpu(none), strict=True):
+        assert np.array_equal(a, np.asarray(b)) and a.dtype == np.asarray(b).dtype
     start = (0.01 * rng.standard_normal((n, 2))).astype(np.float32)
     cpu = optimize_layout(start, tuple(cpu_lists), (3, 2, 3))
     gpu = optimize_layout_gpu(start, tuple(gpu_lists), (3, 2, 3), threads=8)

@@ -48,6 +48,8 @@ def symmetric_lists_gpu(pairs: Any, *, both: bool = True) -> tuple[Any, Any]:
     dst = pairs.ravel().astype(xp.int64)
     keep = dst >= 0
     src, col, dst = src[keep], col[keep], dst[keep]
+    if dst.size == 0:  # no pairs of this kind (MN_ratio or FP_ratio 0)
+        return xp.zeros(m + 1, dtype=xp.int64), xp.empty(0, dtype=xp.int32)
     span = width * (m + 1)
     rows = src
     partners = dst

@@ -180,6 +180,27 @@ def test_tsne_gpu_kernels_match_cpu_on_device():
     np.testing.assert_allclose(out.get(), ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
 
 
+@pytest.mark.gpu
+def test_pacmap_gpu_matches_cpu_on_device():
+    from embedscope import PaCMAP
+    from embedscope.datasets import make_mixture
+    from embedscope.engine.metrics import random_triplet_accuracy, trustworthiness
+    from embedscope.kernels.knn import exact_knn, prepare
+    from embedscope.kernels.pacmap import sample_pairs
+    from embedscope.kernels.pacmap.gpu import sample_pairs_gpu
+
+    X, _ = make_mixture(5000, 50, 20, random_state=0)
+    idx, dist = exact_knn(X, 60)
+    cpu_pairs = sample_pairs(prepare(X, "euclidean")[0], idx, dist, 0, 10, 5, 20, 3)
+    gpu_pairs = sample_pairs_gpu(X, idx, dist, 0, 10, 5, 20, 3)
+    for a, b in zip(cpu_pairs, gpu_pairs, strict=True):
+        assert np.mean(a == b.get()) > 0.99
+    cpu = PaCMAP(backend="cpu", random_state=0).fit_transform(X)
+    gpu = PaCMAP(backend="cuda", random_state=0).fit_transform(X)
+    assert abs(trustworthiness(X, gpu, 15) - trustworthiness(X, cpu, 15)) < 0.01
+    assert abs(random_triplet_accuracy(X, gpu) - random_triplet_accuracy(X, cpu)) < 0.02
+
+
 def test_row_stack_shim_restores_the_alias(monkeypatch):
     """numpy 2.5 dropped np.row_stack, which numba-cuda 0.30 still needs."""
     from embedscope.kernels import _cuda

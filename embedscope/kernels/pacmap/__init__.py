@@ -8,7 +8,8 @@ Pairs (chosen once per fit; :mod:`.pairs` on the CPU, ``sample_pairs_gpu`` in :m
     slot. ``data``: the prepared float32 rows the kNN search ran on; ``indices`` /
     ``distances``: the enlarged kNN list (``n_neighbors`` + 50, self excluded,
     ascending). Draws hash ``(seed, point, slot, draw)``, so both twins choose the
-    same pairs for a seed.
+    same pairs for a seed (a mid-near draw may differ where two of its 6 distances tie
+    within float rounding, which the two devices sum in different orders).
 Lists
     ``symmetric_lists(pairs, both=True)`` -> CSR ``(indptr int64, partners int32)``:
     row ``i`` holds its own partners in column order, then (``both``, a fit) every

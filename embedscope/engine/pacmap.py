@@ -354,13 +354,17 @@ class PaCMAP(BaseReducer):
         backend = fitted_backend(self.backend_)
         kernels = backend.kernels
         assert kernels.pacmap is not None
-        fitted = self.embedding_
+        # A memory-mapped copy of a fitted estimator (joblib) holds read-only arrays, which
+        # numba compiles apart (and vectorises differently): writable ones keep transform's
+        # floats the same as the original's. Copies only what is read-only.
+        fitted = np.require(self.embedding_, requirements=["C", "W"])
+        train = np.require(self._train, requirements=["C", "W"])
         n_ref = fitted.shape[0]
         k = min(self._n_neighbors, n_ref)
         Z = self._prep.transform(kernels.place(X))
         stages.check_new_points_scale(Z, self._metric, "X")
-        indices, distances = stages.knn_queries(backend, self._train, Z, k, self._metric)
-        start = self._weighted_start(indices, distances)
+        indices, distances = stages.knn_queries(backend, train, Z, k, self._metric)
+        start = self._weighted_start(indices, distances, fitted)
         n_fp = _pairs_per_point(self._n_neighbors, float(self.FP_ratio))
         seed = np.uint64((self._seed ^ 0x5EED) % 2**64)
         far = further_pairs(indices, n_ref, n_fp, seed, False,
@@ -372,8 +376,7 @@ class PaCMAP(BaseReducer):
                                          reference=fitted, callback=None, log=None)
         return to_output(np.ascontiguousarray(layout, dtype=np.float32), X)
 
-    def _weighted_start(self, indices: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        fitted = self.embedding_
+    def _weighted_start(self, indices: np.ndarray, distances: np.ndarray, fitted: np.ndarray) -> np.ndarray:
         valid = indices >= 0
         safe = np.where(valid, indices, 0)
         dist = np.where(valid & np.isfinite(distances), distances, np.inf).astype(np.float64)

@@ -310,6 +310,32 @@ def step_umap_1m_768(ctx: Context) -> None:
     _umap(ctx, ctx.pick(1_000_000, 2000), ctx.pick(768, 120), "umap_1m_768")
 
 
+def step_pacmap_1m_50(ctx: Context) -> None:
+    """PaCMAP cuda 1M x 50 from host float32 (issue #17: <= 5 s end to end): stage times,
+    trust and triplet accuracy on a sample, transform. Not in :data:`STEPS` yet (their
+    timeouts fill the 500 s budget): run it with ``--steps`` once it is listed."""
+    from embedscope import PaCMAP
+    from embedscope.engine.metrics import random_triplet_accuracy
+
+    backend = ctx.backend()
+    n = ctx.pick(1_000_000, 2000)
+    ctx.record(size=f"{n:,} x 50", backend=backend)
+    _warm_up(ctx, PaCMAP(backend=backend, n_iters=(10, 10, 10)), ctx.pick(5000, 300), 50)
+    X, _ = mixture(n, 50)
+    est = PaCMAP(backend=backend, random_state=0)
+    with _Memory(ctx):
+        start = time.perf_counter()
+        Y = est.fit_transform(X)
+        ctx.record(fit_s=time.perf_counter() - start, timings=est.timings_, backend_ran=est.backend_)
+        m = ctx.pick(TRANSFORM_ROWS, 100)
+        Xn, _ = new_points(m, 50)
+        start = time.perf_counter()
+        placed = est.transform(Xn)
+        ctx.record(transform_rows=m, transform_s=time.perf_counter() - start,
+                   transform_finite=bool(np.isfinite(placed).all()))
+    ctx.record(trust=trust(X, Y), triplet_accuracy=random_triplet_accuracy(X, Y, random_state=0))
+
+
 def _tsne(ctx: Context, n: int, dim: int, case: str) -> None:
     from embedscope import TSNE
 

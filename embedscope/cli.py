@@ -29,14 +29,14 @@ INFO_EXAMPLE = """example:
 # Reducer parameters exposed as flags; each is passed only when given and only to a
 # reducer whose __init__ has it (so --perplexity with --method umap is an error).
 PARAM_FLAGS: list[tuple[str, Any, str]] = [
-    ("n_neighbors", int, "neighbours per point (umap)"),
+    ("n_neighbors", int, "neighbours per point (umap, pacmap)"),
     ("min_dist", float, "minimum distance between embedded points (umap)"),
     ("spread", float, "scale of embedded points (umap)"),
     ("metric", str, "euclidean, cosine, inner_product, manhattan (l1), chebyshev (linf), minkowski "
                     "(p: --param metric_kwds='{\"p\": 3}'), correlation, hamming, jaccard or precomputed"),
     ("n_epochs", int, "optimisation epochs (umap)"),
-    ("learning_rate", None, "learning rate (umap: float; tsne: float or 'auto')"),
-    ("init", str, "initialisation: spectral, pca or random"),
+    ("learning_rate", None, "learning rate (umap, pacmap: float; tsne: float or 'auto')"),
+    ("init", str, "initialisation: spectral (umap), pca or random"),
     ("negative_sample_rate", int, "negative samples per edge (umap)"),
     ("perplexity", float, "perplexity (tsne)"),
     ("early_exaggeration", float, "early exaggeration factor (tsne)"),

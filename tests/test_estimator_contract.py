@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 import pytest
 
-from embedscope import PCA, TSNE, UMAP, make_mixture
+from embedscope import PCA, TSNE, UMAP, PaCMAP, make_mixture
 from embedscope.engine.base import GRAPH_STAGES, NotFittedError
 
 sklearn = pytest.importorskip("sklearn")
@@ -50,7 +50,7 @@ _TSNE_ONLY = {
 
 def _expected_failures(estimator: object) -> dict[str, str]:
     failures = dict(_OWN_INPUT_MESSAGES)
-    if isinstance(estimator, UMAP | TSNE):
+    if isinstance(estimator, UMAP | TSNE | PaCMAP):
         failures |= _LAYOUT
     if isinstance(estimator, TSNE):
         failures |= _TSNE_ONLY
@@ -62,6 +62,7 @@ _ESTIMATORS = [
     PCA(random_state=0),
     UMAP(n_neighbors=5, n_epochs=10, random_state=0, backend="cpu"),
     TSNE(n_iter=30, perplexity=5, random_state=0, backend="cpu"),
+    PaCMAP(n_neighbors=5, n_iters=(10, 10, 10), random_state=0, backend="cpu"),
 ]
 
 
@@ -84,10 +85,11 @@ def data():
 def _small(cls):
     return {PCA: lambda: PCA(2, random_state=0),
             UMAP: lambda: UMAP(n_neighbors=8, n_epochs=30, random_state=0, backend="cpu"),
-            TSNE: lambda: TSNE(n_iter=100, perplexity=10, random_state=0, backend="cpu")}[cls]()
+            TSNE: lambda: TSNE(n_iter=100, perplexity=10, random_state=0, backend="cpu"),
+            PaCMAP: lambda: PaCMAP(n_neighbors=8, n_iters=(30, 30, 30), random_state=0, backend="cpu")}[cls]()
 
 
-@pytest.mark.parametrize("cls", [PCA, UMAP, TSNE])
+@pytest.mark.parametrize("cls", [PCA, UMAP, TSNE, PaCMAP])
 def test_pipeline_fits_and_transforms(cls, data):
     X, X_new = data
     pipe = Pipeline([("scale", StandardScaler()), ("reduce", _small(cls))]).fit(X)
@@ -99,7 +101,7 @@ def test_pipeline_fits_and_transforms(cls, data):
     check_is_fitted(pipe.named_steps["reduce"])
 
 
-@pytest.mark.parametrize("cls", [PCA, UMAP, TSNE])
+@pytest.mark.parametrize("cls", [PCA, UMAP, TSNE, PaCMAP])
 def test_contract_helpers(cls, data):
     X, X_new = data
     est = _small(cls)
@@ -142,8 +144,8 @@ def test_pca_has_the_training_projection(data):
 
 def test_timings_keys_follow_one_pattern(data):
     X, _ = data
-    umap, tsne = _small(UMAP).fit(X), _small(TSNE).fit(X)
-    assert tuple(umap.timings_) == tuple(tsne.timings_) == GRAPH_STAGES
+    umap, tsne, pacmap = _small(UMAP).fit(X), _small(TSNE).fit(X), _small(PaCMAP).fit(X)
+    assert tuple(umap.timings_) == tuple(tsne.timings_) == tuple(pacmap.timings_) == GRAPH_STAGES
     assert set(_small(PCA).fit(X).timings_) == {"pca", "transform"}
 
 

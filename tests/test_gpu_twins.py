@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 KERNEL_MODULES = ["embedscope.kernels.knn.cuda", "embedscope.kernels.umap_sgd.cuda",
                   "embedscope.kernels.tsne.cuda", "embedscope.kernels.graph.cuda",
                   "embedscope.kernels.tsne.affinity_cuda", "embedscope.kernels.view_raster_cuda",
-                  "embedscope.kernels.umap_sgd.cuda_dens"]
+                  "embedscope.kernels.umap_sgd.cuda_dens", "embedscope.kernels.pacmap.cuda"]
 needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
                                       reason="numba-cuda is not installed")
 
@@ -36,7 +36,7 @@ needs_numba_cuda = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is 
 @needs_numba_cuda
 @pytest.mark.parametrize("script", ["knn_check.py", "umap_sgd_check.py", "umap_backend_check.py",
                                     "tsne_check.py", "graph_check.py", "view_raster_check.py",
-                                    "umap_dens_check.py"])
+                                    "umap_dens_check.py", "pacmap_check.py"])
 def test_twin_matches_cpu_in_cuda_simulator(script):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run([sys.executable, str(HERE / "cudasim" / script)], env=env,
@@ -221,6 +221,27 @@ def test_view_grid_gpu_matches_cpu_on_device():
         assert (got.index == ref.index).mean() > 0.9999
         np.testing.assert_allclose(got.rgb_sum, ref.rgb_sum, rtol=1e-4, atol=1e-2)
         np.testing.assert_allclose(got.value_sum, ref.value_sum, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.gpu
+def test_pacmap_gpu_matches_cpu_on_device():
+    from embedscope import PaCMAP
+    from embedscope.datasets import make_mixture
+    from embedscope.engine.metrics import random_triplet_accuracy, trustworthiness
+    from embedscope.kernels.knn import exact_knn, prepare
+    from embedscope.kernels.pacmap import sample_pairs
+    from embedscope.kernels.pacmap.gpu import sample_pairs_gpu
+
+    X, _ = make_mixture(5000, 50, 20, random_state=0)
+    idx, dist = exact_knn(X, 60)
+    cpu_pairs = sample_pairs(prepare(X, "euclidean")[0], idx, dist, 0, 10, 5, 20, 3)
+    gpu_pairs = sample_pairs_gpu(X, idx, dist, 0, 10, 5, 20, 3)
+    for a, b in zip(cpu_pairs, gpu_pairs, strict=True):
+        assert np.mean(a == b.get()) > 0.99
+    cpu = PaCMAP(backend="cpu", random_state=0).fit_transform(X)
+    gpu = PaCMAP(backend="cuda", random_state=0).fit_transform(X)
+    assert abs(trustworthiness(X, gpu, 15) - trustworthiness(X, cpu, 15)) < 0.01
+    assert abs(random_triplet_accuracy(X, gpu) - random_triplet_accuracy(X, cpu)) < 0.02
 
 
 def test_row_stack_shim_restores_the_alias(monkeypatch):

@@ -77,8 +77,8 @@ class Capabilities:
         ``"densmap"``, ``"output_dens"`` (none unless a backend lists them, so a
         delegate never silently drops one).
     hints : dict of str to str
-        The refusal text for a setting it lacks, keyed ``"knn_method=ivf"``, ``"reducer=pacmap"`` etc.,
-        naming what to use instead.
+        The refusal text for a setting it lacks, keyed ``"knn_method=ivf"`` etc.,
+        naming what to use instead (``"reducer=NAME"``: why a reducer it lacks is missing).
     """
 
     reducers: frozenset[str]
@@ -149,6 +149,18 @@ class TsneKernels:
 
 
 @dataclass(frozen=True)
+class PacmapKernels:
+    """PaCMAP's kernels on one backend (see :mod:`embedscope.kernels.pacmap`)."""
+
+    #: ``pairs(Z, indices, distances, metric, n_neighbors, n_mid_near, n_further, seed)`` ->
+    #: the six-array pair lists by point, where ``optimize`` reads them (host or device).
+    pairs: Callable[..., tuple[Any, ...]]
+    #: ``optimize(layout, lists, n_iters, *, learning_rate, reference, callback, log)`` ->
+    #: host float32 layout.
+    optimize: Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
 class Kernels:
     """A backend's kernel table: what differs per backend in the shared stages.
 
@@ -174,6 +186,8 @@ class Kernels:
     #: t-SNE's joint P where this backend keeps it (scipy CSR, or a device
     #: ``DeviceCSR``), for :attr:`TsneKernels.place`. None: the host twin.
     tsne_affinities: Callable[..., tuple[Any, int]] | None = None
+    #: PaCMAP's pair choice and optimiser (None where the backend has no PaCMAP).
+    pacmap: PacmapKernels | None = None
 
 
 @dataclass
@@ -452,7 +466,8 @@ def resolve_backend(backend: str = "auto", request: Request | None = None) -> Ba
     for name in registered():
         spec = _REGISTRY[name]
         if request is not None and request.reducer not in spec.capabilities.reducers:
-            considered.append((name, "not implemented for this reducer"))
+            considered.append((name, spec.capabilities.hints.get(f"reducer={request.reducer}",
+                                                                 "not implemented for this reducer")))
             continue
         probe = spec.probe()
         if not probe.ok:
@@ -476,6 +491,8 @@ def _explicit(spec: BackendSpec, request: Request | None) -> Backend:
     name = spec.name
     if request is not None and request.reducer not in spec.capabilities.reducers:
         available = [n for n in registered() if request.reducer in _REGISTRY[n].capabilities.reducers]
+        if (hint := spec.capabilities.hints.get(f"reducer={request.reducer}")) is not None:
+            raise Unsupported(f"{hint}; available: {', '.join(available)}")
         raise Unsupported(f"backend={name!r} is not implemented for this reducer yet; "
                           f"available: {', '.join(available)}")
     if spec.simulated is not None and spec.simulated():

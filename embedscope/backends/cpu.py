@@ -15,6 +15,7 @@ from embedscope.backends._registry import (
     BackendSpec,
     Capabilities,
     Kernels,
+    PacmapKernels,
     TsneKernels,
     probe_cpu,
     register,
@@ -94,19 +95,39 @@ def _tsne_affinities(indices: np.ndarray, distances: np.ndarray, n: int, perplex
     return knn_joint_probabilities(indices, distances, n, perplexity, squared=squared)
 
 
+def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
+                  n_mid_near: int, n_further: int, seed: int) -> tuple[np.ndarray, ...]:
+    from embedscope.kernels.knn import prepare
+    from embedscope.kernels.knn.metrics import _METRIC_CODE
+    from embedscope.kernels.pacmap import sample_pairs, symmetric_lists
+
+    data, _ = prepare(to_host(Z), metric)
+    pairs = sample_pairs(data, indices, distances, _METRIC_CODE[metric], n_neighbors, n_mid_near,
+                         n_further, seed)
+    return tuple(array for kind in pairs for array in symmetric_lists(kind))
+
+
+def _pacmap_optimize(layout: np.ndarray, lists: tuple[np.ndarray, ...], n_iters: tuple[int, int, int],
+                     **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.pacmap import optimize_layout
+
+    return optimize_layout(layout, lists, n_iters, **kwargs)
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Kernels:
     """The cpu kernel table."""
     return Kernels(place=to_host, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
                    tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
-                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities)
+                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities,
+                   pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize))
 
 
 CAPABILITIES = Capabilities(
-    reducers=frozenset({"pca", "umap", "tsne"}),
+    reducers=frozenset({"pca", "umap", "tsne", "pacmap"}),
     metrics=ALL_METRICS | {"precomputed"},
     knn_methods=frozenset({"auto", "exact", "nndescent"}),
-    transform=frozenset({"pca", "umap", "tsne"}),
+    transform=frozenset({"pca", "umap", "tsne", "pacmap"}),
     umap_options=frozenset({"supervised", "densmap", "output_dens"}),
     hints={"knn_method=ivf": "knn_method='ivf' is the GPU approximate search (backend='cuda'); "
                              "on backend='cpu' use knn_method='nndescent' or 'auto'"},

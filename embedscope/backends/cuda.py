@@ -22,6 +22,7 @@ from embedscope.backends._registry import (
     BackendSpec,
     Capabilities,
     Kernels,
+    PacmapKernels,
     TsneKernels,
     register,
 )
@@ -150,12 +151,28 @@ def _tsne_affinities(indices: Any, distances: Any, n: int, perplexity: float, *,
     return joint_probabilities_gpu(indices, distances, n, perplexity, squared=squared)
 
 
+def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
+                  n_mid_near: int, n_further: int, seed: int) -> tuple[Any, ...]:
+    from embedscope.kernels.pacmap.gpu import pair_lists_gpu
+
+    return pair_lists_gpu(Z, indices, distances, metric, n_neighbors, n_mid_near, n_further, seed)
+
+
+def _pacmap_optimize(layout: np.ndarray, lists: tuple[Any, ...], n_iters: tuple[int, int, int],
+                     **kwargs: Any) -> np.ndarray:
+    from embedscope.kernels.pacmap.gpu import optimize_layout_gpu
+
+    return np.ascontiguousarray(to_host(optimize_layout_gpu(layout, lists, n_iters, **kwargs)),
+                                dtype=np.float32)
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Kernels:
     """The cuda kernel table."""
     return Kernels(place=place, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
                    tsne=TsneKernels(_tsne_place, _tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
-                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities)
+                   fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities,
+                   pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize))
 
 
 def _simulated() -> bool:
@@ -165,12 +182,12 @@ def _simulated() -> bool:
 
 
 CAPABILITIES = Capabilities(
-    reducers=frozenset({"pca", "umap", "tsne"}),
+    reducers=frozenset({"pca", "umap", "tsne", "pacmap"}),
     metrics=ALL_METRICS | {"precomputed"},
     knn_methods=frozenset({"auto", "exact", "ivf"}),
     max_neighbors=KMAX,
     # t-SNE places new points on the host (its fitted state lives there).
-    transform=frozenset({"pca", "umap", "tsne"}),
+    transform=frozenset({"pca", "umap", "tsne", "pacmap"}),
     # The target graph and the local radii are host steps; densMAP has its GPU twin.
     umap_options=frozenset({"supervised", "densmap", "output_dens"}),
     hints={"knn_method=nndescent": "knn_method='nndescent' has no GPU version yet; on backend='cuda' use "

@@ -24,6 +24,7 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "pca": {"n_components": 2},
     "umap": {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1},
     "tsne": {"n_components": 2, "perplexity": 30.0, "n_iter": 1000},
+    "pacmap": {"n_components": 2, "n_neighbors": 10, "MN_ratio": 0.5, "FP_ratio": 2.0},
 }
 
 #: Peer name -> (importable module, pip name, methods it implements).
@@ -32,6 +33,7 @@ PEERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "opentsne": ("openTSNE", "openTSNE", ("tsne",)),
     "sklearn": ("sklearn", "scikit-learn", ("pca", "tsne")),
     "cuml": ("cuml", "cuml-cu12", ("pca", "umap", "tsne")),
+    "pacmap": ("pacmap", "pacmap", ("pacmap",)),
 }
 
 def _cuml_ready() -> tuple[bool, str]:
@@ -55,6 +57,8 @@ PEER_NOTES: dict[str, str] = {
     "sklearn": "sklearn.decomposition.PCA(n_components, random_state=seed); sklearn.manifold.TSNE("
                "perplexity, max_iter=n_iter, init='pca', learning_rate='auto', n_jobs=-1, random_state=seed)",
     "cuml": "cuml.PCA / cuml.manifold.UMAP / cuml.manifold.TSNE with the same parameters and seed",
+    "pacmap": "pacmap.PaCMAP(n_components, n_neighbors, MN_ratio, FP_ratio).fit_transform(X, init='pca'), "
+              "its default kNN backend and 450 iterations; no random_state, as umap-learn",
 }
 
 
@@ -110,6 +114,14 @@ def _opentsne(X: np.ndarray, params: dict[str, Any], seed: int) -> tuple[Any, di
     return np.asarray(emb), {"kl_divergence": float(emb.kl_divergence)}
 
 
+def _pacmap(X: np.ndarray, params: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
+    import pacmap
+
+    est = pacmap.PaCMAP(n_components=params["n_components"], n_neighbors=params["n_neighbors"],
+                        MN_ratio=params["MN_ratio"], FP_ratio=params["FP_ratio"], verbose=False)
+    return est.fit_transform(np.ascontiguousarray(X, dtype=np.float32), init="pca"), {}
+
+
 def _sklearn(method: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
     def fit(X: np.ndarray, params: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
         if method == "pca":
@@ -155,7 +167,7 @@ def get_fit(method: str, impl: str, backend: str) -> Callable[..., tuple[Any, di
         return _ours(method, backend)
     peers: dict[str, Callable[[str], Callable[..., tuple[Any, dict[str, Any]]]]] = {
         "umap-learn": lambda _: _umap_learn, "opentsne": lambda _: _opentsne,
-        "sklearn": _sklearn, "cuml": _cuml}
+        "sklearn": _sklearn, "cuml": _cuml, "pacmap": lambda _: _pacmap}
     if impl in peers:
         return peers[impl](method)
     raise ValueError(f"unknown implementation {impl!r}; choose embedscope or one of {', '.join(PEERS)}")

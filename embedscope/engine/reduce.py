@@ -13,6 +13,7 @@ METHODS: dict[str, str] = {
     "pca": "embedscope.engine.pca:PCA",
     "umap": "embedscope.engine.umap:UMAP",
     "tsne": "embedscope.engine.tsne:TSNE",
+    "pacmap": "embedscope.engine.pacmap:PaCMAP",
 }
 
 
@@ -43,7 +44,7 @@ def reduce(X: Any, method: str = "umap", *, n_components: int = 2, backend: str 
     ----------
     X : array-like of shape (n_samples, n_features)
         Anything :func:`embedscope.load_vectors` accepts as an in-memory source.
-    method : {"pca", "umap", "tsne"}, default="umap"
+    method : {"pca", "umap", "tsne", "pacmap"}, default="umap"
     n_components : int, default=2
     backend : {"auto", "cpu", "cuda", "cuml"}, default="auto"
     sample_size : int, optional

@@ -438,7 +438,7 @@ def register(sub: Any) -> None:
                        epilog=SERVE_EXAMPLE, formatter_class=fmt)
     s.add_argument("input", help="coordinates (parquet with x, y; .npy n x 2) or vectors to reduce first")
     s.add_argument("--meta", help="metadata file with one row per point")
-    s.add_argument("--method", choices=["umap", "tsne", "pca"],
+    s.add_argument("--method", choices=["umap", "tsne", "pca", "pacmap"],
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")

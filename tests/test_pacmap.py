@@ -242,3 +242,25 @@ def test_bench_and_serve_know_pacmap(monkeypatch):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["serve", "v.npy", "--method", "pacmap"]).method == "pacmap"
+
+
+def test_every_knn_metric_reaches_the_pairs():
+    """PaCMAP takes the kNN search's metrics (with metric_kwds); the quality in each
+    metric beats a random layout's, and the manhattan layout differs from the euclidean."""
+    from embedscope.datasets import make_mixture
+
+    X, _ = make_mixture(1000, 12, 8, random_state=1)
+    noise = np.random.default_rng(0).normal(size=(1000, 2))
+    layouts = {}
+    for metric, kwds in (("manhattan", None), ("minkowski", {"p": 3}), ("correlation", None)):
+        Y = es.PaCMAP(metric=metric, metric_kwds=kwds, random_state=0, n_iters=(50, 50, 100)).fit_transform(X)
+        layouts[metric] = Y
+        assert np.isfinite(Y).all()
+        trust = es.trustworthiness(X, Y, 15, metric=metric, metric_kwds=kwds)
+        assert trust > es.trustworthiness(X, noise, 15, metric=metric, metric_kwds=kwds) + 0.2
+    euclid = es.PaCMAP(random_state=0, n_iters=(50, 50, 100)).fit_transform(X)
+    assert not np.allclose(euclid, layouts["manhattan"])
+    with pytest.raises(ValueError, match="needs vectors"):
+        es.PaCMAP(metric="precomputed").fit(np.zeros((30, 30)))
+    with pytest.raises(ValueError, match="p"):
+        es.PaCMAP(metric="minkowski", metric_kwds={"p": 0.5}).fit(X)

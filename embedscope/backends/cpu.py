@@ -96,15 +96,12 @@ def _tsne_affinities(indices: np.ndarray, distances: np.ndarray, n: int, perplex
 
 
 def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
-                  n_mid_near: int, n_further: int, seed: int) -> tuple[np.ndarray, ...]:
-    from embedscope.kernels.knn import prepare
-    from embedscope.kernels.knn.metrics import _METRIC_CODE
-    from embedscope.kernels.pacmap import sample_pairs, symmetric_lists
+                  n_mid_near: int, n_further: int, seed: int,
+                  metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, ...]:
+    from embedscope.kernels.pacmap import pair_lists
 
-    data, _ = prepare(to_host(Z), metric)
-    pairs = sample_pairs(data, indices, distances, _METRIC_CODE[metric], n_neighbors, n_mid_near,
-                         n_further, seed)
-    return tuple(array for kind in pairs for array in symmetric_lists(kind))
+    return pair_lists(to_host(Z), indices, distances, metric, n_neighbors, n_mid_near, n_further, seed,
+                      metric_kwds)
 
 
 def _pacmap_optimize(layout: np.ndarray, lists: tuple[np.ndarray, ...], n_iters: tuple[int, int, int],

@@ -152,9 +152,20 @@ def _tsne_affinities(indices: Any, distances: Any, n: int, perplexity: float, *,
 
 
 def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
-                  n_mid_near: int, n_further: int, seed: int) -> tuple[Any, ...]:
+                  n_mid_near: int, n_further: int, seed: int,
+                  metric_kwds: dict[str, Any] | None = None) -> tuple[Any, ...]:
     from embedscope.kernels.pacmap.gpu import pair_lists_gpu
 
+    if metric not in ("euclidean", "cosine", "inner_product"):
+        # The device's mid-near draws know the product metrics; the others are chosen on
+        # the host (O(n) pairs, cheap next to the search) and the lists uploaded.
+        from embedscope.kernels._cuda import device_array_module
+        from embedscope.kernels.pacmap import pair_lists
+
+        xp = device_array_module()
+        lists = pair_lists(to_host(Z), to_host(indices), to_host(distances), metric, n_neighbors, n_mid_near,
+                           n_further, seed, metric_kwds)
+        return tuple(xp.asarray(a) for a in lists)
     return pair_lists_gpu(Z, indices, distances, metric, n_neighbors, n_mid_near, n_further, seed)
 
 

@@ -81,8 +81,10 @@ class PaCMAP(BaseReducer):
     FP_ratio : float, default=2.0
         Further pairs per near pair (``int(n_neighbors * FP_ratio)`` per point),
         random points that are not near pairs. In [0, 100].
-    metric : {"euclidean", "cosine", "inner_product"} or an alias, default="euclidean"
-        Of the kNN search and the mid-near draws (any metric the kNN search knows).
+    metric : str, default="euclidean"
+        Of the kNN search and the mid-near draws: any metric the kNN search knows
+        (euclidean, cosine, inner_product, manhattan, chebyshev, minkowski, correlation,
+        hamming, jaccard; see the README's metrics table), not ``"precomputed"``.
         ``"angular"`` (the package's name) is cosine. Under ``inner_product``,
         whose distances may be negative, near pairs keep the kNN order (no scaling).
     n_iters : int or (int, int, int), default=(100, 100, 250)
@@ -110,6 +112,8 @@ class PaCMAP(BaseReducer):
     callback : callable or None, default=None
         ``callback(iteration, total_iterations, embedding)`` after every iteration (the
         array is live; copy it to keep it). On the cuda backend it is the device array.
+    metric_kwds : dict or None, default=None
+        The metric's parameters: ``{"p": p}`` for minkowski (umap-learn's name).
 
     Raises
     ------
@@ -158,6 +162,7 @@ class PaCMAP(BaseReducer):
         backend: str = "auto",
         verbose: bool = False,
         callback: Callable[[int, int, Any], object] | None = None,
+        metric_kwds: dict[str, Any] | None = None,
     ) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
@@ -171,6 +176,7 @@ class PaCMAP(BaseReducer):
         self.backend = backend
         self.verbose = verbose
         self.callback = callback
+        self.metric_kwds = metric_kwds
 
     # ------------------------------------------------------------------ validation
 
@@ -194,7 +200,10 @@ class PaCMAP(BaseReducer):
         params["n_components"] = check_int(self.n_components, "n_components", 1, MAX_COMPONENTS)
         params["MN_ratio"] = check_float(self.MN_ratio, "MN_ratio", 0.0, MAX_RATIO)
         params["FP_ratio"] = check_float(self.FP_ratio, "FP_ratio", 0.0, MAX_RATIO)
-        params["metric"] = check_metric(self.metric)
+        params["metric"], params["metric_kwds"] = stages.resolve_metric(self.metric, self.metric_kwds)
+        if params["metric"] == "precomputed":
+            raise ValueError("PaCMAP needs vectors: its mid-near and further pairs compare random points; "
+                             "metric='precomputed' is for UMAP and TSNE")
         params["n_iters"] = self._phases()
         params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
                                               open_low=True)
@@ -261,13 +270,18 @@ class PaCMAP(BaseReducer):
         assert k_ext is not None
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
-            prep = stages.Preparation(metric, stages.PCA_DIMS, seed=seed % (2**31), backend=backend.name)
+            prep = stages.Preparation(metric, stages.PCA_DIMS, seed=seed % (2**31), backend=backend.name,
+                                      metric_kwds=params["metric_kwds"], log=progress.log)
             Z = prep.fit_transform(kernels.place(X))
+        # What the search compares (correlation rows after PCA are searched as cosine).
+        metric = prep.search_metric
         search = stages.knn_label(backend, "auto", n, False)
         with progress.stage("knn", f"{search}, k={k_ext} (n_neighbors + 50), metric={metric}"):
-            indices, distances = stages.knn_graph(backend, Z, k_ext, metric, seed=seed, log=progress.log)
+            indices, distances = stages.knn_graph(backend, Z, k_ext, metric, seed=seed, log=progress.log,
+                                                  metric_kwds=prep.metric_kwds)
         with progress.stage("affinities", f"{n_nb} near, {n_mn} mid-near, {n_fp} further pairs per point"):
-            lists = kernels.pacmap.pairs(Z, indices, distances, metric, n_nb, n_mn, n_fp, seed)
+            lists = kernels.pacmap.pairs(Z, indices, distances, metric, n_nb, n_mn, n_fp, seed,
+                                         metric_kwds=prep.metric_kwds)
             from embedscope.kernels.pacmap import has_scale, scale_sigmas
 
             # transform weighs a new point's neighbours by the same scaled distance
@@ -363,7 +377,7 @@ class PaCMAP(BaseReducer):
         k = min(self._n_neighbors, n_ref)
         Z = self._prep.transform(kernels.place(X))
         stages.check_new_points_scale(Z, self._metric, "X")
-        indices, distances = stages.knn_queries(backend, train, Z, k, self._metric)
+        indices, distances = stages.knn_queries(backend, train, Z, k, self._metric, self._prep.metric_kwds)
         start = self._weighted_start(indices, distances, fitted)
         n_fp = _pairs_per_point(self._n_neighbors, float(self.FP_ratio))
         seed = np.uint64((self._seed ^ 0x5EED) % 2**64)

@@ -20,6 +20,8 @@ point's gradient from its own lists without racing on shared sums.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -110,11 +112,12 @@ def neighbor_pairs(indices, distances, sigmas, n_pairs, scaled_order, out):  # p
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def mid_near_pairs(data, metric_code, n_pairs, seed, out):  # pragma: no cover - numba
+def mid_near_pairs(data, metric_code, n_pairs, seed, out, power=None):  # pragma: no cover - numba
     """Mid-near pairs into ``out`` (n, n_pairs): per pair the 2nd nearest of 6 random points.
 
     ``data`` are the prepared rows the kNN search used (unit rows for cosine), compared
-    with the search's own pair distance (``metric_code``). Needs n >= 2.
+    with the search's own pair distance (``metric_code``; ``power`` is the direct
+    metrics' exponent, None for the product metrics). Needs n >= 2.
     """
     n = data.shape[0]
     for i in numba.prange(n):
@@ -127,7 +130,7 @@ def mid_near_pairs(data, metric_code, n_pairs, seed, out):  # pragma: no cover -
                 while j == i:
                     state += GOLDEN
                     j = _draw(state, n)
-                d = _pair_dist(data, i, j, metric_code)
+                d = _pair_dist(data, i, j, metric_code, power)
                 if d < best_d:
                     second, second_d = best, best_d
                     best, best_d = j, d
@@ -223,7 +226,7 @@ def has_scale(distances: np.ndarray) -> bool:
 
 def sample_pairs(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, metric_code: int,
                  n_neighbors: int, n_mid_near: int, n_further: int,
-                 seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 seed: int, p: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three pair sets of a fit, each int32 (n, count) with -1 for an empty slot.
 
     Parameters
@@ -239,6 +242,10 @@ def sample_pairs(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, m
         Pairs per point of each kind.
     seed : int
         Seeds the mid-near and further draws.
+    p : float or None, default=None
+        The direct metrics' exponent (minkowski's ``p``; any float for the other
+        coordinate-by-coordinate metrics), None for the matrix-product metrics (codes 0-2),
+        as the kNN kernels take it.
 
     Notes
     -----
@@ -251,6 +258,24 @@ def sample_pairs(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, m
     sigmas = scale_sigmas(distances) if scaled else np.ones(n, dtype=np.float32)
     nb = neighbor_pairs(indices, distances, sigmas, n_neighbors, scaled,
                         np.empty((n, n_neighbors), dtype=np.int32))
-    mn = mid_near_pairs(data, metric_code, n_mid_near, seed64, np.empty((n, n_mid_near), dtype=np.int32))
+    p32 = None if p is None else np.float32(p)
+    mn = mid_near_pairs(data, metric_code, n_mid_near, seed64, np.empty((n, n_mid_near), dtype=np.int32), p32)
     fp = further_pairs(nb, n, n_further, seed64, True, np.empty((n, n_further), dtype=np.int32))
     return nb, mn, fp
+
+
+def pair_lists(data: np.ndarray, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,
+               n_mid_near: int, n_further: int, seed: int,
+               metric_kwds: dict[str, Any] | None = None) -> tuple[np.ndarray, ...]:
+    """The six by-point pair lists of a fit, chosen on the host for any kNN metric.
+
+    ``data`` are the rows the search ran on (prepared here for the metric);
+    ``metric_kwds`` carries minkowski's ``p``.
+    """
+    from embedscope.kernels.knn import prepare
+    from embedscope.kernels.knn.metrics import _METRIC_CODE, DIRECT_METRICS, minkowski_p
+    prepared, _ = prepare(data, metric)
+    p = minkowski_p(metric, metric_kwds) if metric in DIRECT_METRICS else None
+    pairs = sample_pairs(prepared, indices, distances, _METRIC_CODE[metric], n_neighbors, n_mid_near,
+                         n_further, seed, p)
+    return tuple(array for kind in pairs for array in symmetric_lists(kind))

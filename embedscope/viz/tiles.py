@@ -68,8 +68,11 @@ def _shade(counts: np.ndarray, *, kind: str | None, categories: list[Any], color
         # and datashader's cost grows with the number of category planes.
         present = np.flatnonzero(counts.sum(axis=(0, 1)))
         names = [categories[i] for i in present]
-        agg = xr.DataArray(np.ascontiguousarray(counts[:, :, present]), dims=("y", "x", "cat"),
-                           coords={**coords, "cat": names})
+        planes = counts[:, :, present].astype(np.float32)
+        # Empty pixels must be transparent: datashader masks a pixel whose total is NaN,
+        # not one whose total is 0 (that one would get min_alpha and a mean colour).
+        planes[counts.sum(axis=2) == 0] = np.nan
+        agg = xr.DataArray(planes, dims=("y", "x", "cat"), coords={**coords, "cat": names})
         return tf.shade(agg, color_key=[colors[c] for c in names], how="log", span=span, min_alpha=90)
     if kind == "value":
         agg = xr.DataArray(means, dims=("y", "x"), coords=coords)

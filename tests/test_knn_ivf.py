@@ -160,7 +160,10 @@ def test_bad_inputs_are_refused_clearly(tricky):
         ivf_knn(X, 600)
     with pytest.raises(ValueError, match="k must be between 1 and"):
         ivf_knn(X, 0)
-    with pytest.raises(ValueError, match=r"unknown metric 'manhattan'; choose one of euclidean, cosine"):
+    with pytest.raises(ValueError, match=r"unknown metric 'nope'; choose one of euclidean, cosine"):
+        ivf_knn(X, 5, "nope")
+    with pytest.raises(ValueError, match=r"the IVF search has no metric='manhattan'; it supports euclidean, cosine, "
+                                         r"inner_product"):
         ivf_knn(X, 5, "manhattan")
     with pytest.raises(ValueError, match=r"queries have shape \(3, 5\); expected \(m, 8\)"):
         ivf_knn(X, 5, queries=np.zeros((3, 5), np.float32))
@@ -210,7 +213,7 @@ def test_umap_cuda_picks_ivf_above_the_threshold_and_when_asked(monkeypatch):
         calls.append(("ivf", kwargs.get("queries") is None))
         return exact_knn(data, k, metric, queries=kwargs.get("queries"))
 
-    def fake_exact(data, k, metric, queries=None):
+    def fake_exact(data, k, metric, queries=None, metric_kwds=None):
         calls.append(("exact", queries is None))
         return exact_knn(data, k, metric, queries=queries)
 

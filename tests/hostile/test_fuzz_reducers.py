@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from embedscope import PCA, TSNE, UMAP
+from embedscope import PCA, TSNE, UMAP, PaCMAP
 
 FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=120,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -127,10 +127,10 @@ def test_tsne_never_fails_badly(X, data):
 
 HOSTILE_VALUES = [None, "x", [1], float("nan"), -1, 1e300, True, {}, 2**70, 10**400, -0.0,
                   np.float32(np.inf), np.int64(-3)]
-FAST = {PCA: {}, UMAP: {"n_epochs": 5}, TSNE: {"n_iter": 20}}
+FAST = {PCA: {}, UMAP: {"n_epochs": 5}, TSNE: {"n_iter": 20}, PaCMAP: {"n_iters": (5, 5, 5)}}
 
 
-@pytest.mark.parametrize("estimator", [PCA, UMAP, TSNE], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("estimator", [PCA, UMAP, TSNE, PaCMAP], ids=lambda c: c.__name__)
 def test_every_parameter_refuses_hostile_values_by_name(estimator):
     """Each constructor parameter set to each hostile value: a result, or a ValueError naming it."""
     X = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
@@ -143,7 +143,9 @@ def test_every_parameter_refuses_hostile_values_by_name(estimator):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    Y = np.asarray(reducer.fit_transform(X))
+                    Y = reducer.fit_transform(X)
+                    # output_dens=True returns (embedding, r_orig, r_emb), as umap-learn does
+                    Y = np.asarray(Y[0] if isinstance(Y, tuple) else Y)
             except ValueError as exc:
                 assert name in str(exc) and "\n" not in str(exc), f"{name}={value!r}: {exc}"
                 refused += 1

@@ -162,7 +162,7 @@ class _Selector:
         if use_kernel or (use_kernel is None and xp is not np):
             from embedscope.kernels.knn.gpu import _kernels
 
-            self.kernel = _kernels()
+            self.kernel = _kernels().select_topk
 
     def __call__(self, gram: Any, q_sq: Any, d_sq: Any, k: int, code: int, col_offset: int) -> tuple[Any, Any]:
         xp = self.xp

@@ -36,6 +36,9 @@ from gpu_steps import ROOT, STEPS, Context, Outcome, Step
 
 #: Below this many seconds left in the budget a step is not started.
 MIN_START_S = 5.0
+#: A dry run's step limit is at least this: its limits catch hangs, and on a loaded CI
+#: machine a cold numba compile of the CPU twins alone can pass a device step's limit.
+DRY_MIN_TIMEOUT_S = 120.0
 #: Grace between SIGTERM and SIGKILL of a step that ran past its timeout.
 KILL_GRACE_S = 2.0
 #: Figures shown in summary.md per step (all of them are in <step>.json).
@@ -248,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             (out / f"{step.name}.json").write_text(json.dumps(record, indent=1) + "\n")
         else:
             inject = "error" if step.name in args.inject_error else "hang" if step.name in args.inject_hang else None
-            record = run_step(step, out, min(timeouts.get(step.name, step.timeout_s), left), args.dry_run, inject)
+            limit = step.timeout_s if not args.dry_run else max(step.timeout_s, DRY_MIN_TIMEOUT_S)
+            record = run_step(step, out, min(timeouts.get(step.name, limit), left), args.dry_run, inject)
         records.append(record)
         meta["elapsed_s"] = time.perf_counter() - started
         first = (record.get("error") or record.get("reason") or "").splitlines()

@@ -612,10 +612,10 @@ STEPS = [
     # 10M: device data 1 s, exact truth of 1,000 rows 1 s, index 5 s, 32 of 3162 lists: <= 35 s.
     Step("ivf_10m", step_ivf_10m, 40, "time and recall at capped probes (no target yet)"),
     # 30 GB on the device 2 s, two fits at 0.6 s, warm-up: ~10 s.
-    Step("pca_10m_768", step_pca_10m_768, 25, "PCA 10M x 768 -> 50 <= 1 s"),
+    Step("pca_10m_768", step_pca_10m_768, 20, "PCA 10M x 768 -> 50 <= 1 s"),
     # 100M points 1 s, bin 3 x 20 ms, aggregate 3 x ~50 ms, shade: ~8 s (+ datashader import).
-    Step("raster_100m", step_raster_100m, 25, "raster 100M <= 50 ms"),
-    # 200M float32 + codes 1.2 GB on the device 1 s, compile ~3 s, 3 x 3 views at
-    # <= 50 ms: ~6 s.
-    Step("app_aggregation", step_app_aggregation, 10, "re-aggregation of 100M device points <= 30 ms"),
+    Step("raster_100m", step_raster_100m, 20, "raster 100M <= 50 ms"),
+    # 200M float32 + codes 1.2 GB on the device 1 s, cold compile of two
+    # specialisations 3-8 s, 3 x 3 views at <= 50 ms: ~10 s; twice that for safety.
+    Step("app_aggregation", step_app_aggregation, 20, "re-aggregation of 100M device points <= 30 ms"),
 ]

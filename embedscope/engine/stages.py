@@ -557,10 +557,12 @@ def knn_graph(backend: Backend, Z: Any, k: int, metric: str, *, method: str = "a
     return backend.kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log, **kwargs)
 
 
-def knn_label(backend: Backend, method: str, n: int, precomputed: bool) -> str:
+def knn_label(backend: Backend, method: str, n: int, precomputed: bool, metric: str = "") -> str:
     """What the kNN stage will run, for the stage log."""
     if precomputed:
         return "precomputed"
+    if metric == "precomputed":  # no search: the rows of the distance matrix are read
+        return "rows of the distance matrix"
     return backend.name if backend.delegate is not None else backend.kernels.knn_label(method, n)
 
 

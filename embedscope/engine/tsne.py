@@ -340,7 +340,7 @@ class TSNE(BaseReducer):
             self.pca_ = self._prep.pca
             Xp = np.ascontiguousarray(to_host(Z), dtype=np.float32)
         precomputed = self.precomputed_knn is not None
-        search = stages.knn_label(backend, "auto", n, precomputed)
+        search = stages.knn_label(backend, "auto", n, precomputed, self._metric)
         with progress.stage("knn", f"k={k}, metric={self._metric}, {search}"):
             if precomputed:
                 indices, distances = given

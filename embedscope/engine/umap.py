@@ -464,7 +464,7 @@ class UMAP(BaseReducer):
             self.pca_ = self._prep.pca
             Z_host = to_host(Z)  # the init's PCA and transform() read the host copy
         precomputed = self.precomputed_knn is not None
-        search = stages.knn_label(backend, self.knn_method, n, precomputed)
+        search = stages.knn_label(backend, self.knn_method, n, precomputed, self._metric)
         with progress.stage("knn", f"{search}, k={k}, metric={self._metric}"):
             if precomputed:
                 indices, distances = given

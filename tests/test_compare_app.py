@@ -65,6 +65,7 @@ def test_compare_data_pairs_by_id_and_finds_what_moved(pair):
     root, A, B, label, qa, qb, _ = pair
     data = CompareData(str(root / "a.parquet"), str(root / "b.parquet"), on="id", k=10)
     np.testing.assert_allclose(data.frames[1]["x"].to_numpy(), B[:, 0].astype(data.frames[1]["x"].dtype))
+    np.testing.assert_allclose(data.frames[0]["y"].to_numpy(), A[:, 1].astype(data.frames[0]["y"].dtype))
     # rotation and scale keep the neighbours; the scattered cluster loses them
     moved = data.moved
     assert np.median(moved[label != 2]) < 0.3 and np.median(moved[label == 2]) > 0.9

@@ -200,10 +200,15 @@ class CompareData:
             out[f"{c}_b"] = fb[c].iloc[rows].to_numpy()
         return out
 
-    def summary(self) -> str:
-        """The moved layer's and each layout's quality figures, as Markdown lines (escaped)."""
+    def summary(self, markup: bool = True) -> str:
+        """The moved layer's and each layout's quality figures: Markdown lines, file names escaped
+        (``markup=False``: plain text for a terminal)."""
         from embedscope.viz.app import safe_text
 
+        if not markup:
+            return "; ".join([f"moved (k={self.k}): median {np.median(self.moved):.3f}, "
+                              f"{(self.moved > 0.5).mean():.1%} above 0.5",
+                              *filter(None, (quality_text(f, n) for f, n in zip(self.frames, self.names, strict=True)))])
         lines = [f"Moved (k={self.k}): median {np.median(self.moved):.3f}, "
                  f"{(self.moved > 0.5).mean():.1%} of points above 0.5 (share of neighbours not shared)"]
         for frame, name in zip(self.frames, self.names, strict=True):
@@ -443,7 +448,7 @@ def serve_compare(args: Any) -> int:
                  f"{args.k} nearest neighbours in both")
     data = CompareData(args.input, args.second, on=args.on, k=args.k,
                        color=MOVED if args.color is None else args.color)
-    progress.log(data.summary().replace("\n\n", "; "))
+    progress.log(data.summary(markup=False))
     _hv()  # the hover's DataModel types, before the first page (see app.serve)
 
     def ready(port: int) -> None:

@@ -120,9 +120,11 @@ def test_explorer_links_selection_marks_filters_and_exports(pair):
     # hovering on a point of panel b marks that row in both; empty space marks nothing
     row = 250
     assert ex.mark_at(1, float(B[row, 0]), float(B[row, 1])) == row
-    assert ex._mark.row == row and f"row {row}" in ex.mark_info.object
+    assert ex.marked == row and f"row {row}" in ex.mark_info.object
+    assert ex._rings[0].data["x"] == [float(ex.plots[0].frame["x"][row])]
+    assert ex._rings[1].data["y"] == [float(ex.plots[1].frame["y"][row])]
     far = float(np.abs(B).max()) * 5
-    assert ex.mark_at(1, far, far) == -1 and ex._mark.row == row
+    assert ex.mark_at(1, far, far) == -1 and ex.marked == row
     assert ex.mark_at(0, float("nan"), 0.0) == -1
     # the filter keeps the 1/3 that moved most (the scattered cluster) in both panels
     ex.set_share(1 / 3)

@@ -175,7 +175,7 @@ def test_linked_panels_hover_selection_export_and_quality(compare_server, tmp_pa
                 page.mouse.move(sx + dx, sy, steps=3)
                 if _wait_text(page, "row 3000 (needle)", timeout=4):
                     break
-            assert "Hovered in a.parquet: row 3000 (needle)" in _text(page), _text(page)[-500:]
+            assert "Hovered in a.parquet: row 3000 (needle)" in _text(page), server.output()[-1500:]
             page.wait_for_timeout(1500)
             ring = _near(_pixels(page, fb), fb, nx, ny, 14)
             assert (ring.max(axis=1) < 80).sum() > 20, "the hovered point is not marked in the other panel"

@@ -222,7 +222,6 @@ class CompareExplorer:
     """One browser session: the two layouts in linked panels, with their widgets."""
 
     def __init__(self, data: CompareData) -> None:
-        import holoviews as hv
         import panel as pn
 
         from embedscope.viz.app import _served_plot_class, safe_text
@@ -234,12 +233,12 @@ class CompareExplorer:
         self.rows: np.ndarray | None = None  # the items shown (None: all), as the slider keeps them
         self.cutoff = float(np.min(data.moved))
         self._frames = data.frames
-        self._hover_text = data.hover_text
+        self._hover_text: tuple[dict[str, Any], ...] = data.hover_text
         self._trees: list[Any] = [None, None]
         self._syncing = False
         self.plots: list[Any] = [None, None]
-        Mark = hv.streams.Stream.define("Mark", row=-1)
-        self._mark = Mark()
+        self.marked = -1  # the panel row ringed in both panels (-1: none)
+        self._rings: list[Any] = [None, None]
         self.color = pn.widgets.Select(label="Colour by (both panels)", options=[MOVED, "(density)",
                                        *[c for c in data.meta_columns if c != MOVED]],
                                        value=data.color or "(density)", width=220)
@@ -272,6 +271,7 @@ class CompareExplorer:
     def _make_plots(self, color: str | None) -> None:
         """Both panels coloured by ``color``, keeping each one's view, the selection and the mark."""
         import holoviews as hv
+        from bokeh.models import ColumnDataSource
 
         selected = self.plots[0].selected if self.plots[0] is not None else np.empty(0, np.int64)
         for i, name in enumerate(self.data.names):
@@ -286,20 +286,48 @@ class CompareExplorer:
             pointer.add_subscriber(lambda x=None, y=None, i=i, **_: self.mark_at(i, x, y, clicked=False))
             tap = hv.streams.Tap(source=plot.base)
             tap.add_subscriber(lambda x=None, y=None, i=i, **_: self.mark_at(i, x, y, clicked=True))
-            marker = hv.DynamicMap(lambda row=-1, i=i: self._marker(i, row), streams=[self._mark])
+            self._rings[i] = ColumnDataSource(self._ring_data(i, self.marked))
             self.plots[i] = plot
-            self.panes[i].object = plot.view * marker
+            self.panes[i].object = plot.view.opts(hooks=[lambda p, _e, i=i: self._add_ring(p, i)])
         if selected.size:
             self.plots[0].select(selected)
 
-    def _marker(self, panel: int, row: int) -> Any:
-        """A ring around row ``row`` of the panel (nothing when ``row`` < 0)."""
-        import holoviews as hv
+    @staticmethod
+    def _set_ring(source: Any, data: dict[str, list[float]]) -> None:
+        """Give the ring's source new data; on a server, in the document's next tick.
 
+        HoloViews runs stream callbacks without the document's lock, and Bokeh refuses a
+        model change made without it; a next-tick callback runs under the lock.
+        """
+        doc = source.document
+        if doc is None:
+            source.data = data
+            return
+
+        def apply() -> None:
+            source.data = data
+
+        doc.add_next_tick_callback(apply)
+
+    def _ring_data(self, panel: int, row: int) -> dict[str, list[float]]:
         frame = self._frames[panel]
-        points = [] if row < 0 or row >= len(frame) else [(float(frame["x"].iat[row]), float(frame["y"].iat[row]))]
-        return hv.Points(points, kdims=["x", "y"]).opts(
-            marker="circle", size=20, fill_alpha=0, line_color=MARK_COLOUR, line_width=3, tools=[])
+        if row < 0 or row >= len(frame):
+            return {"x": [], "y": []}
+        return {"x": [float(frame["x"].iat[row])], "y": [float(frame["y"].iat[row])]}
+
+    def _add_ring(self, plot: Any, panel: int) -> None:
+        """HoloViews hook: the ring is a Bokeh glyph of its own, fed by a source this session owns.
+
+        A hover then changes two points of data, sent as a small patch. As a HoloViews
+        layer, each mark refreshed the whole overlay of both panels (ranges of the
+        images, every layer's frame): ~0.2 s a panel on two busy cores, per mouse move.
+        """
+        figure = plot.state
+        if any("embedscope_ring" in r.tags for r in figure.renderers):
+            return
+        ring = figure.scatter("x", "y", source=self._rings[panel], size=20, fill_alpha=0, line_color=MARK_COLOUR,
+                              line_width=3)
+        ring.tags = ["embedscope_ring"]
 
     # ----------------------------------------------------------------- links
     def _on_select(self, panel: int, ids: np.ndarray) -> None:
@@ -316,7 +344,7 @@ class CompareExplorer:
         self.selection_info.object = (f"Selected {ids.size:,} point(s) in both panels"
                                       + (f": rows {shown}" if ids.size else "."))
 
-    def original_rows(self, ids: np.ndarray) -> np.ndarray:
+    def original_rows(self, ids: Any) -> np.ndarray:
         """Row ids of the files for row ids of the panels (which hold only the kept rows)."""
         ids = np.asarray(ids, dtype=np.int64)
         return ids if self.rows is None else self.rows[ids]
@@ -350,8 +378,10 @@ class CompareExplorer:
             dy = (float(frame["y"].iat[row]) - y) / (y1 - y0) * height
             if math.hypot(dx, dy) > MARK_RADIUS_PX:
                 return -1
-        if row != self._mark.row:
-            self._mark.event(row=row)
+        if row != self.marked:
+            self.marked = row
+            for i, source in enumerate(self._rings):
+                self._set_ring(source, self._ring_data(i, row))
             self.mark_info.object = self._describe(row, "Clicked" if clicked else "Hovered", panel)
         return row
 
@@ -386,7 +416,7 @@ class CompareExplorer:
             self._hover_text = tuple({c: v[keep] for c, v in t.items()} for t in self.data.hover_text)
         self._trees = [None, None]
         self.plots[0].selected = np.empty(0, np.int64)  # its ids index the old rows
-        self._mark.update(row=-1)
+        self.marked = -1
         self._make_plots(self.plots[0].color)
         if chosen.size:
             local = chosen if keep is None else np.flatnonzero(np.isin(keep, chosen))

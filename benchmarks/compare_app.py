@@ -26,6 +26,7 @@ size as one plot of that size; a zoom re-renders only the zoomed panel).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -187,12 +188,14 @@ def main() -> None:
                "zoom_vs_single_plot": round(worst_panel / results["single"], 2),
                "target_s": target, "meets_target": worst_panel <= target}
     print("summary:", summary, flush=True)
+    summary["load_average_1_5_15"] = [round(v, 2) for v in os.getloadavg()]  # a busy shared machine shows here
     payload = {"machine": machine(), "rows": rows, "summary": summary}
     table = markdown_table(rows, ["case", "first_s", "median_s", "worst_s", "note"])
     table += (f"\n\nZoom re-render in either panel (median, server side): {worst_panel:.3f} s for 2 x {args.n:,} "
               f"points; target {target:.3f} s: {'met' if summary['meets_target'] else 'NOT met'}. "
               f"One plot of the same points: {results['single']:.3f} s "
-              f"(ratio {summary['zoom_vs_single_plot']}). Not measured: the image's transfer and the browser's "
+              f"(ratio {summary['zoom_vs_single_plot']}). Load average at the end: {summary['load_average_1_5_15']} "
+              f"on {os.cpu_count()} CPUs. Not measured: the image's transfer and the browser's "
               "paint (benchmarks/viz_latency.py).\n")
     write_results("compare_app", payload, table)
 

@@ -170,3 +170,14 @@ def test_quality_layer_style_default_and_png_legend(tmp_path):
     # the low end of the map (black) on the left, its high end (orange-yellow) on the right, linearly
     assert len(left) > 500 and len(right) > 500
     assert np.abs(np.median(left, 0) - cmap[0]).max() < 40 and np.abs(np.median(right, 0) - cmap[-1]).max() < 40
+
+
+def test_serve_flags_of_two_layouts_are_refused_where_they_do_not_apply(pair, capsys):
+    from embedscope.viz.cli import main
+
+    root = pair[0]
+    # one-line errors, exit code 2, before any data is read or port bound
+    assert main(["serve", str(root / "a.parquet"), "--on", "id", "--port", "0"]) == 2
+    assert "error: --on pairs the rows of two layouts" in capsys.readouterr().err
+    assert main(["serve", str(root / "a.parquet"), str(root / "b.parquet"), "--meta", "m.csv", "--port", "0"]) == 2
+    assert "error: --meta applies to one input" in capsys.readouterr().err

@@ -181,3 +181,22 @@ def test_serve_flags_of_two_layouts_are_refused_where_they_do_not_apply(pair, ca
     assert "error: --on pairs the rows of two layouts" in capsys.readouterr().err
     assert main(["serve", str(root / "a.parquet"), str(root / "b.parquet"), "--meta", "m.csv", "--port", "0"]) == 2
     assert "error: --meta applies to one input" in capsys.readouterr().err
+
+
+def test_serve_colours_by_quality_and_shows_its_figures(tmp_path):
+    from embedscope.viz.app import AppData, Explorer
+
+    rng = np.random.default_rng(2)
+    quality = np.r_[np.zeros(100), np.full(300, 0.8)].astype(np.float32)
+    pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400), "label": rng.integers(0, 3, 400),
+                  "quality": quality}).to_parquet(tmp_path / "q.parquet")
+    explorer = Explorer(AppData(str(tmp_path / "q.parquet"), verbose=False))
+    assert explorer.plot.color == "quality" and explorer.plot.span == (0.0, 1.0) and explorer.plot.how == "linear"
+    text = " ".join(str(getattr(o, "object", "")) for o in explorer.layout[0])
+    assert "Quality: mean 0.600, 25.0% of points below 0.5" in text
+    explorer.color.value = "label"  # other columns keep their own shading
+    assert explorer.plot.span is None and explorer.plot.how == "eq_hist"
+    # negative control: no quality column, no figures and the density map
+    pd.read_parquet(tmp_path / "q.parquet").drop(columns="quality").to_parquet(tmp_path / "p.parquet")
+    plain = Explorer(AppData(str(tmp_path / "p.parquet"), verbose=False))
+    assert plain.plot.color is None and "Quality" not in " ".join(str(getattr(o, "object", "")) for o in plain.layout[0])

@@ -218,5 +218,16 @@ def test_linked_panels_hover_selection_export_and_quality(compare_server, tmp_pa
             np.testing.assert_allclose(exported[["x_b", "y_b"]].to_numpy(), B[exported["row"]], rtol=1e-5)
             np.testing.assert_allclose(exported[["x_a", "y_a"]].to_numpy(), A[exported["row"]], rtol=1e-5)
             assert {"moved", "quality", "quality_b"} <= set(exported.columns)
+
+            # a zoom in panel a leaves panel b's view alone (the layouts' scales need not match)
+            page.mouse.move(*_screen(fa, 5.0, 5.0))
+            for _ in range(3):
+                page.mouse.wheel(0, -400)
+                page.wait_for_timeout(200)
+            page.wait_for_function(f"() => {{ const f = ({FIGURES_JS})(); return f[0].x1 - f[0].x0 < "
+                                   f"{0.8 * (fa['x1'] - fa['x0'])}; }}")
+            page.wait_for_timeout(500)
+            zb = page.evaluate(FIGURES_JS)[1]
+            assert (zb["x0"], zb["x1"], zb["y0"], zb["y1"]) == (fb["x0"], fb["x1"], fb["y0"], fb["y1"]), (zb, fb)
         finally:
             context.close()

@@ -252,7 +252,10 @@ class CompareExplorer:
         self.filter_info = pn.pane.Markdown("", css_classes=["es-filter"], width=240)
         self.mark_info = pn.pane.Markdown("Hover or click a point to mark it in both panels.",
                                           css_classes=["es-mark"])
-        self.panes = [pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300) for _ in PANELS]
+        # linked_axes=False: Panel links the axes of HoloViews panes of one page by default, which
+        # made both panels show one range (two layouts' scales differ) and re-render both per zoom.
+        self.panes = [pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300, linked_axes=False)
+                      for _ in PANELS]
         self._make_plots(data.color)
         self._show_filter()
         self.color.param.watch(lambda e: self._make_plots(None if e.new == "(density)" else e.new), "value")

@@ -178,7 +178,9 @@ def test_serve_flags_of_two_layouts_are_refused_where_they_do_not_apply(pair, ca
     root = pair[0]
     # one-line errors, exit code 2, before any data is read or port bound
     assert main(["serve", str(root / "a.parquet"), "--on", "id", "--port", "0"]) == 2
-    assert "error: --on pairs the rows of two layouts" in capsys.readouterr().err
+    assert "error: --on applies to two layouts compared" in capsys.readouterr().err
+    assert main(["serve", str(root / "a.parquet"), "--k", "5", "--port", "0"]) == 2
+    assert "error: --k applies to two layouts compared" in capsys.readouterr().err
     assert main(["serve", str(root / "a.parquet"), str(root / "b.parquet"), "--meta", "m.csv", "--port", "0"]) == 2
     assert "error: --meta applies to one input" in capsys.readouterr().err
 

@@ -367,8 +367,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from embedscope.viz.compare_app import serve_compare
 
         return serve_compare(args)
-    if args.on is not None:
-        raise ValueError("--on pairs the rows of two layouts: give a second input (serve A B --on ID)")
+    if args.on is not None or args.k is not None:
+        flag = "--on" if args.on is not None else "--k"
+        raise ValueError(f"{flag} applies to two layouts compared: give a second input (serve A B {flag} ...)")
     from embedscope._progress import Progress
     from embedscope.viz.app import AppData, serve
     from embedscope.viz.server import SessionGate, check_listen, is_loopback, page_urls
@@ -450,7 +451,7 @@ def register(sub: Any) -> None:
     s.add_argument("second", nargs="?", help="a second layout of the same items: both side by side in linked "
                                              "panels, with the 'moved' layer (see 'embedscope compare')")
     s.add_argument("--on", metavar="ID", help="with two layouts: id column to pair their rows by (default: row order)")
-    s.add_argument("--k", type=int, default=15, help="with two layouts: neighbours of the moved layer (default 15)")
+    s.add_argument("--k", type=int, default=None, help="with two layouts: neighbours of the moved layer (default 15)")
     s.add_argument("--meta", help="metadata file with one row per point")
     s.add_argument("--method", choices=["umap", "tsne", "pca", "pacmap"],
                    help="reducer for vectors input (default umap when installed, else pca)")

@@ -477,9 +477,10 @@ def serve_compare(args: Any) -> int:
         print(f"embedscope serve: warning: --host {args.host} makes the app reachable from the network, "
               "without a login, by anyone who can reach this machine", file=sys.stderr)
     progress = Progress(not args.quiet, "serve")
+    k = 15 if args.k is None else args.k
     progress.log(f"loading {args.input} and {args.second}; the moved layer compares each point's "
-                 f"{args.k} nearest neighbours in both")
-    data = CompareData(args.input, args.second, on=args.on, k=args.k,
+                 f"{k} nearest neighbours in both")
+    data = CompareData(args.input, args.second, on=args.on, k=k,
                        color=MOVED if args.color is None else args.color)
     progress.log(data.summary(markup=False))
     _hv()  # the hover's DataModel types, before the first page (see app.serve)

@@ -1,6 +1,7 @@
 """Zoom latency of ``embedscope serve`` in a real browser: wheel step -> new image on screen.
 
     .venv/bin/python benchmarks/viz_latency.py [--n 1000000] [--steps 8] [--width 1500 --height 1100]
+    .venv/bin/python benchmarks/viz_latency.py --compare   # 'serve a b': two linked panels, zoom in the first
 
 Starts ``embedscope serve`` on generated clusters (a subprocess whose renders are timed),
 opens it in headless chromium (Playwright, Debian's /usr/bin/chromium) and, per wheel
@@ -149,6 +150,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1100)
     parser.add_argument("--color", default="label", help="colour column ('' for density)")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between wheel steps")
+    parser.add_argument("--compare", action="store_true",
+                        help="serve two layouts of the points (b: a turned, shuffled, paired by id) in linked panels, "
+                             "coloured by the moved layer; the wheel zooms the first panel")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -159,7 +163,17 @@ def main() -> None:
     port = _free_port()
     log = open(work / "server.log", "w+")
     color = ["--color", args.color] if args.color else []
-    server = subprocess.Popen([sys.executable, str(work / "server.py"), "serve", str(work / "points.parquet"), *color,
+    inputs = [str(work / "points.parquet")]
+    if args.compare:
+        points = pd.read_parquet(work / "points.parquet")
+        order = np.random.default_rng(1).permutation(len(points))
+        turned = points.iloc[order].reset_index(drop=True)
+        turned = turned.assign(x=turned["y"], y=-turned["x"], id=order)[["x", "y", "id"]]
+        turned.to_parquet(work / "turned.parquet")
+        points.assign(id=np.arange(len(points))).to_parquet(work / "points.parquet")
+        inputs += [str(work / "turned.parquet"), "--on", "id"]
+        color = ["--color", "moved"]
+    server = subprocess.Popen([sys.executable, str(work / "server.py"), "serve", *inputs, *color,
                                "--port", str(port), "--quiet"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     steps = []
@@ -223,13 +237,17 @@ def main() -> None:
                if any(r[k] is not None for r in steps)}
     print("median ms after the wheel event:", json.dumps(medians))
     RESULTS.mkdir(exist_ok=True)
-    out = {"n": args.n, "width": args.width, "height": args.height, "color": args.color, "steps": steps,
+    name = "viz_latency_compare" if args.compare else "viz_latency"
+    out = {"n": args.n, "compare": args.compare, "width": args.width, "height": args.height, "color": args.color, "steps": steps,
            "median_ms_after_wheel": medians}
-    (RESULTS / "viz_latency.json").write_text(json.dumps(out, indent=1))
-    lines = [f"# Zoom latency: {args.n:,} points, {args.width} x {args.height} window, colour {args.color or 'density'}",
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
+    what = (f"two linked panels of {args.n:,} points each (serve a b), zoom in the first, colour moved" if args.compare
+            else f"{args.n:,} points, colour {args.color or 'density'}")
+    lines = [f"# Zoom latency: {what}, {args.width} x {args.height} window",
+             f"load average {[round(v, 2) for v in os.getloadavg()]} on {os.cpu_count()} CPUs",
              "", "ms after the wheel event (median of the steps)", "", "| stage | ms |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in medians.items()]
-    (RESULTS / "viz_latency.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -487,6 +487,7 @@ def shade(
     alpha: int = 255,
     min_alpha: int = 100,
     background: str | None = "white",
+    span: Any = None,
 ) -> Any:
     """Colour an aggregate from :func:`raster` into a datashader ``Image``.
 
@@ -506,6 +507,8 @@ def shade(
         Opacity of the densest and of the sparsest non-empty pixel.
     background : str or None, default="white"
         Composited behind the image; None keeps transparency.
+    span : (float, float), optional
+        Values at the two ends of ``cmap`` (counts or means; ``how="linear"``).
 
     Returns
     -------
@@ -520,7 +523,7 @@ def shade(
         img = tf.shade(agg, color_key=color_key, how=how, alpha=alpha, min_alpha=min_alpha)
     else:
         default = cc.bmy if agg.dtype.kind == "f" else cc.blues[110:]
-        img = tf.shade(agg, cmap=cmap or default, how=how, alpha=alpha, min_alpha=min_alpha)
+        img = tf.shade(agg, cmap=cmap or default, how=how, alpha=alpha, min_alpha=min_alpha, span=span)
     if check_spread(spread):
         img = tf.dynspread(img, threshold=0.5, max_px=int(spread))
     if background is not None:

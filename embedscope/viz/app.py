@@ -26,6 +26,7 @@ from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import color_kind, plot_frame
 from embedscope.viz.figure import device_coordinates
+from embedscope.viz.layers import default_color, layer_style, quality_text
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
 
@@ -183,7 +184,7 @@ class AppData:
             self.note += f" (--method {method} ignored: the input is already coordinates)"
         if color is not None and (self.meta is None or color not in self.meta.columns):
             raise DataError(f"no metadata column {color!r} to colour by; columns: {self.meta_columns}")
-        self.color = color
+        self.color = default_color(self.meta, color)  # a 'quality' column colours the map unless told otherwise
         texts = [c for c in self.meta_columns if color_kind(self.meta[c]) == "category" and self.meta[c].dtype.kind != "i"]
         if text_column is not None and text_column not in self.meta_columns:
             raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
@@ -345,6 +346,8 @@ class Explorer:
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
             self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
+        if quality_text(data.frame):  # the overall figures of the per-point quality layer
+            sidebar.insert(1, pn.pane.Markdown(quality_text(data.frame), css_classes=["es-quality"]))
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
                                                 sizing_mode="stretch_both"),
                              sizing_mode="stretch_both")
@@ -357,7 +360,7 @@ class Explorer:
         view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
                                    responsive=True, title=Path(self.data.path).name,
-                                   x_range=view[0], y_range=view[1])
+                                   x_range=view[0], y_range=view[1], **layer_style(color))
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)

@@ -23,6 +23,7 @@ PLOT_EXAMPLE = """example:
 SERVE_EXAMPLE = """example:
   embedscope serve coords.parquet                    # coordinates written by 'embedscope reduce'
   embedscope serve vectors.npy --meta meta.csv --method pca --port 5006
+  embedscope serve umap.parquet tsne.parquet --on id   # two layouts side by side, linked
   then open http://127.0.0.1:5006 (the server binds to 127.0.0.1 unless --host says otherwise)
 """
 
@@ -94,6 +95,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         return _plot_on_dask(args, out, scheduler, workers)
     progress = Progress(not args.quiet, "plot")
     array, meta = _load_coords(args.input, args.meta, progress)
+    from embedscope.viz.layers import default_color
+
+    args.color = default_color(meta, args.color)  # a 'quality' column colours the map unless told otherwise
     if args.color is not None and (meta is None or args.color not in meta.columns):
         known = [] if meta is None else list(meta.columns)
         raise DataError(f"no column {args.color!r} to colour by; metadata columns: {known}")
@@ -359,6 +363,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if getattr(args, "second", None) is not None:  # two layouts in linked panels
+        from embedscope.viz.compare_app import serve_compare
+
+        return serve_compare(args)
+    if args.on is not None or args.k is not None:
+        flag = "--on" if args.on is not None else "--k"
+        raise ValueError(f"{flag} applies to two layouts compared: give a second input (serve A B {flag} ...)")
     from embedscope._progress import Progress
     from embedscope.viz.app import AppData, serve
     from embedscope.viz.server import SessionGate, check_listen, is_loopback, page_urls
@@ -437,6 +448,10 @@ def register(sub: Any) -> None:
     s = sub.add_parser("serve", help="explore an embedding in the browser (Bokeh server)",
                        epilog=SERVE_EXAMPLE, formatter_class=fmt)
     s.add_argument("input", help="coordinates (parquet with x, y; .npy n x 2) or vectors to reduce first")
+    s.add_argument("second", nargs="?", help="a second layout of the same items: both side by side in linked "
+                                             "panels, with the 'moved' layer (see 'embedscope compare')")
+    s.add_argument("--on", metavar="ID", help="with two layouts: id column to pair their rows by (default: row order)")
+    s.add_argument("--k", type=int, default=None, help="with two layouts: neighbours of the moved layer (default 15)")
     s.add_argument("--meta", help="metadata file with one row per point")
     s.add_argument("--method", choices=["umap", "tsne", "pca", "pacmap"],
                    help="reducer for vectors input (default umap when installed, else pca)")

@@ -18,7 +18,7 @@ import numpy as np
 from embedscope.errors import DataError
 from embedscope.io.write import atomic_output
 
-__all__ = ["MOVED", "align_layouts", "save_compare_png"]
+__all__ = ["MOVED", "align_layouts", "pair_order", "save_compare_png"]
 
 #: The colour choice that means "the moved layer" rather than a metadata column.
 MOVED = "moved"
@@ -39,6 +39,36 @@ def _ids(meta: Any, on: str, name: str) -> Any:
         raise DataError(f"{name}: {on!r} is not unique ({len(dupes)} repeated ids, e.g. {dupes.iloc[0]!r}); "
                         "rows cannot be paired")
     return ids
+
+
+def pair_order(a: np.ndarray, a_meta: Any, b: np.ndarray, b_meta: Any, *, on: str | None = None,
+               names: tuple[str, str] = ("the first layout", "the second layout")) -> np.ndarray:
+    """The rows of ``b`` in ``a``'s order: ``b[order][i]`` is the item of ``a[i]``.
+
+    Parameters and errors as in :func:`align_layouts`, which applies it.
+
+    Returns
+    -------
+    int64 ndarray of shape (n,)
+    """
+    if on is None:
+        if a.shape[0] != b.shape[0]:
+            raise DataError(f"{names[0]} has {a.shape[0]:,} rows and {names[1]} {b.shape[0]:,}; pair them by an "
+                            "id column (--on ID) or give layouts of the same rows")
+        order = np.arange(b.shape[0])
+    else:
+        ids_a, ids_b = _ids(a_meta, on, names[0]), _ids(b_meta, on, names[1])
+        position = {value: i for i, value in enumerate(ids_b.tolist())}
+        missing_b = [v for v in ids_a.tolist() if v not in position]
+        extra_b = len(ids_b) - (len(ids_a) - len(missing_b))
+        if missing_b or extra_b:
+            example = (f"e.g. {missing_b[0]!r} is only in {names[0]}" if missing_b
+                       else f"e.g. {next(v for v in ids_b.tolist() if v not in set(ids_a.tolist()))!r} "
+                            f"is only in {names[1]}")
+            raise DataError(f"the {on!r} ids differ: {len(missing_b):,} only in {names[0]}, {extra_b:,} only in "
+                            f"{names[1]} ({example}); compare layouts of the same items")
+        order = np.array([position[v] for v in ids_a.tolist()], dtype=np.int64)
+    return order
 
 
 def align_layouts(a: np.ndarray, a_meta: Any, b: np.ndarray, b_meta: Any, *, on: str | None = None,
@@ -70,23 +100,7 @@ def align_layouts(a: np.ndarray, a_meta: Any, b: np.ndarray, b_meta: Any, *, on:
         Row counts differ without ``on``; the id column is missing, has gaps or
         repeats, or the two id sets differ (the message counts and shows an example).
     """
-    if on is None:
-        if a.shape[0] != b.shape[0]:
-            raise DataError(f"{names[0]} has {a.shape[0]:,} rows and {names[1]} {b.shape[0]:,}; pair them by an "
-                            "id column (--on ID) or give layouts of the same rows")
-        order = np.arange(b.shape[0])
-    else:
-        ids_a, ids_b = _ids(a_meta, on, names[0]), _ids(b_meta, on, names[1])
-        position = {value: i for i, value in enumerate(ids_b.tolist())}
-        missing_b = [v for v in ids_a.tolist() if v not in position]
-        extra_b = len(ids_b) - (len(ids_a) - len(missing_b))
-        if missing_b or extra_b:
-            example = (f"e.g. {missing_b[0]!r} is only in {names[0]}" if missing_b
-                       else f"e.g. {next(v for v in ids_b.tolist() if v not in set(ids_a.tolist()))!r} "
-                            f"is only in {names[1]}")
-            raise DataError(f"the {on!r} ids differ: {len(missing_b):,} only in {names[0]}, {extra_b:,} only in "
-                            f"{names[1]} ({example}); compare layouts of the same items")
-        order = np.array([position[v] for v in ids_a.tolist()], dtype=np.int64)
+    order = pair_order(a, a_meta, b, b_meta, on=on, names=names)
     B = np.asarray(b)[order]
     meta = a_meta
     if b_meta is not None:

@@ -42,6 +42,8 @@ def render_image(
     height: int = 900,
     how: str = "eq_hist",
     spread: int = 2,
+    cmap: Any = None,
+    span: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Shade the full data once; return the datashader Image and what was drawn.
 
@@ -49,6 +51,9 @@ def render_image(
     frequent categories plus ``"other"`` (logged, and noted in ``info``). Sizes past
     the bounds of :func:`embedscope.viz.aggregate.check_raster_size` are refused before
     the points are prepared; the memory estimate is checked before the aggregate.
+
+    ``cmap`` and ``span`` (values at its two ends) shade a value column; a known layer
+    (``quality``, ``moved``: :mod:`embedscope.viz.layers`) brings its own.
 
     Returns
     -------
@@ -76,7 +81,7 @@ def render_image(
         color_key = plan.colors()
         info["colors"] = color_key
         info["note"] = plan.note
-    return shade(agg, how=how, color_key=color_key, spread=spread), info
+    return shade(agg, how=how, color_key=color_key, spread=spread, cmap=cmap, span=span), info
 
 
 def _padded(values: np.ndarray, pad: float = 0.02) -> tuple[float, float]:
@@ -160,7 +165,9 @@ def save_png(
         Destination ``.png``.
     meta : DataFrame or array, optional
     color : str, optional
-        Column to colour by (categories get glasbey colours and a legend).
+        Column to colour by (categories get glasbey colours and a legend). ``quality``
+        and ``moved`` are drawn linearly on [0, 1] with their own colour map, whatever
+        ``how`` says, and the legend gives their colour bar and overall figures.
     width, height : int, default=1200, 900
         Size of the raster in pixels (the legend adds a column on the right).
     how : str, default="eq_hist"
@@ -177,12 +184,17 @@ def save_png(
     -------
     Path
     """
-    image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
+    from embedscope.viz.layers import layer_style, value_legend
+
+    options = {"how": how, **layer_style(color)}
+    image, info = render_image(data, meta, color, width=width, height=height, spread=spread, **options)
     pil = image.to_pil()
     if labels is not None:
         pil = _labelled_image(pil, plot_frame(data, meta), labels, info)
     if legend:
         pil = _legend_image(pil, info)
+        if options.get("span") is not None and info["kind"] == "value":
+            pil = value_legend(pil, str(color), plot_frame(data, meta)[color].to_numpy())
     with atomic_output(path, force=force) as tmp:
         pil.save(tmp, format="PNG")
     return Path(path)
@@ -228,7 +240,10 @@ def save_html(
     from bokeh.resources import INLINE
     from markupsafe import Markup
 
-    image, info = render_image(data, meta, color, width=width, height=height, how=how, spread=spread)
+    from embedscope.viz.layers import layer_style
+
+    options = {"how": how, **layer_style(color)}
+    image, info = render_image(data, meta, color, width=width, height=height, spread=spread, **options)
     (x0, x1), (y0, y1) = info["x_range"], info["y_range"]
     rgba = np.ascontiguousarray(np.asarray(image.data, dtype=np.uint32))
     fig = figure(width=min(width, 1000), height=int(min(width, 1000) * height / width), title=title or "",

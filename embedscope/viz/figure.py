@@ -147,6 +147,9 @@ class EmbeddingPlot:
         Datashader colour normalisation.
     cmap : list of str, optional
         Colour map for density or values.
+    span : (float, float), optional
+        Values mapped to the two ends of ``cmap`` (with ``how="linear"``) in every view,
+        so a colour means the same value after a zoom; default: each view's own range.
     hover_columns : list of str, optional
         Metadata columns in the tooltip (default: the first six; at most 32).
     spread : int, default=3
@@ -190,6 +193,7 @@ class EmbeddingPlot:
         height: int = 600,
         how: str = "eq_hist",
         cmap: Any = None,
+        span: Any = None,
         hover_columns: list[str] | None = None,
         spread: int = 3,
         title: str | None = None,
@@ -214,6 +218,7 @@ class EmbeddingPlot:
         self.color = color
         self.width, self.height, self.how, self.cmap, self.spread = int(width), int(height), how, cmap, int(spread)
         self.title = title or ""
+        self.span = None if span is None else (float(span[0]), float(span[1]))
         self.hover = bool(hover)
         self.responsive = bool(responsive)
         self._initial_view = (None if x_range is None else tuple(map(float, x_range)),
@@ -374,7 +379,7 @@ class EmbeddingPlot:
             with np.errstate(divide="ignore", invalid="ignore"):
                 mean = np.where(grid.count > 0, grid.value_sum / grid.count, np.nan)
             img = tf.shade(xr.DataArray(mean, dims=("y", "x"), coords=coords), cmap=self._shade_cmap(),
-                           how=self.how, min_alpha=MIN_ALPHA)
+                           how=self.how, min_alpha=MIN_ALPHA, span=self.span)
         else:
             img = tf.shade(counts, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
         px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0

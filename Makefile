@@ -26,8 +26,11 @@ demo: $(STAMP)
 	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --tiles --max-zoom 3 --out $(DEMO)/site --force
 	@echo "demo: open $(DEMO)/umap-vs-tsne.png, $(DEMO)/plot.png, $(DEMO)/plot.html and $(DEMO)/site/index.html"
 
+# Test files spread over up to 4 processes (pytest-xdist): most of the suite waits on
+# subprocesses, the CUDA simulator or a browser, one core at a time. A file stays in one
+# process, so its servers and fixtures are built once. `pytest -q` alone runs serially.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ imported by ``import embedscope``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -298,8 +299,12 @@ def cluster(scheduler: str | None = None, local_workers: int | None = None, *,
                 raise ImportError("several GPUs need dask-cuda: conda install -c rapidsai dask-cuda") from None
             local = LocalCUDACluster(host="127.0.0.1", dashboard_address="127.0.0.1:0")
         else:
+            # silence_logs: a worker's heartbeat racing the scheduler's shutdown on a busy
+            # machine logs a traceback (CommClosedError) that is no error of the user's run;
+            # task failures still raise through the client.
             local = LocalCluster(n_workers=local_workers or 2, threads_per_worker=1, processes=True,
-                                 host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                                 host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                 silence_logs=logging.CRITICAL)
         client = Client(local)
     where = f"connected to {scheduler}" if scheduler else "local cluster"
     progress.log(f"{where}: {len(client.scheduler_info()['workers'])} workers")

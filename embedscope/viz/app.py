@@ -39,6 +39,8 @@ NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
 MAX_SEARCH_CHARS = 200
 #: Longest metadata value shown in a title; the table and the export keep the whole value.
 MAX_LABEL_CHARS = 120
+#: Zoom levels of the region labels: full view, then each halving of the view's width.
+LABEL_LEVELS = 4
 
 # Characters that HTML or Markdown would read as markup. Each is written as a numeric
 # character reference, which both show as the literal character and neither interprets.
@@ -164,12 +166,16 @@ class AppData:
         Column to colour by at start.
     text_column : str, optional
         Column the search box matches (default: the first text column).
+    labels_from : str, optional
+        Category or text column whose names are written on the map's regions, at
+        several zoom levels (:func:`embedscope.viz.labels.find_labels`, found once).
     verbose : bool, default=True
         Log the reducer's stages to stderr as well.
     """
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
-                 color: str | None = None, text_column: str | None = None, verbose: bool = True) -> None:
+                 color: str | None = None, text_column: str | None = None, labels_from: str | None = None,
+                 verbose: bool = True) -> None:
         array, self.meta, is_coords = load_input(path, meta)
         array = _in_memory(array, str(path))
         self.path = str(path)
@@ -189,6 +195,10 @@ class AppData:
         if text_column is not None and text_column not in self.meta_columns:
             raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
         self.text_column = text_column or (texts[0] if texts else None)
+        if labels_from is not None and labels_from not in self.meta_columns:
+            raise DataError(f"no metadata column {labels_from!r} to label the map from; columns: {self.meta_columns}")
+        self.labels_from = labels_from
+        self.labels: Any = None
         self.frame: pd.DataFrame | None = None
         self.device_xy: tuple[Any, Any] | None = None
         self._tree = None
@@ -238,6 +248,12 @@ class AppData:
         self.hover_text = {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns
                            if c not in ("x", "y")
                            and (frame[c].dtype.kind in "OSU" or isinstance(frame[c].dtype, pd.StringDtype))}
+        if self.labels_from is not None:
+            from embedscope.viz.labels import find_labels
+
+            self.status = f"finding the regions to label from {self.labels_from!r}"
+            self.labels = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[self.labels_from].to_numpy(),
+                                      column=self.labels_from, levels=LABEL_LEVELS, width=900)
         self.frame = frame
         self._ready.set()
 
@@ -326,6 +342,9 @@ class Explorer:
                                            placeholder="text to find", disabled=data.text_column is None, width=220,
                                            max_length=MAX_SEARCH_CHARS)
         self.clear = pn.widgets.Button(label="Clear selection", width=220)
+        self.show_labels = pn.widgets.Checkbox(
+            label=f"Show labels ({data.labels_from})" if data.labels is not None else "Labels (serve --labels-from)",
+            value=data.labels is not None, disabled=data.labels is None, width=220)
         self.fmt = pn.widgets.RadioButtonGroup(options=["csv", "parquet"], value="csv", width=220)
         self.download = pn.widgets.FileDownload(callback=self._export, filename="selection.csv",
                                                 label="Export selection", width=220)
@@ -342,10 +361,11 @@ class Explorer:
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
         self.clear.on_click(lambda _: self._clear())
+        self.show_labels.param.watch(lambda event: self.plot.show_labels(event.new), "value")
         self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
-            self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
+            self.color, self.show_labels, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
         if quality_text(data.frame):  # the overall figures of the per-point quality layer
             sidebar.insert(1, pn.pane.Markdown(quality_text(data.frame), css_classes=["es-quality"]))
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
@@ -360,7 +380,8 @@ class Explorer:
         view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
                                    responsive=True, title=Path(self.data.path).name,
-                                   x_range=view[0], y_range=view[1], **layer_style(color))
+                                   x_range=view[0], y_range=view[1], labels=self.data.labels,
+                                   show_labels=self.show_labels.value, **layer_style(color))
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)

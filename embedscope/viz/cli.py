@@ -109,12 +109,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         if meta is None or args.labels_from not in meta.columns:
             known = [] if meta is None else list(meta.columns)
             raise DataError(f"no column {args.labels_from!r} to label the map from; metadata columns: {known}")
-        if suffix != ".png":
-            raise ValueError("--labels-from is drawn into a .png or a --tiles site, not a static .html page")
     if suffix == ".png":
         save_png(array, out, meta, args.color, labels=args.labels_from, **options)
     else:
-        save_html(array, out, meta, args.color, title=Path(args.input).name, serve_hint=serve_hint, **options)
+        save_html(array, out, meta, args.color, title=Path(args.input).name, serve_hint=serve_hint,
+                  labels=args.labels_from, **options)
     print(out)
     if not args.quiet:
         print(f"explore it live (re-aggregates on zoom): {serve_hint}", file=sys.stderr)
@@ -366,6 +365,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "second", None) is not None:  # two layouts in linked panels
         from embedscope.viz.compare_app import serve_compare
 
+        if args.labels_from is not None:
+            raise ValueError("--labels-from applies to one layout; 'embedscope compare --labels-from' "
+                             "labels two side by side")
+
         return serve_compare(args)
     if args.on is not None or args.k is not None:
         flag = "--on" if args.on is not None else "--k"
@@ -383,7 +386,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               "without a login, by anyone who can reach this machine", file=sys.stderr)
     Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
-                   verbose=not args.quiet)
+                   labels_from=args.labels_from, verbose=not args.quiet)
 
     def ready(port: int) -> None:
         if not args.quiet:
@@ -413,7 +416,8 @@ def register(sub: Any) -> None:
                    help="colour normalisation (default eq_hist)")
     p.add_argument("--labels-from", metavar="COLUMN",
                    help="write the names of the map's regions from this column (categories: the dominant "
-                        "one; text: the most distinctive terms) on a .png or a --tiles site")
+                        "one; text: the most distinctive terms); .html and --tiles pages show finer ones "
+                        "as you zoom")
     p.add_argument("--tiles", action="store_true",
                    help="write a static zoomable site into the folder --out: a tile pyramid and index.html "
                         "that pans and zooms it with no server (file:// or any static host)")
@@ -457,6 +461,9 @@ def register(sub: Any) -> None:
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")
+    s.add_argument("--labels-from", metavar="COLUMN",
+                   help="name the map's regions from this column (categories or text), finer as you zoom; "
+                        "a toggle in the app shows or hides them")
     s.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",

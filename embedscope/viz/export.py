@@ -31,6 +31,8 @@ __all__ = ["render_image", "save_html", "save_png"]
 LEGEND_WIDTH = 180
 # Every colour a plot can draw has its legend entry (see MAX_CATEGORIES).
 MAX_LEGEND = MAX_CATEGORIES
+#: Zoom levels of the labels on pages that zoom (full view, then 2x, 4x, 8x finer).
+LABEL_LEVELS = 4
 
 
 def render_image(
@@ -112,18 +114,23 @@ def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
     return canvas
 
 
-def _labelled_image(pil: Any, frame: Any, column: str, info: dict[str, Any]) -> Any:
-    """The image with the names of the map's regions written on it (full-view level)."""
-    from PIL import Image, ImageDraw, ImageFont
-
+def _find_labels(frame: Any, column: str, info: dict[str, Any], width: int, levels: int = 1) -> Any:
+    """The region labels of ``column`` over the image's view (its boxes are the boxes drawn)."""
     from embedscope.viz.labels import find_labels
 
     if column not in frame.columns:
         known = [c for c in frame.columns if c not in ("x", "y", "z")]
         raise ValueError(f"no column {column!r} to label the map from; metadata columns: {known}")
-    found = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[column].to_numpy(),
-                        column=column, levels=1, width=pil.width,
-                        x_range=info["x_range"], y_range=info["y_range"])
+    return find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[column].to_numpy(),
+                       column=column, levels=levels, width=width,
+                       x_range=info["x_range"], y_range=info["y_range"])
+
+
+def _labelled_image(pil: Any, frame: Any, column: str, info: dict[str, Any]) -> Any:
+    """The image with the names of the map's regions written on it (full-view level)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    found = _find_labels(frame, column, info, pil.width)
     canvas = pil.convert("RGBA") if pil.mode != "RGBA" else pil.copy()
     # Labels sit on an opaque background so the halo reads on dark and light points alike.
     base = Image.new("RGBA", canvas.size, "white")
@@ -212,6 +219,8 @@ def save_html(
     spread: int = 2,
     title: str | None = None,
     serve_hint: str | None = None,
+    legend: bool = True,
+    labels: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write a standalone HTML page (Bokeh, resources inlined) with the shaded image.
@@ -228,6 +237,12 @@ def save_html(
     title : str, optional
     serve_hint : str, optional
         The command that opens the live view (shown on the page).
+    legend : bool, default=True
+        For categories, the colour legend beside the plot.
+    labels : str, optional
+        Metadata column (categories or text) whose region names are written on the
+        map (:func:`embedscope.viz.labels.find_labels`); the page shows the level of
+        the zoom in view, coarse at full view and finer zoomed in.
     force : bool, default=False
 
     Returns
@@ -250,7 +265,11 @@ def save_html(
                  x_range=Range1d(x0, x1), y_range=Range1d(y0, y1),
                  tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
     fig.image_rgba(image=[rgba], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0)
-    if info.get("colors"):
+    if labels is not None:
+        from embedscope.viz.labels import add_bokeh_labels
+
+        add_bokeh_labels(fig, _find_labels(plot_frame(data, meta), labels, info, fig.width, levels=LABEL_LEVELS))
+    if legend and info.get("colors"):
         for cat, col in list(info["colors"].items())[:MAX_LEGEND]:
             fig.scatter(x=[np.nan], y=[np.nan], color=col, size=8, legend_label=str(cat))
         fig.legend.title = str(color)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LabelSet", "MapLabel", "find_labels"]
+__all__ = ["LabelSet", "MapLabel", "add_bokeh_labels", "find_labels"]
 
 #: Pixels of one character and of a line of label text, for the overlap test.
 CHAR_PX = 7.0
@@ -328,3 +328,56 @@ def find_labels(
             kept.append(box)
             result.labels.append(label)
     return result
+
+
+#: Picks the labels of the zoom level in view, in the browser (no server): the level is
+#: the number of halvings of the full view's width, as :meth:`LabelSet.for_view` counts.
+_PICK_LEVEL_JS = """
+const level = Math.min(levels - 1, Math.max(0, Math.floor(Math.log2(full / (xr.end - xr.start)) + 1e-9)));
+const keep = all.level.map((l) => l === level);
+const pick = (name) => all[name].filter((_, i) => keep[i]);
+shown.data = {x: pick("x"), y: pick("y"), text: pick("text"), level: pick("level")};
+"""
+
+
+def add_bokeh_labels(fig: Any, found: LabelSet, transform: Any = None) -> Any:
+    """Draw ``found`` on a Bokeh figure, the level of the zoom in view, switched in the page.
+
+    Used by the static outputs (the HTML export, the tile site): the figure's x range
+    picks the level in JavaScript, so the labels follow the zoom without a server.
+
+    Parameters
+    ----------
+    fig : bokeh.plotting.figure
+    found : LabelSet
+    transform : callable, optional
+        ``(x, y) -> (x', y')`` from the layout's coordinates to the figure's (the tile
+        site's web-mercator square); identity when None.
+
+    Returns
+    -------
+    bokeh.models.ColumnDataSource or None
+        The source of the labels shown (None when there are no labels).
+    """
+    from bokeh.models import ColumnDataSource, CustomJS
+
+    if not found.labels:
+        return None
+    lx = np.array([lab.x for lab in found.labels])
+    ly = np.array([lab.y for lab in found.labels])
+    ends = np.array(found.x_range, dtype=np.float64)
+    if transform is not None:
+        lx, ly = transform(lx, ly)
+        ends = transform(ends, np.array(found.y_range, dtype=np.float64))[0]
+    everything = {"x": np.asarray(lx).tolist(), "y": np.asarray(ly).tolist(),
+                  "text": [lab.text for lab in found.labels], "level": [lab.level for lab in found.labels]}
+    shown = ColumnDataSource({k: [v for v, lev in zip(vals, everything["level"], strict=True) if lev == 0]
+                              for k, vals in everything.items()})
+    # Bokeh's text glyph writes its text as text (canvas), never as markup.
+    fig.text("x", "y", text="text", source=shown, text_align="center", text_baseline="middle",
+             text_font_size="13px", text_color="black", background_fill_color="white",
+             background_fill_alpha=0.7)
+    pick = CustomJS(args={"shown": shown, "xr": fig.x_range, "levels": found.levels, "all": everything,
+                          "full": float(ends[1] - ends[0])}, code=_PICK_LEVEL_JS)
+    fig.x_range.js_on_change("end", pick)
+    return shown

@@ -137,7 +137,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope.engine.reduce import reducer_class
     from embedscope.io.load import load_vectors
     from embedscope.io.readers import is_shard_source
-    from embedscope.io.write import check_output, protect_inputs, write_coords
+    from embedscope.io.write import check_output, layout_info, protect_inputs, write_coords
 
     scheduler, workers = cluster_flags(args)
     distributed = scheduler is not None or workers is not None or is_shard_source(args.input)
@@ -171,7 +171,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     if args.quality:
         meta = _with_quality(X, coords, meta, reducer, args.quality_k, progress)
     with progress.stage("write", out_path):
-        write_coords(out_path, coords, meta, force=args.force)
+        write_coords(out_path, coords, meta, force=args.force, info=layout_info(args.method, reducer))
     progress.log(f"{args.method} on {getattr(reducer, 'backend_', '?')} backend: "
                  f"{X.shape[0]:,} points -> {out_path} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -61,3 +61,63 @@ def test_html_export_carries_the_labels_of_every_level(coords_file, tmp_path):
     labelled = (tmp_path / "labelled.html").read_text(encoding="utf-8")
     assert '"tree"' in labelled and '"Text"' in labelled and "log2(full" in labelled
     assert '"tree"' not in plain and "log2(full" not in plain
+
+
+def test_legend_is_a_list_beside_the_plot_with_every_one_of_many_categories(tmp_path):
+    from embedscope.viz.app import AppData, Explorer
+
+    rng = np.random.default_rng(1)
+    names = [f"topic <{i}>" for i in range(50)]  # markup in a name stays text
+    frame = pd.DataFrame({"x": rng.normal(size=5000), "y": rng.normal(size=5000),
+                          "topic": rng.choice(names, 5000)})
+    frame.to_parquet(tmp_path / "many.parquet", index=False)
+    explorer = Explorer(AppData(str(tmp_path / "many.parquet"), color="topic", verbose=False))
+    html = explorer.legend.object
+    assert html.count("<li") == 50 and "topic &lt;49&gt;" in html and "<49>" not in html
+    colours = list(explorer.plot._category_colors.values())
+    assert len(set(colours)) == 50 and "other" not in explorer.plot._category_colors
+    # the plot itself carries no Bokeh legend (it covered the data); a plot outside the app does
+    import holoviews as hv
+
+    from embedscope.viz.figure import EmbeddingPlot
+
+    def legend_items(plot):
+        return sum(len(legend.items) for legend in hv.render(plot.view).legend)
+
+    assert legend_items(explorer.plot) == 0
+    assert legend_items(EmbeddingPlot(frame, color="topic")) > 0
+
+
+def test_png_legend_shows_every_category_in_columns(tmp_path):
+    from PIL import Image
+
+    from embedscope.viz.export import LEGEND_WIDTH, save_png
+
+    rng = np.random.default_rng(2)
+    meta = pd.DataFrame({"topic": [f"t{i % 50}" for i in range(3000)]})
+    path = save_png(rng.normal(size=(3000, 2)), tmp_path / "many.png", meta, "topic", width=300, height=300)
+    # 50 rows of 16 px do not fit 300 px: the legend takes three columns beside the image
+    assert Image.open(path).size == (300 + 3 * LEGEND_WIDTH, 300)
+
+
+def test_reduce_records_its_parameters_for_titles(tmp_path):
+    from embedscope.cli import main
+    from embedscope.io.write import read_layout_info
+    from embedscope.viz.app import AppData
+
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "v.npy", rng.normal(size=(400, 8)).astype(np.float32))
+    out = tmp_path / "c.parquet"
+    assert main(["reduce", str(tmp_path / "v.npy"), "--method", "pca", "--svd-solver", "full",
+                 "--random-state", "4", "--out", str(out), "--quiet"]) == 0
+    info = read_layout_info(out)
+    assert info["method"] == "pca" and info["params"]["svd_solver"] == "full" and info["backend"] == "cpu"
+    assert AppData(str(out), verbose=False).title == "PCA svd_solver=full, random_state=4 · c.parquet"
+    # negative control: a parquet file written without the record is titled by its name alone
+    pd.read_parquet(out).to_parquet(tmp_path / "plain.parquet", index=False)
+    assert read_layout_info(tmp_path / "plain.parquet") is None
+    assert AppData(str(tmp_path / "plain.parquet"), verbose=False).title == "plain.parquet"
+    from embedscope.viz._input import layout_title
+
+    umap = {"method": "umap", "params": {"n_neighbors": 7, "min_dist": 0.3, "metric": "cosine", "spread": 1.0}}
+    assert layout_title(umap, "u.parquet") == "UMAP n_neighbors=7, min_dist=0.3, metric=cosine · u.parquet"

@@ -33,6 +33,11 @@ __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text
 log = logging.getLogger(__name__)
 
 N_NEIGHBORS = 10
+#: Most neighbours a click may list (the k box's bound).
+MAX_K = 100
+#: Width of the legend column beside the plot: with the 260 px sidebar, a 1366 px
+#: screen leaves the plot ~900 px.
+LEGEND_PX = 200
 NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
 #: Longest search string accepted. A substring test over millions of rows needs no more,
 #: and pyarrow's string kernels fail on multi-megabyte patterns (ArrowInvalid).
@@ -182,6 +187,10 @@ class AppData:
         self.status = ""
         self.error: str | None = None
         self.vectors = None if is_coords else array
+        from embedscope.io.write import read_layout_info
+
+        #: how the layout was made (method and parameters), for the plot's title
+        self.layout_info: dict[str, Any] | None = read_layout_info(path) if is_coords else None
         self.method = None if is_coords else (method or default_method())
         self.note = (f"coordinates from {Path(path).name}" if is_coords else
                      f"{array.shape[0]:,} vectors of {array.shape[1]} dims from {Path(path).name}, reduced with {self.method}"
@@ -212,6 +221,13 @@ class AppData:
             threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
 
     @property
+    def title(self) -> str:
+        """The plot's title: method and main parameters where known, and the file's name."""
+        from embedscope.viz._input import layout_title
+
+        return layout_title(self.layout_info, Path(self.path).name)
+
+    @property
     def meta_columns(self) -> list[str]:
         return [] if self.meta is None else [str(c) for c in self.meta.columns]
 
@@ -230,7 +246,11 @@ class AppData:
         log.addHandler(handler)
         self.status = f"starting {self.method} on {self.vectors.shape[0]:,} x {self.vectors.shape[1]}"
         try:
-            self._finish(self.reducer.fit_transform(self.vectors))
+            coords = self.reducer.fit_transform(self.vectors)
+            from embedscope.io.write import layout_info
+
+            self.layout_info = layout_info(str(self.method), self.reducer)
+            self._finish(coords)
         except Exception as exc:  # shown on the page instead of a blank plot
             self.error = f"{self.method} failed: {exc}"
             self._ready.set()
@@ -325,6 +345,35 @@ def _served_plot_class(base: type) -> type:
     return ServedPlot
 
 
+def legend_html(plot: Any) -> str:
+    """The colour legend of ``plot`` (an :class:`EmbeddingPlot`) as an HTML list.
+
+    Category names come from the user's data: each is escaped. The list scrolls within
+    the window's height, so every category stays reachable however many there are.
+    """
+    import html
+
+    from embedscope.viz.layers import LAYERS
+
+    column = html.escape(str(plot.color)) if plot.color is not None else ""
+    if plot.color_kind == "category":
+        items = "".join(
+            f"<li style='margin:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis' "
+            f"title='{html.escape(str(cat), quote=True)}'><span style='display:inline-block;width:11px;height:11px;"
+            f"margin-right:6px;vertical-align:middle;background:{html.escape(colour)}'></span>"
+            f"{html.escape(str(cat)[:MAX_LABEL_CHARS])}</li>"
+            for cat, colour in plot._category_colors.items())
+        note = f"<p style='font-size:11px;color:#555'>{html.escape(plot.note)}</p>" if plot.note else ""
+        return (f"<div class='es-legend-list' style='font-size:12px'><b>{column}</b> "
+                f"({len(plot._category_colors)})<ul style='list-style:none;padding:0;margin:4px 0;"
+                f"max-height:calc(100vh - 90px);overflow-y:auto'>{items}</ul>{note}</div>")
+    if plot.color_kind == "value":
+        scale = "fixed 0 to 1" if plot.color in LAYERS else "mean per pixel, the view's range"
+        return (f"<div style='font-size:12px'><b>{column}</b><br>{scale}: dark/blue is low, "
+                f"yellow is high</div>")
+    return "<div style='font-size:12px'><b>density</b><br>points per pixel (light: few, dark: many)</div>"
+
+
 class Explorer:
     """One browser session's widgets around an :class:`EmbeddingPlot`."""
 
@@ -353,10 +402,16 @@ class Explorer:
         self.neighbour_title = pn.pane.Markdown(NEIGHBOURS_HINT,
                                                 css_classes=["es-neighbours-title"])
         # escape=True: pandas writes every cell and column name as text, never as markup
+        # a wide table scrolls inside its pane; the page never scrolls sideways
         self.neighbour_table = pn.pane.DataFrame(pd.DataFrame(), index=False, css_classes=["es-neighbours"],
-                                                 max_rows=N_NEIGHBORS + 1, escape=True)
+                                                 max_rows=MAX_K + 1, escape=True, sizing_mode="stretch_width",
+                                                 styles={"overflow-x": "auto"})
         # the plot fills the window beside the sidebar and follows its size
         self.pane = pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300)
+        # The colour legend is a list beside the plot, never on it: Bokeh's legend covered
+        # the plot's right side and, with 45 categories, was cut off at the top.
+        self.legend = pn.pane.HTML("", width=LEGEND_PX, sizing_mode="stretch_height", css_classes=["es-legend"],
+                                   styles={"overflow-y": "auto"})
         self._make_plot(data.color)
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
@@ -369,8 +424,8 @@ class Explorer:
         if quality_text(data.frame):  # the overall figures of the per-point quality layer
             sidebar.insert(1, pn.pane.Markdown(quality_text(data.frame), css_classes=["es-quality"]))
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
-                                                sizing_mode="stretch_both"),
-                             sizing_mode="stretch_both")
+                                                sizing_mode="stretch_both", min_width=300),
+                             self.legend, sizing_mode="stretch_both")
 
     # ----------------------------------------------------------------- plot
     def _make_plot(self, color: str | None) -> None:
@@ -379,7 +434,7 @@ class Explorer:
         # a new colour keeps the view the user zoomed to
         view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
-                                   responsive=True, title=Path(self.data.path).name,
+                                   responsive=True, title=self.data.title, legend=False,
                                    x_range=view[0], y_range=view[1], labels=self.data.labels,
                                    show_labels=self.show_labels.value, **layer_style(color))
         self.plot.shared_text = self.data.hover_text
@@ -390,6 +445,7 @@ class Explorer:
         self.tap = hv.streams.Tap(source=self.plot.base)
         self.tap.add_subscriber(self._on_tap)
         self.pane.object = self.plot.view
+        self.legend.object = legend_html(self.plot)
         if selected.size:
             self.plot.select(selected)
         self._on_range(*view)

@@ -112,12 +112,22 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if suffix == ".png":
         save_png(array, out, meta, args.color, labels=args.labels_from, **options)
     else:
-        save_html(array, out, meta, args.color, title=Path(args.input).name, serve_hint=serve_hint,
+        save_html(array, out, meta, args.color, title=_title(args), serve_hint=serve_hint,
                   labels=args.labels_from, **options)
     print(out)
     if not args.quiet:
         print(f"explore it live (re-aggregates on zoom): {serve_hint}", file=sys.stderr)
     return 0
+
+
+def _title(args: argparse.Namespace) -> str:
+    """The method and main parameters ``reduce`` recorded in the input, and its name."""
+    from pathlib import Path
+
+    from embedscope.io.write import read_layout_info
+    from embedscope.viz._input import layout_title
+
+    return layout_title(read_layout_info(args.input), Path(args.input).name)
 
 
 def _load_coords(source: str, meta_path: str | None, progress: Any) -> tuple[Any, Any]:
@@ -137,7 +147,6 @@ def _load_coords(source: str, meta_path: str | None, progress: Any) -> tuple[Any
 
 def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     """``plot --tiles``: a static zoomable site (tile pyramid + page) in the folder ``out``."""
-    from pathlib import Path
 
     from embedscope._progress import Progress
     from embedscope.engine.command import cluster_flags
@@ -154,7 +163,7 @@ def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     max_zoom = 5 if args.max_zoom is None else args.max_zoom
     with progress.stage("site", f"{array.shape[0]:,} points, levels 0-{max_zoom} -> {out}"):
         info = write_tile_site(array, out, meta, args.color, max_zoom=max_zoom, labels=args.labels_from,
-                               title=Path(args.input).name, force=args.force, log=progress.log)
+                               title=_title(args), force=args.force, log=progress.log)
     progress.log(f"{info['tiles']:,} tiles, {info['bytes'] / 2**20:.1f} MiB, in {info['seconds']:.1f} s; "
                  f"open {out / 'index.html'} (no server needed)")
     print(out / "index.html")

@@ -29,6 +29,7 @@ from embedscope.viz.aggregate import (
 __all__ = ["render_image", "save_html", "save_png"]
 
 LEGEND_WIDTH = 180
+LEGEND_ROW = 16
 # Every colour a plot can draw has its legend entry (see MAX_CATEGORIES).
 MAX_LEGEND = MAX_CATEGORIES
 #: Zoom levels of the labels on pages that zoom (full view, then 2x, 4x, 8x finer).
@@ -94,23 +95,26 @@ def _padded(values: np.ndarray, pad: float = 0.02) -> tuple[float, float]:
 
 
 def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
-    """The image with a legend column on the right (categories only)."""
+    """The image with a legend on the right (categories only), in as many columns as fit.
+
+    Beside the image, never on it: a legend drawn over the map hides its points.
+    """
     from PIL import Image, ImageDraw
 
     colors = info.get("colors")
     if not colors:
         return pil
-    canvas = Image.new("RGBA", (pil.width + LEGEND_WIDTH, pil.height), "white")
+    items = list(colors.items())[:MAX_LEGEND]
+    per_column = max(1, (pil.height - 28) // LEGEND_ROW)
+    columns = -(-len(items) // per_column)
+    canvas = Image.new("RGBA", (pil.width + LEGEND_WIDTH * columns, pil.height), "white")
     canvas.paste(pil, (0, 0))
     draw = ImageDraw.Draw(canvas)
     draw.text((pil.width + 10, 8), str(info["color"]), fill="black")
-    items = list(colors.items())
-    for i, (cat, col) in enumerate(items[:MAX_LEGEND]):
-        top = 28 + 16 * i
-        draw.rectangle([pil.width + 10, top, pil.width + 22, top + 12], fill=col)
-        draw.text((pil.width + 28, top), str(cat)[:24], fill="black")
-    if len(items) > MAX_LEGEND:
-        draw.text((pil.width + 10, 28 + 16 * MAX_LEGEND), f"... {len(items) - MAX_LEGEND} more", fill="black")
+    for i, (cat, col) in enumerate(items):
+        left, top = pil.width + 10 + LEGEND_WIDTH * (i // per_column), 28 + LEGEND_ROW * (i % per_column)
+        draw.rectangle([left, top, left + 12, top + 12], fill=col)
+        draw.text((left + 18, top), str(cat)[:24], fill="black")
     return canvas
 
 
@@ -273,6 +277,10 @@ def save_html(
         for cat, col in list(info["colors"].items())[:MAX_LEGEND]:
             fig.scatter(x=[np.nan], y=[np.nan], color=col, size=8, legend_label=str(cat))
         fig.legend.title = str(color)
+        # Outside the frame, in as many columns as the plot's height needs: a legend on
+        # the frame hides points, and one taller than the plot is cut off.
+        per_column = max(1, (fig.height - 40) // 20)
+        fig.legend.ncols = -(-min(len(info["colors"]), MAX_LEGEND) // per_column)
         fig.add_layout(fig.legend[0], "right")
     hint = f" For a live view that re-aggregates on zoom, run <code>{html.escape(serve_hint)}</code>." if serve_hint else ""
     # The note is plain HTML in the page body (not a Bokeh model), so it reads the same

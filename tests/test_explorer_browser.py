@@ -59,7 +59,7 @@ def explorer_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("explorer-browser")
     pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "id": [f"doc-{i}" for i in range(topic.size)],
                   "topic": [_topic(t) for t in topic]}).to_parquet(root / "coords.parquet", index=False)
-    server = Server(str(root / "coords.parquet"), "--labels-from", "topic", "--color", "topic")
+    server = Server(str(root / "coords.parquet"), "--labels-from", "topic")  # colour: topic, by default
     try:
         yield server
     finally:

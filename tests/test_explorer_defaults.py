@@ -121,3 +121,130 @@ def test_reduce_records_its_parameters_for_titles(tmp_path):
 
     umap = {"method": "umap", "params": {"n_neighbors": 7, "min_dist": 0.3, "metric": "cosine", "spread": 1.0}}
     assert layout_title(umap, "u.parquet") == "UMAP n_neighbors=7, min_dist=0.3, metric=cosine · u.parquet"
+
+
+def test_search_modes_are_bounded_and_refuse_bad_patterns():
+    from embedscope.viz.search import MAX_SEARCH_CHARS, search_rows, text_array
+
+    values = text_array(pd.Series(["Cat food", "a cat", "dog", None, "cat", "catalogue"], dtype=object))
+    assert search_rows(values, "CAT", "substring").tolist() == [0, 1, 4, 5]
+    assert search_rows(values, "cat", "exact").tolist() == [4]
+    assert search_rows(values, "Cat", "exact").tolist() == []  # exact is case and all
+    assert search_rows(values, r"^cat\b", "regex").tolist() == [0, 4]
+    with pytest.raises(ValueError, match="cannot search for") as bad:
+        search_rows(values, r"(cat", "regex")
+    assert "\n" not in str(bad.value)
+    with pytest.raises(ValueError, match="cannot search for"):  # RE2 has no back-references
+        search_rows(values, r"(a)\1", "regex")
+    with pytest.raises(ValueError, match=f"limit is {MAX_SEARCH_CHARS}"):
+        search_rows(values, "a" * (MAX_SEARCH_CHARS + 1), "regex")
+    with pytest.raises(ValueError, match="search mode must be"):
+        search_rows(values, "cat", "glob")
+    # categories and numbers are searched as their text
+    assert search_rows(text_array(pd.Series([10, 2, 100])), "10", "substring").tolist() == [0, 2]
+    assert search_rows(text_array(pd.Categorical(["b", "a", "b"])), "b", "exact").tolist() == [0, 2]
+
+
+def test_default_search_and_colour_columns(coords_file):
+    from embedscope.viz.app import AppData, Explorer
+    from embedscope.viz.search import default_color_column, default_text_column
+
+    data = AppData(str(coords_file), verbose=False)
+    assert data.text_column == "text" and data.color == "label"  # not 'id', not the numbers
+    explorer = Explorer(data)
+    assert explorer.search.label == "Search text" and explorer.color.value == "label"
+    explorer.search_mode.value = "regex"
+    explorer.search.value = r"small (cat|car) number 1\d$"
+    assert "(regex)" in explorer.selection_info.object and explorer.plot.selected.size > 5
+    explorer.search.value = "small (cat"
+    assert "Nothing searched" in explorer.selection_info.object
+    # negative controls: only an id column, then nothing of a few categories
+    ids = pd.DataFrame({"id": [f"k{i}" for i in range(100)], "n": np.arange(100)})
+    assert default_text_column(ids) == "id" and default_color_column(ids) is None
+    one = pd.DataFrame({"kind": ["a"] * 100, "code": [f"c{i}" for i in range(100)]})
+    assert default_color_column(one) is None and default_text_column(one) == "kind"
+    assert default_color_column(pd.DataFrame({"digit": np.arange(100) % 10})) == "digit"
+
+
+def test_neighbours_from_vectors_beside_coordinates(coords_file, tmp_path):
+    from embedscope.errors import DataError
+    from embedscope.viz.app import AppData, Explorer
+
+    rng = np.random.default_rng(4)
+    # directions carry the neighbourhoods by cosine, lengths by euclidean distance
+    vectors = rng.normal(size=(3000, 6)).astype(np.float32) * rng.uniform(0.1, 10, size=(3000, 1)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    data = AppData(str(coords_file), vectors=str(tmp_path / "v.npy"), verbose=False)
+    ids, _, space = data.neighbours(3, k=5, metric="cosine")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert set(ids) == set(np.argsort(-(unit @ unit[3]))[1:6]) and "6 dimensions" in space and "cosine" in space
+    euclid, _, _ = data.neighbours(3, k=5, metric="euclidean")
+    assert set(euclid) == set(np.argsort(((vectors - vectors[3]) ** 2).sum(1))[1:6]) and set(euclid) != set(ids)
+    explorer = Explorer(data)
+    explorer.metric.value, explorer.k.value = "cosine", 7
+    explorer._on_tap(x=float(data.frame["x"][3]), y=float(data.frame["y"][3]))
+    assert len(explorer.neighbour_table.object) == 7 and "cosine" in explorer.neighbour_title.object
+    # negative control: without --vectors the neighbours are the layout's
+    assert "2-D layout" in AppData(str(coords_file), verbose=False).neighbours(3, k=5)[2]
+    np.save(tmp_path / "short.npy", vectors[:10])
+    with pytest.raises(DataError, match="has 10 rows but there are 3,000 points"):
+        AppData(str(coords_file), vectors=str(tmp_path / "short.npy"), verbose=False)
+    with pytest.raises(ValueError, match="k must be in"):
+        data.neighbours(3, k=0)
+
+
+def _serve_args(*argv):
+    import argparse
+
+    from embedscope.viz.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["serve", *argv])
+
+
+def test_serve_takes_the_reducers_flags_like_reduce(coords_file, tmp_path):
+    from embedscope.errors import DataError
+    from embedscope.viz.app import AppData
+    from embedscope.viz.cli import _serve_reducer_params
+
+    args = _serve_args("v.npy", "--method", "umap", "--n-neighbors", "7", "--random-state", "3", "--metric", "cosine")
+    assert _serve_reducer_params(args) == {"n_neighbors": 7, "random_state": 3, "metric": "cosine"}
+    with pytest.raises(ValueError, match="--perplexity does not apply to --method umap"):
+        _serve_reducer_params(_serve_args("v.npy", "--method", "umap", "--perplexity", "30"))
+    assert _serve_reducer_params(_serve_args("v.npy")) == {}
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32))
+    data = AppData(str(tmp_path / "v.npy"), method="pca", reducer_params={"svd_solver": "full", "random_state": 2},
+                   verbose=False)
+    assert data.wait(60) and data.error is None
+    assert data.reducer.svd_solver == "full" and data.title == "PCA svd_solver=full, random_state=2 · v.npy"
+    with pytest.raises(DataError, match="apply to vectors reduced at start"):
+        AppData(str(coords_file), reducer_params={"n_neighbors": 5}, verbose=False)
+
+
+def test_plot_title_spread_legend_and_3d_refusal(coords_file, tmp_path, capsys):
+    from PIL import Image
+
+    from embedscope.cli import main
+
+    common = ["plot", str(coords_file), "--color", "label", "--width", "200", "--height", "150", "--quiet"]
+    paths = {name: tmp_path / f"{name}.png" for name in ("plain", "titled", "bare", "thin")}
+    assert main([*common, "--out", str(paths["plain"])]) == 0
+    assert main([*common, "--out", str(paths["titled"]), "--title", "My map"]) == 0
+    assert main([*common, "--out", str(paths["bare"]), "--no-legend"]) == 0
+    scattered = tmp_path / "scattered.parquet"
+    pd.DataFrame(np.random.default_rng(0).uniform(size=(200, 2)), columns=["x", "y"]).to_parquet(scattered)
+    sparse = ["plot", str(scattered), "--width", "400", "--height", "300", "--quiet"]
+    assert main([*sparse, "--out", str(paths["thin"]), "--spread", "0"]) == 0
+    assert main([*sparse, "--out", str(tmp_path / "thick.png"), "--spread", "4"]) == 0
+    size = {name: Image.open(path).size for name, path in paths.items()}
+    assert size["plain"][1] == 150 and size["titled"][1] == 150 + 26 and size["bare"] == (200, 150)
+    ink = [(np.asarray(Image.open(path).convert("L")) < 250).sum() for path in (paths["thin"], tmp_path / "thick.png")]
+    assert ink[0] < ink[1]  # spread grows the sparse points
+    three = tmp_path / "three.parquet"
+    pd.read_parquet(coords_file).assign(z=1.0).to_parquet(three, index=False)
+    capsys.readouterr()
+    assert main(["plot", str(three), "--out", str(tmp_path / "three.png"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "holds 3-D coordinates" in error and "--drop-z" in error and "\n" not in error
+    assert main(["plot", str(three), "--out", str(tmp_path / "three.png"), "--quiet", "--drop-z"]) == 0

@@ -24,9 +24,10 @@ import pandas as pd
 from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
-from embedscope.viz._input import color_kind, plot_frame
+from embedscope.viz._input import plot_frame
 from embedscope.viz.figure import device_coordinates
 from embedscope.viz.layers import default_color, layer_style, quality_text
+from embedscope.viz.search import MAX_SEARCH_CHARS, MODES, default_color_column, default_text_column
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
 
@@ -35,13 +36,12 @@ log = logging.getLogger(__name__)
 N_NEIGHBORS = 10
 #: Most neighbours a click may list (the k box's bound).
 MAX_K = 100
+#: Metrics a click's neighbours may be found by (kNN kernel names).
+METRICS = ("euclidean", "cosine", "manhattan", "chebyshev", "correlation", "inner_product")
 #: Width of the legend column beside the plot: with the 260 px sidebar, a 1366 px
 #: screen leaves the plot ~900 px.
 LEGEND_PX = 200
 NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
-#: Longest search string accepted. A substring test over millions of rows needs no more,
-#: and pyarrow's string kernels fail on multi-megabyte patterns (ArrowInvalid).
-MAX_SEARCH_CHARS = 200
 #: Longest metadata value shown in a title; the table and the export keep the whole value.
 MAX_LABEL_CHARS = 120
 #: Zoom levels of the region labels: full view, then each halving of the view's width.
@@ -180,13 +180,26 @@ class AppData:
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
                  color: str | None = None, text_column: str | None = None, labels_from: str | None = None,
+                 vectors: str | None = None, reducer_params: dict[str, Any] | None = None,
                  verbose: bool = True) -> None:
         array, self.meta, is_coords = load_input(path, meta)
         array = _in_memory(array, str(path))
+        if vectors is not None and not is_coords:
+            raise DataError(f"--vectors goes with coordinates; {Path(path).name} holds {array.shape[1]}-dimensional "
+                            "vectors already (their neighbours are in that space)")
+        if reducer_params and is_coords:
+            given = ", ".join(sorted(reducer_params))
+            raise DataError(f"reducer parameters ({given}) apply to vectors reduced at start; "
+                            f"{Path(path).name} holds coordinates")
         self.path = str(path)
         self.status = ""
         self.error: str | None = None
         self.vectors = None if is_coords else array
+        self.vectors_source = str(path) if not is_coords else None
+        if vectors is not None:
+            self.vectors = self._load_vectors(vectors, array.shape[0])
+            self.vectors_source = str(vectors)
+        self.is_3d = is_coords and array.shape[1] == 3
         from embedscope.io.write import read_layout_info
 
         #: how the layout was made (method and parameters), for the plot's title
@@ -197,13 +210,22 @@ class AppData:
                      + ("" if method else " (default; UMAP when installed, else PCA)"))
         if is_coords and method:
             self.note += f" (--method {method} ignored: the input is already coordinates)"
+        if vectors is not None:
+            self.note += f"; neighbours from the {self.vectors.shape[1]}-dimensional vectors of {Path(vectors).name}"
+        if self.is_3d:
+            # Never silently: the map is a 2-D view of 3-D coordinates.
+            self.note += ("; 3-D coordinates: the map shows x and y, z is not drawn "
+                          "(no 3-D view: plotly is not installed)")
         if color is not None and (self.meta is None or color not in self.meta.columns):
             raise DataError(f"no metadata column {color!r} to colour by; columns: {self.meta_columns}")
-        self.color = default_color(self.meta, color)  # a 'quality' column colours the map unless told otherwise
-        texts = [c for c in self.meta_columns if color_kind(self.meta[c]) == "category" and self.meta[c].dtype.kind != "i"]
         if text_column is not None and text_column not in self.meta_columns:
             raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
-        self.text_column = text_column or (texts[0] if texts else None)
+        self.text_column = text_column or default_text_column(self.meta)
+        # a 'quality' column colours the map unless told otherwise, else the first
+        # column of a few categories (density when there is none)
+        self.color = default_color(self.meta, color) or default_color_column(self.meta)
+        self._search_values: Any = None
+        self._search_lock = threading.Lock()
         if labels_from is not None and labels_from not in self.meta_columns:
             raise DataError(f"no metadata column {labels_from!r} to label the map from; columns: {self.meta_columns}")
         self.labels_from = labels_from
@@ -217,8 +239,27 @@ class AppData:
         else:
             from embedscope.engine.reduce import make_reducer
 
-            self.reducer = make_reducer(self.method, n_components=2, verbose=True)
+            self.reducer = make_reducer(self.method, n_components=2, verbose=True, **(reducer_params or {}))
             threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+
+    def _load_vectors(self, source: str, rows: int) -> np.ndarray:
+        """The original vectors beside coordinates (``--vectors``), one row per point."""
+        _check_regular(str(source), "--vectors")
+        array, _ = load_vectors(str(source))
+        if array.shape[0] != rows:
+            raise DataError(f"--vectors {Path(source).name} has {array.shape[0]:,} rows but there are {rows:,} points")
+        return _in_memory(array, str(source))
+
+    def search(self, needle: str, mode: str = "substring") -> np.ndarray:
+        """Rows whose search column matches (:func:`embedscope.viz.search.search_rows`)."""
+        from embedscope.viz.search import search_rows, text_array
+
+        if self.text_column is None:
+            raise DataError("there is no text column to search (give --text-column)")
+        with self._search_lock:  # made once, on the first search, and shared by every session
+            if self._search_values is None:
+                self._search_values = text_array(self.frame[self.text_column])
+        return search_rows(self._search_values, needle, mode)
 
     @property
     def title(self) -> str:
@@ -285,20 +326,27 @@ class AppData:
             self._tree = cKDTree(np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]))
         return int(self._tree.query([x, y])[1])
 
-    def neighbours(self, row: int, k: int = N_NEIGHBORS) -> tuple[np.ndarray, np.ndarray, str]:
+    def neighbours(self, row: int, k: int = N_NEIGHBORS,
+                   metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray, str]:
         """(row ids, distances, space) of the ``k`` nearest neighbours of ``row``.
 
-        In the original vector space when vectors were given, else in the layout.
+        In the original vector space when vectors were given (the input, or
+        ``--vectors`` beside coordinates), else in the layout; by ``metric``.
         """
         from embedscope.kernels.knn import exact_knn
 
+        if not 1 <= int(k) <= MAX_K:
+            raise ValueError(f"k must be in [1, {MAX_K}]; got {k}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
         if self.vectors is not None:
-            data, space = np.ascontiguousarray(self.vectors, dtype=np.float32), "original vector space (euclidean)"
+            data = np.ascontiguousarray(self.vectors, dtype=np.float32)
+            space = f"original vector space ({data.shape[1]} dimensions, {metric})"
         else:
             data = np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]).astype(np.float32)
-            space = "2-D layout (no vectors were given)"
-        k = min(k + 1, data.shape[0])
-        idx, dist = exact_knn(data, k, "euclidean", queries=data[row : row + 1])
+            space = f"2-D layout ({metric}; no vectors were given)"
+        k = min(int(k) + 1, data.shape[0])
+        idx, dist = exact_knn(data, k, metric, queries=data[row : row + 1])
         keep = idx[0] != row  # the query point finds itself at distance 0
         return idx[0][keep][: k - 1].astype(np.int64), dist[0][keep][: k - 1], space
 
@@ -390,6 +438,10 @@ class Explorer:
         self.search = pn.widgets.TextInput(label=f"Search {data.text_column or '(no text column)'}",
                                            placeholder="text to find", disabled=data.text_column is None, width=220,
                                            max_length=MAX_SEARCH_CHARS)
+        self.search_mode = pn.widgets.RadioButtonGroup(options=list(MODES), value="substring", width=220,
+                                                       disabled=data.text_column is None)
+        self.metric = pn.widgets.Select(label="Neighbours by", options=list(METRICS), value="euclidean", width=130)
+        self.k = pn.widgets.IntInput(label="k", value=N_NEIGHBORS, start=1, end=MAX_K, width=80)
         self.clear = pn.widgets.Button(label="Clear selection", width=220)
         self.show_labels = pn.widgets.Checkbox(
             label=f"Show labels ({data.labels_from})" if data.labels is not None else "Labels (serve --labels-from)",
@@ -415,12 +467,14 @@ class Explorer:
         self._make_plot(data.color)
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
+        self.search_mode.param.watch(lambda _: self._search(self.search.value), "value")
         self.clear.on_click(lambda _: self._clear())
         self.show_labels.param.watch(lambda event: self.plot.show_labels(event.new), "value")
         self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
-            self.color, self.show_labels, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
+            self.color, self.show_labels, self.search, self.search_mode, pn.Row(self.metric, self.k),
+            self.clear, self.fmt, self.download, self.selection_info, width=260)
         if quality_text(data.frame):  # the overall figures of the per-point quality layer
             sidebar.insert(1, pn.pane.Markdown(quality_text(data.frame), css_classes=["es-quality"]))
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
@@ -469,29 +523,30 @@ class Explorer:
         self.selection_info.object = f"Selected {ids.size:,} point(s)" + (f": rows {shown}" if ids.size else ".")
 
     def _search(self, text: str) -> None:
-        column = self.data.text_column
-        if column is None:
-            return
-        if not text.strip():
-            self.plot.clear_selection()
+        if self.data.text_column is None:
             return
         needle = text.strip()
-        if len(needle) > MAX_SEARCH_CHARS:
-            # the browser's maxlength stops typing past it; a hand-made message is refused here
-            self.selection_info.object = (f"Search text is {len(needle):,} characters; "
-                                          f"the limit is {MAX_SEARCH_CHARS}. Nothing searched.")
+        if not needle:
+            self.plot.clear_selection()
             return
-        values = self.data.frame[column].astype(str)
-        matches = np.flatnonzero(values.str.contains(needle, case=False, regex=False).to_numpy())
+        mode = self.search_mode.value
+        try:
+            # the browser's maxlength stops typing past the bound; a hand-made message is refused here
+            matches = self.data.search(needle, mode)
+        except ValueError as exc:
+            self.selection_info.object = f"{safe_text(exc, 300)}. Nothing searched."
+            return
         self.plot.select(matches)
-        self.selection_info.object = f"Search \"{safe_text(needle)}\": {matches.size:,} match(es) highlighted."
+        self.selection_info.object = (f"Search \"{safe_text(needle)}\" ({mode}): "
+                                      f"{matches.size:,} match(es) highlighted.")
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
         if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
             return  # a tap event is browser input: a NaN would index past the last row
         row = self.data.nearest_row(x, y)
         try:
-            ids, dist, space = self.data.neighbours(row)
+            ids, dist, space = self.data.neighbours(row, k=int(self.k.value or N_NEIGHBORS),
+                                                    metric=self.metric.value)
         except Exception as exc:  # one failed click, not a dead session
             log.warning("neighbours of row %d failed: %s", row, exc)
             self.neighbour_title.object = f"Could not list the neighbours of row {row}: {safe_text(exc, 300)}"

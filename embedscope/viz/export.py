@@ -30,6 +30,7 @@ __all__ = ["render_image", "save_html", "save_png"]
 
 LEGEND_WIDTH = 180
 LEGEND_ROW = 16
+TITLE_PX = 26
 # Every colour a plot can draw has its legend entry (see MAX_CATEGORIES).
 MAX_LEGEND = MAX_CATEGORIES
 #: Zoom levels of the labels on pages that zoom (full view, then 2x, 4x, 8x finer).
@@ -118,6 +119,23 @@ def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
     return canvas
 
 
+def _titled_image(pil: Any, title: str) -> Any:
+    """The image under a white band holding ``title`` (one line, cut to the image's width)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font: Any = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    canvas = Image.new("RGBA", (pil.width, pil.height + TITLE_PX), "white")
+    canvas.paste(pil, (0, TITLE_PX))
+    text = " ".join(str(title).split())
+    limit = max(pil.width // 8, 8)
+    ImageDraw.Draw(canvas).text((8, 5), text if len(text) <= limit else text[: limit - 1] + "\u2026",
+                                fill="black", font=font)
+    return canvas
+
+
 def _find_labels(frame: Any, column: str, info: dict[str, Any], width: int, levels: int = 1) -> Any:
     """The region labels of ``column`` over the image's view (its boxes are the boxes drawn)."""
     from embedscope.viz.labels import find_labels
@@ -165,6 +183,7 @@ def save_png(
     spread: int = 2,
     legend: bool = True,
     labels: str | None = None,
+    title: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write a PNG of the embedding, drawn by datashader (no browser needed).
@@ -188,6 +207,8 @@ def save_png(
     labels : str, optional
         Metadata column (categories or text) whose names are written on the map's
         regions (:func:`embedscope.viz.labels.find_labels`, the full-view level).
+    title : str, optional
+        Written in a band above the image.
     force : bool, default=False
         Replace an existing file.
 
@@ -206,6 +227,8 @@ def save_png(
         pil = _legend_image(pil, info)
         if options.get("span") is not None and info["kind"] == "value":
             pil = value_legend(pil, str(color), plot_frame(data, meta)[color].to_numpy())
+    if title:
+        pil = _titled_image(pil, title)
     with atomic_output(path, force=force) as tmp:
         pil.save(tmp, format="PNG")
     return Path(path)

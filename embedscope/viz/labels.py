@@ -332,6 +332,12 @@ def find_labels(
                 prow, pcol = peaks[r]
                 lx = x_range[0] + (pcol + 0.5) / grid * (x_range[1] - x_range[0])
                 ly = y_range[0] + (prow + 0.5) / grid * (y_range[1] - y_range[0])
+            label = MapLabel(text, lx, ly, level, int(sizes[r]), share)
+            # A label by the edge of the full view is moved inwards until its box fits:
+            # centred on its points there, half of its text was cut off by the frame.
+            bx0, by0, bx1, by1 = result.box(label)
+            lx += max(x_range[0] - bx0, 0.0) - max(bx1 - x_range[1], 0.0)
+            ly += max(y_range[0] - by0, 0.0) - max(by1 - y_range[1], 0.0)
             candidates.append(MapLabel(text, lx, ly, level, int(sizes[r]), share))
         kept: list[tuple[float, float, float, float]] = []
         for label in candidates:

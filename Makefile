@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/embedscope reduce builtin:digits --method tsne --random-state 0 --out $(DEMO)/digits-tsne.parquet --force
 	$(BIN)/embedscope compare $(DEMO)/digits-umap.parquet $(DEMO)/digits-tsne.parquet --color label --labels-from label --out $(DEMO)/umap-vs-tsne.png --force
 	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --out $(DEMO)/plot.png --force
-	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --out $(DEMO)/plot.html --force
+	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --out $(DEMO)/plot.html --force
 	$(BIN)/embedscope plot $(DEMO)/digits-umap.parquet --color label --labels-from label --tiles --max-zoom 3 --out $(DEMO)/site --force
 	@echo "demo: open $(DEMO)/umap-vs-tsne.png, $(DEMO)/plot.png, $(DEMO)/plot.html and $(DEMO)/site/index.html"
 

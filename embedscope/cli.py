@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from embedscope.engine.command import add_cluster_flags, cluster_flags, run_command
+from embedscope.engine.command import (
+    add_cluster_flags,
+    add_reducer_flags,
+    cluster_flags,
+    reducer_params,
+    run_command,
+)
 
 REDUCE_EXAMPLE = """examples:
   embedscope reduce vectors.npy --method umap --out coords.parquet
@@ -25,45 +30,6 @@ REDUCE_EXAMPLE = """examples:
 INFO_EXAMPLE = """example:
   embedscope info      # backends usable here, GPU name and memory, library versions
 """
-
-# Reducer parameters exposed as flags; each is passed only when given and only to a
-# reducer whose __init__ has it (so --perplexity with --method umap is an error).
-PARAM_FLAGS: list[tuple[str, Any, str]] = [
-    ("n_neighbors", int, "neighbours per point (umap, pacmap)"),
-    ("min_dist", float, "minimum distance between embedded points (umap)"),
-    ("spread", float, "scale of embedded points (umap)"),
-    ("metric", str, "euclidean, cosine, inner_product, manhattan (l1), chebyshev (linf), minkowski "
-                    "(p: --param metric_kwds='{\"p\": 3}'), correlation, hamming, jaccard or precomputed"),
-    ("n_epochs", int, "optimisation epochs (umap)"),
-    ("learning_rate", None, "learning rate (umap, pacmap: float; tsne: float or 'auto')"),
-    ("init", str, "initialisation: spectral (umap), pca or random"),
-    ("negative_sample_rate", int, "negative samples per edge (umap)"),
-    ("perplexity", float, "perplexity (tsne)"),
-    ("early_exaggeration", float, "early exaggeration factor (tsne)"),
-    ("n_iter", int, "gradient-descent iterations (tsne)"),
-    ("dof", float, "degrees of freedom of the Student-t kernel (tsne)"),
-    ("svd_solver", str, "auto, full, randomized or covariance (pca)"),
-    ("random_state", int, "seed; a seeded run is reproducible on the same backend"),
-]
-
-
-def _number_or_text(text: str) -> Any:
-    try:
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        return text
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    return key.replace("-", "_"), parsed
-
 
 def _add_reduce(sub: Any) -> None:
     from embedscope.backends import backend_names
@@ -86,10 +52,7 @@ def _add_reduce(sub: Any) -> None:
     p.add_argument("--backend", default="auto", choices=backend_names(),
                    help="auto (default: cuml, else cuda, else cpu, whichever runs here) or a backend name")
     p.add_argument("--n-components", type=int, default=2, help="output dimensions (default: 2)")
-    for name, kind, text in PARAM_FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or _number_or_text, default=None, help=text)
-    p.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="any other reducer parameter (value read as JSON), repeatable")
+    add_reducer_flags(p)
     dist = p.add_argument_group("Dask (a directory or glob of shards, or a cluster)")
     add_cluster_flags(dist, local_note=" (with --backend cuda: one per GPU)")
     dist.add_argument("--sample-size", type=int, default=None,
@@ -103,24 +66,6 @@ def _add_reduce(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_reduce)
-
-
-def _reducer_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """Constructor parameters from the flags the user gave (each checked against ``cls``)."""
-    accepted = set(cls._param_names())
-    params: dict[str, Any] = {"backend": args.backend, "n_components": args.n_components, "verbose": not args.quiet}
-    for name, _, _ in PARAM_FLAGS:
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if name not in accepted:
-            raise ValueError(f"--{name.replace('_', '-')} does not apply to --method {args.method}")
-        params[name] = value
-    params.update(dict(args.param))
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no parameter(s) {unknown}")
-    return params
 
 
 def _shard_inputs(source: str) -> list[str]:
@@ -137,7 +82,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     from embedscope.engine.reduce import reducer_class
     from embedscope.io.load import load_vectors
     from embedscope.io.readers import is_shard_source
-    from embedscope.io.write import check_output, protect_inputs, write_coords
+    from embedscope.io.write import check_output, layout_info, protect_inputs, write_coords
 
     scheduler, workers = cluster_flags(args)
     distributed = scheduler is not None or workers is not None or is_shard_source(args.input)
@@ -154,7 +99,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     protect_inputs(args.input, args.meta, _shard_inputs(args.input) if distributed else None)
     check_output(out_path, force=args.force)
     cls = reducer_class(args.method)
-    params = _reducer_params(args, cls)
+    params = reducer_params(args, cls, backend=args.backend, n_components=args.n_components, verbose=not args.quiet)
     progress = Progress(not args.quiet)
     start = time.perf_counter()
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
@@ -171,7 +116,7 @@ def _cmd_reduce(args: argparse.Namespace) -> int:
     if args.quality:
         meta = _with_quality(X, coords, meta, reducer, args.quality_k, progress)
     with progress.stage("write", out_path):
-        write_coords(out_path, coords, meta, force=args.force)
+        write_coords(out_path, coords, meta, force=args.force, info=layout_info(args.method, reducer))
     progress.log(f"{args.method} on {getattr(reducer, 'backend_', '?')} backend: "
                  f"{X.shape[0]:,} points -> {out_path} in {time.perf_counter() - start:.1f} s")
     return 0

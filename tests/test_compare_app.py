@@ -198,7 +198,7 @@ def test_serve_colours_by_quality_and_shows_its_figures(tmp_path):
     assert "Quality: mean 0.600, 25.0% of points below 0.5" in text
     explorer.color.value = "label"  # other columns keep their own shading
     assert explorer.plot.span is None and explorer.plot.how == "eq_hist"
-    # negative control: no quality column, no figures and the density map
+    # negative control: no quality column, no figures and another colour (the first category column)
     pd.read_parquet(tmp_path / "q.parquet").drop(columns="quality").to_parquet(tmp_path / "p.parquet")
     plain = Explorer(AppData(str(tmp_path / "p.parquet"), verbose=False))
-    assert plain.plot.color is None and "Quality" not in " ".join(str(getattr(o, "object", "")) for o in plain.layout[0])
+    assert plain.plot.color != "quality" and "Quality" not in " ".join(str(getattr(o, "object", "")) for o in plain.layout[0])

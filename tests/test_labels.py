@@ -140,3 +140,16 @@ def test_png_export_writes_the_labels(layout, tmp_path):
     assert new_dark.sum() > 50
     assert not new_dark[:, 400:].any()
     assert main([*common, "--out", str(tmp_path / "bad.png"), "--labels-from", "nope"]) == 2
+
+
+def test_labels_by_the_edge_are_moved_inside_the_view():
+    rng = np.random.default_rng(1)
+    # a long name on a blob at the left edge of the view
+    x = np.concatenate([rng.normal(0.3, 0.2, 3000), rng.normal(10, 0.5, 3000)])
+    y = np.concatenate([rng.normal(5, 0.5, 3000), rng.normal(5, 0.5, 3000)])
+    names = np.array(["a rather long category name"] * 3000 + ["b"] * 3000)
+    found = find_labels(x, y, names, levels=1, width=400, x_range=(0.0, 11.0), y_range=(0.0, 10.0))
+    (edge,) = [lab for lab in found.labels if lab.text.startswith("a rather")]
+    x0, _, x1, _ = found.box(edge)
+    assert x0 >= 0.0 and x1 <= 11.0
+    assert edge.x > 1.0  # its points' median (0.3) would have put half the text outside

@@ -1,5 +1,6 @@
-"""What every ``embedscope`` command shares: the Dask cluster flags, and running a
-command so that every error reaches the user as one line.
+"""What every ``embedscope`` command shares: the Dask cluster flags, the reducer's
+parameter flags (``reduce`` and ``serve``), and running a command so that every error
+reaches the user as one line.
 
 The main CLI (:mod:`embedscope.cli`) and the plot / serve commands
 (:mod:`embedscope.viz.cli`, also runnable as ``python -m embedscope.viz.cli``) both
@@ -10,12 +11,104 @@ it is cheap (argparse only): the errors it names load when a command runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
 from typing import Any
 
-__all__ = ["add_cluster_flags", "cluster_flags", "one_line", "run_command"]
+__all__ = ["PARAM_FLAGS", "add_cluster_flags", "add_reducer_flags", "cluster_flags", "given_reducer_flags",
+           "one_line", "reducer_params", "run_command"]
+
+
+# Reducer parameters exposed as flags; each is passed only when given and only to a
+# reducer whose __init__ has it (so --perplexity with --method umap is an error).
+PARAM_FLAGS: list[tuple[str, Any, str]] = [
+    ("n_neighbors", int, "neighbours per point (umap, pacmap)"),
+    ("min_dist", float, "minimum distance between embedded points (umap)"),
+    ("spread", float, "scale of embedded points (umap)"),
+    ("metric", str, "euclidean, cosine, inner_product, manhattan (l1), chebyshev (linf), minkowski "
+                    "(p: --param metric_kwds='{\"p\": 3}'), correlation, hamming, jaccard or precomputed"),
+    ("n_epochs", int, "optimisation epochs (umap)"),
+    ("learning_rate", None, "learning rate (umap, pacmap: float; tsne: float or 'auto')"),
+    ("init", str, "initialisation: spectral (umap), pca or random"),
+    ("negative_sample_rate", int, "negative samples per edge (umap)"),
+    ("perplexity", float, "perplexity (tsne)"),
+    ("early_exaggeration", float, "early exaggeration factor (tsne)"),
+    ("n_iter", int, "gradient-descent iterations (tsne)"),
+    ("dof", float, "degrees of freedom of the Student-t kernel (tsne)"),
+    ("svd_solver", str, "auto, full, randomized or covariance (pca)"),
+    ("random_state", int, "seed; a seeded run is reproducible on the same backend"),
+]
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.replace("-", "_"), parsed
+
+
+def add_reducer_flags(parser: Any) -> None:
+    """Add the reducer's parameters as flags (:data:`PARAM_FLAGS`) and ``--param KEY=VALUE``.
+
+    ``reduce`` and ``serve`` (vectors reduced at start) register the same table here,
+    so a flag reads and checks the same in both.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argument group
+    """
+    for name, kind, text in PARAM_FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind or _number_or_text, default=None,
+                            help=text)
+    parser.add_argument("--param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                        help="any other reducer parameter (value read as JSON), repeatable")
+
+
+def given_reducer_flags(args: argparse.Namespace) -> list[str]:
+    """The reducer flags of :func:`add_reducer_flags` that were given, as typed (``--n-neighbors``)."""
+    given = [f"--{name.replace('_', '-')}" for name, _, _ in PARAM_FLAGS if getattr(args, name, None) is not None]
+    return given + (["--param"] if getattr(args, "param", None) else [])
+
+
+def reducer_params(args: argparse.Namespace, cls: type, **base: Any) -> dict[str, Any]:
+    """Constructor parameters of ``cls`` from the flags given, over ``base``.
+
+    Each flag given is checked against ``cls`` (``--perplexity`` with UMAP is an error
+    naming both), and so is every ``--param`` key.
+
+    Raises
+    ------
+    ValueError
+        A flag or key the reducer does not take.
+    """
+    accepted = set(cls._param_names())  # type: ignore[attr-defined]
+    method = getattr(args, "method", None) or cls.__name__.lower()
+    params: dict[str, Any] = dict(base)
+    for name, _, _ in PARAM_FLAGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in accepted:
+            raise ValueError(f"--{name.replace('_', '-')} does not apply to --method {method}")
+        params[name] = value
+    params.update(dict(getattr(args, "param", None) or []))
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter(s) {unknown}")
+    return params
 
 
 def add_cluster_flags(group: Any, *, local_note: str = "") -> None:

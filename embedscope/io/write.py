@@ -434,7 +434,60 @@ def _dask_coords_frame(coords: Any, meta: Any, names: list[str]) -> Any:
     return dd.concat([frame, dd.from_pandas(meta, npartitions=frame.npartitions)], axis=1)
 
 
-def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, force: bool = False) -> Path:
+#: Key of the parquet schema metadata that says how a layout was made (JSON).
+LAYOUT_KEY = b"embedscope"
+
+
+def _jsonable(value: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def layout_info(method: str, reducer: Any) -> dict[str, Any]:
+    """How a layout was made, for :func:`write_coords`: the method and the reducer's
+    parameters that JSON can hold (a callback or an array is left out), and the backend
+    it ran on.
+
+    Parameters
+    ----------
+    method : str
+        The reducer's name (``"umap"``, ``"tsne"``, ``"pacmap"``, ``"pca"``).
+    reducer : estimator
+        The fitted reducer.
+
+    Returns
+    -------
+    dict
+    """
+    params = reducer.get_params() if hasattr(reducer, "get_params") else {}
+    return {"method": str(method), "params": {str(k): v for k, v in params.items() if _jsonable(v)},
+            "backend": getattr(reducer, "backend_", None)}
+
+
+def read_layout_info(path: str | os.PathLike) -> dict[str, Any] | None:
+    """What :func:`write_coords` recorded about how a parquet layout was made; None when
+    the file is not parquet, holds no record, or the record is unreadable."""
+    import json
+
+    if Path(path).suffix.lower() not in (".parquet", ".pq") or not Path(path).is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(LAYOUT_KEY)
+        info = json.loads(raw) if raw else None
+    except Exception:  # a title is not worth failing over; the plot draws without it
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("method"), str) else None
+
+
+def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, force: bool = False,
+                 info: dict[str, Any] | None = None) -> Path:
     """Write an embedding: ``.parquet`` (coordinates plus metadata) or ``.npy``, or for
     Dask coordinates a folder of parquet shards.
 
@@ -452,6 +505,10 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, forc
         Written beside the coordinates (parquet only; ignored for ``.npy``).
     force : bool, default=False
         Replace an existing file (or folder of shards).
+    info : dict, optional
+        How the layout was made (:func:`layout_info`), stored as JSON in the parquet
+        schema metadata under ``embedscope`` (one parquet file; not in ``.npy``), where
+        plots read it back for their titles (:func:`read_layout_info`).
 
     Returns
     -------
@@ -473,8 +530,17 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, forc
     with atomic_output(final, force=force) as tmp:
         if suffix == ".npy":
             np.save(tmp, to_host(coords), allow_pickle=False)
-        else:
+        elif info is None:
             coords_frame(coords, meta).to_parquet(tmp, index=False)
+        else:
+            import json
+
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(coords_frame(coords, meta), preserve_index=False)
+            schema_meta = {**(table.schema.metadata or {}), LAYOUT_KEY: json.dumps(info).encode("utf-8")}
+            pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
     return final
 
 

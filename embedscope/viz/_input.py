@@ -123,3 +123,27 @@ def note_missing_values(color: str, n_missing: int, n: int) -> None:
     from embedscope._progress import logger
 
     logger.warning(f"column {color!r} has no value (NaN) for {n_missing:,} of {n:,} points; they are not drawn")
+
+
+#: The parameters a title names, per method (what changes a layout's look the most).
+MAIN_PARAMS = {"umap": ("n_neighbors", "min_dist", "metric"), "tsne": ("perplexity", "metric"),
+               "pacmap": ("n_neighbors", "MN_ratio", "FP_ratio", "metric"), "pca": ("svd_solver",)}
+METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pacmap": "PaCMAP", "pca": "PCA"}
+
+
+def layout_title(info: dict[str, Any] | None, name: str = "") -> str:
+    """A plot title: the method and its main parameters (from ``info``, as
+    :func:`embedscope.io.write.layout_info` records them), then ``name``.
+
+    >>> layout_title({"method": "umap", "params": {"n_neighbors": 15, "min_dist": 0.1,
+    ...                                             "metric": "cosine", "random_state": 0}}, "a.parquet")
+    'UMAP n_neighbors=15, min_dist=0.1, metric=cosine, random_state=0 · a.parquet'
+    """
+    if not info or not isinstance(info.get("method"), str):
+        return name
+    method = info["method"].lower()
+    params = info.get("params") if isinstance(info.get("params"), dict) else {}
+    names = [*MAIN_PARAMS.get(method, ()), "random_state"]
+    shown = ", ".join(f"{k}={params[k]}" for k in names if params.get(k) is not None)
+    head = f"{METHOD_NAMES.get(method, info['method'])} {shown}".strip()
+    return f"{head} · {name}" if name else head

@@ -29,8 +29,10 @@ __all__ = ["MAX_CATEGORIES", "MAX_PIXELS", "MAX_SIDE", "MAX_SPREAD", "CategoryPl
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 800, 600
 
 #: Most colours a category plot draws: past it, the most frequent categories keep their
-#: own colour and the rest are drawn as one "other" (the PNG legend lists 40 entries).
-MAX_CATEGORIES = 40
+#: own colour and the rest are drawn as one "other". 64: a map of 45-60 categories (a
+#: topic or class column) keeps every one; glasbey's first 64 colours stay apart, and
+#: the legends (PNG columns, the app's scrolling list) show them all.
+MAX_CATEGORIES = 64
 #: Largest raster side and area in pixels (an 8K image, 7680 x 4320, fits).
 MAX_SIDE = 16_384
 MAX_PIXELS = 36_000_000

@@ -24,21 +24,28 @@ import pandas as pd
 from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
-from embedscope.viz._input import color_kind, plot_frame
+from embedscope.viz._input import plot_frame
 from embedscope.viz.figure import device_coordinates
 from embedscope.viz.layers import default_color, layer_style, quality_text
+from embedscope.viz.search import MAX_SEARCH_CHARS, MODES, default_color_column, default_text_column
 
 __all__ = ["AppData", "default_method", "load_input", "make_session", "safe_text", "serve"]
 
 log = logging.getLogger(__name__)
 
 N_NEIGHBORS = 10
+#: Most neighbours a click may list (the k box's bound).
+MAX_K = 100
+#: Metrics a click's neighbours may be found by (kNN kernel names).
+METRICS = ("euclidean", "cosine", "manhattan", "chebyshev", "correlation", "inner_product")
+#: Width of the legend column beside the plot: with the 260 px sidebar, a 1366 px
+#: screen leaves the plot ~900 px.
+LEGEND_PX = 200
 NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
-#: Longest search string accepted. A substring test over millions of rows needs no more,
-#: and pyarrow's string kernels fail on multi-megabyte patterns (ArrowInvalid).
-MAX_SEARCH_CHARS = 200
 #: Longest metadata value shown in a title; the table and the export keep the whole value.
 MAX_LABEL_CHARS = 120
+#: Zoom levels of the region labels: full view, then each halving of the view's width.
+LABEL_LEVELS = 4
 
 # Characters that HTML or Markdown would read as markup. Each is written as a numeric
 # character reference, which both show as the literal character and neither interprets.
@@ -164,31 +171,65 @@ class AppData:
         Column to colour by at start.
     text_column : str, optional
         Column the search box matches (default: the first text column).
+    labels_from : str, optional
+        Category or text column whose names are written on the map's regions, at
+        several zoom levels (:func:`embedscope.viz.labels.find_labels`, found once).
     verbose : bool, default=True
         Log the reducer's stages to stderr as well.
     """
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
-                 color: str | None = None, text_column: str | None = None, verbose: bool = True) -> None:
+                 color: str | None = None, text_column: str | None = None, labels_from: str | None = None,
+                 vectors: str | None = None, reducer_params: dict[str, Any] | None = None,
+                 verbose: bool = True) -> None:
         array, self.meta, is_coords = load_input(path, meta)
         array = _in_memory(array, str(path))
+        if vectors is not None and not is_coords:
+            raise DataError(f"--vectors goes with coordinates; {Path(path).name} holds {array.shape[1]}-dimensional "
+                            "vectors already (their neighbours are in that space)")
+        if reducer_params and is_coords:
+            given = ", ".join(sorted(reducer_params))
+            raise DataError(f"reducer parameters ({given}) apply to vectors reduced at start; "
+                            f"{Path(path).name} holds coordinates")
         self.path = str(path)
         self.status = ""
         self.error: str | None = None
         self.vectors = None if is_coords else array
+        self.vectors_source = str(path) if not is_coords else None
+        if vectors is not None:
+            self.vectors = self._load_vectors(vectors, array.shape[0])
+            self.vectors_source = str(vectors)
+        self.is_3d = is_coords and array.shape[1] == 3
+        from embedscope.io.write import read_layout_info
+
+        #: how the layout was made (method and parameters), for the plot's title
+        self.layout_info: dict[str, Any] | None = read_layout_info(path) if is_coords else None
         self.method = None if is_coords else (method or default_method())
         self.note = (f"coordinates from {Path(path).name}" if is_coords else
                      f"{array.shape[0]:,} vectors of {array.shape[1]} dims from {Path(path).name}, reduced with {self.method}"
                      + ("" if method else " (default; UMAP when installed, else PCA)"))
         if is_coords and method:
             self.note += f" (--method {method} ignored: the input is already coordinates)"
+        if vectors is not None:
+            self.note += f"; neighbours from the {self.vectors.shape[1]}-dimensional vectors of {Path(vectors).name}"
+        if self.is_3d:
+            # Never silently: the map is a 2-D view of 3-D coordinates.
+            self.note += ("; 3-D coordinates: the map shows x and y, z is not drawn "
+                          "(no 3-D view: plotly is not installed)")
         if color is not None and (self.meta is None or color not in self.meta.columns):
             raise DataError(f"no metadata column {color!r} to colour by; columns: {self.meta_columns}")
-        self.color = default_color(self.meta, color)  # a 'quality' column colours the map unless told otherwise
-        texts = [c for c in self.meta_columns if color_kind(self.meta[c]) == "category" and self.meta[c].dtype.kind != "i"]
         if text_column is not None and text_column not in self.meta_columns:
             raise DataError(f"no metadata column {text_column!r} to search; columns: {self.meta_columns}")
-        self.text_column = text_column or (texts[0] if texts else None)
+        self.text_column = text_column or default_text_column(self.meta)
+        # a 'quality' column colours the map unless told otherwise, else the first
+        # column of a few categories (density when there is none)
+        self.color = default_color(self.meta, color) or default_color_column(self.meta)
+        self._search_values: Any = None
+        self._search_lock = threading.Lock()
+        if labels_from is not None and labels_from not in self.meta_columns:
+            raise DataError(f"no metadata column {labels_from!r} to label the map from; columns: {self.meta_columns}")
+        self.labels_from = labels_from
+        self.labels: Any = None
         self.frame: pd.DataFrame | None = None
         self.device_xy: tuple[Any, Any] | None = None
         self._tree = None
@@ -198,8 +239,34 @@ class AppData:
         else:
             from embedscope.engine.reduce import make_reducer
 
-            self.reducer = make_reducer(self.method, n_components=2, verbose=True)
+            self.reducer = make_reducer(self.method, n_components=2, verbose=True, **(reducer_params or {}))
             threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+
+    def _load_vectors(self, source: str, rows: int) -> np.ndarray:
+        """The original vectors beside coordinates (``--vectors``), one row per point."""
+        _check_regular(str(source), "--vectors")
+        array, _ = load_vectors(str(source))
+        if array.shape[0] != rows:
+            raise DataError(f"--vectors {Path(source).name} has {array.shape[0]:,} rows but there are {rows:,} points")
+        return _in_memory(array, str(source))
+
+    def search(self, needle: str, mode: str = "substring") -> np.ndarray:
+        """Rows whose search column matches (:func:`embedscope.viz.search.search_rows`)."""
+        from embedscope.viz.search import search_rows, text_array
+
+        if self.text_column is None:
+            raise DataError("there is no text column to search (give --text-column)")
+        with self._search_lock:  # made once, on the first search, and shared by every session
+            if self._search_values is None:
+                self._search_values = text_array(self.frame[self.text_column])
+        return search_rows(self._search_values, needle, mode)
+
+    @property
+    def title(self) -> str:
+        """The plot's title: method and main parameters where known, and the file's name."""
+        from embedscope.viz._input import layout_title
+
+        return layout_title(self.layout_info, Path(self.path).name)
 
     @property
     def meta_columns(self) -> list[str]:
@@ -220,7 +287,11 @@ class AppData:
         log.addHandler(handler)
         self.status = f"starting {self.method} on {self.vectors.shape[0]:,} x {self.vectors.shape[1]}"
         try:
-            self._finish(self.reducer.fit_transform(self.vectors))
+            coords = self.reducer.fit_transform(self.vectors)
+            from embedscope.io.write import layout_info
+
+            self.layout_info = layout_info(str(self.method), self.reducer)
+            self._finish(coords)
         except Exception as exc:  # shown on the page instead of a blank plot
             self.error = f"{self.method} failed: {exc}"
             self._ready.set()
@@ -238,6 +309,12 @@ class AppData:
         self.hover_text = {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns
                            if c not in ("x", "y")
                            and (frame[c].dtype.kind in "OSU" or isinstance(frame[c].dtype, pd.StringDtype))}
+        if self.labels_from is not None:
+            from embedscope.viz.labels import find_labels
+
+            self.status = f"finding the regions to label from {self.labels_from!r}"
+            self.labels = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[self.labels_from].to_numpy(),
+                                      column=self.labels_from, levels=LABEL_LEVELS, width=900)
         self.frame = frame
         self._ready.set()
 
@@ -249,20 +326,27 @@ class AppData:
             self._tree = cKDTree(np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]))
         return int(self._tree.query([x, y])[1])
 
-    def neighbours(self, row: int, k: int = N_NEIGHBORS) -> tuple[np.ndarray, np.ndarray, str]:
+    def neighbours(self, row: int, k: int = N_NEIGHBORS,
+                   metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray, str]:
         """(row ids, distances, space) of the ``k`` nearest neighbours of ``row``.
 
-        In the original vector space when vectors were given, else in the layout.
+        In the original vector space when vectors were given (the input, or
+        ``--vectors`` beside coordinates), else in the layout; by ``metric``.
         """
         from embedscope.kernels.knn import exact_knn
 
+        if not 1 <= int(k) <= MAX_K:
+            raise ValueError(f"k must be in [1, {MAX_K}]; got {k}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
         if self.vectors is not None:
-            data, space = np.ascontiguousarray(self.vectors, dtype=np.float32), "original vector space (euclidean)"
+            data = np.ascontiguousarray(self.vectors, dtype=np.float32)
+            space = f"original vector space ({data.shape[1]} dimensions, {metric})"
         else:
             data = np.column_stack([self.frame["x"].to_numpy(), self.frame["y"].to_numpy()]).astype(np.float32)
-            space = "2-D layout (no vectors were given)"
-        k = min(k + 1, data.shape[0])
-        idx, dist = exact_knn(data, k, "euclidean", queries=data[row : row + 1])
+            space = f"2-D layout ({metric}; no vectors were given)"
+        k = min(int(k) + 1, data.shape[0])
+        idx, dist = exact_knn(data, k, metric, queries=data[row : row + 1])
         keep = idx[0] != row  # the query point finds itself at distance 0
         return idx[0][keep][: k - 1].astype(np.int64), dist[0][keep][: k - 1], space
 
@@ -309,6 +393,35 @@ def _served_plot_class(base: type) -> type:
     return ServedPlot
 
 
+def legend_html(plot: Any) -> str:
+    """The colour legend of ``plot`` (an :class:`EmbeddingPlot`) as an HTML list.
+
+    Category names come from the user's data: each is escaped. The list scrolls within
+    the window's height, so every category stays reachable however many there are.
+    """
+    import html
+
+    from embedscope.viz.layers import LAYERS
+
+    column = html.escape(str(plot.color)) if plot.color is not None else ""
+    if plot.color_kind == "category":
+        items = "".join(
+            f"<li style='margin:1px 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis' "
+            f"title='{html.escape(str(cat), quote=True)}'><span style='display:inline-block;width:11px;height:11px;"
+            f"margin-right:6px;vertical-align:middle;background:{html.escape(colour)}'></span>"
+            f"{html.escape(str(cat)[:MAX_LABEL_CHARS])}</li>"
+            for cat, colour in plot._category_colors.items())
+        note = f"<p style='font-size:11px;color:#555'>{html.escape(plot.note)}</p>" if plot.note else ""
+        return (f"<div class='es-legend-list' style='font-size:12px'><b>{column}</b> "
+                f"({len(plot._category_colors)})<ul style='list-style:none;padding:0;margin:4px 0;"
+                f"max-height:calc(100vh - 90px);overflow-y:auto'>{items}</ul>{note}</div>")
+    if plot.color_kind == "value":
+        scale = "fixed 0 to 1" if plot.color in LAYERS else "mean per pixel, the view's range"
+        return (f"<div style='font-size:12px'><b>{column}</b><br>{scale}: dark/blue is low, "
+                f"yellow is high</div>")
+    return "<div style='font-size:12px'><b>density</b><br>points per pixel (light: few, dark: many)</div>"
+
+
 class Explorer:
     """One browser session's widgets around an :class:`EmbeddingPlot`."""
 
@@ -325,7 +438,14 @@ class Explorer:
         self.search = pn.widgets.TextInput(label=f"Search {data.text_column or '(no text column)'}",
                                            placeholder="text to find", disabled=data.text_column is None, width=220,
                                            max_length=MAX_SEARCH_CHARS)
+        self.search_mode = pn.widgets.RadioButtonGroup(options=list(MODES), value="substring", width=220,
+                                                       disabled=data.text_column is None)
+        self.metric = pn.widgets.Select(label="Neighbours by", options=list(METRICS), value="euclidean", width=130)
+        self.k = pn.widgets.IntInput(label="k", value=N_NEIGHBORS, start=1, end=MAX_K, width=80)
         self.clear = pn.widgets.Button(label="Clear selection", width=220)
+        self.show_labels = pn.widgets.Checkbox(
+            label=f"Show labels ({data.labels_from})" if data.labels is not None else "Labels (serve --labels-from)",
+            value=data.labels is not None, disabled=data.labels is None, width=220)
         self.fmt = pn.widgets.RadioButtonGroup(options=["csv", "parquet"], value="csv", width=220)
         self.download = pn.widgets.FileDownload(callback=self._export, filename="selection.csv",
                                                 label="Export selection", width=220)
@@ -334,23 +454,32 @@ class Explorer:
         self.neighbour_title = pn.pane.Markdown(NEIGHBOURS_HINT,
                                                 css_classes=["es-neighbours-title"])
         # escape=True: pandas writes every cell and column name as text, never as markup
+        # a wide table scrolls inside its pane; the page never scrolls sideways
         self.neighbour_table = pn.pane.DataFrame(pd.DataFrame(), index=False, css_classes=["es-neighbours"],
-                                                 max_rows=N_NEIGHBORS + 1, escape=True)
+                                                 max_rows=MAX_K + 1, escape=True, sizing_mode="stretch_width",
+                                                 styles={"overflow-x": "auto"})
         # the plot fills the window beside the sidebar and follows its size
         self.pane = pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300)
+        # The colour legend is a list beside the plot, never on it: Bokeh's legend covered
+        # the plot's right side and, with 45 categories, was cut off at the top.
+        self.legend = pn.pane.HTML("", width=LEGEND_PX, sizing_mode="stretch_height", css_classes=["es-legend"],
+                                   styles={"overflow-y": "auto"})
         self._make_plot(data.color)
         self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
+        self.search_mode.param.watch(lambda _: self._search(self.search.value), "value")
         self.clear.on_click(lambda _: self._clear())
+        self.show_labels.param.watch(lambda event: self.plot.show_labels(event.new), "value")
         self.fmt.param.watch(lambda event: setattr(self.download, "filename", f"selection.{event.new}"), "value")
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}\n\n{len(data.frame):,} points"),
-            self.color, self.search, self.clear, self.fmt, self.download, self.selection_info, width=260)
+            self.color, self.show_labels, self.search, self.search_mode, pn.Row(self.metric, self.k),
+            self.clear, self.fmt, self.download, self.selection_info, width=260)
         if quality_text(data.frame):  # the overall figures of the per-point quality layer
             sidebar.insert(1, pn.pane.Markdown(quality_text(data.frame), css_classes=["es-quality"]))
         self.layout = pn.Row(sidebar, pn.Column(self.pane, self.view_info, self.neighbour_title, self.neighbour_table,
-                                                sizing_mode="stretch_both"),
-                             sizing_mode="stretch_both")
+                                                sizing_mode="stretch_both", min_width=300),
+                             self.legend, sizing_mode="stretch_both")
 
     # ----------------------------------------------------------------- plot
     def _make_plot(self, color: str | None) -> None:
@@ -359,8 +488,9 @@ class Explorer:
         # a new colour keeps the view the user zoomed to
         view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
-                                   responsive=True, title=Path(self.data.path).name,
-                                   x_range=view[0], y_range=view[1], **layer_style(color))
+                                   responsive=True, title=self.data.title, legend=False,
+                                   x_range=view[0], y_range=view[1], labels=self.data.labels,
+                                   show_labels=self.show_labels.value, **layer_style(color))
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)
@@ -369,6 +499,7 @@ class Explorer:
         self.tap = hv.streams.Tap(source=self.plot.base)
         self.tap.add_subscriber(self._on_tap)
         self.pane.object = self.plot.view
+        self.legend.object = legend_html(self.plot)
         if selected.size:
             self.plot.select(selected)
         self._on_range(*view)
@@ -392,29 +523,30 @@ class Explorer:
         self.selection_info.object = f"Selected {ids.size:,} point(s)" + (f": rows {shown}" if ids.size else ".")
 
     def _search(self, text: str) -> None:
-        column = self.data.text_column
-        if column is None:
-            return
-        if not text.strip():
-            self.plot.clear_selection()
+        if self.data.text_column is None:
             return
         needle = text.strip()
-        if len(needle) > MAX_SEARCH_CHARS:
-            # the browser's maxlength stops typing past it; a hand-made message is refused here
-            self.selection_info.object = (f"Search text is {len(needle):,} characters; "
-                                          f"the limit is {MAX_SEARCH_CHARS}. Nothing searched.")
+        if not needle:
+            self.plot.clear_selection()
             return
-        values = self.data.frame[column].astype(str)
-        matches = np.flatnonzero(values.str.contains(needle, case=False, regex=False).to_numpy())
+        mode = self.search_mode.value
+        try:
+            # the browser's maxlength stops typing past the bound; a hand-made message is refused here
+            matches = self.data.search(needle, mode)
+        except ValueError as exc:
+            self.selection_info.object = f"{safe_text(exc, 300)}. Nothing searched."
+            return
         self.plot.select(matches)
-        self.selection_info.object = f"Search \"{safe_text(needle)}\": {matches.size:,} match(es) highlighted."
+        self.selection_info.object = (f"Search \"{safe_text(needle)}\" ({mode}): "
+                                      f"{matches.size:,} match(es) highlighted.")
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
         if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
             return  # a tap event is browser input: a NaN would index past the last row
         row = self.data.nearest_row(x, y)
         try:
-            ids, dist, space = self.data.neighbours(row)
+            ids, dist, space = self.data.neighbours(row, k=int(self.k.value or N_NEIGHBORS),
+                                                    metric=self.metric.value)
         except Exception as exc:  # one failed click, not a dead session
             log.warning("neighbours of row %d failed: %s", row, exc)
             self.neighbour_title.object = f"Could not list the neighbours of row {row}: {safe_text(exc, 300)}"

@@ -94,7 +94,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if scheduler is not None or workers is not None:
         return _plot_on_dask(args, out, scheduler, workers)
     progress = Progress(not args.quiet, "plot")
-    array, meta = _load_coords(args.input, args.meta, progress)
+    array, meta = _load_coords(args.input, args.meta, progress, drop_z=args.drop_z)
     from embedscope.viz.layers import default_color
 
     args.color = default_color(meta, args.color)  # a 'quality' column colours the map unless told otherwise
@@ -104,25 +104,40 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from embedscope.viz.export import save_html, save_png
 
     serve_hint = _serve_command(args)
-    options = {"width": args.width, "height": args.height, "how": args.how, "force": args.force}
+    options = {"width": args.width, "height": args.height, "how": args.how, "spread": args.spread,
+               "legend": args.legend, "title": _title(args, named=suffix != ".png"), "force": args.force}
     if args.labels_from is not None:
         if meta is None or args.labels_from not in meta.columns:
             known = [] if meta is None else list(meta.columns)
             raise DataError(f"no column {args.labels_from!r} to label the map from; metadata columns: {known}")
-        if suffix != ".png":
-            raise ValueError("--labels-from is drawn into a .png or a --tiles site, not a static .html page")
     if suffix == ".png":
         save_png(array, out, meta, args.color, labels=args.labels_from, **options)
     else:
-        save_html(array, out, meta, args.color, title=Path(args.input).name, serve_hint=serve_hint, **options)
+        save_html(array, out, meta, args.color, serve_hint=serve_hint, labels=args.labels_from, **options)
     print(out)
     if not args.quiet:
         print(f"explore it live (re-aggregates on zoom): {serve_hint}", file=sys.stderr)
     return 0
 
 
-def _load_coords(source: str, meta_path: str | None, progress: Any) -> tuple[Any, Any]:
-    """Coordinates and metadata to draw; vectors are refused, 3-D is said to be drawn as x, y."""
+def _title(args: argparse.Namespace, *, named: bool = True) -> str | None:
+    """``--title``, else the method and main parameters ``reduce`` recorded in the input,
+    and its name. ``named=False`` (a PNG, which had no title): None without a record."""
+    from pathlib import Path
+
+    from embedscope.io.write import read_layout_info
+    from embedscope.viz._input import layout_title
+
+    if args.title:
+        return str(args.title)
+    recorded = read_layout_info(args.input)
+    if recorded is None and not named:
+        return None
+    return layout_title(recorded, Path(args.input).name)
+
+
+def _load_coords(source: str, meta_path: str | None, progress: Any, *, drop_z: bool = False) -> tuple[Any, Any]:
+    """Coordinates and metadata to draw; vectors are refused, and 3-D too unless ``drop_z``."""
     from embedscope.errors import DataError
     from embedscope.viz.app import load_input
 
@@ -131,14 +146,17 @@ def _load_coords(source: str, meta_path: str | None, progress: Any) -> tuple[Any
     if not is_coords:
         raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
                         f"run 'embedscope reduce {source} --out coords.parquet' first")
+    if array.shape[1] == 3 and not drop_z:
+        # A 2-D image of 3-D coordinates hides z: the user says so, or reduces to 2-D.
+        raise DataError(f"{source} holds 3-D coordinates; plot draws 2-D images: give --drop-z to draw x and y "
+                        f"only, or reduce with --n-components 2")
     if array.shape[1] == 3:
-        progress.log(f"{source} holds 3-D coordinates; drawing x and y (z is not shown)")
+        progress.log(f"{source} holds 3-D coordinates; drawing x and y (z is not shown, --drop-z)")
     return array, meta
 
 
 def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     """``plot --tiles``: a static zoomable site (tile pyramid + page) in the folder ``out``."""
-    from pathlib import Path
 
     from embedscope._progress import Progress
     from embedscope.engine.command import cluster_flags
@@ -151,11 +169,11 @@ def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
         raise ValueError(f"--out {out}: --tiles writes a folder (index.html and tiles/); give a folder name")
     protect_inputs(args.input, getattr(args, "meta", None))
     progress = Progress(not args.quiet, "tiles")
-    array, meta = _load_coords(args.input, args.meta, progress)
+    array, meta = _load_coords(args.input, args.meta, progress, drop_z=args.drop_z)
     max_zoom = 5 if args.max_zoom is None else args.max_zoom
     with progress.stage("site", f"{array.shape[0]:,} points, levels 0-{max_zoom} -> {out}"):
         info = write_tile_site(array, out, meta, args.color, max_zoom=max_zoom, labels=args.labels_from,
-                               title=Path(args.input).name, force=args.force, log=progress.log)
+                               title=_title(args), force=args.force, log=progress.log)
     progress.log(f"{info['tiles']:,} tiles, {info['bytes'] / 2**20:.1f} MiB, in {info['seconds']:.1f} s; "
                  f"open {out / 'index.html'} (no server needed)")
     print(out / "index.html")
@@ -295,7 +313,7 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
     from embedscope._progress import Progress
     from embedscope.engine import distributed as dist
     from embedscope.io.write import atomic_output
-    from embedscope.viz.export import _legend_image
+    from embedscope.viz.export import _legend_image, _titled_image
 
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out {out}: with --scheduler / --local-cluster, plot writes .png only")
@@ -312,8 +330,11 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
         frame = dd.read_parquet(files, columns=columns)
         with progress.stage("aggregate", f"{args.input}: {len(files)} parquet file(s) in "
                                          f"{frame.npartitions} partition(s), {args.width} x {args.height} px"):
-            image, info = _render_lazy(frame, args.color, width=args.width, height=args.height, how=args.how)
-    pil = _legend_image(image.to_pil(), info)
+            image, info = _render_lazy(frame, args.color, width=args.width, height=args.height, how=args.how,
+                                       spread=args.spread)
+    pil = _legend_image(image.to_pil(), info) if args.legend else image.to_pil()
+    if args.title:
+        pil = _titled_image(pil, args.title)
     with atomic_output(out, force=args.force) as tmp:
         pil.save(tmp, format="PNG")
     progress.log(f"{info['n_points']:,} points -> {out}")
@@ -362,14 +383,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_reducer_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The reducer flags given to ``serve``, checked against the reducer they go to."""
+    from embedscope.engine.command import given_reducer_flags, reducer_params
+
+    if not given_reducer_flags(args):
+        return {}
+    from embedscope.engine.reduce import reducer_class
+    from embedscope.viz.app import default_method
+
+    method = args.method or default_method()
+    return reducer_params(argparse.Namespace(**{**vars(args), "method": method}), reducer_class(method))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "second", None) is not None:  # two layouts in linked panels
+        from embedscope.engine.command import given_reducer_flags
         from embedscope.viz.compare_app import serve_compare
+
+        for flag, value in (("--labels-from", args.labels_from), ("--vectors", args.vectors)):
+            if value is not None:
+                raise ValueError(f"{flag} applies to one layout, not two compared")
+        if given_reducer_flags(args):
+            raise ValueError(f"{given_reducer_flags(args)[0]} applies to vectors reduced at start, not two layouts")
 
         return serve_compare(args)
     if args.on is not None or args.k is not None:
         flag = "--on" if args.on is not None else "--k"
         raise ValueError(f"{flag} applies to two layouts compared: give a second input (serve A B {flag} ...)")
+    from pathlib import Path
+
     from embedscope._progress import Progress
     from embedscope.viz.app import AppData, serve
     from embedscope.viz.server import SessionGate, check_listen, is_loopback, page_urls
@@ -383,7 +426,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               "without a login, by anyone who can reach this machine", file=sys.stderr)
     Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
+                   labels_from=args.labels_from, vectors=args.vectors, reducer_params=_serve_reducer_params(args),
                    verbose=not args.quiet)
+    if data.is_3d:  # said even with --quiet: the map is not the whole layout
+        print(f"embedscope serve: note: {Path(args.input).name} holds 3-D coordinates; the map shows x and y "
+              "(z is not drawn)", file=sys.stderr)
 
     def ready(port: int) -> None:
         if not args.quiet:
@@ -397,7 +444,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``plot`` and ``serve`` sub-commands to an argparse sub-parsers object."""
-    from embedscope.engine.command import add_cluster_flags
+    from embedscope.engine.command import add_cluster_flags, add_reducer_flags
     from embedscope.viz.server import DEFAULT_MAX_SESSIONS
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -411,9 +458,17 @@ def register(sub: Any) -> None:
     p.add_argument("--height", type=int, default=900, help="raster height in pixels (default 900)")
     p.add_argument("--how", default="eq_hist", choices=["eq_hist", "log", "cbrt", "linear"],
                    help="colour normalisation (default eq_hist)")
+    p.add_argument("--spread", type=int, default=2, metavar="PX",
+                   help="grow isolated points up to PX pixels so sparse ones stay visible (0-32, default 2)")
+    p.add_argument("--title", help="title of the plot (default: the method and its parameters recorded by "
+                                   "'embedscope reduce', and the file name)")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="leave the colour legend out")
+    p.add_argument("--drop-z", action="store_true",
+                   help="draw x and y of 3-D coordinates (refused without it: a 2-D plot would hide z)")
     p.add_argument("--labels-from", metavar="COLUMN",
                    help="write the names of the map's regions from this column (categories: the dominant "
-                        "one; text: the most distinctive terms) on a .png or a --tiles site")
+                        "one; text: the most distinctive terms); .html and --tiles pages show finer ones "
+                        "as you zoom")
     p.add_argument("--tiles", action="store_true",
                    help="write a static zoomable site into the folder --out: a tile pyramid and index.html "
                         "that pans and zooms it with no server (file:// or any static host)")
@@ -457,6 +512,13 @@ def register(sub: Any) -> None:
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")
+    s.add_argument("--labels-from", metavar="COLUMN",
+                   help="name the map's regions from this column (categories or text), finer as you zoom; "
+                        "a toggle in the app shows or hides them")
+    s.add_argument("--vectors", metavar="FILE",
+                   help="with coordinates: the original vectors (one row per point), so a click lists its "
+                        "neighbours in that space (metric and k chosen in the app)")
+    add_reducer_flags(s.add_argument_group("reducer (vectors input, reduced at start; as in 'embedscope reduce')"))
     s.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",

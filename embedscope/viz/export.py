@@ -29,8 +29,12 @@ from embedscope.viz.aggregate import (
 __all__ = ["render_image", "save_html", "save_png"]
 
 LEGEND_WIDTH = 180
+LEGEND_ROW = 16
+TITLE_PX = 26
 # Every colour a plot can draw has its legend entry (see MAX_CATEGORIES).
 MAX_LEGEND = MAX_CATEGORIES
+#: Zoom levels of the labels on pages that zoom (full view, then 2x, 4x, 8x finer).
+LABEL_LEVELS = 4
 
 
 def render_image(
@@ -92,38 +96,63 @@ def _padded(values: np.ndarray, pad: float = 0.02) -> tuple[float, float]:
 
 
 def _legend_image(pil: Any, info: dict[str, Any]) -> Any:
-    """The image with a legend column on the right (categories only)."""
+    """The image with a legend on the right (categories only), in as many columns as fit.
+
+    Beside the image, never on it: a legend drawn over the map hides its points.
+    """
     from PIL import Image, ImageDraw
 
     colors = info.get("colors")
     if not colors:
         return pil
-    canvas = Image.new("RGBA", (pil.width + LEGEND_WIDTH, pil.height), "white")
+    items = list(colors.items())[:MAX_LEGEND]
+    per_column = max(1, (pil.height - 28) // LEGEND_ROW)
+    columns = -(-len(items) // per_column)
+    canvas = Image.new("RGBA", (pil.width + LEGEND_WIDTH * columns, pil.height), "white")
     canvas.paste(pil, (0, 0))
     draw = ImageDraw.Draw(canvas)
     draw.text((pil.width + 10, 8), str(info["color"]), fill="black")
-    items = list(colors.items())
-    for i, (cat, col) in enumerate(items[:MAX_LEGEND]):
-        top = 28 + 16 * i
-        draw.rectangle([pil.width + 10, top, pil.width + 22, top + 12], fill=col)
-        draw.text((pil.width + 28, top), str(cat)[:24], fill="black")
-    if len(items) > MAX_LEGEND:
-        draw.text((pil.width + 10, 28 + 16 * MAX_LEGEND), f"... {len(items) - MAX_LEGEND} more", fill="black")
+    for i, (cat, col) in enumerate(items):
+        left, top = pil.width + 10 + LEGEND_WIDTH * (i // per_column), 28 + LEGEND_ROW * (i % per_column)
+        draw.rectangle([left, top, left + 12, top + 12], fill=col)
+        draw.text((left + 18, top), str(cat)[:24], fill="black")
     return canvas
+
+
+def _titled_image(pil: Any, title: str) -> Any:
+    """The image under a white band holding ``title`` (one line, cut to the image's width)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font: Any = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    canvas = Image.new("RGBA", (pil.width, pil.height + TITLE_PX), "white")
+    canvas.paste(pil, (0, TITLE_PX))
+    text = " ".join(str(title).split())
+    limit = max(pil.width // 8, 8)
+    ImageDraw.Draw(canvas).text((8, 5), text if len(text) <= limit else text[: limit - 1] + "\u2026",
+                                fill="black", font=font)
+    return canvas
+
+
+def _find_labels(frame: Any, column: str, info: dict[str, Any], width: int, levels: int = 1) -> Any:
+    """The region labels of ``column`` over the image's view (its boxes are the boxes drawn)."""
+    from embedscope.viz.labels import find_labels
+
+    if column not in frame.columns:
+        known = [c for c in frame.columns if c not in ("x", "y", "z")]
+        raise ValueError(f"no column {column!r} to label the map from; metadata columns: {known}")
+    return find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[column].to_numpy(),
+                       column=column, levels=levels, width=width,
+                       x_range=info["x_range"], y_range=info["y_range"])
 
 
 def _labelled_image(pil: Any, frame: Any, column: str, info: dict[str, Any]) -> Any:
     """The image with the names of the map's regions written on it (full-view level)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from embedscope.viz.labels import find_labels
-
-    if column not in frame.columns:
-        known = [c for c in frame.columns if c not in ("x", "y", "z")]
-        raise ValueError(f"no column {column!r} to label the map from; metadata columns: {known}")
-    found = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[column].to_numpy(),
-                        column=column, levels=1, width=pil.width,
-                        x_range=info["x_range"], y_range=info["y_range"])
+    found = _find_labels(frame, column, info, pil.width)
     canvas = pil.convert("RGBA") if pil.mode != "RGBA" else pil.copy()
     # Labels sit on an opaque background so the halo reads on dark and light points alike.
     base = Image.new("RGBA", canvas.size, "white")
@@ -154,6 +183,7 @@ def save_png(
     spread: int = 2,
     legend: bool = True,
     labels: str | None = None,
+    title: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write a PNG of the embedding, drawn by datashader (no browser needed).
@@ -177,6 +207,8 @@ def save_png(
     labels : str, optional
         Metadata column (categories or text) whose names are written on the map's
         regions (:func:`embedscope.viz.labels.find_labels`, the full-view level).
+    title : str, optional
+        Written in a band above the image.
     force : bool, default=False
         Replace an existing file.
 
@@ -195,6 +227,8 @@ def save_png(
         pil = _legend_image(pil, info)
         if options.get("span") is not None and info["kind"] == "value":
             pil = value_legend(pil, str(color), plot_frame(data, meta)[color].to_numpy())
+    if title:
+        pil = _titled_image(pil, title)
     with atomic_output(path, force=force) as tmp:
         pil.save(tmp, format="PNG")
     return Path(path)
@@ -212,6 +246,8 @@ def save_html(
     spread: int = 2,
     title: str | None = None,
     serve_hint: str | None = None,
+    legend: bool = True,
+    labels: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write a standalone HTML page (Bokeh, resources inlined) with the shaded image.
@@ -228,6 +264,12 @@ def save_html(
     title : str, optional
     serve_hint : str, optional
         The command that opens the live view (shown on the page).
+    legend : bool, default=True
+        For categories, the colour legend beside the plot.
+    labels : str, optional
+        Metadata column (categories or text) whose region names are written on the
+        map (:func:`embedscope.viz.labels.find_labels`); the page shows the level of
+        the zoom in view, coarse at full view and finer zoomed in.
     force : bool, default=False
 
     Returns
@@ -250,10 +292,18 @@ def save_html(
                  x_range=Range1d(x0, x1), y_range=Range1d(y0, y1),
                  tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
     fig.image_rgba(image=[rgba], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0)
-    if info.get("colors"):
+    if labels is not None:
+        from embedscope.viz.labels import add_bokeh_labels
+
+        add_bokeh_labels(fig, _find_labels(plot_frame(data, meta), labels, info, fig.width, levels=LABEL_LEVELS))
+    if legend and info.get("colors"):
         for cat, col in list(info["colors"].items())[:MAX_LEGEND]:
             fig.scatter(x=[np.nan], y=[np.nan], color=col, size=8, legend_label=str(cat))
         fig.legend.title = str(color)
+        # Outside the frame, in as many columns as the plot's height needs: a legend on
+        # the frame hides points, and one taller than the plot is cut off.
+        per_column = max(1, (fig.height - 40) // 20)
+        fig.legend.ncols = -(-min(len(info["colors"]), MAX_LEGEND) // per_column)
         fig.add_layout(fig.legend[0], "right")
     hint = f" For a live view that re-aggregates on zoom, run <code>{html.escape(serve_hint)}</code>." if serve_hint else ""
     # The note is plain HTML in the page body (not a Bokeh model), so it reads the same

@@ -97,6 +97,14 @@ def _fresh_hover(plot: Any, element: Any) -> None:
     model.js_on_change("data", CustomJS(args={"hover": hover}, code=_REDRAW_HOVER))
 
 
+def _label_background(plot: Any, element: Any) -> None:
+    """HoloViews hook: region names on a light box, readable over dark and light points."""
+    glyph = plot.handles.get("glyph")
+    if glyph is not None and hasattr(glyph, "background_fill_color"):
+        glyph.background_fill_color = "white"
+        glyph.background_fill_alpha = 0.7
+
+
 #: Milliseconds Bokeh waits after the last zoom or pan step before it reports the new
 #: ranges (its ``lod_timeout``, 500 by default): the re-render could not start sooner.
 RANGES_DELAY_MS = 50
@@ -164,6 +172,15 @@ class EmbeddingPlot:
     x_range, y_range : (float, float), optional
         The view to open on (e.g. the view of a previous plot of the same points); the
         data's extent when None.
+    labels : embedscope.viz.labels.LabelSet, optional
+        Region names drawn over the map, the level of the zoom in view
+        (:meth:`~embedscope.viz.labels.LabelSet.for_view`): a few coarse ones at full
+        view, finer ones zoomed in. :meth:`show_labels` switches them on and off.
+    show_labels : bool, default=True
+        Whether ``labels`` are drawn at first.
+    legend : bool, default=True
+        For categories, a Bokeh legend on the plot's right. An app that lists the
+        colours itself (``embedscope serve``) turns it off.
     hover : bool, default=True
         Server-side hover with the metadata of the point nearest each pixel centre.
         It costs a distance test per point and a gather of the hover columns per
@@ -201,6 +218,9 @@ class EmbeddingPlot:
         responsive: bool = False,
         x_range: Any = None,
         y_range: Any = None,
+        labels: Any = None,
+        show_labels: bool = True,
+        legend: bool = True,
         _prepared: bool = False,
         _device_xy: tuple[Any, Any] | None = None,
     ) -> None:
@@ -221,6 +241,9 @@ class EmbeddingPlot:
         self.span = None if span is None else (float(span[0]), float(span[1]))
         self.hover = bool(hover)
         self.responsive = bool(responsive)
+        self.labels = labels
+        self._show_labels = bool(show_labels)
+        self.legend = bool(legend)
         self._initial_view = (None if x_range is None else tuple(map(float, x_range)),
                               None if y_range is None else tuple(map(float, y_range)))
         meta_cols = [c for c in self.frame.columns if c not in ("x", "y")]
@@ -286,7 +309,12 @@ class EmbeddingPlot:
         self._chosen = Chosen()
         self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen])
         layers = [self.base, self.highlight]
-        if self._category_colors:
+        if self.labels is not None:
+            Shown = hv.streams.Stream.define("LabelsShown", show=True)
+            self._labels_shown = Shown(show=self._show_labels)
+            self.label_layer = hv.DynamicMap(self._label_items, streams=[self.range, self._labels_shown])
+            layers.append(self.label_layer)
+        if self._category_colors and self.legend:
             layers.append(self._legend())
         self.view = hv.Overlay(layers).collate().opts(lod=_LOD, **size)
         self.bounds = hv.streams.BoundsXY(source=self.base)
@@ -302,6 +330,22 @@ class EmbeddingPlot:
         cmap = {str(cat): colour for cat, colour in self._category_colors.items()}
         return hv.Points(rows, kdims=["x", "y"], vdims=[self.color]).opts(
             color=self.color, cmap=cmap, show_legend=True, legend_position="right", size=8, tools=[])
+
+    def _label_items(self, x_range: Any = None, y_range: Any = None, show: bool = True, **_: Any) -> Any:
+        """The region names of the view's zoom level inside the view (none when switched off)."""
+        hv = _hv()
+        x_range = tuple(x_range) if x_range is not None else self.extent[0]
+        y_range = tuple(y_range) if y_range is not None else self.extent[1]
+        found = self.labels.for_view(x_range, y_range) if show and self.labels is not None else []
+        rows = [(lab.x, lab.y, lab.text) for lab in found]
+        return hv.Labels(rows, kdims=["x", "y"], vdims=["text"]).opts(
+            text_color="black", text_font_size="13px", tools=[], hooks=[_label_background])
+
+    def show_labels(self, show: bool = True) -> None:
+        """Draw the region labels (``labels``) or hide them; the view is kept."""
+        self._show_labels = bool(show)
+        if self.labels is not None:
+            self._labels_shown.event(show=self._show_labels)
 
     # ------------------------------------------------------------------ rendering
     def _raster_size(self, width: Any, height: Any) -> tuple[int, int]:

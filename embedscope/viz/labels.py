@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LabelSet", "MapLabel", "find_labels"]
+__all__ = ["LabelSet", "MapLabel", "add_bokeh_labels", "find_labels"]
 
 #: Pixels of one character and of a line of label text, for the overlap test.
 CHAR_PX = 7.0
@@ -167,11 +167,15 @@ def _category_names(codes: np.ndarray, uniques: Any, region: np.ndarray,
     return names
 
 
-def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int = 2,
-                rng: np.random.Generator) -> list[tuple[str, float, int]]:
+def _term_counts(values: Any, valid: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Any, Any]:
+    """(sampled rows, their term counts, the vocabulary), made once for every level.
+
+    Vectorising is most of a text column's labelling time; each level re-used to do it
+    on its own sample (4 levels of 1M texts: 4 passes of CountVectorizer).
+    """
     from sklearn.feature_extraction.text import CountVectorizer
 
-    rows = np.flatnonzero(region >= 0)
+    rows = np.flatnonzero(valid)
     if rows.size > MAX_TEXT_ROWS:
         rows = np.sort(rng.choice(rows, MAX_TEXT_ROWS, replace=False))
     texts = np.asarray(values, dtype=object)[rows]
@@ -181,10 +185,19 @@ def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int =
                                      max_features=50_000)
         counts = vectorizer.fit_transform(texts)
     except ValueError:  # no words at all (empty vocabulary)
-        return [("", float("nan"), -1)] * n_regions
+        return rows, None, None
+    return rows, counts, vectorizer.get_feature_names_out()
+
+
+def _text_names(terms: tuple[np.ndarray, Any, Any], region: np.ndarray, n_regions: int, *,
+                top: int = 2) -> list[tuple[str, float, int]]:
     import scipy.sparse as sp
 
-    member = sp.csr_matrix((np.ones(rows.size), (region[rows], np.arange(rows.size))),
+    rows, counts, vocab = terms
+    if counts is None:
+        return [("", float("nan"), -1)] * n_regions
+    inside = region[rows] >= 0
+    member = sp.csr_matrix((np.ones(int(inside.sum())), (region[rows][inside], np.flatnonzero(inside))),
                            shape=(n_regions, rows.size))
     per_region = (member @ counts).toarray()  # (regions, terms): a region is one document
     words = per_region.sum(axis=1, keepdims=True)
@@ -192,10 +205,9 @@ def _text_names(values: Any, region: np.ndarray, n_regions: int, *, terms: int =
     # Rare across regions scores high: log(1 + mean words per region / term total).
     idf = np.log1p(words.mean() / np.maximum(per_region.sum(axis=0), 1))
     score = tf * idf
-    vocab = vectorizer.get_feature_names_out()
     names = []
     for r in range(n_regions):
-        best = [i for i in np.argsort(-score[r])[:terms] if score[r, i] > 0]
+        best = [i for i in np.argsort(-score[r])[:top] if score[r, i] > 0]
         names.append((" · ".join(vocab[i] for i in best), float("nan"), -1))
     return names
 
@@ -280,6 +292,7 @@ def find_labels(
     cells = np.zeros(n, dtype=np.int64)
     cells[valid] = row[valid].astype(np.int64) * grid + col[valid].astype(np.int64)
     rng = np.random.default_rng(random_state)
+    terms = _term_counts(values, valid, rng) if kind == "text" else None
     result = LabelSet([], column, kind, int(levels), int(width), x_range, y_range)
     # The full view's smoothing: the narrowest (from 1/64 of the grid, doubling) that
     # leaves at most MAX_COARSE regions; each finer level halves it and raises the
@@ -300,7 +313,7 @@ def find_labels(
         if kind == "category":
             names = _category_names(codes, uniques, region, sizes.size)
         else:
-            names = _text_names(values, region, sizes.size, rng=rng)
+            names = _text_names(terms, region, sizes.size)
         # A label sits at the median of the points it names (the region's points of its
         # dominant category): on them, where a density peak of a merged region may not be.
         order = np.argsort(region, kind="stable")
@@ -319,6 +332,12 @@ def find_labels(
                 prow, pcol = peaks[r]
                 lx = x_range[0] + (pcol + 0.5) / grid * (x_range[1] - x_range[0])
                 ly = y_range[0] + (prow + 0.5) / grid * (y_range[1] - y_range[0])
+            label = MapLabel(text, lx, ly, level, int(sizes[r]), share)
+            # A label by the edge of the full view is moved inwards until its box fits:
+            # centred on its points there, half of its text was cut off by the frame.
+            bx0, by0, bx1, by1 = result.box(label)
+            lx += max(x_range[0] - bx0, 0.0) - max(bx1 - x_range[1], 0.0)
+            ly += max(y_range[0] - by0, 0.0) - max(by1 - y_range[1], 0.0)
             candidates.append(MapLabel(text, lx, ly, level, int(sizes[r]), share))
         kept: list[tuple[float, float, float, float]] = []
         for label in candidates:
@@ -328,3 +347,56 @@ def find_labels(
             kept.append(box)
             result.labels.append(label)
     return result
+
+
+#: Picks the labels of the zoom level in view, in the browser (no server): the level is
+#: the number of halvings of the full view's width, as :meth:`LabelSet.for_view` counts.
+_PICK_LEVEL_JS = """
+const level = Math.min(levels - 1, Math.max(0, Math.floor(Math.log2(full / (xr.end - xr.start)) + 1e-9)));
+const keep = all.level.map((l) => l === level);
+const pick = (name) => all[name].filter((_, i) => keep[i]);
+shown.data = {x: pick("x"), y: pick("y"), text: pick("text"), level: pick("level")};
+"""
+
+
+def add_bokeh_labels(fig: Any, found: LabelSet, transform: Any = None) -> Any:
+    """Draw ``found`` on a Bokeh figure, the level of the zoom in view, switched in the page.
+
+    Used by the static outputs (the HTML export, the tile site): the figure's x range
+    picks the level in JavaScript, so the labels follow the zoom without a server.
+
+    Parameters
+    ----------
+    fig : bokeh.plotting.figure
+    found : LabelSet
+    transform : callable, optional
+        ``(x, y) -> (x', y')`` from the layout's coordinates to the figure's (the tile
+        site's web-mercator square); identity when None.
+
+    Returns
+    -------
+    bokeh.models.ColumnDataSource or None
+        The source of the labels shown (None when there are no labels).
+    """
+    from bokeh.models import ColumnDataSource, CustomJS
+
+    if not found.labels:
+        return None
+    lx = np.array([lab.x for lab in found.labels])
+    ly = np.array([lab.y for lab in found.labels])
+    ends = np.array(found.x_range, dtype=np.float64)
+    if transform is not None:
+        lx, ly = transform(lx, ly)
+        ends = transform(ends, np.array(found.y_range, dtype=np.float64))[0]
+    everything = {"x": np.asarray(lx).tolist(), "y": np.asarray(ly).tolist(),
+                  "text": [lab.text for lab in found.labels], "level": [lab.level for lab in found.labels]}
+    shown = ColumnDataSource({k: [v for v, lev in zip(vals, everything["level"], strict=True) if lev == 0]
+                              for k, vals in everything.items()})
+    # Bokeh's text glyph writes its text as text (canvas), never as markup.
+    fig.text("x", "y", text="text", source=shown, text_align="center", text_baseline="middle",
+             text_font_size="13px", text_color="black", background_fill_color="white",
+             background_fill_alpha=0.7)
+    pick = CustomJS(args={"shown": shown, "xr": fig.x_range, "levels": found.levels, "all": everything,
+                          "full": float(ends[1] - ends[0])}, code=_PICK_LEVEL_JS)
+    fig.x_range.js_on_change("end", pick)
+    return shown

@@ -225,7 +225,6 @@ def _page(frame: Any, kind: str | None, color: str | None, categories: list[Any]
     from bokeh.layouts import column, row
     from bokeh.models import (
         ColumnDataSource,
-        CustomJS,
         Div,
         HoverTool,
         Range1d,
@@ -264,23 +263,10 @@ def _page(frame: Any, kind: str | None, color: str | None, categories: list[Any]
         # labels (column names) are escaped here.
         fig.add_tools(HoverTool(renderers=[points], tooltips=[(html.escape(str(name)), f"@c{i}")
                                                                for i, name in enumerate(extra)]))
-    if found is not None and found.labels:
-        lx, ly = merc(np.array([lab.x for lab in found.labels]), np.array([lab.y for lab in found.labels]))
-        everything = {"x": lx.tolist(), "y": ly.tolist(), "text": [lab.text for lab in found.labels],
-                      "level": [lab.level for lab in found.labels]}
-        shown = ColumnDataSource({k: [v for v, lev in zip(vals, everything["level"], strict=True) if lev == 0]
-                                  for k, vals in everything.items()})
-        fig.text("x", "y", text="text", source=shown, text_align="center", text_baseline="middle",
-                 text_font_size="13px", text_color="black", background_fill_color="white",
-                 background_fill_alpha=0.7)
-        pick = CustomJS(args={"shown": shown, "xr": fig.x_range, "levels": found.levels,
-                              "all": everything, "full": 2 * MERCATOR}, code="""
-            const level = Math.min(levels - 1, Math.max(0, Math.floor(Math.log2(full / (xr.end - xr.start)) + 1e-9)));
-            const keep = all.level.map((l) => l === level);
-            const pick = (name) => all[name].filter((_, i) => keep[i]);
-            shown.data = {x: pick("x"), y: pick("y"), text: pick("text"), level: pick("level")};
-        """)
-        fig.x_range.js_on_change("end", pick)
+    if found is not None:
+        from embedscope.viz.labels import add_bokeh_labels
+
+        add_bokeh_labels(fig, found, transform=merc)
     heading = html.escape(title or "embedscope map")
     side_parts = [f"<h3 style='margin:4px 0'>{heading}</h3>",
                   f"<p style='margin:2px 0;color:#555'>{n:,} points; static tiles (zoom levels 0-{max_zoom}); "

@@ -378,7 +378,8 @@ def optimize_layout(
         Fixed tails and negative samples (``transform``). None: the fit case, where
         ``head`` is its own reference, snapshotted each epoch.
     callback : callable, optional
-        ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1).
+        ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1); a
+        true return value stops after that epoch, keeping the layout it left.
     log : callable, optional
         Receives a line every 10% of the epochs.
 
@@ -410,8 +411,8 @@ def optimize_layout(
             sgd_epoch_2d(*args)
         else:
             sgd_epoch(*args, picks)
-        if callback is not None:
-            callback(epoch + 1, n_epochs, head)
+        if callback is not None and callback(epoch + 1, n_epochs, head):
+            break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             log(f"epoch {epoch + 1}/{n_epochs}")
     return head

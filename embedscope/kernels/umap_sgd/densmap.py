@@ -261,7 +261,8 @@ def optimize_layout_dens(
 
     The first ``(1 - dens_frac)`` of the epochs are ordinary UMAP epochs (the same
     kernels); the rest add the density term. ``densmap.log_radii`` are the data's
-    log radii (:func:`data_radii`).
+    log radii (:func:`data_radii`). A true return value of ``callback`` stops after
+    that epoch, as in the plain driver.
     """
     head = np.ascontiguousarray(head, dtype=np.float32)
     schedule = sgd_schedule(graph, negative_sample_rate)
@@ -290,8 +291,8 @@ def optimize_layout_dens(
             sgd_epoch_2d(*args, True, scratch)
         else:
             sgd_epoch(*args, True, scratch, picks)
-        if callback is not None:
-            callback(epoch + 1, n_epochs, head)
+        if callback is not None and callback(epoch + 1, n_epochs, head):
+            break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             extra = f", density correlation {corr:.3f}" if epoch >= start_dens and densmap.dens_lambda > 0 else ""
             log(f"epoch {epoch + 1}/{n_epochs}{extra}")

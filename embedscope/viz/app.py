@@ -5,7 +5,9 @@ fails with a clear :class:`DataError` before any server starts), and nothing a b
 sends is ever used as a path. Exports are built in memory and downloaded.
 
 Given vectors rather than coordinates, the app reduces them in a background thread;
-pages opened meanwhile show the stage being run, then switch to the plot.
+pages opened meanwhile show the stage being run, then switch to the plot. With
+``live=True`` (``serve --live``) they draw the layout while it optimises instead
+(:mod:`embedscope.viz.live`), with a Stop button that keeps it.
 """
 
 from __future__ import annotations
@@ -166,11 +168,23 @@ class AppData:
         Column the search box matches (default: the first text column).
     verbose : bool, default=True
         Log the reducer's stages to stderr as well.
+    live : bool, default=False
+        Draw the layout while it optimises (``serve --live``): UMAP, t-SNE or PaCMAP
+        of vectors input; coordinates and PCA are refused.
     """
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
-                 color: str | None = None, text_column: str | None = None, verbose: bool = True) -> None:
+                 color: str | None = None, text_column: str | None = None, verbose: bool = True,
+                 live: bool = False) -> None:
+        from embedscope.viz.live import LIVE_METHODS
+
+        if live and method is not None and method not in LIVE_METHODS:
+            raise ValueError(f"--live draws a layout while it optimises; --method {method} has no "
+                             f"iterations to watch (use {', '.join(LIVE_METHODS)})")
         array, self.meta, is_coords = load_input(path, meta)
+        if live and is_coords:
+            raise DataError(f"--live draws a reducer's layout while it optimises, but {path} already holds "
+                            f"{array.shape[1]}-D coordinates; give the vectors instead")
         array = _in_memory(array, str(path))
         self.path = str(path)
         self.status = ""
@@ -193,13 +207,23 @@ class AppData:
         self.device_xy: tuple[Any, Any] | None = None
         self._tree = None
         self._ready = threading.Event()
+        self.live: Any = None
         if is_coords:
             self._finish(array)
         else:
             from embedscope.engine.reduce import make_reducer
 
+            if live and self.method not in LIVE_METHODS:
+                raise ValueError(f"--live needs UMAP, t-SNE or PaCMAP; {self.method} was chosen "
+                                 "(install umap's dependencies or pass --method)")
             self.reducer = make_reducer(self.method, n_components=2, verbose=True)
-            threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+            if live:
+                from embedscope.viz.live import LiveFit
+
+                self.note += " (drawn live)"
+                self.live = LiveFit(self.reducer, array, on_done=self._live_done).start()
+            else:
+                threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
 
     @property
     def meta_columns(self) -> list[str]:
@@ -226,6 +250,20 @@ class AppData:
             self._ready.set()
         finally:
             log.removeHandler(handler)
+
+    def _live_done(self, coords: np.ndarray | None) -> None:
+        """The live fit ended (its thread): the explorer's data, or the fit's error."""
+        if coords is None:
+            self.error = self.live.error
+            self._ready.set()
+            return
+        if self.live.stopped:
+            self.note += f"; {self.live.status}"
+        try:
+            self._finish(coords)
+        except Exception as exc:
+            self.error = f"{self.method} failed: {exc}"
+            self._ready.set()
 
     def _finish(self, coords: Any) -> None:
         frame = plot_frame(coords, self.meta)
@@ -449,6 +487,8 @@ def make_session(data: AppData, gate: Any = None) -> Any:
         pn.state.on_session_destroyed(lambda _context: gate.release())
     if data.ready and data.error is None:
         return Explorer(data).layout
+    if data.live is not None:
+        return _live_session(data)
     holder = pn.Column()
     indicator = pn.indicators.Progress(active=True, width=400)
     status = pn.pane.Markdown(css_classes=["es-status"])
@@ -465,6 +505,27 @@ def make_session(data: AppData, gate: Any = None) -> Any:
 
     callback = pn.state.add_periodic_callback(poll, period=500)
     poll()
+    return holder
+
+
+def _live_session(data: AppData) -> Any:
+    """A page that draws the layout while it optimises, then becomes the explorer."""
+    import panel as pn
+
+    from embedscope.viz.live import LiveView
+
+    holder = pn.Column(sizing_mode="stretch_width")
+
+    def explorer() -> None:
+        if data.error is None:
+            holder[:] = [Explorer(data).layout]
+        else:
+            holder.append(pn.pane.Markdown(safe_text(data.error, 1000), css_classes=["es-status"]))
+
+    view = LiveView(data.live, data.meta, data.color, title=Path(data.path).name, on_done=explorer,
+                    is_done=lambda: data.ready)
+    holder[:] = [pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}"), view.layout]
+    view.start()
     return holder
 
 

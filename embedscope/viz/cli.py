@@ -24,6 +24,7 @@ SERVE_EXAMPLE = """example:
   embedscope serve coords.parquet                    # coordinates written by 'embedscope reduce'
   embedscope serve vectors.npy --meta meta.csv --method pca --port 5006
   embedscope serve umap.parquet tsne.parquet --on id   # two layouts side by side, linked
+  embedscope serve vectors.npy --method tsne --live     # watch the layout while it optimises
   then open http://127.0.0.1:5006 (the server binds to 127.0.0.1 unless --host says otherwise)
 """
 
@@ -364,6 +365,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "second", None) is not None:  # two layouts in linked panels
+        if args.live:
+            raise ValueError("--live draws one reducer's layout while it optimises; give one vectors file")
         from embedscope.viz.compare_app import serve_compare
 
         return serve_compare(args)
@@ -383,7 +386,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               "without a login, by anyone who can reach this machine", file=sys.stderr)
     Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
-                   verbose=not args.quiet)
+                   verbose=not args.quiet, live=args.live)
 
     def ready(port: int) -> None:
         if not args.quiet:
@@ -456,6 +459,9 @@ def register(sub: Any) -> None:
     s.add_argument("--method", choices=["umap", "tsne", "pca", "pacmap"],
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
+    s.add_argument("--live", action="store_true",
+                   help="vectors input: open the page at once and draw the layout while the reducer optimises "
+                        "(umap, tsne, pacmap), with a progress bar and a Stop button that keeps it")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")
     s.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

@@ -221,7 +221,9 @@ class AppData:
                 from embedscope.viz.live import LiveFit
 
                 self.note += " (drawn live)"
-                self.live = LiveFit(self.reducer, array, on_done=self._live_done).start()
+                # started by serve() once the page's imports are done: they ran ~3x slower
+                # against a fit holding the GIL, and the page took 40 s to open
+                self.live = LiveFit(self.reducer, array, on_done=self._live_done)
             else:
                 threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
 
@@ -561,6 +563,10 @@ def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: boo
     # when the plot arrived, and stayed on "Reducing" until reloaded. Importing them
     # before the first page is served puts them in every page's definitions.
     _hv()
+    if data.live is not None and not data.live.started:
+        import panel  # noqa: F401  (the sessions' imports, before the fit takes the GIL)
+
+        data.live.start()
     gate = SessionGate(DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions)
     run_server(lambda: make_session(data, gate), host=host, port=port, allow=list(allow_hosts), gate=gate,
                show=show, on_ready=on_ready)

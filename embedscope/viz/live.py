@@ -65,16 +65,18 @@ class _StageLog(logging.Handler):
 
 
 def _check_reducer(reducer: Any) -> str:
-    """The reducer's name when it can be watched; a ValueError naming the problem otherwise."""
+    """The reducer's name when it can be watched; a ValueError naming the problem otherwise.
+
+    The backend is the registry's to judge: a reducer with a callback is never given to
+    cuML by ``auto``, and an explicit ``backend="cuml"`` fails in ``fit`` with the reason
+    (``LiveFit.error``).
+    """
     name = getattr(reducer, "_reducer_name", None)
     if name not in LIVE_METHODS or not hasattr(reducer, "callback"):
         raise ValueError(f"a live fit takes an embedscope UMAP, TSNE or PaCMAP; got {type(reducer).__name__} "
                          "(PCA has no iterations to watch)")
     if reducer.n_components != 2:
         raise ValueError(f"a live fit draws a 2-D layout; the reducer has n_components={reducer.n_components!r}")
-    if getattr(reducer, "backend", None) == "cuml":
-        raise ValueError("backend='cuml' does not call Python epoch callbacks, so it cannot be watched; "
-                         "use backend='cuda' or 'cpu'")
     return str(name)
 
 
@@ -155,6 +157,11 @@ class LiveFit:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the fit ends (or ``timeout`` seconds); True once it has."""
         return self._done.wait(timeout)
+
+    @property
+    def started(self) -> bool:
+        """True once :meth:`start` was called."""
+        return self._thread is not None
 
     @property
     def done(self) -> bool:
@@ -241,6 +248,19 @@ class LiveFit:
             self.on_done(result)
 
 
+def _hex_rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def _inert(text: Any, limit: int) -> str:
+    """``text`` cut to ``limit`` characters and escaped for an HTML pane (no markup survives)."""
+    import html
+
+    text = " ".join(str(text).split())
+    return html.escape(text if len(text) <= limit else text[: limit - 1] + "\u2026")
+
+
 def _padded(values: np.ndarray) -> tuple[float, float]:
     lo, hi = float(values.min()), float(values.max())
     if not hi > lo:  # one point, or all on a line: a unit-wide view around it
@@ -286,9 +306,7 @@ class LiveView:
         import panel as pn
 
         from embedscope.viz.aggregate import check_raster_size
-        from embedscope.viz.figure import _hex_rgb, _hv
 
-        _hv()  # the explorer that follows needs HoloViews' Bokeh models in the page
         self.fit = fit
         self.width, self.height = check_raster_size(width, height)
         self.period_ms = int(period_ms)
@@ -320,7 +338,8 @@ class LiveView:
         self.bar = pn.indicators.Progress(active=True, max=100, width=400, css_classes=["es-live-progress"])
         self.stop_button = pn.widgets.Button(label="Stop", width=120, css_classes=["es-live-stop"])
         self.stop_button.on_click(lambda _: self._stop())
-        self.status = pn.pane.Markdown("", css_classes=["es-live-status"])
+        # HTML of escaped text: log lines and errors may quote the user's file names
+        self.status = pn.pane.HTML("", css_classes=["es-live-status"])
         self.layout = pn.Column(pn.Row(self.bar, self.stop_button), self.status, self.pane)
         self.poll()
 
@@ -328,7 +347,6 @@ class LiveView:
     def _colours(meta: Any, color: str | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         from embedscope.viz._input import color_kind
         from embedscope.viz.aggregate import limit_categorical
-        from embedscope.viz.figure import _hex_rgb
 
         if color is None or meta is None or color not in meta.columns or len(meta) != n:
             return None, None
@@ -395,15 +413,13 @@ class LiveView:
         self.stop_button.label = "Stopping"
 
     def _status_text(self, step: int, total: int) -> str:
-        from embedscope.viz.app import safe_text
-
         if self.fit.error:
-            return safe_text(self.fit.error, 1000)
+            return _inert(self.fit.error, 1000)
         if total:
             unit = "epoch" if self.fit.method == "umap" else "iteration"
             head = f"{self.fit.method}: {unit} {step:,} of {total:,}"
             return head + (" (stopping)" if self.fit._stop.is_set() and not self.fit.done else "")
-        return f"{self.fit.method}: {safe_text(self.fit.status, 300)}"
+        return f"{self.fit.method}: {_inert(self.fit.status, 300)}"
 
     def poll(self) -> bool:
         """Draw the newest snapshot if there is one; hand over once done. True while running."""
@@ -411,7 +427,8 @@ class LiveView:
             return False
         snap = self.fit.snapshot()
         step, total = self.fit.progress
-        if snap is not None and snap.version != self._drawn:
+        drew = snap is not None and snap.version != self._drawn
+        if drew:
             start = time.perf_counter()
             self.draw(snap.layout)
             self.render_seconds += time.perf_counter() - start
@@ -427,7 +444,9 @@ class LiveView:
             self.stop_button.disabled = True
             self._finish(hand_over=False)
             return False
-        if self.is_done() and (snap is None or snap.version == self._drawn):
+        # Never in the poll that drew the final frame: the browser would get the frame and
+        # its removal in one batch, and the layout the fit ended on would never be shown.
+        if self.is_done() and not drew and (snap is None or snap.version == self._drawn):
             self.stop_button.disabled = True
             self._finish(hand_over=True)
             return False

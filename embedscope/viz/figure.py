@@ -458,11 +458,11 @@ class EmbeddingPlot:
     # ----------------------------------------------------------------- live
     @classmethod
     def live(cls, reducer: Any, X: Any, meta: Any = None, color: str | None = None, *, y: Any = None,
-             width: int = 800, height: int = 600, every: float = 0.5, **options: Any) -> Any:
+             width: int = 800, height: int = 600, every: float = 0.2, **options: Any) -> Any:
         """Fit ``reducer`` on ``X`` in the background and draw its layout while it optimises.
 
-        The view redraws about every ``every`` seconds from the reducer's epoch
-        callback, with a progress bar and a Stop button that keeps the current layout;
+        The view redraws every 0.4 s from snapshots the reducer's epoch callback
+        takes (every ``every`` seconds), with a progress bar and a Stop button that keeps the current layout;
         when the fit ends (or is stopped) the view becomes an ``EmbeddingPlot`` of the
         final layout (``view.plot``), and ``reducer`` is fitted as after ``fit``.
 
@@ -477,8 +477,8 @@ class EmbeddingPlot:
         y : array, optional
             Labels for a supervised UMAP fit.
         width, height : int, default=800, 600
-        every : float, default=0.5
-            Seconds between two frames.
+        every : float, default=0.2
+            Seconds between two snapshots of the layout (the view redraws every 0.4 s).
         **options
             Passed to the final ``EmbeddingPlot`` (``how``, ``cmap``, ``title``, ...).
 
@@ -509,7 +509,7 @@ class EmbeddingPlot:
             view.plot = final
             view.layout[:] = [view.status, pn.pane.HoloViews(final.view)]
 
-        view = LiveView(fit, meta, color, width=width, height=height, period_ms=int(every * 1000),
+        view = LiveView(fit, meta, color, width=width, height=height,
                         on_done=explorer, title=options.get("title") or "")
         fit.start()
         return view

@@ -3,7 +3,7 @@
 :class:`LiveFit` runs a reducer's ``fit`` in a background thread and keeps a host copy
 of the layout from the reducer's epoch callback, at most one copy every ``every``
 seconds (a copy of 100k x 2 floats costs ~0.1 ms, but a cupy layout crosses the bus,
-and a copy every epoch would be wasted on a view that polls twice a second). Its stop
+and a copy every epoch would be wasted on a view that polls every 0.4 s). Its stop
 flag is the callback's return value, which the UMAP, PaCMAP and t-SNE drivers read as
 "stop after this step, keep the layout".
 
@@ -30,8 +30,11 @@ __all__ = ["LIVE_METHODS", "LiveFit", "LiveView", "Snapshot"]
 
 #: Reducers whose epochs call back (PCA has no iterations to watch).
 LIVE_METHODS = ("umap", "tsne", "pacmap")
-#: Seconds between two snapshots, and between two polls of the view.
-PERIOD_S = 0.5
+#: Seconds between two polls of the view (the redraw period), and between two snapshots.
+#: Snapshots come twice as often as polls, so each poll finds a new one: with both at
+#: the same period their phases drift and a poll can find none.
+POLL_S = 0.4
+SNAPSHOT_S = 0.2
 #: Opacity of the sparsest non-empty pixel (as the explorer's ``MIN_ALPHA``).
 MIN_ALPHA = 100
 #: t-SNE iterations between live callbacks. Each costs a KL pass over P's edges and a
@@ -95,7 +98,7 @@ class LiveFit:
         Vectors; checked here (a :class:`embedscope.errors.DataError` before any thread starts).
     y : array, optional
         Passed to ``fit`` (supervised UMAP).
-    every : float, default=0.5
+    every : float, default=0.2
         Seconds between two snapshots; the first epoch always gives one.
     on_done : callable, optional
         Called in the fit's thread once it ends, with the fitted embedding (host
@@ -119,7 +122,7 @@ class LiveFit:
         Wall time of ``fit``.
     """
 
-    def __init__(self, reducer: Any, X: Any, y: Any = None, *, every: float = PERIOD_S,
+    def __init__(self, reducer: Any, X: Any, y: Any = None, *, every: float = SNAPSHOT_S,
                  on_done: Callable[[np.ndarray | None], None] | None = None) -> None:
         from embedscope.io.validate import validate_vectors
 
@@ -283,7 +286,7 @@ class LiveView:
     title : str, default=""
     width, height : int, default=800, 600
         Raster size in pixels.
-    period_ms : int, default=500
+    period_ms : int, default=400
         Milliseconds between two polls of the fit.
     on_done : callable, optional
         Called (in the session's thread) once ``is_done()`` is true; replaces the view.
@@ -301,7 +304,7 @@ class LiveView:
     """
 
     def __init__(self, fit: LiveFit, meta: Any = None, color: str | None = None, *, title: str = "",
-                 width: int = 800, height: int = 600, period_ms: int = int(PERIOD_S * 1000),
+                 width: int = 800, height: int = 600, period_ms: int = int(POLL_S * 1000),
                  on_done: Callable[[], None] | None = None, is_done: Callable[[], bool] | None = None) -> None:
         import panel as pn
 

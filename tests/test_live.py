@@ -142,12 +142,12 @@ def test_livefit_tsne_stops_early_keeping_the_users_cadence(mixture):
     from embedscope.viz.live import LiveFit
 
     X, _ = mixture
-    user = Recorder(stop_at=20)
-    est = TSNE(n_iter=500, random_state=0, backend="cpu", callback=user, callbacks_every_iters=20)
+    user = Recorder(stop_at=50)
+    est = TSNE(n_iter=500, random_state=0, backend="cpu", callback=user, callbacks_every_iters=25)
     fit = LiveFit(est, X, every=1e-4).start()
     assert fit.wait(120) and fit.error is None
-    assert user.steps == [20] and est.n_iter_ == 20  # the user's callback asked to stop
-    assert est.callbacks_every_iters == 20 and est.callback is user
+    assert user.steps == [25, 50] and est.n_iter_ == 50  # the user's callback asked to stop
+    assert est.callbacks_every_iters == 25 and est.callback is user
 
 
 def test_livefit_refuses_what_it_cannot_watch(mixture):
@@ -160,6 +160,8 @@ def test_livefit_refuses_what_it_cannot_watch(mixture):
         LiveFit(UMAP(n_components=3), X)
     with pytest.raises(ValueError, match="every"):
         LiveFit(UMAP(), X, every=0)
+    with pytest.raises(ValueError, match="callbacks_every_iters"):
+        LiveFit(TSNE(callbacks_every_iters="x"), X)
     bad = X.copy()
     bad[3, 1] = np.nan
     with pytest.raises(DataError, match="NaN"):

@@ -17,6 +17,7 @@ swap in an :class:`~embedscope.viz.figure.EmbeddingPlot` of the final layout.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +144,7 @@ class LiveFit:
         self._last_copy = -np.inf
         self._step, self._total = 0, 0
         self._thread: threading.Thread | None = None
+        self._chained = self._callbacks()
 
     # ---------------------------------------------------------------- control
     def start(self) -> LiveFit:
@@ -210,9 +212,13 @@ class LiveFit:
                 return self._on_step(step, total, layout) or asked
 
             return {"callback": epoch}
-        total = int(self.reducer.n_iter)
-        user_every = int(self.reducer.callbacks_every_iters)
-        every = min(TSNE_EVERY_ITERS, user_every) if user is not None else TSNE_EVERY_ITERS
+        from embedscope.engine.base import check_int
+
+        # checked here, not first in the thread: a bad value is refused to the caller
+        total = check_int(self.reducer.n_iter, "n_iter", 1)
+        user_every = check_int(self.reducer.callbacks_every_iters, "callbacks_every_iters", 1)
+        # every iteration the user's callback is due at is one of ours too
+        every = math.gcd(TSNE_EVERY_ITERS, user_every) if user is not None else TSNE_EVERY_ITERS
 
         def iteration(it: int, kl: float, layout: np.ndarray) -> bool:
             asked = bool(user(it, kl, layout)) if user is not None and it % user_every == 0 else False
@@ -221,8 +227,7 @@ class LiveFit:
         return {"callback": iteration, "callbacks_every_iters": every}
 
     def _run(self) -> None:
-        reducer = self.reducer
-        chained = self._callbacks()
+        reducer, chained = self.reducer, self._chained
         saved = {name: getattr(reducer, name) for name in chained}
         handler = _StageLog(self)
         logger = logging.getLogger("embedscope")
@@ -234,7 +239,8 @@ class LiveFit:
             reducer.fit(self.X) if self.y is None else reducer.fit(self.X, self.y)
             self.fit_seconds = time.perf_counter() - start
             result = np.ascontiguousarray(to_host(reducer.embedding_), dtype=np.float32)
-            self.stopped = self._stop.is_set()
+            # a stop asked for after the last step ended nothing early
+            self.stopped = self._stop.is_set() and self._step < self._total
             step = self._step if self.stopped else max(self._total, self._step)
             self._keep(step, self._total or step, result, owned=True)  # the final layout is the last frame
             self.embedding = result

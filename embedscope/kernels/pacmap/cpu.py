@@ -49,7 +49,8 @@ def adam_rate(learning_rate: float, step: int) -> float:
     return learning_rate * np.sqrt(1.0 - BETA2**step) / (1.0 - BETA1**step)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+# nogil: a live view's thread (embedscope.viz.live) draws while an iteration runs
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
 def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
               w_nb, w_mn, w_fp, rate, m, v, out):  # pragma: no cover - numba
     """One Adam step: ``out`` = ``y`` moved along the pair losses' gradient.

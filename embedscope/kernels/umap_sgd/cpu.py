@@ -1,7 +1,9 @@
 """UMAP's layout optimisation: stochastic gradient descent over the fuzzy graph's edges.
 
 One numba call runs one epoch; the epoch loop stays in Python (learning-rate decay,
-progress, callbacks). Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
+progress, callbacks); the epoch kernels release the GIL, so another thread of the
+process (a live view, :mod:`embedscope.viz.live`) runs while an epoch does, not only
+between epochs. Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
 (strong edges more often), pulling its head towards its tail, and each sample draws
 ``negative_sample_rate`` random points that push the head away.
 
@@ -104,7 +106,7 @@ def _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch):  
     return int((epoch - next_negative[e]) / per_negative), per_negative
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
               negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch, picks):  # pragma: no cover
     """One epoch of UMAP's SGD, in place on ``head`` and the two schedule arrays.
@@ -199,7 +201,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             next_negative[e] += n_negative * per_negative
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                  negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):  # pragma: no cover
     """:func:`sgd_epoch` for 2-D layouts: the same steps, without ``picks``.

@@ -109,7 +109,7 @@ def data_radii(graph: sp.csr_matrix, knn_indices: np.ndarray, knn_distances: np.
     return np.log(RADIUS_EPS + np.maximum(radius, 0.0)).astype(np.float32)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def _radius_sums(layout, indptr, indices, a, b):  # pragma: no cover - numba
     """Per point ``(sum phi d^2, sum phi)`` over its edges, float64 (n,) each."""
     n, dim = layout.shape
@@ -165,7 +165,7 @@ def _dlog_radius(phi, dphi, dist_sq, s, t):  # pragma: no cover - numba
     return ((phi + dphi * dist_sq) - radius * dphi) / (t * (radius + RADIUS_EPS))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch_dens(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                    negative_rate, a, b, alpha, epoch, seed, scratch, picks, sums, norms,
                    coeffs):  # pragma: no cover - numba

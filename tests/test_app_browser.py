@@ -8,6 +8,7 @@ with bounded waits, and is always stopped.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import shutil
 import socket
@@ -379,6 +380,83 @@ def test_serve_vectors_reduces_and_neighbours_in_original_space(data_files, brow
         fig = page.evaluate(FIGURE_JS)
         page.mouse.click(fig["left"] + fig["fl"] + fig["fw"] / 2, fig["top"] + fig["ft"] + fig["fh"] / 2)
         page.get_by_text("in the original vector space").first.wait_for()
+    finally:
+        server.stop()
+
+
+# The live page's figure (by its name) and its ranges, or null once the explorer replaced it.
+LIVE_FIGURE_JS = """() => {
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  for (const root of Bokeh.index.roots) for (const v of walk(root))
+    if (v.model.type === "Figure" && v.model.name === "es-live-figure") {
+      const f = v.frame;
+      return {id: v.model.id, x0: f.x_range.start, x1: f.x_range.end, y0: f.y_range.start, y1: f.y_range.end};
+    }
+  return null;
+}"""
+
+
+# `embedscope serve --live` whose UMAP runs 100,000 epochs: long enough to watch and stop.
+LONG_REDUCER = """
+import sys
+import embedscope.engine.reduce as reduce
+
+make_reducer = reduce.make_reducer
+reduce.make_reducer = lambda *args, **kwargs: make_reducer(*args, **kwargs).set_params(n_epochs=100_000)
+from embedscope.viz.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_serve_live_redraws_while_fitting_and_stop_keeps_the_layout(data_files, browser_page, tmp_path):
+    """The canvas changes while UMAP runs; Stop ends it and the explorer opens on that layout."""
+    page = browser_page
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    (tmp_path / "long.py").write_text(LONG_REDUCER)
+    server = Server(str(data_files / "vectors.npy"), "--meta", str(data_files / "meta.csv"), "--method", "umap",
+                    "--live", "--color", "label", launcher=[str(tmp_path / "long.py")])
+    try:
+        page.goto(server.url, timeout=WAIT_MS)
+        page.get_by_text("drawn live").first.wait_for()
+        # the first frames come after the kNN graph and the init (and a cold numba cache)
+        page.get_by_text("epoch").first.wait_for(timeout=120_000)
+        fig = page.evaluate(FIGURE_JS)
+        frames = [_ink(page, fig)]
+        for _ in range(3):
+            page.wait_for_timeout(1200)
+            frames.append(_ink(page, fig))
+        assert all(0.001 < (f < 230).any(axis=2).mean() < 0.6 for f in frames), "no points drawn"
+        changed = [np.abs(a - b).mean() for a, b in itertools.pairwise(frames)]
+        assert max(changed) > 0.5, changed  # the layout moved between frames
+        page.screenshot(path=str(tmp_path / "live.png"))
+        # the live figure's ranges, recorded until it leaves the page: its last frame is the
+        # layout the fit stopped on (the explorer replaces it one poll after that frame)
+        page.evaluate(f"() => {{ window.esLive = null; const live = {LIVE_FIGURE_JS};"
+                      "setInterval(() => { const f = live(); if (f) window.esLive = f; }, 50); }")
+        page.get_by_role("button", name="Stop").click()
+        page.get_by_text("Colour by").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        stopped = page.evaluate("() => window.esLive")
+        explorer = page.evaluate(FIGURE_JS)
+        assert page.evaluate(LIVE_FIGURE_JS) is None and explorer["id"] != stopped["id"]
+        # The live frame pads the layout's extent by 2% a side; the explorer's view line
+        # shows the extent of the points it was given (4 significant digits).
+        import re
+
+        shown = [float(v) for v in re.findall(r"-?[\d.]+(?:e-?\d+)?", _view_text(page))]
+        assert len(shown) == 4, _view_text(page)
+        for k, (lo, hi) in enumerate((("x0", "x1"), ("y0", "y1"))):
+            width = stopped[hi] - stopped[lo]
+            pad = 0.02 * width / 1.04
+            assert abs(shown[2 * k] - (stopped[lo] + pad)) < 2e-3 * width, (shown, stopped)
+            assert abs(shown[2 * k + 1] - (stopped[hi] - pad)) < 2e-3 * width, (shown, stopped)
+        note = page.evaluate(ALL_TEXT_JS)
+        assert "of 100,000 steps" in note
+        assert 0.001 < (_ink(page, explorer) < 230).any(axis=2).mean() < 0.6
+        page.screenshot(path=str(tmp_path / "explorer.png"))
+        assert not errors, errors
     finally:
         server.stop()
 

@@ -167,6 +167,25 @@ class BaseReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
 
+class StopTracker:
+    """A reducer's ``callback``, remembering the last step it saw and whether it asked to stop.
+
+    The epoch drivers stop on a true return value (:mod:`embedscope.kernels.umap_sgd`,
+    :mod:`embedscope.kernels.pacmap`); the estimator reads ``step`` afterwards to record
+    how many steps actually ran.
+    """
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+        self.step = 0
+        self.stopped = False
+
+    def __call__(self, step: int, total: int, layout: Any) -> bool:
+        self.step = step
+        self.stopped = bool(self.callback(step, total, layout))
+        return self.stopped
+
+
 def _range_text(low: float | None, high: float | None, open_low: bool = False) -> str:
     if low is None and high is None:
         return "any finite number"

@@ -24,6 +24,7 @@ from embedscope.backends import Request, fitted_backend
 from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
+    StopTracker,
     check_float,
     check_init_array,
     check_int,
@@ -53,6 +54,15 @@ INIT_CHOICES = ("pca", "random")
 
 class NonFiniteLayout(RuntimeError, ValueError):
     """The optimiser left the float range: a defect, not user data."""
+
+
+def _phases_run(n_iters: tuple[int, int, int], ran: int) -> tuple[int, int, int]:
+    """The iterations each phase ran when the fit stopped after ``ran`` in all."""
+    done = []
+    for phase in n_iters:
+        done.append(min(phase, ran))
+        ran -= done[-1]
+    return done[0], done[1], done[2]
 
 
 def _pairs_per_point(n_neighbors: int, ratio: float) -> int:
@@ -112,6 +122,8 @@ class PaCMAP(BaseReducer):
     callback : callable or None, default=None
         ``callback(iteration, total_iterations, embedding)`` after every iteration (the
         array is live; copy it to keep it). On the cuda backend it is the device array.
+        A true return value stops after that iteration, keeping its layout
+        (``n_iters_`` then holds the iterations each phase ran).
     metric_kwds : dict or None, default=None
         The metric's parameters: ``{"p": p}`` for minkowski (umap-learn's name).
 
@@ -126,7 +138,8 @@ class PaCMAP(BaseReducer):
     ----------
     embedding_ : ndarray of shape (n_samples, n_components), float32
     n_iters_ : tuple of 3 ints
-        The phases that ran.
+        The iterations each phase ran (fewer than ``n_iters`` when the callback
+        stopped the fit).
     n_mid_near_, n_further_ : int
         Mid-near and further pairs per point.
     pca_ : PCA or None
@@ -293,8 +306,12 @@ class PaCMAP(BaseReducer):
             layout = self._initial_layout(Z_host, params["n_components"], seed, rng, backend.name)
         n_iters = params["n_iters"]
         with progress.stage("optimise", f"{sum(n_iters)} Adam iterations {n_iters} on {backend.name}"):
+            tracker = None if self.callback is None else StopTracker(self.callback)
             layout = kernels.pacmap.optimize(layout, lists, n_iters, learning_rate=params["learning_rate"],
-                                             reference=None, callback=self.callback, log=progress.log)
+                                             reference=None, callback=tracker, log=progress.log)
+            if tracker is not None and tracker.stopped:
+                progress.log(f"stopped by the callback after iteration {tracker.step}/{sum(n_iters)}")
+                n_iters = _phases_run(n_iters, tracker.step)
         del lists
         if not np.all(np.isfinite(layout)):  # a kernel defect, never user data
             raise NonFiniteLayout("PaCMAP produced non-finite coordinates; please report this input")

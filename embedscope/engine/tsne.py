@@ -131,9 +131,14 @@ class TSNE(BaseReducer):
         Log stages (naming the backend), and the KL divergence every 50 iterations,
         to stderr.
     callback : callable or None, default=None
-        ``callback(iteration, kl_divergence, embedding)`` every 50 iterations, with a
-        host (numpy float32) copy of the embedding on every backend; a true return
-        value stops the optimisation early.
+        ``callback(iteration, kl_divergence, embedding)`` every
+        ``callbacks_every_iters`` iterations, with a host (numpy float32) copy of the
+        embedding on every backend; a true return value stops the optimisation early
+        (``n_iter_`` says how many iterations ran).
+    callbacks_every_iters : int, default=50
+        Iterations between two calls of ``callback`` (openTSNE's name), 1 to
+        100,000. Each call computes the KL divergence (one pass over P's edges) and
+        copies the embedding to the host. The KL log keeps its 50-iteration cadence.
 
     Raises
     ------
@@ -201,6 +206,7 @@ class TSNE(BaseReducer):
         verbose: bool = False,
         callback: Callable | None = None,
         metric_kwds: dict[str, Any] | None = None,
+        callbacks_every_iters: int = REPORT_EVERY,
     ) -> None:
         self.n_components = n_components
         self.perplexity = perplexity
@@ -217,6 +223,7 @@ class TSNE(BaseReducer):
         self.verbose = verbose
         self.callback = callback
         self.metric_kwds = metric_kwds
+        self.callbacks_every_iters = callbacks_every_iters
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self, n: int, d: int) -> dict[str, Any]:
@@ -246,6 +253,7 @@ class TSNE(BaseReducer):
             check_int(self.pca_components, "pca_components", 1)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None; got {self.callback!r}")
+        params["callbacks_every_iters"] = check_int(self.callbacks_every_iters, "callbacks_every_iters", 1, MAX_ITER)
         if isinstance(self.init, str):
             if self.init not in ("pca", "random"):
                 raise ValueError(f"init={self.init!r}; choose 'pca', 'random' or an array")
@@ -356,7 +364,7 @@ class TSNE(BaseReducer):
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             Y = self._initial(Xp, rng, backend.name)
         self._X_ref = Xp
-        self._optimise(P, Y, progress, backend)
+        self._optimise(P, Y, progress, backend, params["callbacks_every_iters"])
         self.timings_ = progress.timings
         return self
 
@@ -388,7 +396,8 @@ class TSNE(BaseReducer):
             return ee_iter, max(n / ee / 4.0, 50.0), max(n / 4.0, 50.0)
         return ee_iter, float(self.learning_rate), float(self.learning_rate)
 
-    def _optimise(self, P: sp.csr_matrix, Y: np.ndarray, progress: Any, backend: Backend) -> None:
+    def _optimise(self, P: sp.csr_matrix, Y: np.ndarray, progress: Any, backend: Backend,
+                  callback_every: int = REPORT_EVERY) -> None:
         kernels = backend.kernels.tsne
         n, dim = Y.shape
         dof = float(self.dof)
@@ -413,7 +422,8 @@ class TSNE(BaseReducer):
                 while it < stop:
                     rep, z = repulsion(Y)
                     report = (it + 1) % REPORT_EVERY == 0
-                    if report:
+                    call = self.callback is not None and (it + 1) % callback_every == 0
+                    if report or call:
                         kl = kernels.kl(P, Y, z, dof)
                     kernels.step(P, Y, rep, z, dof, exaggeration, lr, momentum, update, gains)
                     kernels.advance(Y, update)
@@ -421,10 +431,10 @@ class TSNE(BaseReducer):
                     if report:
                         history.append((it, kl))
                         progress.log(f"iteration {it}: KL divergence {kl:.4f}")
-                        if self.callback is not None and self.callback(
-                                it, kl, to_host(Y).astype(np.float32)):
-                            stopped = True
-                            break
+                    if call and self.callback is not None and self.callback(it, kl, to_host(Y).astype(np.float32)):
+                        progress.log(f"stopped by the callback after iteration {it}/{self.n_iter}")
+                        stopped = True
+                        break
         Y_host = to_host(Y)
         if not np.isfinite(Y_host).all():
             raise DivergedError("t-SNE optimisation diverged (non-finite coordinates); "

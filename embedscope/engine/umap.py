@@ -25,6 +25,7 @@ from embedscope.backends import Backend, Request, fitted_backend
 from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
+    StopTracker,
     check_float,
     check_init_array,
     check_int,
@@ -185,7 +186,9 @@ class UMAP(BaseReducer):
         Log each stage (naming the backend) and every 10% of the epochs.
     callback : callable or None, default=None
         ``callback(epoch, n_epochs, embedding)`` after every epoch (the array is live;
-        copy it to keep it). On the cuda backend it is the device (cupy) array.
+        copy it to keep it). On the cuda backend it is the device (cupy) array. A true
+        return value stops the optimisation after that epoch: the layout it left is
+        the embedding and ``n_epochs_`` says how many epochs ran.
     target_n_neighbors : int, default=-1
         Supervised UMAP with ``target_metric="euclidean"``: neighbourhood size of the
         target's kNN graph (counting the point itself); -1 uses ``n_neighbors``.
@@ -248,6 +251,7 @@ class UMAP(BaseReducer):
     init_used_ : str
         Which initialisation ran (with the spectral fallback reason, if any).
     n_epochs_ : int
+        Epochs that ran (fewer than ``n_epochs`` when the callback stopped the fit).
     timings_ : dict of str to float
         Seconds per stage: preprocess, knn, affinities (the fuzzy graph), init,
         optimise (``base.GRAPH_STAGES``, as t-SNE; cuml backend: one ``cuml-umap``
@@ -497,6 +501,7 @@ class UMAP(BaseReducer):
         with progress.stage("optimise", f"{n_epochs} epochs on {backend.name}"
                                         + (" (densMAP)" if self.densmap else "")):
             pruned = umap_sgd.edge_schedule(graph, max(n_epochs, 1))
+            tracker = None if self.callback is None else StopTracker(self.callback)
             extra: dict[str, Any] = {}
             if self.densmap:
                 extra["densmap"] = densmap.DensParams(
@@ -505,7 +510,10 @@ class UMAP(BaseReducer):
             layout = kernels.umap_optimize(
                 layout, pruned, n_epochs, a=a, b=b, learning_rate=params["learning_rate"],
                 negative_sample_rate=params["negative_sample_rate"], seed=seed,
-                callback=self.callback, log=progress.log, **extra)
+                callback=tracker, log=progress.log, **extra)
+            if tracker is not None and tracker.stopped:
+                progress.log(f"stopped by the callback after epoch {tracker.step}/{n_epochs}")
+                n_epochs = tracker.step
         if not np.all(np.isfinite(layout)):  # a kernel defect, never user data
             raise NonFiniteLayout("UMAP produced non-finite coordinates; please report this input")
         if self.output_dens:

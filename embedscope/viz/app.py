@@ -5,7 +5,9 @@ fails with a clear :class:`DataError` before any server starts), and nothing a b
 sends is ever used as a path. Exports are built in memory and downloaded.
 
 Given vectors rather than coordinates, the app reduces them in a background thread;
-pages opened meanwhile show the stage being run, then switch to the plot.
+pages opened meanwhile show the stage being run, then switch to the plot. With
+``live=True`` (``serve --live``) they draw the layout while it optimises instead
+(:mod:`embedscope.viz.live`), with a Stop button that keeps it.
 """
 
 from __future__ import annotations
@@ -176,13 +178,24 @@ class AppData:
         several zoom levels (:func:`embedscope.viz.labels.find_labels`, found once).
     verbose : bool, default=True
         Log the reducer's stages to stderr as well.
+    live : bool, default=False
+        Draw the layout while it optimises (``serve --live``): UMAP, t-SNE or PaCMAP
+        of vectors input; coordinates and PCA are refused.
     """
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
                  color: str | None = None, text_column: str | None = None, labels_from: str | None = None,
                  vectors: str | None = None, reducer_params: dict[str, Any] | None = None,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, live: bool = False) -> None:
+        from embedscope.viz.live import LIVE_METHODS
+
+        if live and method is not None and method not in LIVE_METHODS:
+            raise ValueError(f"--live draws a layout while it optimises; --method {method} has no "
+                             f"iterations to watch (use {', '.join(LIVE_METHODS)})")
         array, self.meta, is_coords = load_input(path, meta)
+        if live and is_coords:
+            raise DataError(f"--live draws a reducer's layout while it optimises, but {path} already holds "
+                            f"{array.shape[1]}-D coordinates; give the vectors instead")
         array = _in_memory(array, str(path))
         if vectors is not None and not is_coords:
             raise DataError(f"--vectors goes with coordinates; {Path(path).name} holds {array.shape[1]}-dimensional "
@@ -234,13 +247,25 @@ class AppData:
         self.device_xy: tuple[Any, Any] | None = None
         self._tree = None
         self._ready = threading.Event()
+        self.live: Any = None
         if is_coords:
             self._finish(array)
         else:
             from embedscope.engine.reduce import make_reducer
 
+            if live and self.method not in LIVE_METHODS:
+                raise ValueError(f"--live needs UMAP, t-SNE or PaCMAP; {self.method} was chosen "
+                                 "(install umap's dependencies or pass --method)")
             self.reducer = make_reducer(self.method, n_components=2, verbose=True, **(reducer_params or {}))
-            threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+            if live:
+                from embedscope.viz.live import LiveFit
+
+                self.note += " (drawn live)"
+                # started by serve() once the page's imports are done: they ran ~3x slower
+                # against a fit holding the GIL, and the page took 40 s to open
+                self.live = LiveFit(self.reducer, array, on_done=self._live_done)
+            else:
+                threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
 
     def _load_vectors(self, source: str, rows: int) -> np.ndarray:
         """The original vectors beside coordinates (``--vectors``), one row per point."""
@@ -297,6 +322,20 @@ class AppData:
             self._ready.set()
         finally:
             log.removeHandler(handler)
+
+    def _live_done(self, coords: np.ndarray | None) -> None:
+        """The live fit ended (its thread): the explorer's data, or the fit's error."""
+        if coords is None:
+            self.error = self.live.error
+            self._ready.set()
+            return
+        if self.live.stopped:
+            self.note += f"; {self.live.status}"
+        try:
+            self._finish(coords)
+        except Exception as exc:
+            self.error = f"{self.method} failed: {exc}"
+            self._ready.set()
 
     def _finish(self, coords: Any) -> None:
         frame = plot_frame(coords, self.meta)
@@ -581,6 +620,8 @@ def make_session(data: AppData, gate: Any = None) -> Any:
         pn.state.on_session_destroyed(lambda _context: gate.release())
     if data.ready and data.error is None:
         return Explorer(data).layout
+    if data.live is not None:
+        return _live_session(data)
     holder = pn.Column()
     indicator = pn.indicators.Progress(active=True, width=400)
     status = pn.pane.Markdown(css_classes=["es-status"])
@@ -597,6 +638,27 @@ def make_session(data: AppData, gate: Any = None) -> Any:
 
     callback = pn.state.add_periodic_callback(poll, period=500)
     poll()
+    return holder
+
+
+def _live_session(data: AppData) -> Any:
+    """A page that draws the layout while it optimises, then becomes the explorer."""
+    import panel as pn
+
+    from embedscope.viz.live import LiveView
+
+    holder = pn.Column(sizing_mode="stretch_width")
+
+    def explorer() -> None:
+        if data.error is None:
+            holder[:] = [Explorer(data).layout]
+        else:
+            holder.append(pn.pane.Markdown(safe_text(data.error, 1000), css_classes=["es-status"]))
+
+    view = LiveView(data.live, data.meta, data.color, title=Path(data.path).name, on_done=explorer,
+                    is_done=lambda: data.ready)
+    holder[:] = [pn.pane.Markdown(f"### embedscope\n{safe_text(data.note, 400)}"), view.layout]
+    view.start()
     return holder
 
 
@@ -632,6 +694,10 @@ def serve(data: AppData, *, port: int = 5006, host: str = "127.0.0.1", show: boo
     # when the plot arrived, and stayed on "Reducing" until reloaded. Importing them
     # before the first page is served puts them in every page's definitions.
     _hv()
+    if data.live is not None and not data.live.started:
+        import panel  # noqa: F401  (the sessions' imports, before the fit takes the GIL)
+
+        data.live.start()
     gate = SessionGate(DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions)
     run_server(lambda: make_session(data, gate), host=host, port=port, allow=list(allow_hosts), gate=gate,
                show=show, on_ready=on_ready)

@@ -24,6 +24,7 @@ SERVE_EXAMPLE = """example:
   embedscope serve coords.parquet                    # coordinates written by 'embedscope reduce'
   embedscope serve vectors.npy --meta meta.csv --method pca --port 5006
   embedscope serve umap.parquet tsne.parquet --on id   # two layouts side by side, linked
+  embedscope serve vectors.npy --method tsne --live     # watch the layout while it optimises
   then open http://127.0.0.1:5006 (the server binds to 127.0.0.1 unless --host says otherwise)
 """
 
@@ -398,6 +399,8 @@ def _serve_reducer_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "second", None) is not None:  # two layouts in linked panels
+        if args.live:
+            raise ValueError("--live draws one reducer's layout while it optimises; give one vectors file")
         from embedscope.engine.command import given_reducer_flags
         from embedscope.viz.compare_app import serve_compare
 
@@ -427,7 +430,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
                    labels_from=args.labels_from, vectors=args.vectors, reducer_params=_serve_reducer_params(args),
-                   verbose=not args.quiet)
+                   verbose=not args.quiet, live=args.live)
     if data.is_3d:  # said even with --quiet: the map is not the whole layout
         print(f"embedscope serve: note: {Path(args.input).name} holds 3-D coordinates; the map shows x and y "
               "(z is not drawn)", file=sys.stderr)
@@ -511,6 +514,9 @@ def register(sub: Any) -> None:
     s.add_argument("--method", choices=["umap", "tsne", "pca", "pacmap"],
                    help="reducer for vectors input (default umap when installed, else pca)")
     s.add_argument("--color", help="metadata column to colour by at start")
+    s.add_argument("--live", action="store_true",
+                   help="vectors input: open the page at once and draw the layout while the reducer optimises "
+                        "(umap, tsne, pacmap), with a progress bar and a Stop button that keeps it")
     s.add_argument("--text-column", help="metadata column the search box matches (default: first text column)")
     s.add_argument("--labels-from", metavar="COLUMN",
                    help="name the map's regions from this column (categories or text), finer as you zoom; "

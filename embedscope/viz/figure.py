@@ -499,6 +499,65 @@ class EmbeddingPlot:
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
         return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
 
+    # ----------------------------------------------------------------- live
+    @classmethod
+    def live(cls, reducer: Any, X: Any, meta: Any = None, color: str | None = None, *, y: Any = None,
+             width: int = 800, height: int = 600, every: float = 0.2, **options: Any) -> Any:
+        """Fit ``reducer`` on ``X`` in the background and draw its layout while it optimises.
+
+        The view redraws every 0.4 s from snapshots the reducer's epoch callback
+        takes (every ``every`` seconds), with a progress bar and a Stop button that keeps the current layout;
+        when the fit ends (or is stopped) the view becomes an ``EmbeddingPlot`` of the
+        final layout (``view.plot``), and ``reducer`` is fitted as after ``fit``.
+
+        Parameters
+        ----------
+        reducer : UMAP, TSNE or PaCMAP
+            An embedscope reducer with ``n_components=2`` (any backend but cuml).
+        X : array of shape (n_samples, n_features)
+        meta : DataFrame, optional
+            Per-point metadata; ``color`` names a column (categories colour the live frames).
+        color : str, optional
+        y : array, optional
+            Labels for a supervised UMAP fit.
+        width, height : int, default=800, 600
+        every : float, default=0.2
+            Seconds between two snapshots of the layout (the view redraws every 0.4 s).
+        **options
+            Passed to the final ``EmbeddingPlot`` (``how``, ``cmap``, ``title``, ...).
+
+        Returns
+        -------
+        embedscope.viz.live.LiveView
+            Display it in a notebook (or put ``view.layout`` in a Panel app and call
+            ``view.start()``); ``view.fit`` is the running :class:`~embedscope.viz.live.LiveFit`.
+
+        Raises
+        ------
+        ValueError
+            A reducer that cannot be watched (PCA, 3-D, cuml) or a bad ``every``;
+            :class:`embedscope.errors.DataError` for bad ``X``. Both before any thread starts.
+        """
+        from embedscope.viz.live import LiveFit, LiveView
+
+        fit = LiveFit(reducer, X, y, every=every)
+        if meta is not None and len(meta) != fit.X.shape[0]:
+            from embedscope.errors import DataError
+
+            raise DataError(f"meta has {len(meta):,} rows but X has {fit.X.shape[0]:,}")
+
+        def explorer() -> None:
+            import panel as pn
+
+            final = cls(fit.embedding, meta, color, width=width, height=height, **options)
+            view.plot = final
+            view.layout[:] = [view.status, pn.pane.HoloViews(final.view)]
+
+        view = LiveView(fit, meta, color, width=width, height=height,
+                        on_done=explorer, title=options.get("title") or "")
+        fit.start()
+        return view
+
     # ----------------------------------------------------------------- selection
     def on_select(self, callback: Any) -> None:
         """Call ``callback(row_ids)`` after every selection change."""

@@ -65,6 +65,13 @@ def main() -> None:
     on_cpu = PaCMAP(backend="cpu", **settings).fit(Xb)
     assert on_gpu.backend_ == "cuda"
     np.testing.assert_allclose(on_gpu.embedding_, on_cpu.embedding_, rtol=1e-3, atol=1e-3)
+    # a true callback return stops the GPU's iterations as the CPU's; n_iters_ says where
+    stop = dict(settings, callback=lambda it, total, layout: it >= 5)
+    gpu_stopped = PaCMAP(backend="cuda", **stop).fit(Xb)
+    cpu_stopped = PaCMAP(backend="cpu", **stop).fit(Xb)
+    assert gpu_stopped.n_iters_ == cpu_stopped.n_iters_ == (3, 2, 0)
+    np.testing.assert_allclose(gpu_stopped.embedding_, cpu_stopped.embedding_, rtol=1e-3, atol=1e-3)
+    assert np.abs(cpu_stopped.embedding_ - on_cpu.embedding_).max() > 1e-4
     placed = on_gpu.transform(Xb[:5] + 0.01)
     assert placed.shape == (5, 2) and np.isfinite(placed).all()
     print("pacmap parity ok")

@@ -49,6 +49,12 @@ def main() -> None:
     assert on_gpu.backend_ == "cuda"
     np.testing.assert_allclose(on_gpu.embedding_, on_cpu.embedding_, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(on_gpu.rad_emb_, on_cpu.rad_emb_, rtol=1e-3, atol=1e-3)
+    # the callback stops the densMAP epochs on the GPU as on the CPU, and n_epochs_ says so
+    stop = dict(fit, n_epochs=6, callback=lambda epoch, total, layout: epoch >= 2)
+    gpu_stopped = UMAP(backend="cuda", **stop).fit(X)
+    cpu_stopped = UMAP(backend="cpu", **stop).fit(X)
+    assert gpu_stopped.n_epochs_ == cpu_stopped.n_epochs_ == 2
+    np.testing.assert_allclose(gpu_stopped.embedding_, cpu_stopped.embedding_, rtol=1e-3, atol=1e-3)
     print("umap densmap parity ok")
 
 

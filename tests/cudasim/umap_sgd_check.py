@@ -32,6 +32,18 @@ def main() -> None:
     new_cpu = optimize_layout(start[:5].copy(), graph[:5], 3, a=a, b=b, seed=3, reference=fixed)
     new_gpu = optimize_layout_gpu(start[:5].copy(), graph[:5], 3, a=a, b=b, seed=3, reference=fixed, threads=8)
     np.testing.assert_allclose(new_gpu, new_cpu, rtol=1e-4, atol=1e-4)
+    # a true callback return stops both twins after that epoch, keeping its layout
+    seen = []
+
+    def stop_at_two(epoch, total, layout):
+        seen.append(epoch)
+        return epoch >= 2
+
+    cpu_stopped = optimize_layout(start.copy(), graph, 4, a=a, b=b, seed=7, callback=stop_at_two)
+    gpu_stopped = optimize_layout_gpu(start.copy(), graph, 4, a=a, b=b, seed=7, threads=8, callback=stop_at_two)
+    assert seen == [1, 2, 1, 2], seen
+    np.testing.assert_allclose(gpu_stopped, cpu_stopped, rtol=1e-4, atol=1e-4)
+    assert np.abs(cpu_stopped - cpu).max() > 1e-4  # two epochs fewer: not the full run's layout
     print("umap sgd parity ok")
 
 

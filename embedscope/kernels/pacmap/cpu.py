@@ -49,7 +49,8 @@ def adam_rate(learning_rate: float, step: int) -> float:
     return learning_rate * np.sqrt(1.0 - BETA2**step) / (1.0 - BETA1**step)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+# nogil: a live view's thread (embedscope.viz.live) draws while an iteration runs
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
 def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
               w_nb, w_mn, w_fp, rate, m, v, out):  # pragma: no cover - numba
     """One Adam step: ``out`` = ``y`` moved along the pair losses' gradient.
@@ -196,7 +197,8 @@ def optimize_layout(
     phase_weights : callable
         ``(iteration, n_iters) -> (w_NB, w_MN, w_FP)``; :func:`weights` by default.
     callback : callable or None
-        ``callback(iteration, total, layout)`` after every iteration (the live array).
+        ``callback(iteration, total, layout)`` after every iteration (the live array);
+        a true return value stops after that iteration, keeping its layout.
     log : callable or None
         Receives a progress line every 10% of the iterations.
     """
@@ -212,8 +214,8 @@ def optimize_layout(
         step(y, y if fixed is None else fixed, *lists, w_nb, w_mn, w_fp,
                   adam_rate(learning_rate, it + 1), m, v, out)
         y, out = out, y
-        if callback is not None:
-            callback(it + 1, total, y)
+        if callback is not None and callback(it + 1, total, y):
+            break  # the caller asked to stop: the layout stays as this iteration left it
         if log is not None and ((it + 1) % report == 0 or it + 1 == total):
             log(f"iteration {it + 1}/{total}")
     return y

@@ -138,8 +138,8 @@ def optimize_layout_gpu(
                                 fp_idx, float(w_nb), float(w_mn), float(w_fp),
                                 float(adam_rate(learning_rate, it + 1)), BETA1, BETA2, EPS, m, v, out)
         y, out = out, y
-        if callback is not None:
-            callback(it + 1, total, y)
+        if callback is not None and callback(it + 1, total, y):
+            break  # the caller asked to stop: the layout stays as this iteration left it
         if log is not None and ((it + 1) % report == 0 or it + 1 == total):
             log(f"iteration {it + 1}/{total}")
     return y

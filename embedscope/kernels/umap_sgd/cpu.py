@@ -1,7 +1,9 @@
 """UMAP's layout optimisation: stochastic gradient descent over the fuzzy graph's edges.
 
 One numba call runs one epoch; the epoch loop stays in Python (learning-rate decay,
-progress, callbacks). Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
+progress, callbacks); the epoch kernels release the GIL, so another thread of the
+process (a live view, :mod:`embedscope.viz.live`) runs while an epoch does, not only
+between epochs. Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
 (strong edges more often), pulling its head towards its tail, and each sample draws
 ``negative_sample_rate`` random points that push the head away.
 
@@ -104,7 +106,7 @@ def _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch):  
     return int((epoch - next_negative[e]) / per_negative), per_negative
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
               negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch, picks):  # pragma: no cover
     """One epoch of UMAP's SGD, in place on ``head`` and the two schedule arrays.
@@ -199,7 +201,7 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
             next_negative[e] += n_negative * per_negative
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                  negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):  # pragma: no cover
     """:func:`sgd_epoch` for 2-D layouts: the same steps, without ``picks``.
@@ -378,7 +380,8 @@ def optimize_layout(
         Fixed tails and negative samples (``transform``). None: the fit case, where
         ``head`` is its own reference, snapshotted each epoch.
     callback : callable, optional
-        ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1).
+        ``callback(epoch, n_epochs, head)`` after each epoch (epoch counts from 1); a
+        true return value stops after that epoch, keeping the layout it left.
     log : callable, optional
         Receives a line every 10% of the epochs.
 
@@ -410,8 +413,8 @@ def optimize_layout(
             sgd_epoch_2d(*args)
         else:
             sgd_epoch(*args, picks)
-        if callback is not None:
-            callback(epoch + 1, n_epochs, head)
+        if callback is not None and callback(epoch + 1, n_epochs, head):
+            break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             log(f"epoch {epoch + 1}/{n_epochs}")
     return head

@@ -109,7 +109,7 @@ def data_radii(graph: sp.csr_matrix, knn_indices: np.ndarray, knn_distances: np.
     return np.log(RADIUS_EPS + np.maximum(radius, 0.0)).astype(np.float32)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def _radius_sums(layout, indptr, indices, a, b):  # pragma: no cover - numba
     """Per point ``(sum phi d^2, sum phi)`` over its edges, float64 (n,) each."""
     n, dim = layout.shape
@@ -165,7 +165,7 @@ def _dlog_radius(phi, dphi, dist_sq, s, t):  # pragma: no cover - numba
     return ((phi + dphi * dist_sq) - radius * dphi) / (t * (radius + RADIUS_EPS))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
 def sgd_epoch_dens(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                    negative_rate, a, b, alpha, epoch, seed, scratch, picks, sums, norms,
                    coeffs):  # pragma: no cover - numba
@@ -261,7 +261,8 @@ def optimize_layout_dens(
 
     The first ``(1 - dens_frac)`` of the epochs are ordinary UMAP epochs (the same
     kernels); the rest add the density term. ``densmap.log_radii`` are the data's
-    log radii (:func:`data_radii`).
+    log radii (:func:`data_radii`). A true return value of ``callback`` stops after
+    that epoch, as in the plain driver.
     """
     head = np.ascontiguousarray(head, dtype=np.float32)
     schedule = sgd_schedule(graph, negative_sample_rate)
@@ -290,8 +291,8 @@ def optimize_layout_dens(
             sgd_epoch_2d(*args, True, scratch)
         else:
             sgd_epoch(*args, True, scratch, picks)
-        if callback is not None:
-            callback(epoch + 1, n_epochs, head)
+        if callback is not None and callback(epoch + 1, n_epochs, head):
+            break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             extra = f", density correlation {corr:.3f}" if epoch >= start_dens and densmap.dens_lambda > 0 else ""
             log(f"epoch {epoch + 1}/{n_epochs}{extra}")

@@ -73,7 +73,8 @@ def optimize_layout_gpu(
     Returns
     -------
     head : device array (cupy; numpy under numba's CUDA simulator), float32
-        The optimised layout. ``callback`` receives the live device array.
+        The optimised layout. ``callback`` receives the live device array; a true
+        return value stops after that epoch, as on the CPU.
     """
     if densmap is not None and reference is not None:
         raise ValueError("densmap applies to a fit, not to placing points against a reference")
@@ -116,8 +117,8 @@ def optimize_layout_gpu(
             kernel[blocks, threads](head, snapshot, indptr, indices, eps, next_sample, next_negative,
                                     int(negative_sample_rate), float(a), float(b), float(alpha),
                                     epoch, np.uint64(seed), fit_case, scratch)
-        if callback is not None:
-            callback(epoch + 1, n_epochs, head)
+        if callback is not None and callback(epoch + 1, n_epochs, head):
+            break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             log(f"epoch {epoch + 1}/{n_epochs}")
     return head

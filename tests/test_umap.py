@@ -9,6 +9,8 @@ simulator by tests/cudasim/umap_backend_check.py.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -404,3 +406,25 @@ def test_auto_passes_over_a_gpu_that_cannot_find_enough_neighbours(fake_cuda_onl
     assert "cuda: cannot run these settings (backend='cuda' finds at most 128" in est.backend_reason_
     with pytest.raises(Unsupported, match="at most 128"):
         UMAP(n_neighbors=200, backend="cuda")._start((300, 5))
+
+
+def test_row_chunks_run_in_a_forked_child_after_the_pool_started():
+    """The pool is rebuilt in a forked child (its threads are not inherited: it would hang)."""
+    import multiprocessing
+
+    from embedscope.kernels import _threads
+
+    def kernel(start, stop, out):
+        out[start:stop] = np.arange(start, stop)
+
+    out = np.zeros(10)
+    _threads.run_row_chunks(kernel, 10, 3, (out,))  # starts the pool in this process
+    np.testing.assert_array_equal(out, np.arange(10))
+    time.sleep(0.2)  # its workers go idle: the state a child must not trust
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_threads.run_row_chunks, args=(kernel, 10, 3, (np.zeros(10),)))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0

@@ -12,6 +12,7 @@ writes only its own rows), which every caller here guarantees.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,6 +26,17 @@ __all__ = ["for_rows", "n_chunks", "run_row_chunks"]
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: submitting to it
+    # would wait forever (dask and multiprocessing fork workers), so it starts afresh.
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def n_chunks(n_rows: int, min_rows: int = 1) -> int:

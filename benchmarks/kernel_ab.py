@@ -1,7 +1,10 @@
 """Hot CPU kernels of two trees A/B in one process, calls alternating: min and median ms per call.
 
     git archive main | tar -x -C /tmp/main_src
-    PYTHONPATH=$PWD python benchmarks/kernel_ab.py /tmp/main_src 8
+    NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=$PWD python benchmarks/kernel_ab.py /tmp/main_src 8
+
+(a fresh cache: numba keys a cached kernel by its file, and the other tree's module is
+loaded under a name of its own)
 
 Loads the other tree's ``umap_sgd/cpu.py`` and ``tsne/gradient.py`` beside this tree's
 and alternates their calls on the same data (UMAP epochs on a 100,000-point graph, 2-D

@@ -62,8 +62,11 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def write_results(name: str, payload: dict[str, Any], table: str) -> None:
-    """Write ``results/NAME.json`` and ``results/NAME.md``."""
+    """Write ``results/NAME.json`` and ``results/NAME.md`` (each to a temporary file, then renamed)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    (RESULTS / f"{name}.md").write_text(f"# {name}\n\n`{payload['machine']['command']}` on "
-                                        f"{payload['machine']['date']}\n\n{table}\n")
+    texts = {"json": json.dumps(payload, indent=2, default=str) + "\n",
+             "md": f"# {name}\n\n`{payload['machine']['command']}` on {payload['machine']['date']}\n\n{table}\n"}
+    for suffix, text in texts.items():
+        partial = RESULTS / f".{name}.{suffix}.partial"
+        partial.write_text(text)
+        os.replace(partial, RESULTS / f"{name}.{suffix}")

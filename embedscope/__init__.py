@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# embedscope.kernels first: it gives numba a cache directory before any module
+# (viz and engine ones too) compiles with cache=True.
+import embedscope.kernels  # noqa: F401
 from embedscope.backends import Backend, BackendUnavailable, Unsupported, resolve_backend
 from embedscope.errors import DataError
 

@@ -346,7 +346,7 @@ def test_bad_data_is_a_clear_error(X, match):
     ({"n_iter": 0}, "n_iter"),
     ({"dof": 0.0}, "dof"),
     ({"init": "spectral"}, "init="),
-    ({"init": np.zeros((5, 2))}, "init has shape"),
+    ({"init": np.zeros((5, 2))}, "init array has shape"),
     ({"precomputed_knn": (np.zeros((50, 3), int), np.zeros((49, 3)))}, "precomputed_knn"),
     ({"precomputed_knn": (np.full((50, 3), 99), np.zeros((50, 3)))}, "precomputed_knn"),
     ({"callback": 3}, "callback"),

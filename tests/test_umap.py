@@ -9,6 +9,8 @@ simulator by tests/cudasim/umap_backend_check.py.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -135,35 +137,49 @@ def test_seeded_runs_reproduce(small):
     assert not np.allclose(a, c)
 
 
-def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small):
-    """The register-held 2-D epoch and the any-dimension epoch move points alike."""
-    import numba
-
+def _sgd_runs(small, kernels_and_chunks):
+    """Five epochs from one fitted start per ``(kernel, chunks)``: the layouts."""
     from embedscope.kernels import umap_sgd
+    from embedscope.kernels._threads import run_row_chunks
 
     X, _ = small
     fitted = UMAP(random_state=4, n_epochs=0).fit(X)
     a, b = fitted._ab
     schedule_graph = umap_sgd.edge_schedule(fitted.graph_, 40)
-    n_threads = numba.get_num_threads()
+    n = fitted.embedding_.shape[0]
     layouts = []
-    for kernel in ("2d", "any"):
+    for kernel, chunks in kernels_and_chunks:
         head = fitted.embedding_.astype(np.float32)
         indptr, indices, per_sample, next_sample, next_negative = umap_sgd.sgd_schedule(schedule_graph, 5)
-        scratch = np.zeros((n_threads, umap_sgd.scratch_width(2)), dtype=np.float32)
-        picks = np.zeros((n_threads, 2 * umap_sgd.LANES), dtype=np.int64)
+        scratch = np.zeros((chunks, umap_sgd.scratch_width(2)), dtype=np.float32)
+        picks = np.zeros((chunks, 2 * umap_sgd.LANES), dtype=np.int64)
         for epoch in range(1, 6):
             args = (head, head.copy(), indptr, indices, per_sample, next_sample, next_negative,
-                    5, a, b, 0.05, epoch, np.uint64(3), True, scratch)
+                    5, a, b, 0.05, epoch, np.uint64(3), True)
             if kernel == "2d":
-                umap_sgd.sgd_epoch_2d(*args)
+                run_row_chunks(umap_sgd.sgd_rows_2d, n, chunks, args, (scratch,))
             else:
-                umap_sgd.sgd_epoch(*args, picks)
+                run_row_chunks(umap_sgd.sgd_rows, n, chunks, args, (scratch, picks))
         layouts.append(head)
-    moved = np.abs(layouts[0] - fitted.embedding_).max()
+    return fitted.embedding_, layouts
+
+
+def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small):
+    """The register-held 2-D epoch and the any-dimension epoch move points alike."""
+    start, (two_d, generic) = _sgd_runs(small, [("2d", 1), ("any", 1)])
+    moved = np.abs(two_d - start).max()
     assert moved > 0.01
     # not bit-equal: fastmath contracts the two kernels' sums differently
-    np.testing.assert_allclose(layouts[0], layouts[1], atol=1e-3 * moved)
+    np.testing.assert_allclose(two_d, generic, atol=1e-3 * moved)
+
+
+def test_sgd_epoch_is_the_same_for_any_split_into_threads(small):
+    """Blocks of heads on 1, 2 or 5 threads: the same layout to the bit (each head reads the snapshot)."""
+    start, layouts = _sgd_runs(small, [("2d", 1), ("2d", 2), ("2d", 5), ("any", 1), ("any", 3)])
+    assert np.abs(layouts[0] - start).max() > 0.01
+    for layout in layouts[1:3]:
+        np.testing.assert_array_equal(layout, layouts[0])
+    np.testing.assert_array_equal(layouts[4], layouts[3])
 
 
 @pytest.mark.parametrize("exponent", [-1.0, -0.105, 0.3, 0.8950, 1.0, 1.58])
@@ -390,3 +406,25 @@ def test_auto_passes_over_a_gpu_that_cannot_find_enough_neighbours(fake_cuda_onl
     assert "cuda: cannot run these settings (backend='cuda' finds at most 128" in est.backend_reason_
     with pytest.raises(Unsupported, match="at most 128"):
         UMAP(n_neighbors=200, backend="cuda")._start((300, 5))
+
+
+def test_row_chunks_run_in_a_forked_child_after_the_pool_started():
+    """The pool is rebuilt in a forked child (its threads are not inherited: it would hang)."""
+    import multiprocessing
+
+    from embedscope.kernels import _threads
+
+    def kernel(start, stop, out):
+        out[start:stop] = np.arange(start, stop)
+
+    out = np.zeros(10)
+    _threads.run_row_chunks(kernel, 10, 3, (out,))  # starts the pool in this process
+    np.testing.assert_array_equal(out, np.arange(10))
+    time.sleep(0.2)  # its workers go idle: the state a child must not trust
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_threads.run_row_chunks, args=(kernel, 10, 3, (np.zeros(10),)))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0

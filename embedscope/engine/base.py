@@ -245,3 +245,26 @@ def check_init_array(init: Any, n: int, n_components: int, name: str = "init") -
         raise ValueError(f"{name} has values beyond +-{MAX_INIT_MAGNITUDE:g}; rescale it "
                          "(both optimisers work at unit scale)")
     return layout
+
+
+def check_init(init: Any, choices: tuple[str, ...], n: int, n_components: int, *,
+               ignore_case: bool = True) -> None:
+    """``init`` is one of ``choices`` or an ``(n, n_components)`` layout, else a ValueError naming it.
+
+    ``ignore_case``: whether ``"PCA"`` counts as ``"pca"`` (the reducer must then
+    compare lower-cased too).
+    """
+    if isinstance(init, str):
+        if (init.lower() if ignore_case else init) not in choices:
+            raise ValueError(f"init={init!r} must be one of {', '.join(choices)} or an array")
+    else:
+        check_init_array(init, n, n_components, "init array")
+
+
+def check_common(estimator: Any) -> None:
+    """The checks every graph reducer shares: ``random_state``, ``callback`` and ``pca_components``."""
+    validate_random_state(estimator.random_state)
+    if estimator.callback is not None and not callable(estimator.callback):
+        raise ValueError(f"callback must be callable or None; got {estimator.callback!r}")
+    if getattr(estimator, "pca_components", None) is not None:
+        check_int(estimator.pca_components, "pca_components", 1)

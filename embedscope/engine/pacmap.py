@@ -25,11 +25,12 @@ from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
     StopTracker,
+    check_common,
     check_float,
+    check_init,
     check_init_array,
     check_int,
     derive_seed,
-    validate_random_state,
 )
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
@@ -220,14 +221,8 @@ class PaCMAP(BaseReducer):
         params["n_iters"] = self._phases()
         params["learning_rate"] = check_float(self.learning_rate, "learning_rate", 0.0, MAX_LEARNING_RATE,
                                               open_low=True)
-        if isinstance(self.init, str):
-            if self.init.lower() not in INIT_CHOICES:
-                raise ValueError(f"init={self.init!r} must be one of {', '.join(INIT_CHOICES)} or an array")
-        else:
-            check_init_array(self.init, n, params["n_components"], "init array")
-        validate_random_state(self.random_state)
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable; got {self.callback!r}")
+        check_init(self.init, INIT_CHOICES, n, params["n_components"])
+        check_common(self)
         return params
 
     def _extended_k(self, n: int) -> int | None:

@@ -32,11 +32,11 @@ from embedscope.backends import Backend, Request, Unsupported, fitted_backend, g
 from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
+    check_common,
     check_float,
-    check_init_array,
+    check_init,
     check_int,
     derive_seed,
-    validate_random_state,
 )
 from embedscope.engine.stages import PCA_DIMS
 from embedscope.errors import DataError
@@ -248,17 +248,9 @@ class TSNE(BaseReducer):
         params["n_iter"] = check_int(self.n_iter, "n_iter", 1, MAX_ITER)
         params["metric"], params["metric_kwds"] = stages.resolve_metric(self.metric, self.metric_kwds)
         params["dof"] = check_float(self.dof, "dof", *DOF_RANGE)
-        validate_random_state(self.random_state)
-        if self.pca_components is not None:
-            check_int(self.pca_components, "pca_components", 1)
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None; got {self.callback!r}")
+        check_common(self)
+        check_init(self.init, ("pca", "random"), n, params["n_components"], ignore_case=False)
         params["callbacks_every_iters"] = check_int(self.callbacks_every_iters, "callbacks_every_iters", 1, MAX_ITER)
-        if isinstance(self.init, str):
-            if self.init not in ("pca", "random"):
-                raise ValueError(f"init={self.init!r}; choose 'pca', 'random' or an array")
-        else:
-            check_init_array(self.init, n, self.n_components, "init")
         return params
 
     def _effective_perplexity(self, n: int) -> float:

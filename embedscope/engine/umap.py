@@ -26,11 +26,11 @@ from embedscope.engine import stages
 from embedscope.engine.base import (
     BaseReducer,
     StopTracker,
+    check_common,
     check_float,
-    check_init_array,
+    check_init,
     check_int,
     derive_seed,
-    validate_random_state,
 )
 from embedscope.engine.stages import INIT_CHOICES
 from embedscope.errors import DataError
@@ -358,18 +358,10 @@ class UMAP(BaseReducer):
                                               open_low=True)
         params["negative_sample_rate"] = check_int(self.negative_sample_rate, "negative_sample_rate", 0,
                                                    MAX_NEGATIVE_SAMPLE_RATE)
-        if isinstance(self.init, str):
-            if self.init.lower() not in INIT_CHOICES:
-                raise ValueError(f"init={self.init!r} must be one of {', '.join(INIT_CHOICES)} or an array")
-        else:
-            check_init_array(self.init, n, params["n_components"], "init array")
-        if self.pca_components is not None:
-            check_int(self.pca_components, "pca_components", 1)
-        validate_random_state(self.random_state)
+        check_init(self.init, INIT_CHOICES, n, params["n_components"])
+        check_common(self)
         if self.knn_method not in ("auto", "exact", "nndescent", "ivf"):
             raise ValueError(f"knn_method={self.knn_method!r} must be 'auto', 'exact', 'nndescent' or 'ivf'")
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable; got {self.callback!r}")
         params |= self._validate_extras(n, params["metric"])
         return params
 

@@ -18,6 +18,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.kernels._threads import for_rows
+
 #: Smallest bandwidth, as a fraction of the mean neighbour distance (keeps tight
 #: clusters and duplicate rows from producing sigma = 0 and infinite weights).
 MIN_SIGMA_SCALE = 1e-3
@@ -25,8 +27,18 @@ _BISECT_STEPS = 64
 _TOLERANCE = 1e-5
 
 
-@numba.njit(parallel=True, cache=True)
-def smooth_knn_dist(distances, target, rho_from_nearest):  # pragma: no cover - numba
+@numba.njit(cache=True)
+def _mean_abs(distances):  # pragma: no cover - numba
+    n, k = distances.shape
+    mean_all = 0.0
+    for i in range(n):
+        for j in range(k):
+            mean_all += abs(distances[i, j])
+    return mean_all / max(n * k, 1)
+
+
+def smooth_knn_dist(distances: np.ndarray, target: float,
+                    rho_from_nearest: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-row ``(sigma, rho)`` of sorted kNN distances (self excluded).
 
     Parameters
@@ -42,15 +54,18 @@ def smooth_knn_dist(distances, target, rho_from_nearest):  # pragma: no cover - 
     -------
     sigmas, rhos : float32 arrays (n,)
     """
-    n, k = distances.shape
-    mean_all = 0.0
-    for i in range(n):
-        for j in range(k):
-            mean_all += abs(distances[i, j])
-    mean_all /= max(n * k, 1)
+    n = distances.shape[0]
     sigmas = np.empty(n, dtype=np.float32)
     rhos = np.empty(n, dtype=np.float32)
-    for i in numba.prange(n):
+    for_rows(_smooth_rows, n, distances, target, rho_from_nearest, _mean_abs(distances), sigmas, rhos)
+    return sigmas, rhos
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_rows(start, stop, distances, target, rho_from_nearest, mean_all, sigmas, rhos):  # pragma: no cover
+    """Rows ``start ... stop - 1`` of :func:`smooth_knn_dist`."""
+    k = distances.shape[1]
+    for i in range(start, stop):
         rho = 0.0
         if rho_from_nearest:
             rho = distances[i, 0]
@@ -84,18 +99,21 @@ def smooth_knn_dist(distances, target, rho_from_nearest):  # pragma: no cover - 
             mid = 1e-12
         sigmas[i] = mid
         rhos[i] = rho
-    return sigmas, rhos
 
 
-@numba.njit(parallel=True, cache=True)
-def membership_strengths(distances, sigmas, rhos):  # pragma: no cover - numba
-    """Directed memberships ``exp(-max(0, d - rho) / sigma)`` as float32 (n, k)."""
-    n, k = distances.shape
-    weights = np.empty((n, k), dtype=np.float32)
-    for i in numba.prange(n):
+@numba.njit(cache=True, nogil=True)
+def _membership_rows(start, stop, distances, sigmas, rhos, weights):  # pragma: no cover - numba
+    k = distances.shape[1]
+    for i in range(start, stop):
         for j in range(k):
             gap = distances[i, j] - rhos[i]
             weights[i, j] = 1.0 if gap <= 0.0 else np.exp(-gap / sigmas[i])
+
+
+def membership_strengths(distances: np.ndarray, sigmas: np.ndarray, rhos: np.ndarray) -> np.ndarray:
+    """Directed memberships ``exp(-max(0, d - rho) / sigma)`` as float32 (n, k)."""
+    weights = np.empty(distances.shape, dtype=np.float32)
+    for_rows(_membership_rows, distances.shape[0], distances, sigmas, rhos, weights)
     return weights
 
 

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from embedscope.kernels._threads import for_rows
 from embedscope.kernels.knn.metrics import (
     _METRIC_CODE,
     DIRECT_METRICS,
@@ -106,12 +107,16 @@ def _select_topk(gram, q_sq, d_sq, col0, metric_code, self_offset, best_idx, bes
                     worst = best_dist[r, k - 1]
 
 
-@numba.njit(parallel=True, cache=True)
-def _exact_euclidean(queries, data, idx, dist):  # pragma: no cover - numba
+def _exact_euclidean(queries: np.ndarray, data: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> None:
     """Recompute selected euclidean distances directly (the gram trick loses digits)."""
-    n, k = idx.shape
+    for_rows(_exact_euclidean_rows, idx.shape[0], queries, data, idx, dist)
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_euclidean_rows(start, stop, queries, data, idx, dist):  # pragma: no cover - numba
+    k = idx.shape[1]
     d = data.shape[1]
-    for r in numba.prange(n):
+    for r in range(start, stop):
         for j in range(k):
             c = idx[r, j]
             if c < 0:

@@ -49,6 +49,24 @@ def adam_rate(learning_rate: float, step: int) -> float:
     return learning_rate * np.sqrt(1.0 - BETA2**step) / (1.0 - BETA1**step)
 
 
+@numba.njit(cache=True, inline="always")
+def _add_pair_forces(y, reference, i, ptr, idx, weight, offset, out):  # pragma: no cover - numba
+    """``out[i] += weight / (offset + d)^2 (y_i - y_j)`` over point ``i``'s pairs, ``d = 1 + |y_i - y_j|^2``.
+
+    The three pair sets' terms of the any-dimension step (inlined: the caller's flags).
+    """
+    dim = y.shape[1]
+    for e in range(ptr[i], ptr[i + 1]):
+        j = idx[e]
+        d = np.float32(1.0)
+        for c in range(dim):
+            diff = y[i, c] - reference[j, c]
+            d += diff * diff
+        coef = weight / ((offset + d) * (offset + d))
+        for c in range(dim):
+            out[i, c] += coef * (y[i, c] - reference[j, c])
+
+
 # nogil: a live view's thread (embedscope.viz.live) draws while an iteration runs
 @numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
 def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
@@ -126,35 +144,12 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
         for c in range(dim):
             out[i, c] = np.float32(0.0)
         if wnb != 0:
-            for e in range(nb_ptr[i], nb_ptr[i + 1]):
-                j = nb_idx[e]
-                d = one
-                for c in range(dim):
-                    diff = y[i, c] - reference[j, c]
-                    d += diff * diff
-                coef = wnb / ((np.float32(10.0) + d) * (np.float32(10.0) + d))
-                for c in range(dim):
-                    out[i, c] += coef * (y[i, c] - reference[j, c])
+            _add_pair_forces(y, reference, i, nb_ptr, nb_idx, wnb, np.float32(10.0), out)
         if wmn != 0:
-            for e in range(mn_ptr[i], mn_ptr[i + 1]):
-                j = mn_idx[e]
-                d = one
-                for c in range(dim):
-                    diff = y[i, c] - reference[j, c]
-                    d += diff * diff
-                coef = wmn / ((np.float32(10000.0) + d) * (np.float32(10000.0) + d))
-                for c in range(dim):
-                    out[i, c] += coef * (y[i, c] - reference[j, c])
+            _add_pair_forces(y, reference, i, mn_ptr, mn_idx, wmn, np.float32(10000.0), out)
         if wfp != 0:
-            for e in range(fp_ptr[i], fp_ptr[i + 1]):
-                j = fp_idx[e]
-                d = one
-                for c in range(dim):
-                    diff = y[i, c] - reference[j, c]
-                    d += diff * diff
-                coef = wfp / ((one + d) * (one + d))
-                for c in range(dim):
-                    out[i, c] -= coef * (y[i, c] - reference[j, c])
+            # -w: further pairs repel (negation is exact, so the sum is the same as subtracting)
+            _add_pair_forces(y, reference, i, fp_ptr, fp_idx, -wfp, one, out)
         for c in range(dim):
             g = out[i, c]
             m[i, c] = b1 * m[i, c] + (one - b1) * g

@@ -11,13 +11,19 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.kernels._threads import for_rows
 
-@numba.njit(parallel=True, cache=True)
-def _calibrate(dist, target_entropy, tol, max_iter, out):  # pragma: no cover - numba
-    """Row-wise binary search on the Gaussian precision to hit the target entropy."""
-    n, k = dist.shape
+
+def _calibrate(dist: np.ndarray, target_entropy: float, tol: float, max_iter: int, out: np.ndarray) -> int:
+    """Row-wise binary search on the Gaussian precision to hit the target entropy; rows missed."""
+    return int(sum(for_rows(_calibrate_rows, dist.shape[0], dist, target_entropy, tol, max_iter, out)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _calibrate_rows(start, stop, dist, target_entropy, tol, max_iter, out):  # pragma: no cover - numba
+    k = dist.shape[1]
     n_missed = 0
-    for i in numba.prange(n):
+    for i in range(start, stop):
         dmin = np.inf
         for j in range(k):
             if dist[i, j] < dmin:

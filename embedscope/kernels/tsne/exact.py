@@ -13,6 +13,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from embedscope.kernels._threads import for_rows
+
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _exact_repulsion(targets, sources, dof, self_join, rep, z_rows):  # pragma: no cover - numba
@@ -68,10 +70,10 @@ def exact_repulsion(
     return rep, (float(z_rows.sum()) if self_join else z_rows)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _kl_terms(indptr, indices, values, Y, dof, out):  # pragma: no cover - numba
-    n, d = Y.shape
-    for i in numba.prange(n):
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _kl_rows(start, stop, indptr, indices, values, Y, dof, out):  # pragma: no cover - numba
+    d = Y.shape[1]
+    for i in range(start, stop):
         acc = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
             p = values[jj]
@@ -90,5 +92,6 @@ def _kl_terms(indptr, indices, values, Y, dof, out):  # pragma: no cover - numba
 def kl_divergence(P: sp.csr_matrix, Y: np.ndarray, Z: float, dof: float = 1.0) -> float:
     """KL(P || Q) for the joint P (summing to 1) and the embedding's normaliser ``Z``."""
     terms = np.empty(Y.shape[0], dtype=np.float64)
-    _kl_terms(P.indptr, P.indices, P.data, np.ascontiguousarray(Y, dtype=np.float64), float(dof), terms)
+    for_rows(_kl_rows, Y.shape[0], P.indptr, P.indices, P.data, np.ascontiguousarray(Y, dtype=np.float64),
+             float(dof), terms)
     return float(terms.sum() + np.log(Z))

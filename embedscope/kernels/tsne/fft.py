@@ -32,6 +32,8 @@ import numba
 import numpy as np
 import scipy.fft as sfft
 
+from embedscope.kernels._threads import for_rows
+
 #: FFT threads (scipy.fft workers).
 WORKERS = max(1, os.cpu_count() or 1)
 #: Steps per doubling of the ladder that narrow grids' extents are rounded up to.
@@ -102,12 +104,17 @@ def _spread_2d(points, lo, box_width, n_boxes, n_interp, grid):  # pragma: no co
                 grid[bx * n_interp + a, by * n_interp + b] += wx[a] * wy[b]
 
 
-@numba.njit(parallel=True, cache=True)
-def _gather_2d(points, lo, box_width, n_boxes, n_interp, potentials, out):  # pragma: no cover - numba
+def _gather_2d(points: np.ndarray, lo: np.ndarray, box_width: float, n_boxes: int, n_interp: int,
+               potentials: np.ndarray, out: np.ndarray) -> None:
+    for_rows(_gather_2d_rows, points.shape[0], points, lo, box_width, n_boxes, n_interp, potentials, out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_2d_rows(start, stop, points, lo, box_width, n_boxes, n_interp, potentials, out):  # pragma: no cover
     n_chan = potentials.shape[0]
-    for i in numba.prange(points.shape[0]):
-        wx = np.empty(n_interp)
-        wy = np.empty(n_interp)
+    wx = np.empty(n_interp)
+    wy = np.empty(n_interp)
+    for i in range(start, stop):
         bx, ux = _locate(points[i, 0], lo[0], box_width, n_boxes)
         by, uy = _locate(points[i, 1], lo[1], box_width, n_boxes)
         _lagrange(ux, n_interp, wx)
@@ -138,13 +145,18 @@ def _spread_3d(points, lo, box_width, n_boxes, n_interp, grid):  # pragma: no co
                     grid[bx * n_interp + a, by * n_interp + b, bz * n_interp + e] += wx[a] * wy[b] * wz[e]
 
 
-@numba.njit(parallel=True, cache=True)
-def _gather_3d(points, lo, box_width, n_boxes, n_interp, potentials, out):  # pragma: no cover - numba
+def _gather_3d(points: np.ndarray, lo: np.ndarray, box_width: float, n_boxes: int, n_interp: int,
+               potentials: np.ndarray, out: np.ndarray) -> None:
+    for_rows(_gather_3d_rows, points.shape[0], points, lo, box_width, n_boxes, n_interp, potentials, out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_3d_rows(start, stop, points, lo, box_width, n_boxes, n_interp, potentials, out):  # pragma: no cover
     n_chan = potentials.shape[0]
-    for i in numba.prange(points.shape[0]):
-        wx = np.empty(n_interp)
-        wy = np.empty(n_interp)
-        wz = np.empty(n_interp)
+    wx = np.empty(n_interp)
+    wy = np.empty(n_interp)
+    wz = np.empty(n_interp)
+    for i in range(start, stop):
         bx, ux = _locate(points[i, 0], lo[0], box_width, n_boxes)
         by, uy = _locate(points[i, 1], lo[1], box_width, n_boxes)
         bz, uz = _locate(points[i, 2], lo[2], box_width, n_boxes)

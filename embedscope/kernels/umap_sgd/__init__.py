@@ -49,7 +49,8 @@ from embedscope.kernels.umap_sgd.cpu import (
     find_ab_params,
     scratch_width,
     sgd_epoch,
-    sgd_epoch_2d,
+    sgd_rows,
+    sgd_rows_2d,
     sgd_schedule,
 )
 from embedscope.kernels.umap_sgd.densmap import DensParams, optimize_layout_dens
@@ -77,6 +78,7 @@ __all__ = [
     "optimize_layout",
     "scratch_width",
     "sgd_epoch",
-    "sgd_epoch_2d",
+    "sgd_rows",
+    "sgd_rows_2d",
     "sgd_schedule",
 ]

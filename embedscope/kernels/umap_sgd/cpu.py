@@ -7,8 +7,8 @@ between epochs. Each edge ``e`` is sampled every ``epochs_per_sample[e]`` epochs
 (strong edges more often), pulling its head towards its tail, and each sample draws
 ``negative_sample_rate`` random points that push the head away.
 
-Parallel and reproducible: the graph is stored by head (CSR) and the epoch is a
-``prange`` over heads, so a thread only writes its own points. Tails and negative
+Parallel and reproducible: the graph is stored by head (CSR) and the epoch is split
+into blocks of heads, one per thread, so a thread only writes its own points. Tails and negative
 samples are read from ``reference``, a snapshot of the layout at the start of the
 epoch (fit) or the fixed fitted embedding (transform), and the random numbers are a
 hash of ``(seed, epoch, edge, draw)``. The result is therefore the same for a seed
@@ -33,12 +33,23 @@ import scipy.sparse as sp
 
 from embedscope.kernels._fastpow import pow_positive
 from embedscope.kernels._random import GOLDEN, mix64
+from embedscope.kernels._threads import n_chunks, run_row_chunks
 
 _EDGE_MUL = np.uint64(0xD1B54A32D192ED03)
 _EPOCH_MUL = np.uint64(0xAEF17502108EF2D9)
 
 
-@numba.njit(cache=True, inline="always")
+#: The row kernels' flags. They are serial (threads come from :mod:`.._threads`): with
+#: ``parallel=True`` the 2-D epoch took 6.5 s of CPU to compile on a first fit, serial
+#: 2.4 s. The helpers stay inlined by numba (``inline="always"``), so they take these
+#: flags and the arithmetic is the same as in the prange kernels, to the bit; as plain
+#: calls compiled apart they cost more (2.9 s) with serial kernels, less only with
+#: parallel ones (4.4 s).
+_FLAGS = {"cache": True, "fastmath": True, "error_model": "numpy", "nogil": True}
+_INLINE = {"cache": True, "inline": "always"}
+
+
+@numba.njit(**_INLINE)
 def _clip(value):  # pragma: no cover - numba
     if value > 4.0:
         return np.float32(4.0)
@@ -47,12 +58,12 @@ def _clip(value):  # pragma: no cover - numba
     return value
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _negative_state(seed, edge, epoch):  # pragma: no cover - numba
     return mix64(seed ^ (np.uint64(edge) * _EDGE_MUL) ^ (epoch * _EPOCH_MUL))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _negative_index(state, n_ref):  # pragma: no cover - numba
     # Lemire's multiply-shift maps 32 random bits onto [0, n_ref) without a division
     return np.int64(((mix64(state) >> np.uint64(32)) * n_ref) >> np.uint64(32))
@@ -67,6 +78,9 @@ LANES = 8
 _DIST, _COEF, _DX, _DY, _PUSH = 0, LANES, 2 * LANES, 3 * LANES, 2 * LANES
 #: Squared distance marking a draw that is skipped (the head itself).
 _SKIP = -1.0
+#: Fewest heads per thread: below it an epoch runs on one thread (waking the pool
+#: costs more than a few hundred heads' work).
+MIN_ROWS_PER_THREAD = 512
 
 
 def scratch_width(dim: int) -> int:
@@ -74,7 +88,7 @@ def scratch_width(dim: int) -> int:
     return 16 * (1 + (max(4 * LANES, _PUSH + dim) + 15) // 16)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _float32_constants(a, b, alpha):  # pragma: no cover - numba
     """``a, b, alpha, 2ab, 2b`` in float32 (products taken in float64, rounded once).
 
@@ -84,14 +98,14 @@ def _float32_constants(a, b, alpha):  # pragma: no cover - numba
     return np.float32(a), np.float32(b), np.float32(alpha), np.float32(2.0 * a * b), np.float32(2.0 * b)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _attraction(dist_sq, a32, b32, two_ab):  # pragma: no cover - numba
     """Gradient coefficient pulling a head towards its tail at squared distance ``dist_sq > 0``."""
     powered = dist_sq**b32  # d^(2b); d^(2(b-1)) = d^(2b) / d^2
     return -two_ab * (powered / dist_sq) / (a32 * powered + np.float32(1.0))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _repulsions(row, a32, b32, two_b):  # pragma: no cover - numba
     """Coefficients for the ``LANES`` squared distances at ``row[_DIST:]``, into ``row[_COEF:]``."""
     for lane in range(LANES):
@@ -99,23 +113,76 @@ def _repulsions(row, a32, b32, two_b):  # pragma: no cover - numba
         row[_COEF + lane] = two_b / ((np.float32(0.001) + dist_sq) * (a32 * pow_positive(dist_sq, b32) + np.float32(1.0)))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(**_INLINE)
 def _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch):  # pragma: no cover - numba
     """How many negative samples edge ``e`` draws now, and its clock's step for them."""
     per_negative = epochs_per_sample[e] / negative_rate
     return int((epoch - next_negative[e]) / per_negative), per_negative
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
-def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-              negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch, picks):  # pragma: no cover
-    """One epoch of UMAP's SGD, in place on ``head`` and the two schedule arrays.
+@numba.njit(**_INLINE)
+def push_negatives(head, reference, i, e, epochs_per_sample, next_negative, negative_rate, epoch, useed,
+                   exclude_self, a32, b32, two_b, alpha32, row, picked):  # pragma: no cover - numba
+    """Edge ``e``'s due negative samples push head ``i`` (any dim); advances its clock.
 
-    Any number of dimensions; :func:`sgd_epoch_2d` is the same epoch for 2-D layouts
-    with the head held in registers.
+    Shared by :func:`sgd_rows` and densMAP's epoch. The edge's negative samples all
+    push from the head's position before the first of them, and their clipped steps are
+    summed and the sum clipped again: the samples are then independent and overlap in
+    the pipeline, where each one waiting for the previous one's update (pow, divide,
+    clip) made the loop latency-bound. Clipping the sum keeps a crowd of near negatives
+    from throwing the point far: unclipped, trustworthiness on the word vectors fell
+    from 0.759 (one by one) to 0.742; clipped it is 0.765, and the mixture's is unchanged.
+    """
+    if negative_rate <= 0:
+        return
+    n_negative, per_negative = _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch)
+    if n_negative <= 0:
+        return
+    dim = head.shape[1]
+    n_ref = np.uint64(reference.shape[0])
+    state = _negative_state(useed, e, np.uint64(epoch))
+    for d in range(dim):
+        row[_PUSH + d] = np.float32(0.0)
+    for first in range(0, n_negative, LANES):
+        group = min(LANES, n_negative - first)
+        for lane in range(group):
+            state += GOLDEN
+            k = _negative_index(state, n_ref)
+            picked[lane] = k
+            dist_sq = np.float32(0.0)
+            for d in range(dim):
+                diff = head[i, d] - reference[k, d]
+                dist_sq += diff * diff
+            row[_DIST + lane] = np.float32(_SKIP) if exclude_self and k == i else dist_sq
+        _repulsions(row, a32, b32, two_b)
+        for lane in range(group):
+            dist_sq = row[_DIST + lane]
+            k = picked[lane]
+            if dist_sq > 0.0:
+                coeff = row[_COEF + lane]
+                for d in range(dim):
+                    row[_PUSH + d] += _clip(coeff * (head[i, d] - reference[k, d]))
+            elif dist_sq == 0.0:
+                # Coincident points: push apart by the clip bound.
+                for d in range(dim):
+                    row[_PUSH + d] += np.float32(4.0)
+    for d in range(dim):
+        head[i, d] += _clip(row[_PUSH + d]) * alpha32
+    next_negative[e] += n_negative * per_negative
+
+
+@numba.njit(**_FLAGS)
+def sgd_rows(start, stop, head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
+             negative_rate, a, b, alpha, epoch, seed, exclude_self, row, picked):  # pragma: no cover
+    """One epoch of UMAP's SGD for heads ``start ... stop - 1``, in place on ``head`` and the clocks.
+
+    Any number of dimensions; :func:`sgd_rows_2d` is the same epoch for 2-D layouts
+    with the head held in registers. :func:`sgd_epoch` runs it over all heads.
 
     Parameters
     ----------
+    start, stop : int
+        The heads (rows of ``head``) this call moves.
     head : float32 (n_heads, dim)
         Points being moved (row ``i`` owns CSR row ``i``).
     reference : float32 (n_ref, dim)
@@ -126,24 +193,20 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     epoch : int, seed : uint64
     exclude_self : bool
         Skip negative samples equal to the head (fit, where both index one layout).
-    scratch : float32 (n_threads, >= scratch_width(dim))
-    picks : int64 (n_threads, >= LANES)
-        Per-thread rows of a group of negative samples' indices.
+    row : float32 (>= scratch_width(dim),)
+        This call's scratch row.
+    picked : int64 (>= LANES,)
+        This call's row of a group of negative samples' indices.
 
     Notes
     -----
     ``error_model="numpy"``: numba's default checks every division for a zero
     divisor, and that branch alone kept the repulsion pass from vectorising.
     """
-    n_heads, dim = head.shape
-    n_ref = np.uint64(reference.shape[0])
+    dim = head.shape[1]
     useed = np.uint64(seed)
-    uepoch = np.uint64(epoch)
     a32, b32, alpha32, two_ab, two_b = _float32_constants(a, b, alpha)
-    four = np.float32(4.0)
-    for i in numba.prange(n_heads):
-        row = scratch[numba.get_thread_id()]
-        picked = picks[numba.get_thread_id()]
+    for i in range(start, stop):
         for e in range(indptr[i], indptr[i + 1]):
             if next_sample[e] > epoch:
                 continue
@@ -157,67 +220,25 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                 for d in range(dim):
                     head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
             next_sample[e] += epochs_per_sample[e]
-            if negative_rate <= 0:
-                continue
-            n_negative, per_negative = _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch)
-            if n_negative <= 0:
-                continue
-            state = _negative_state(useed, e, uepoch)
-            # The edge's negative samples all push from the head's position before the
-            # first of them, and their clipped steps are summed and the sum clipped
-            # again: the samples are then independent and overlap in the pipeline,
-            # where each one waiting for the previous one's update (pow, divide,
-            # clip) made the loop latency-bound. Clipping the sum keeps a crowd of
-            # near negatives from throwing the point far: unclipped, trustworthiness
-            # on the word vectors fell from 0.759 (one by one) to 0.742; clipped it
-            # is 0.765, and the mixture's is unchanged.
-            for d in range(dim):
-                row[_PUSH + d] = np.float32(0.0)
-            for first in range(0, n_negative, LANES):
-                group = min(LANES, n_negative - first)
-                for lane in range(group):
-                    state += GOLDEN
-                    k = _negative_index(state, n_ref)
-                    picked[lane] = k
-                    dist_sq = np.float32(0.0)
-                    for d in range(dim):
-                        diff = head[i, d] - reference[k, d]
-                        dist_sq += diff * diff
-                    row[_DIST + lane] = np.float32(_SKIP) if exclude_self and k == i else dist_sq
-                _repulsions(row, a32, b32, two_b)
-                for lane in range(group):
-                    dist_sq = row[_DIST + lane]
-                    k = picked[lane]
-                    if dist_sq > 0.0:
-                        coeff = row[_COEF + lane]
-                        for d in range(dim):
-                            row[_PUSH + d] += _clip(coeff * (head[i, d] - reference[k, d]))
-                    elif dist_sq == 0.0:
-                        # Coincident points: push apart by the clip bound.
-                        for d in range(dim):
-                            row[_PUSH + d] += four
-            for d in range(dim):
-                head[i, d] += _clip(row[_PUSH + d]) * alpha32
-            next_negative[e] += n_negative * per_negative
+            push_negatives(head, reference, i, e, epochs_per_sample, next_negative, negative_rate, epoch,
+                           useed, exclude_self, a32, b32, two_b, alpha32, row, picked)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
-def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-                 negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):  # pragma: no cover
-    """:func:`sgd_epoch` for 2-D layouts: the same steps, without ``picks``.
+@numba.njit(**_FLAGS)
+def sgd_rows_2d(start, stop, head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
+                negative_rate, a, b, alpha, epoch, seed, exclude_self, row):  # pragma: no cover
+    """:func:`sgd_rows` for 2-D layouts: the same steps, without ``picked``.
 
     The head's coordinates and its repulsion sum live in registers instead of
     memory that might alias the layout: on a 100,000-point graph the epochs took
     0.75x the time of the generic kernel (6.7 s to 5.1 s for 200).
     """
-    n_heads = head.shape[0]
     n_ref = np.uint64(reference.shape[0])
     useed = np.uint64(seed)
     uepoch = np.uint64(epoch)
     a32, b32, alpha32, two_ab, two_b = _float32_constants(a, b, alpha)
     four = np.float32(4.0)
-    for i in numba.prange(n_heads):
-        row = scratch[numba.get_thread_id()]
+    for i in range(start, stop):
         x = head[i, 0]
         y = head[i, 1]
         for e in range(indptr[i], indptr[i + 1]):
@@ -265,6 +286,29 @@ def sgd_epoch_2d(head, reference, indptr, indices, epochs_per_sample, next_sampl
             next_negative[e] += n_negative * per_negative
         head[i, 0] = x
         head[i, 1] = y
+
+
+def sgd_epoch(head: np.ndarray, reference: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+              epochs_per_sample: np.ndarray, next_sample: np.ndarray, next_negative: np.ndarray,
+              negative_rate: int, a: float, b: float, alpha: float, epoch: int, seed: np.uint64,
+              exclude_self: bool, scratch: np.ndarray, picks: np.ndarray | None = None) -> None:
+    """One epoch over all heads: :func:`sgd_rows_2d` for 2-D layouts, else :func:`sgd_rows`.
+
+    The heads are split into contiguous blocks, one per thread (numba's thread count,
+    :mod:`embedscope.kernels._threads`); ``scratch`` (float32 (n_threads,
+    >= scratch_width(dim))) and ``picks`` (int64 (n_threads, >= LANES), any-dim layouts
+    only) give each block its own rows. A head's step depends only on its own row and
+    on ``reference``, so the result is the same for any split.
+    """
+    args = (head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
+            negative_rate, a, b, alpha, epoch, seed, exclude_self)
+    chunks = min(n_chunks(head.shape[0], MIN_ROWS_PER_THREAD), scratch.shape[0])
+    if head.shape[1] == 2:
+        run_row_chunks(sgd_rows_2d, head.shape[0], chunks, args, (scratch,))
+    else:
+        if picks is None:
+            raise ValueError("sgd_epoch needs picks for a layout of more than 2 dimensions")
+        run_row_chunks(sgd_rows, head.shape[0], min(chunks, picks.shape[0]), args, (scratch, picks))
 
 
 @functools.lru_cache(maxsize=64)
@@ -406,13 +450,9 @@ def optimize_layout(
         if fit_case:
             np.copyto(snapshot, head)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
-        args = (head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
-                int(negative_sample_rate), float(a), float(b), float(alpha), epoch, np.uint64(seed), fit_case,
-                scratch)
-        if head.shape[1] == 2:
-            sgd_epoch_2d(*args)
-        else:
-            sgd_epoch(*args, picks)
+        sgd_epoch(head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
+                  int(negative_sample_rate), float(a), float(b), float(alpha), epoch, np.uint64(seed), fit_case,
+                  scratch, picks)
         if callback is not None and callback(epoch + 1, n_epochs, head):
             break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):

@@ -45,23 +45,17 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from embedscope.kernels._random import GOLDEN
+from embedscope.kernels._threads import n_chunks, run_row_chunks
 from embedscope.kernels.umap_sgd.cpu import (
-    _COEF,
-    _DIST,
-    _PUSH,
-    _SKIP,
+    _FLAGS,
     LANES,
+    MIN_ROWS_PER_THREAD,
     _attraction,
     _clip,
     _float32_constants,
-    _negative_index,
-    _negative_state,
-    _negatives_due,
-    _repulsions,
+    push_negatives,
     scratch_width,
     sgd_epoch,
-    sgd_epoch_2d,
     sgd_schedule,
 )
 
@@ -165,24 +159,20 @@ def _dlog_radius(phi, dphi, dist_sq, s, t):  # pragma: no cover - numba
     return ((phi + dphi * dist_sq) - radius * dphi) / (t * (radius + RADIUS_EPS))
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")
-def sgd_epoch_dens(head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
-                   negative_rate, a, b, alpha, epoch, seed, scratch, picks, sums, norms,
-                   coeffs):  # pragma: no cover - numba
-    """:func:`embedscope.kernels.umap_sgd.cpu.sgd_epoch` (fit case) plus the density term.
+@numba.njit(**_FLAGS)
+def sgd_rows_dens(start, stop, head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
+                  negative_rate, a, b, alpha, epoch, seed, sums, norms, coeffs, row,
+                  picked):  # pragma: no cover - numba
+    """:func:`embedscope.kernels.umap_sgd.cpu.sgd_rows` (fit case) plus the density term.
 
     ``sums``, ``norms`` (float64 (n,)): each point's radius sums on ``reference``;
-    ``coeffs`` (float64 (n,)): ``g`` of :func:`density_coefficients`.
+    ``coeffs`` (float64 (n,)): ``g`` of :func:`density_coefficients`. The negative
+    samples are the plain epoch's (:func:`~embedscope.kernels.umap_sgd.cpu.push_negatives`).
     """
-    n_heads, dim = head.shape
-    n_ref = np.uint64(reference.shape[0])
+    dim = head.shape[1]
     useed = np.uint64(seed)
-    uepoch = np.uint64(epoch)
     a32, b32, alpha32, two_ab, two_b = _float32_constants(a, b, alpha)
-    four = np.float32(4.0)
-    for i in numba.prange(n_heads):
-        row = scratch[numba.get_thread_id()]
-        picked = picks[numba.get_thread_id()]
+    for i in range(start, stop):
         for e in range(indptr[i], indptr[i + 1]):
             if next_sample[e] > epoch:
                 continue
@@ -208,39 +198,8 @@ def sgd_epoch_dens(head, reference, indptr, indices, epochs_per_sample, next_sam
                 for d in range(dim):
                     head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
             next_sample[e] += epochs_per_sample[e]
-            if negative_rate <= 0:
-                continue
-            n_negative, per_negative = _negatives_due(epochs_per_sample, next_negative, negative_rate, e, epoch)
-            if n_negative <= 0:
-                continue
-            state = _negative_state(useed, e, uepoch)
-            for d in range(dim):
-                row[_PUSH + d] = np.float32(0.0)
-            for first in range(0, n_negative, LANES):
-                group = min(LANES, n_negative - first)
-                for lane in range(group):
-                    state += GOLDEN
-                    k = _negative_index(state, n_ref)
-                    picked[lane] = k
-                    dist_sq = np.float32(0.0)
-                    for d in range(dim):
-                        diff = head[i, d] - reference[k, d]
-                        dist_sq += diff * diff
-                    row[_DIST + lane] = np.float32(_SKIP) if k == i else dist_sq
-                _repulsions(row, a32, b32, two_b)
-                for lane in range(group):
-                    dist_sq = row[_DIST + lane]
-                    k = picked[lane]
-                    if dist_sq > 0.0:
-                        coeff = row[_COEF + lane]
-                        for d in range(dim):
-                            row[_PUSH + d] += _clip(coeff * (head[i, d] - reference[k, d]))
-                    elif dist_sq == 0.0:
-                        for d in range(dim):
-                            row[_PUSH + d] += four
-            for d in range(dim):
-                head[i, d] += _clip(row[_PUSH + d]) * alpha32
-            next_negative[e] += n_negative * per_negative
+            push_negatives(head, reference, i, e, epochs_per_sample, next_negative, negative_rate, epoch,
+                           useed, True, a32, b32, two_b, alpha32, row, picked)
 
 
 def optimize_layout_dens(
@@ -286,9 +245,8 @@ def optimize_layout_dens(
         if epoch >= start_dens and densmap.dens_lambda > 0.0:
             sums, norms = _radius_sums(snapshot, indptr, indices, float(a), float(b))
             coeffs, corr = density_coefficients(log_data, sums, norms, densmap.dens_lambda, densmap.var_shift)
-            sgd_epoch_dens(*args, scratch, picks, sums, norms, coeffs)
-        elif head.shape[1] == 2:
-            sgd_epoch_2d(*args, True, scratch)
+            chunks = min(n_chunks(head.shape[0], MIN_ROWS_PER_THREAD), n_threads)
+            run_row_chunks(sgd_rows_dens, head.shape[0], chunks, (*args, sums, norms, coeffs), (scratch, picks))
         else:
             sgd_epoch(*args, True, scratch, picks)
         if callback is not None and callback(epoch + 1, n_epochs, head):

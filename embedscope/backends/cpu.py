@@ -49,15 +49,32 @@ def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndar
     return P, np.ascontiguousarray(Y, dtype=np.float64)
 
 
-def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
-    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, and its name."""
+#: From this many points up, 3-D t-SNE on the CPU uses the grid (FFT) repulsion;
+#: below it Barnes-Hut, which is more accurate and, this small, as fast
+#: (benchmarks/tsne_cpu.py ``--crossover``: per-iteration times on grown 3-D layouts).
+TSNE_GRID_3D_MIN = 10_000
+#: Nodes per dimension of the CPU's 3-D grid: the FFT grows as its cube (pruned
+#: transforms on the 2 cores here: 5 ms at 32 nodes, 23 ms at 48, 67 ms at 64 per
+#: iteration), so the cap trades accuracy on wide layouts for time
+#: (benchmarks/tsne_cpu.py, mixture20k-3d against Barnes-Hut).
+TSNE_GRID_3D_NODES = 48
+
+
+def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
+    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, its name and why."""
     from embedscope.kernels import tsne as ktsne
 
     if n <= TSNE_EXACT_MAX:
-        return (lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact"
+        return ((lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact",
+                f"{n:,} points <= TSNE_EXACT_MAX={TSNE_EXACT_MAX:,}")
     if dim == 2:
-        return ktsne.FFTRepulsion(dof=dof), "fft"
-    return ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut"
+        return ktsne.FFTRepulsion(dof=dof), "fft", "2-D above TSNE_EXACT_MAX"
+    if n >= TSNE_GRID_3D_MIN:
+        # Few boxes: the grid may not be finer than the cap however narrow the layout.
+        return (ktsne.FFTRepulsion(dof=dof, min_boxes=TSNE_GRID_3D_NODES // 3, max_nodes=TSNE_GRID_3D_NODES),
+                "fft", f"3-D, {n:,} points >= TSNE_GRID_3D_MIN={TSNE_GRID_3D_MIN:,}")
+    return (ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut",
+            f"3-D, {n:,} points < TSNE_GRID_3D_MIN={TSNE_GRID_3D_MIN:,}")
 
 
 def _tsne_step(P: sp.csr_matrix, Y: np.ndarray, rep: np.ndarray, z: float, dof: float,

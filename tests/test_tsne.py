@@ -207,6 +207,20 @@ def test_cpu_3d_grid_repulsion_agrees_with_exact(dof):
     np.testing.assert_allclose(z_tg, z_t, rtol=1e-3)
 
 
+def test_cpu_3d_grid_sums_thrown_out_points_exactly():
+    rng = np.random.default_rng(8)
+    Y = rng.normal(size=(3000, 3)) * 0.4
+    Y[:5] = rng.normal(size=(5, 3)) * 40  # a few points far out, as t-SNE leaves them
+    rep, z = ktsne.exact_repulsion(Y)
+    rep_grid, z_grid = cpu_backend.tsne_repulsion(cpu_backend.TSNE_GRID_3D_MIN, 3, 1.0)[0](Y)
+    assert _rel(rep_grid, rep) < 1e-3 and abs(z_grid - z) / z < 1e-4
+    assert _rel(rep_grid[:5], rep[:5]) < 1e-9  # the outliers themselves: exact sums
+    # negative control: the same grid stretched over the outliers is far off
+    nodes = cpu_backend.TSNE_GRID_3D_NODES
+    rep_wide, z_wide = FFTRepulsion(min_boxes=nodes // 3, max_nodes=nodes)(Y)
+    assert _rel(rep_wide, rep) > 0.3 and abs(z_wide - z) / z > 0.05
+
+
 def test_cpu_3d_repulsion_rule():
     rule = cpu_backend.tsne_repulsion
     edge = cpu_backend.TSNE_GRID_3D_MIN

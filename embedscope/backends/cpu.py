@@ -58,6 +58,9 @@ TSNE_GRID_3D_MIN = 10_000
 #: iteration), so the cap trades accuracy on wide layouts for time
 #: (benchmarks/tsne_cpu.py, mixture20k-3d against Barnes-Hut).
 TSNE_GRID_3D_NODES = 48
+#: Points per end of each axis the 3-D grid leaves to an exact sum (``FFTRepulsion``'s
+#: ``outliers``): the few points t-SNE throws far out set the grid's width otherwise.
+TSNE_GRID_3D_OUTLIERS = 8
 
 
 def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
@@ -71,7 +74,8 @@ def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
         return ktsne.FFTRepulsion(dof=dof), "fft", "2-D above TSNE_EXACT_MAX"
     if n >= TSNE_GRID_3D_MIN:
         # Few boxes: the grid may not be finer than the cap however narrow the layout.
-        return (ktsne.FFTRepulsion(dof=dof, min_boxes=TSNE_GRID_3D_NODES // 3, max_nodes=TSNE_GRID_3D_NODES),
+        return (ktsne.FFTRepulsion(dof=dof, min_boxes=TSNE_GRID_3D_NODES // 3, max_nodes=TSNE_GRID_3D_NODES,
+                                   outliers=TSNE_GRID_3D_OUTLIERS),
                 "fft", f"3-D, {n:,} points >= TSNE_GRID_3D_MIN={TSNE_GRID_3D_MIN:,}")
     return (ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut",
             f"3-D, {n:,} points < TSNE_GRID_3D_MIN={TSNE_GRID_3D_MIN:,}")

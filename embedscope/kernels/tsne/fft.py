@@ -244,15 +244,22 @@ class FFTRepulsion:
         Boxes per dimension for small embeddings (finer boxes there).
     max_nodes : int, default=None
         Cap on nodes per dimension (memory guard); default 2000 in 2-D, 240 in 3-D.
+    outliers : int, default=0
+        Self-joins only: up to this many points at each end of each axis are left off
+        the grid, which then spans the rest, and their pairs are summed exactly
+        (O(outliers x N)). A few points thrown far out would otherwise widen a capped
+        grid until its nodes are coarser than the kernel: a 3-D t-SNE of 20k points
+        spans ~330 units with its outliers and ~55 without.
     """
 
     def __init__(self, dof: float = 1.0, n_interp: int = 3, boxes_per_unit: float = 1.0,
-                 min_boxes: int = 50, max_nodes: int | None = None) -> None:
+                 min_boxes: int = 50, max_nodes: int | None = None, outliers: int = 0) -> None:
         self.dof = float(dof)
         self.n_interp = int(n_interp)
         self.boxes_per_unit = float(boxes_per_unit)
         self.min_boxes = int(min_boxes)
         self.max_nodes = max_nodes
+        self.outliers = int(outliers)
         self._cache_key: tuple | None = None
         self._spectra: np.ndarray | None = None
         #: Type of the charge grid; float32 (float64 changes the forces by ~4e-7
@@ -327,12 +334,37 @@ class FFTRepulsion:
         dim = S.shape[1]
         if dim not in (2, 3):
             raise ValueError(f"grid repulsion supports 2-D and 3-D embeddings, not {dim}-D")
+        if self_join and self.outliers > 0 and S.shape[0] > 100 * self.outliers:
+            return self._cropped(S)
         lo, hi = _bounds(S)
         if not self_join:
             lo_t, hi_t = _bounds(T)
             lo, hi = np.minimum(lo, lo_t), np.maximum(hi, hi_t)
         n_boxes, box_width, fft_len = self._layout(lo, hi, dim)
         return self._evaluate(S, None if self_join else T, lo, n_boxes, box_width, fft_len)
+
+    def _cropped(self, S: np.ndarray) -> tuple[np.ndarray, float]:
+        """Self-join with the ``outliers`` outermost points per side and axis summed exactly."""
+        from embedscope.kernels.tsne.exact import exact_repulsion
+
+        n, dim = S.shape
+        k = self.outliers
+        lo = np.array([np.partition(S[:, c], k)[k] for c in range(dim)])
+        hi = np.array([np.partition(S[:, c], n - 1 - k)[n - 1 - k] for c in range(dim)])
+        inside = ((S >= lo) & (S <= hi)).all(axis=1)
+        if inside.all():
+            return self._evaluate(S, None, lo, *self._layout(lo, hi, dim))
+        bulk, out = np.ascontiguousarray(S[inside]), np.ascontiguousarray(S[~inside])
+        rep = np.empty_like(S)
+        rep_bulk, z_bulk = self._evaluate(bulk, None, lo, *self._layout(lo, hi, dim))
+        rep_from_out, z_from_out = exact_repulsion(out, self.dof, targets=bulk)
+        rep[inside] = rep_bulk + rep_from_out
+        # The outliers against every point: their own pair (distance 0) adds w = 1 to
+        # each row of Z and nothing to ``rep``.
+        rep_out, z_out = exact_repulsion(S, self.dof, targets=out)
+        rep[~inside] = rep_out
+        z = float(z_bulk) + float(np.sum(z_from_out)) + float(np.sum(z_out)) - out.shape[0]
+        return rep, max(z, 1e-300)
 
     def _evaluate(self, S: np.ndarray, T: np.ndarray | None, lo: np.ndarray, n_boxes: int, box_width: float,
                   fft_len: int) -> tuple[np.ndarray, float | np.ndarray]:

@@ -32,6 +32,8 @@ import numba
 import numpy as np
 import scipy.fft as sfft
 
+from embedscope.kernels.tsne.near import add_near_field, far_kernels
+
 #: FFT threads (scipy.fft workers).
 WORKERS = max(1, os.cpu_count() or 1)
 #: Steps per doubling of the ladder that narrow grids' extents are rounded up to.
@@ -244,6 +246,10 @@ class FFTRepulsion:
         Boxes per dimension for small embeddings (finer boxes there).
     max_nodes : int, default=None
         Cap on nodes per dimension (memory guard); default 2000 in 2-D, 240 in 3-D.
+    near_nodes : float, default=0
+        3-D only: split the kernel at ``near_nodes`` node spacings, the smooth far part
+        on the grid and the rest summed over pairs that close
+        (:mod:`~embedscope.kernels.tsne.near`); 0 puts the whole kernel on the grid.
     outliers : int, default=0
         Self-joins only: up to this many points at each end of each axis are left off
         the grid, which then spans the rest, and their pairs are summed exactly
@@ -253,13 +259,15 @@ class FFTRepulsion:
     """
 
     def __init__(self, dof: float = 1.0, n_interp: int = 3, boxes_per_unit: float = 1.0,
-                 min_boxes: int = 50, max_nodes: int | None = None, outliers: int = 0) -> None:
+                 min_boxes: int = 50, max_nodes: int | None = None, outliers: int = 0,
+                 near_nodes: float = 0.0) -> None:
         self.dof = float(dof)
         self.n_interp = int(n_interp)
         self.boxes_per_unit = float(boxes_per_unit)
         self.min_boxes = int(min_boxes)
         self.max_nodes = max_nodes
         self.outliers = int(outliers)
+        self.near_nodes = float(near_nodes)
         self._cache_key: tuple | None = None
         self._spectra: np.ndarray | None = None
         #: Type of the charge grid; float32 (float64 changes the forces by ~4e-7
@@ -290,8 +298,9 @@ class FFTRepulsion:
         fft_len = sfft.next_fast_len(2 * n_boxes * p, real=True)
         return n_boxes, box_width, fft_len
 
-    def _kernel_spectra(self, n_boxes: int, box_width: float, fft_len: int, dim: int) -> np.ndarray:
-        key = (n_boxes, box_width, fft_len, dim)
+    def _kernel_spectra(self, n_boxes: int, box_width: float, fft_len: int, dim: int,
+                        rc: float = 0.0) -> np.ndarray:
+        key = (n_boxes, box_width, fft_len, dim, rc)
         if key == self._cache_key:
             return self._spectra
         p, dof = self.n_interp, self.dof
@@ -303,14 +312,14 @@ class FFTRepulsion:
         axis = offsets * spacing
         grids = np.meshgrid(*([axis] * dim), indexing="ij")
         d2 = sum(g * g for g in grids)
-        base = 1.0 + d2 / dof
+        value, slope = far_kernels(d2, dof, rc)
         full_mask = np.ones(d2.shape, dtype=bool)
         for ax in range(dim):
             shape = [1] * dim
             shape[ax] = fft_len
             full_mask &= valid.reshape(shape)
-        w1 = np.where(full_mask, base ** -dof, 0.0)
-        kernels = [w1] + [np.where(full_mask, g * base ** (-dof - 1.0), 0.0) for g in grids]
+        w1 = np.where(full_mask, value, 0.0)
+        kernels = [w1] + [np.where(full_mask, g * slope, 0.0) for g in grids]
         spectra = sfft.rfftn(np.stack(kernels), axes=tuple(range(1, dim + 1)), workers=WORKERS)
         # Single precision from here on: the transforms are memory-bound, and float32
         # halves them (t-SNE on the 30k word vectors: 28.1 s -> 19.6 s end to end).
@@ -379,7 +388,10 @@ class FFTRepulsion:
         T = S if self_join else np.ascontiguousarray(T, dtype=np.float64)
         lo = np.asarray(lo, dtype=np.float64)
         n, dim = S.shape
-        spectra = self._kernel_spectra(n_boxes, box_width, fft_len, dim)
+        if self.near_nodes > 0 and dim != 3:
+            raise ValueError(f"near_nodes (kernel splitting) is 3-D only, not {dim}-D")
+        rc = self.near_nodes * box_width / self.n_interp
+        spectra = self._kernel_spectra(n_boxes, box_width, fft_len, dim, rc)
         m = n_boxes * self.n_interp
         charges = np.zeros((m,) * dim, dtype=self.grid_dtype)
         spread = _spread_2d if dim == 2 else _spread_3d
@@ -398,8 +410,14 @@ class FFTRepulsion:
         pots = np.ascontiguousarray(pots)
         values = np.empty((T.shape[0], pots.shape[0]), dtype=np.float64)
         gather(T, lo, box_width, n_boxes, self.n_interp, pots, values)
+        near_z = np.zeros(T.shape[0])
         if not self_join:
-            return np.ascontiguousarray(values[:, 1:]), np.maximum(values[:, 0], 1e-300)
+            rep = np.ascontiguousarray(values[:, 1:])
+            if rc > 0:
+                add_near_field(S, T, self.dof, rc, rep, near_z)
+            return rep, np.maximum(values[:, 0] + near_z, 1e-300)
+        if rc > 0:
+            add_near_field(S, None, self.dof, rc, values, near_z)
         # Parseval: qᵀ(K q) from the spectrum; the half-spectrum counts interior
         # frequencies of the last axis twice.
         weights = np.full(q_hat.shape[-1], 2.0)
@@ -407,5 +425,7 @@ class FFTRepulsion:
         if fft_len % 2 == 0:
             weights[-1] = 1.0
         energy = (q_hat.real ** 2 + q_hat.imag ** 2) * spectra[0].real
-        z = float((energy * weights).sum()) / float(fft_len) ** dim - n
+        # The grid's diagonal is each point with itself: far(0) each (1 unsplit).
+        self_term = float(far_kernels(np.zeros(1), self.dof, rc)[0][0])
+        z = float((energy * weights).sum()) / float(fft_len) ** dim - n * self_term + float(near_z.sum())
         return values, max(z, 1e-300)

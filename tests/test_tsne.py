@@ -335,24 +335,24 @@ def test_three_dimensions(mixture_5k, backend):
 
 def test_three_dimensions_on_the_cpu_grid(mixture_5k, monkeypatch, capsys):
     X, labels = mixture_5k
-    # the rule's threshold lowered so 2,500 points take the grid (its own test: above)
-    monkeypatch.setattr(cpu_backend, "TSNE_GRID_3D_MIN", 2000)
-    est = TSNE(n_components=3, n_iter=400, random_state=0, backend="cpu", verbose=True)
-    Y = est.fit_transform(X[:2500])
-    assert est.repulsion_ == "fft" and "TSNE_GRID_3D_MIN=2,000" in est.repulsion_reason_
-    assert "fft repulsion (3-D, 2,500 points >= TSNE_GRID_3D_MIN=2,000)" in capsys.readouterr().err
-    assert trustworthiness(X[:2500], Y, 15) > 0.95
-    assert knn_accuracy(Y, labels[:2500], 15) > 0.95
+    # the rule's threshold lowered so 2,000 points take the grid (its own test: above);
+    # kept short: the grid's per-step cost is fixed, so small fits pay it in full
+    monkeypatch.setattr(cpu_backend, "TSNE_GRID_3D_MIN", 1600)
+    est = TSNE(n_components=3, n_iter=300, random_state=0, backend="cpu", verbose=True)
+    Y = est.fit_transform(X[:2000])
+    assert est.repulsion_ == "fft" and "TSNE_GRID_3D_MIN=1,600" in est.repulsion_reason_
+    assert "fft repulsion (3-D, 2,000 points >= TSNE_GRID_3D_MIN=1,600)" in capsys.readouterr().err
+    assert trustworthiness(X[:2000], Y, 15) > 0.95
+    assert knn_accuracy(Y, labels[:2000], 15) > 0.95
     # negative control: a random 3-D layout fails the same bars
     Y_random = np.random.default_rng(0).normal(size=Y.shape)
-    assert trustworthiness(X[:2500], Y_random, 15) < 0.7
-    assert knn_accuracy(Y_random, labels[:2500], 15) < 0.2
-    # seeded: the same again, bit for bit (a short fit suffices)
-    short = [TSNE(n_components=3, n_iter=60, random_state=3, backend="cpu").fit_transform(X[:2100])
-             for _ in range(2)]
+    assert trustworthiness(X[:2000], Y_random, 15) < 0.7
+    assert knn_accuracy(Y_random, labels[:2000], 15) < 0.2
+    # seeded: the same again, bit for bit (a short fit suffices), and not for another seed
+    short = [TSNE(n_components=3, n_iter=30, random_state=seed, backend="cpu", init="random")
+             .fit_transform(X[:1600]) for seed in (3, 3, 4)]
     np.testing.assert_array_equal(short[0], short[1])
-    assert not np.array_equal(short[0], TSNE(n_components=3, n_iter=60, random_state=4, backend="cpu",
-                                             init="random").fit_transform(X[:2100]))
+    assert not np.array_equal(short[0], short[2])
 
 
 def test_transform_places_new_points_near_their_neighbours(mixture_5k, backend):

@@ -50,18 +50,23 @@ def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndar
 
 
 #: From this many points up, 3-D t-SNE on the CPU uses the grid (FFT) repulsion;
-#: below it Barnes-Hut, which is more accurate and, this small, as fast
-#: (benchmarks/tsne_cpu.py ``--crossover``: per-iteration times on grown 3-D layouts).
-TSNE_GRID_3D_MIN = 10_000
+#: below it Barnes-Hut. Measured (benchmarks/results/tsne_cpu_3d_grid.md, crossover
+#: rows: one call on the grown 20k layout, subsampled): Barnes-Hut is faster at every
+#: size up to 20k (0.34 s against 0.63 s per call at 20k, 0.12 against 0.29 at 10k) and
+#: more accurate (force error 1.2% against 3.4%); both fits reach the same
+#: trustworthiness at 20k (0.983). From 10k to 20k Barnes-Hut's call grew 2.9x, the
+#: grid's 2.2x, so the crossover lies above 20k: not measured; 25k is the first size
+#: past the measured range, and Barnes-Hut's fits are impractical from ~20k here.
+TSNE_GRID_3D_MIN = 25_000
 #: Nodes per dimension of the CPU's 3-D grid: the FFT grows as its cube (pruned
 #: transforms on the 2 cores here: 5 ms at 32 nodes, 23 ms at 48, 67 ms at 64 per
 #: iteration), so the cap trades accuracy on wide layouts for time
 #: (benchmarks/tsne_cpu.py, mixture20k-3d against Barnes-Hut).
 TSNE_GRID_3D_NODES = 48
 #: Radius, in node spacings, inside which the 3-D grid's kernel is split off and summed
-#: pair by pair (``FFTRepulsion``'s ``near_nodes``). On a 20k layout with 48 nodes the
-#: force error is 65% unsplit, 20% at 2, 2.4% at 3, 0.5% at 4; the pair sums grow as
-#: the cube (benchmarks/tsne_cpu.py reports the 3-D fits' times).
+#: pair by pair (``FFTRepulsion``'s ``near_nodes``). On the tight 20k layout of the unsplit grid,
+#: 48 nodes: force error 65% unsplit, 20% at 2, 2.4% at 3, 0.5% at 4 (3.4% at 3 on the
+#: split grid's own 20k layout); the pair sums grow as the cube of the radius.
 TSNE_GRID_3D_NEAR = 3.0
 #: Points per end of each axis the 3-D grid leaves to an exact sum (``FFTRepulsion``'s
 #: ``outliers``): the few points t-SNE throws far out set the grid's width otherwise.

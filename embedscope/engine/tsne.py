@@ -4,7 +4,7 @@ Stages (``engine.stages``, shared with UMAP): preparation (PCA to 50 dimensions 
 wide data); kNN (k = 3 x perplexity) on the backend; then its own: per-point perplexity
 calibration into a symmetric sparse P; PCA (or random, or given) initialisation;
 gradient descent with early exaggeration, then the normal phase. Repulsion is exact
-below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and in 3-D from 10,000 points
+below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and in 3-D from 25,000 points
 (Barnes-Hut between) on the cpu backend. The optimiser loop runs in Python, one compiled step at a
 time, so progress, callbacks and the KL report live here.
 
@@ -159,7 +159,7 @@ class TSNE(BaseReducer):
     perplexity_, learning_rate_ : float
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
-        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D below 10,000 points on the
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D below 25,000 points on the
         cpu backend, ``embedscope.backends.cpu.TSNE_GRID_3D_MIN``).
     repulsion_reason_ : str
         The rule that picked ``repulsion_`` (also logged with ``verbose``).

@@ -4,9 +4,10 @@ Stages (``engine.stages``, shared with UMAP): preparation (PCA to 50 dimensions 
 wide data); kNN (k = 3 x perplexity) on the backend; then its own: per-point perplexity
 calibration into a symmetric sparse P; PCA (or random, or given) initialisation;
 gradient descent with early exaggeration, then the normal phase. Repulsion is exact
-below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and in 3-D from 25,000 points
-(Barnes-Hut between) on the cpu backend. The optimiser loop runs in Python, one compiled step at a
-time, so progress, callbacks and the KL report live here.
+below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and Barnes-Hut in 3-D on the cpu
+backend (its 3-D grid is slower at every size measured: ``backends.cpu.TSNE_GRID_3D_MIN``).
+The optimiser loop runs in Python, one compiled step at a time, so progress, callbacks
+and the KL report live here.
 
 The loop is written once; the steps come from the backend's kernel table
 (``backend.kernels.tsne``): the CPU twins in ``kernels.tsne`` or the GPU twins in
@@ -159,8 +160,8 @@ class TSNE(BaseReducer):
     perplexity_, learning_rate_ : float
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
-        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D below 25,000 points on the
-        cpu backend, ``embedscope.backends.cpu.TSNE_GRID_3D_MIN``).
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend, below
+        ``embedscope.backends.cpu.TSNE_GRID_3D_MIN``).
     repulsion_reason_ : str
         The rule that picked ``repulsion_`` (also logged with ``verbose``).
     pca_ : PCA or None

@@ -14,9 +14,11 @@ import re
 
 import numpy as np
 import pytest
+import scipy.fft as sfft
 
 from embedscope import DataError, Unsupported, knn_accuracy, trustworthiness
 from embedscope._array import array_module
+from embedscope.backends import cpu as cpu_backend
 from embedscope.backends import get_spec
 from embedscope.engine import tsne as tsne_engine
 from embedscope.engine.base import GRAPH_STAGES, NotFittedError
@@ -24,7 +26,7 @@ from embedscope.engine.tsne import TSNE
 from embedscope.kernels import tsne as ktsne
 from embedscope.kernels.knn import exact_knn
 from embedscope.kernels.tsne.bh import BarnesHutRepulsion
-from embedscope.kernels.tsne.fft import FFTRepulsion
+from embedscope.kernels.tsne.fft import FFTRepulsion, pruned_irfftn, pruned_rfftn
 
 from .conftest import gpu_modules_loaded_by, host
 
@@ -166,6 +168,111 @@ def test_barnes_hut_agrees_with_exact(dim, dof):
     np.testing.assert_allclose(z_tb, z_t, rtol=2e-2)
 
 
+def test_pruned_fft_is_the_padded_fft():
+    rng = np.random.default_rng(6)
+    charges = rng.random((12, 12, 12)).astype(np.float32)
+    full = sfft.rfftn(charges, s=(24, 24, 24))
+    np.testing.assert_allclose(pruned_rfftn(charges, 24), full, rtol=0, atol=1e-4)
+    spectra = np.stack([full, 2.0 * full]).astype(np.complex64)
+    expected = sfft.irfftn(spectra, s=(24, 24, 24), axes=(1, 2, 3))[:, :12, :12, :12]
+    np.testing.assert_allclose(pruned_irfftn(spectra, 24, 12), expected, rtol=0, atol=1e-3)
+    # negative control: keeping the other corner of the cube is a different array
+    assert np.abs(sfft.irfftn(spectra, s=(24, 24, 24), axes=(1, 2, 3))[:, 12:, :12, :12] - expected).max() > 1
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.5])
+def test_cpu_3d_grid_repulsion_agrees_with_exact(dof):
+    rng = np.random.default_rng(7)
+    # 2 units wide: a layout the CPU's 3-D node cap resolves (node spacing ~0.05)
+    Y = rng.normal(size=(2500, 3)) * 0.4
+    Y[:800] *= 0.1  # a dense cluster inside a sparse cloud
+    grid = cpu_backend.tsne_repulsion(cpu_backend.TSNE_GRID_3D_MIN, 3, dof)[0]
+    assert isinstance(grid, FFTRepulsion)
+    rep, z = ktsne.exact_repulsion(Y, dof)
+    rep_grid, z_grid = grid(Y)
+    assert _rel(rep_grid, rep) < 1e-3
+    assert abs(z_grid - z) / z < 1e-4
+    # bitwise the same on a second call (the parallel spread gives each node one writer)
+    rep_again, z_again = grid(Y)
+    np.testing.assert_array_equal(rep_again, rep_grid)
+    assert z_again == z_grid
+    # negative control: a grid too coarse for the kernel is measurably worse
+    rep_coarse, _ = FFTRepulsion(dof=dof, n_interp=1, min_boxes=4, max_nodes=4)(Y)
+    assert _rel(rep_coarse, rep) > 1e-2
+    # new points against a fixed embedding (transform), per-target normaliser
+    T = rng.normal(size=(40, 3)) * 0.4
+    rep_t, z_t = ktsne.exact_repulsion(Y, dof, targets=T)
+    rep_tg, z_tg = grid(Y, T)
+    assert _rel(rep_tg, rep_t) < 1e-3
+    np.testing.assert_allclose(z_tg, z_t, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dof", [1.0, 0.5])
+def test_split_kernel_is_exact_and_smooth(dof):
+    from embedscope.kernels.tsne.near import far_kernels
+
+    d2 = np.linspace(0.0, 16.0, 1601)
+    value, slope = far_kernels(d2, dof, 0.0)
+    np.testing.assert_allclose(value, (1 + d2 / dof) ** -dof)
+    far, far_slope = far_kernels(d2, dof, 2.0)
+    np.testing.assert_array_equal(far[d2 >= 4.0], value[d2 >= 4.0])  # untouched beyond rc
+    assert (far[d2 < 4.0] < value[d2 < 4.0]).all()  # the near part is what the peak adds
+    # joined smoothly at rc: value and slope continuous; the near part is flatter
+    np.testing.assert_allclose(far[399:402], value[399:402], rtol=1e-8)
+    np.testing.assert_allclose(far_slope[399:402], slope[399:402], rtol=1e-6)
+    assert np.abs(np.diff(far_slope)).max() < 0.5 * np.abs(np.diff(slope)).max()
+
+
+def test_cpu_3d_grid_near_field_on_a_wide_layout():
+    rng = np.random.default_rng(9)
+    # ~45 units wide: 48 nodes are ~0.95 apart, coarser than the kernel's peak
+    Y = rng.normal(size=(3000, 3)) * 7
+    Y[:1000] = Y[:1000] * 0.1 + 5.0
+    rep, z = ktsne.exact_repulsion(Y)
+    grid = cpu_backend.tsne_repulsion(cpu_backend.TSNE_GRID_3D_MIN, 3, 1.0)[0]
+    rep_grid, z_grid = grid(Y)
+    assert _rel(rep_grid, rep) < 0.1 and abs(z_grid - z) / z < 0.02  # measured: 0.068
+    T = rng.normal(size=(40, 3)) * 7
+    rep_t, z_t = ktsne.exact_repulsion(Y, targets=T)
+    rep_tg, z_tg = grid(Y, T)
+    assert _rel(rep_tg, rep_t) < 0.2  # measured: 0.12 (no outlier crop for new points)
+    np.testing.assert_allclose(z_tg, z_t, rtol=0.05)
+    # negative control: the same grid with the whole kernel on it
+    nodes = cpu_backend.TSNE_GRID_3D_NODES
+    rep_unsplit, _ = FFTRepulsion(min_boxes=nodes // 3, max_nodes=nodes, outliers=8)(Y)
+    assert _rel(rep_unsplit, rep) > 2 * _rel(rep_grid, rep)  # measured: 0.157 against 0.068
+
+
+def test_cpu_3d_grid_sums_thrown_out_points_exactly():
+    rng = np.random.default_rng(8)
+    Y = rng.normal(size=(3000, 3)) * 0.4
+    Y[:5] = rng.normal(size=(5, 3)) * 40  # a few points far out, as t-SNE leaves them
+    rep, z = ktsne.exact_repulsion(Y)
+    rep_grid, z_grid = cpu_backend.tsne_repulsion(cpu_backend.TSNE_GRID_3D_MIN, 3, 1.0)[0](Y)
+    assert _rel(rep_grid, rep) < 1e-3 and abs(z_grid - z) / z < 1e-4
+    assert _rel(rep_grid[:5], rep[:5]) < 1e-9  # the outliers themselves: exact sums
+    # negative control: the same grid stretched over the outliers is far off
+    nodes = cpu_backend.TSNE_GRID_3D_NODES
+    rep_wide, z_wide = FFTRepulsion(min_boxes=nodes // 3, max_nodes=nodes)(Y)
+    assert _rel(rep_wide, rep) > 0.3 and abs(z_wide - z) / z > 0.05
+
+
+def test_cpu_3d_repulsion_rule():
+    rule = cpu_backend.tsne_repulsion
+    edge = cpu_backend.TSNE_GRID_3D_MIN
+    assert rule(edge, 3, 1.0)[1] == "fft" and rule(edge + 1, 3, 1.0)[1] == "fft"
+    assert rule(edge - 1, 3, 1.0)[1] == "barnes-hut"
+    assert isinstance(rule(edge - 1, 3, 1.0)[0], BarnesHutRepulsion)
+    assert rule(ktsne_exact_max(), 3, 1.0)[1] == "exact" and rule(edge - 1, 2, 1.0)[1] == "fft"
+    assert "TSNE_GRID_3D_MIN" in rule(edge, 3, 1.0)[2] and "TSNE_GRID_3D_MIN" in rule(edge - 1, 3, 1.0)[2]
+
+
+def ktsne_exact_max() -> int:
+    from embedscope.backends._shared import TSNE_EXACT_MAX
+
+    return TSNE_EXACT_MAX
+
+
 # ----------------------------------------------------------------------------- quality
 def test_mixture_quality_above_floor(mixture_5k, fitted_mixture, fitted_mixture_on, backend):
     X, labels = mixture_5k
@@ -224,6 +331,28 @@ def test_three_dimensions(mixture_5k, backend):
     assert est.repulsion_ == REPULSION_3D[backend]
     assert trustworthiness(X[:2500], Y, 15) > 0.95
     assert knn_accuracy(Y, labels[:2500], 15) > 0.95
+
+
+def test_three_dimensions_on_the_cpu_grid(mixture_5k, monkeypatch, capsys):
+    X, labels = mixture_5k
+    # the rule's threshold lowered so 2,000 points take the grid (its own test: above);
+    # kept short: the grid's per-step cost is fixed, so small fits pay it in full
+    monkeypatch.setattr(cpu_backend, "TSNE_GRID_3D_MIN", 1600)
+    est = TSNE(n_components=3, n_iter=300, random_state=0, backend="cpu", verbose=True)
+    Y = est.fit_transform(X[:2000])
+    assert est.repulsion_ == "fft" and "TSNE_GRID_3D_MIN=1,600" in est.repulsion_reason_
+    assert "fft repulsion (3-D, 2,000 points >= TSNE_GRID_3D_MIN=1,600)" in capsys.readouterr().err
+    assert trustworthiness(X[:2000], Y, 15) > 0.95
+    assert knn_accuracy(Y, labels[:2000], 15) > 0.95
+    # negative control: a random 3-D layout fails the same bars
+    Y_random = np.random.default_rng(0).normal(size=Y.shape)
+    assert trustworthiness(X[:2000], Y_random, 15) < 0.7
+    assert knn_accuracy(Y_random, labels[:2000], 15) < 0.2
+    # seeded: the same again, bit for bit (a short fit suffices), and not for another seed
+    short = [TSNE(n_components=3, n_iter=30, random_state=seed, backend="cpu", init="random")
+             .fit_transform(X[:1600]) for seed in (3, 3, 4)]
+    np.testing.assert_array_equal(short[0], short[1])
+    assert not np.array_equal(short[0], short[2])
 
 
 def test_transform_places_new_points_near_their_neighbours(mixture_5k, backend):

@@ -138,8 +138,9 @@ class TsneKernels:
 
     #: ``place(P, Y)`` -> (P, Y) where the kernels read them (host float64 / device float32).
     place: Callable[..., tuple[Any, Any]]
-    #: ``repulsion(n, dim, dof)`` -> (``routine(Y) -> (rep, Z)``, name).
-    repulsion: Callable[[int, int, float], tuple[Callable, str]]
+    #: ``repulsion(n, dim, dof)`` -> (``routine(Y) -> (rep, Z)``, name, reason): the
+    #: reason names the rule that chose it (``TSNE.repulsion_reason_``, and the log).
+    repulsion: Callable[[int, int, float], tuple[Callable, str, str]]
     #: ``step(P, Y, rep, Z, dof, exaggeration, learning_rate, momentum, update, gains)``.
     step: Callable[..., None]
     #: ``advance(Y, update)``: ``Y += update``, then recentre.

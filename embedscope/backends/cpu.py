@@ -49,15 +49,48 @@ def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndar
     return P, np.ascontiguousarray(Y, dtype=np.float64)
 
 
-def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
-    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, and its name."""
+#: From this many points up, 3-D t-SNE on the CPU uses the grid (FFT) repulsion;
+#: below it Barnes-Hut. No size was found where the grid wins on this 2-core machine,
+#: so Barnes-Hut stays the default (the threshold is out of reach). Measured
+#: (benchmarks/results/tsne_cpu_3d_grid.md, crossover rows, one call on the grown 20k
+#: layout subsampled; load ~5): Barnes-Hut 0.34 s against the grid's 0.63 s at 20k,
+#: 0.12 against 0.29 at 10k, and force error 1.2% against 3.4%; the two 20k fits reach
+#: the same trustworthiness (0.9828 and 0.9830). On a 100k layout at the 20k fit's
+#: density (5 jittered copies): 3.6 CPU-s per call against 14 (8.3 with 96 nodes, 5.2
+#: with 128): the near-field pairs grow with the layout's width over a fixed node count.
+TSNE_GRID_3D_MIN = 2**62
+#: Nodes per dimension of the CPU's 3-D grid: the FFT grows as its cube (pruned
+#: transforms on the 2 cores here: 5 ms at 32 nodes, 23 ms at 48, 67 ms at 64 per
+#: iteration), so the cap trades accuracy on wide layouts for time
+#: (benchmarks/tsne_cpu.py, mixture20k-3d against Barnes-Hut).
+TSNE_GRID_3D_NODES = 48
+#: Radius, in node spacings, inside which the 3-D grid's kernel is split off and summed
+#: pair by pair (``FFTRepulsion``'s ``near_nodes``). On the tight 20k layout of the unsplit grid,
+#: 48 nodes: force error 65% unsplit, 20% at 2, 2.4% at 3, 0.5% at 4 (3.4% at 3 on the
+#: split grid's own 20k layout); the pair sums grow as the cube of the radius.
+TSNE_GRID_3D_NEAR = 3.0
+#: Points per end of each axis the 3-D grid leaves to an exact sum (``FFTRepulsion``'s
+#: ``outliers``): the few points t-SNE throws far out set the grid's width otherwise.
+TSNE_GRID_3D_OUTLIERS = 8
+
+
+def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
+    """The CPU repulsion routine for ``n`` source points in ``dim`` dimensions, its name and why."""
     from embedscope.kernels import tsne as ktsne
 
     if n <= TSNE_EXACT_MAX:
-        return (lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact"
+        return ((lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact",
+                f"{n:,} points <= TSNE_EXACT_MAX={TSNE_EXACT_MAX:,}")
     if dim == 2:
-        return ktsne.FFTRepulsion(dof=dof), "fft"
-    return ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut"
+        return ktsne.FFTRepulsion(dof=dof), "fft", "2-D above TSNE_EXACT_MAX"
+    limit = "off" if TSNE_GRID_3D_MIN >= 2**62 else f"{TSNE_GRID_3D_MIN:,}"
+    if n >= TSNE_GRID_3D_MIN:
+        # Few boxes: the grid may not be finer than the cap however narrow the layout.
+        return (ktsne.FFTRepulsion(dof=dof, min_boxes=TSNE_GRID_3D_NODES // 3, max_nodes=TSNE_GRID_3D_NODES,
+                                   outliers=TSNE_GRID_3D_OUTLIERS, near_nodes=TSNE_GRID_3D_NEAR),
+                "fft", f"3-D, {n:,} points >= TSNE_GRID_3D_MIN={limit}")
+    return (ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut",
+            f"3-D, {n:,} points < TSNE_GRID_3D_MIN={limit}")
 
 
 def _tsne_step(P: sp.csr_matrix, Y: np.ndarray, rep: np.ndarray, z: float, dof: float,

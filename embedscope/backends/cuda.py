@@ -105,13 +105,14 @@ def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[Any, Any]:
     return gpu.csr_to_device(P, xp), xp.asarray(np.ascontiguousarray(Y, dtype=np.float32))
 
 
-def _tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str]:
+def _tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
     from embedscope.kernels.tsne import gpu
 
     if n <= TSNE_EXACT_MAX:
-        return (lambda sources: gpu.exact_repulsion_gpu(sources, dof)), "exact"
+        return ((lambda sources: gpu.exact_repulsion_gpu(sources, dof)), "exact",
+                f"{n:,} points <= TSNE_EXACT_MAX={TSNE_EXACT_MAX:,}")
     # The grid repulsion is dimension-generic on the device; there is no GPU Barnes-Hut.
-    return gpu.FFTRepulsionGPU(dof=dof), "fft"
+    return gpu.FFTRepulsionGPU(dof=dof), "fft", f"{dim}-D above TSNE_EXACT_MAX on the device"
 
 
 def _tsne_step(P: Any, Y: Any, rep: Any, z: Any, dof: float, exaggeration: float,

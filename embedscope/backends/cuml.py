@@ -498,6 +498,7 @@ def fit_cuml_tsne(est: Any, X: Any, backend: Backend) -> Any:
     est.learning_rate_ = float(cuml_normal)
     est.kl_divergence_ = float(np.asarray(getattr(model, "kl_divergence_", np.nan)))
     est.repulsion_ = "fft"
+    est.repulsion_reason_ = "cuML's t-SNE (FFT)"
     return embedding
 
 

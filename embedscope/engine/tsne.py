@@ -1,12 +1,13 @@
-"""t-SNE (van der Maaten & Hinton 2008) with FFT-interpolated repulsion in 2-D.
+"""t-SNE (van der Maaten & Hinton 2008) with FFT-interpolated repulsion in 2-D and 3-D.
 
 Stages (``engine.stages``, shared with UMAP): preparation (PCA to 50 dimensions for
 wide data); kNN (k = 3 x perplexity) on the backend; then its own: per-point perplexity
 calibration into a symmetric sparse P; PCA (or random, or given) initialisation;
 gradient descent with early exaggeration, then the normal phase. Repulsion is exact
-below 1,500 points, grid-interpolated (FIt-SNE) in 2-D and Barnes-Hut in 3-D above
-that on the cpu backend. The optimiser loop runs in Python, one compiled step at a
-time, so progress, callbacks and the KL report live here.
+below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and Barnes-Hut in 3-D on the cpu
+backend (its 3-D grid is slower at every size measured: ``backends.cpu.TSNE_GRID_3D_MIN``).
+The optimiser loop runs in Python, one compiled step at a time, so progress, callbacks
+and the KL report live here.
 
 The loop is written once; the steps come from the backend's kernel table
 (``backend.kernels.tsne``): the CPU twins in ``kernels.tsne`` or the GPU twins in
@@ -164,7 +165,10 @@ class TSNE(BaseReducer):
     perplexity_, learning_rate_ : float
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
-        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend).
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend, below
+        ``embedscope.backends.cpu.TSNE_GRID_3D_MIN``).
+    repulsion_reason_ : str
+        The rule that picked ``repulsion_`` (also logged with ``verbose``).
     pca_ : PCA or None
         The PCA the kNN search ran in (see ``pca_components``), None when the
         full space was searched; ``transform`` projects new points with it.
@@ -393,7 +397,7 @@ class TSNE(BaseReducer):
         kernels = backend.kernels.tsne
         n, dim = Y.shape
         dof = float(self.dof)
-        repulsion, self.repulsion_ = kernels.repulsion(n, dim, dof)
+        repulsion, self.repulsion_, self.repulsion_reason_ = kernels.repulsion(n, dim, dof)
         ee_iter, lr_ee, lr_normal = self._schedule(n)
         self.learning_rate_ = lr_normal
         P, Y = kernels.place(P, Y)
@@ -409,7 +413,8 @@ class TSNE(BaseReducer):
             # both phases time into "optimise" (the key UMAP uses too); the log names each
             name = "early exaggeration" if phase == 0 else "normal phase"
             update, gains = xp.zeros_like(Y), xp.ones_like(Y)
-            detail = f"{name}, {stop - it} iterations on {backend.name}, {self.repulsion_} repulsion, lr={lr:.4g}"
+            detail = (f"{name}, {stop - it} iterations on {backend.name}, {self.repulsion_} repulsion "
+                      f"({self.repulsion_reason_}), lr={lr:.4g}")
             with progress.stage("optimise", detail):
                 while it < stop:
                     rep, z = repulsion(Y)

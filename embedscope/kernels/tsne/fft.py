@@ -33,7 +33,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from embedscope.kernels._threads import for_rows
-from embedscope.kernels.tsne.near import add_near_field, far_kernels
+from embedscope.kernels.tsne.near import add_near_field, bucket_order, far_kernels
 
 #: FFT threads (scipy.fft workers).
 WORKERS = max(1, os.cpu_count() or 1)
@@ -139,16 +139,7 @@ def _spread_3d(points, lo, box_width, n_boxes, n_interp, grid):  # pragma: no co
     slab = np.empty(n, dtype=np.int64)
     for i in numba.prange(n):
         slab[i] = _locate(points[i, 0], lo[0], box_width, n_boxes)[0]
-    first = np.zeros(n_boxes + 1, dtype=np.int64)
-    for i in range(n):
-        first[slab[i] + 1] += 1
-    for b in range(n_boxes):
-        first[b + 1] += first[b]
-    fill = first[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        order[fill[slab[i]]] = i
-        fill[slab[i]] += 1
+    order, first = bucket_order(slab, n_boxes)
     for bx in numba.prange(n_boxes):
         wx = np.empty(n_interp)
         wy = np.empty(n_interp)

@@ -61,6 +61,25 @@ def far_kernels(d2: np.ndarray, dof: float, rc: float) -> tuple[np.ndarray, np.n
 
 
 @numba.njit(cache=True)
+def bucket_order(keys, n_bins):  # pragma: no cover - numba
+    """Counting sort of rows by ``keys`` in ``[0, n_bins)``: (rows in key order, first index of each key).
+
+    Rows of one key keep their order, so the result is the same on every run.
+    """
+    first = np.zeros(n_bins + 1, dtype=np.int64)
+    for i in range(keys.shape[0]):
+        first[keys[i] + 1] += 1
+    for b in range(n_bins):
+        first[b + 1] += first[b]
+    fill = first[:-1].copy()
+    order = np.empty(keys.shape[0], dtype=np.int64)
+    for i in range(keys.shape[0]):
+        order[fill[keys[i]]] = i
+        fill[keys[i]] += 1
+    return order, first
+
+
+@numba.njit(cache=True)
 def _cells(points, lo, rc, n_cells):  # pragma: no cover - numba
     """Counting sort of ``points`` by cell: (order, first index of each cell)."""
     n, d = points.shape
@@ -71,17 +90,7 @@ def _cells(points, lo, rc, n_cells):  # pragma: no cover - numba
             q = int((points[i, c] - lo[c]) / rc)
             key = key * n_cells + min(max(q, 0), n_cells - 1)
         cell[i] = key
-    first = np.zeros(n_cells ** d + 1, dtype=np.int64)
-    for i in range(n):
-        first[cell[i] + 1] += 1
-    for b in range(n_cells ** d):
-        first[b + 1] += first[b]
-    fill = first[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        order[fill[cell[i]]] = i
-        fill[cell[i]] += 1
-    return order, first
+    return bucket_order(cell, n_cells ** d)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)

@@ -200,6 +200,21 @@ ALL_TEXT_JS = """() => { const out = [document.body.innerText]; function visit(r
   visit(document); return out.join(' '); }"""
 
 
+def _wait_view_label(page, view_before: str, timeout_s: float = 30.0) -> tuple[dict, str]:
+    """The figure's range and the page's "View" label once the label shows that range.
+
+    The label follows the last wheel step's render, which a busy machine delays; a fixed
+    pause read an intermediate step's label. Bounded: returns what it has at the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = page.evaluate(FIGURE_JS)
+        shown = _view_text(page)
+        if (shown != view_before and f"{after['x0']:.4g}" in shown) or time.monotonic() > deadline:
+            return after, shown
+        page.wait_for_timeout(200)
+
+
 def _view_text(page) -> str:
     """The 'View x [..], y [..]' line the server writes after each render."""
     import re
@@ -296,12 +311,7 @@ def test_serve_coordinates_in_browser(data_files, coords_server, browser_page, t
         page.wait_for_timeout(200)
     width = before["x1"] - before["x0"]
     page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * width}")
-    deadline = time.monotonic() + 20
-    while _view_text(page) == view_before and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    page.wait_for_timeout(500)  # let the last wheel step's render land
-    after = page.evaluate(FIGURE_JS)
-    shown = _view_text(page)
+    after, shown = _wait_view_label(page, view_before)
     assert shown != view_before and f"{after['x0']:.4g}" in shown, (shown, after)
 
 
@@ -547,11 +557,7 @@ def test_layout_fills_the_window_keeps_the_view_and_clears(coords_server, browse
         page.mouse.wheel(0, -400)
         page.wait_for_timeout(200)
     page.wait_for_function(f"() => ({FIGURE_JS})().x1 - ({FIGURE_JS})().x0 < {0.8 * (small['x1'] - small['x0'])}")
-    deadline = time.monotonic() + 20
-    while _view_text(page) == view_before and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    page.wait_for_timeout(1000)  # the last wheel step's range reaches the server
-    zoomed = page.evaluate(FIGURE_JS)
+    zoomed, _ = _wait_view_label(page, view_before)  # the last wheel step's range reached the server
     page.locator("select").first.select_option("(density)")
     page.wait_for_function(f"() => ({FIGURE_JS})() && ({FIGURE_JS})().id !== {zoomed['id']!r}", timeout=30_000)
     page.wait_for_timeout(1000)

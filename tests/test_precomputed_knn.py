@@ -123,9 +123,9 @@ def _fit_keeping_p(monkeypatch, X, graph):
     kept = {}
     optimise = TSNE._optimise
 
-    def spy(self, P, Y, progress, backend):
+    def spy(self, P, *args, **kwargs):
         kept["P"] = P.copy()
-        return optimise(self, P, Y, progress, backend)
+        return optimise(self, P, *args, **kwargs)
 
     monkeypatch.setattr(TSNE, "_optimise", spy)
     Y = _reducer(TSNE, precomputed_knn=graph).fit_transform(X)

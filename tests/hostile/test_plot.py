@@ -64,11 +64,11 @@ def _values(folder):
     frame.assign(v=v, allnan=np.full(N, np.nan)).to_parquet(folder / "c.parquet")
 
 
-def _png_with_legend_of_40(folder, result):
-    # 1200 px of plot plus the legend column; the legend lists 39 categories and "other"
+def _png_with_legend_of_64(folder, result):
+    # 1200 px of plot plus the legend columns; the legend lists 63 categories and "other"
     with Image.open(folder / "p.png") as image:
         assert image.size[0] > 1200
-    assert "'other'" in result.stderr and "1,961" in result.stderr
+    assert "'other'" in result.stderr and "1,937" in result.stderr
 
 
 def _nothing_grouped(result):
@@ -84,19 +84,19 @@ ARENAS = {"MALLOC_ARENA_MAX": "2"}
 CASES = [
     # harm: the per-category aggregate
     Case("color-2000-categories", [*PLOT, "--color", "name"], expect="handle", setup=_many, outputs=["p.png"],
-         message=r"colour column 'name' has 2,000 distinct values; drawing the 39 most frequent",
-         memory_gb=3.0, env=ARENAS, timeout=180, check=_png_with_legend_of_40),
+         message=r"colour column 'name' has 2,000 distinct values; drawing the 63 most frequent",
+         memory_gb=4.0, env=ARENAS, timeout=180, check=_png_with_legend_of_64),
     Case("color-2000-categories-quiet", [*PLOT, "--color", "name", "--quiet"], expect="handle", setup=_many,
-         outputs=["p.png"], message=r"2,000 distinct values", memory_gb=3.0, env=ARENAS, timeout=180),
+         outputs=["p.png"], message=r"2,000 distinct values", memory_gb=4.0, env=ARENAS, timeout=180),
     Case("color-categories-over-memory", [*PLOT, "--color", "name", "--width", "6000", "--height", "6000"],
-         setup=_many, message=r"6,000 x 6,000 pixels x 40 colour categories needs about .* GiB .* fewer categories",
+         setup=_many, message=r"6,000 x 6,000 pixels x 64 colour categories needs about .* GiB .* fewer categories",
          memory_gb=3.0, env=ARENAS, timeout=120),
     Case("color-few-categories", [*PLOT, "--color", "name", "--quiet"], expect="handle", setup=_few,
          outputs=["p.png"], memory_gb=3.0, env=ARENAS, timeout=180,
          check=lambda folder, result: _nothing_grouped(result)),
     Case("dask-color-2000-categories", ["plot", "coords", "--out", "p.png", "--color", "name", "--local-cluster", "1"],
-         expect="handle", setup=_shards, outputs=["p.png"], message=r"2,000 distinct values; drawing the 39",
-         memory_gb=4.0, env=ARENAS, timeout=300),
+         expect="handle", setup=_shards, outputs=["p.png"], message=r"2,000 distinct values; drawing the 63",
+         memory_gb=5.0, env=ARENAS, timeout=300),
     # a value colour: NaN points are not drawn, so say how many; all NaN would draw nothing
     Case("color-values-some-nan", [*PLOT, "--color", "v"], expect="handle", setup=_values, outputs=["p.png"],
          message=r"column 'v' has no value \(NaN\) for 500 of 2,000 points; they are not drawn", timeout=120),
@@ -120,8 +120,11 @@ CASES = [
          message=r"ab.parquet has no x and y columns \(columns: \['a', 'b'\]\)"),
     Case("vectors-not-coordinates", ["plot", "v.npy", "--out", "p.png"], setup=_wide,
          message=r"8-dimensional vectors, not 2-D coordinates"),
-    Case("three-d-coordinates", ["plot", "c3.npy", "--out", "p.png"], expect="handle", setup=_three_d,
-         outputs=["p.png"], message=r"3-D coordinates; drawing x and y", timeout=120),
+    # 3-D is never drawn as x, y silently: refused, or drawn when --drop-z says so
+    Case("three-d-coordinates", ["plot", "c3.npy", "--out", "p.png"], setup=_three_d,
+         message=r"c3.npy holds 3-D coordinates; plot draws 2-D images: give --drop-z", timeout=120),
+    Case("three-d-coordinates-drop-z", ["plot", "c3.npy", "--out", "p.png", "--drop-z"], expect="handle",
+         setup=_three_d, outputs=["p.png"], message=r"3-D coordinates; drawing x and y", timeout=120),
     Case("empty-parquet", ["plot", "e.parquet", "--out", "p.png"], setup=_empty, message=r"e.parquet is empty"),
     Case("empty-npy", ["plot", "e.npy", "--out", "p.png"], setup=_empty, message=r"e.npy is empty"),
     Case("empty-csv", ["plot", "e.csv", "--out", "p.png"], setup=_empty, message=r"e.csv is empty"),

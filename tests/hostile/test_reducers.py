@@ -256,8 +256,8 @@ def test_umap_bad_parameters_are_named(params, message):
     ({"early_exaggeration": float("-inf")}, r"early_exaggeration must be a finite number in \[1, 1000\]"),
     ({"dof": 1e-9}, r"dof=1e-09 must be in \[0.01, 100\]"),
     ({"n_iter": 10**7}, r"n_iter=10000000 must be between 1 and 100000"),
-    ({"init": np.full((80, 2), np.inf)}, r"init must be a finite numeric array"),
-    ({"init": np.full((80, 2), -1e12)}, r"init has values beyond \+-1e\+10"),
+    ({"init": np.full((80, 2), np.inf)}, r"init array must be a finite numeric array"),
+    ({"init": np.full((80, 2), -1e12)}, r"init array has values beyond \+-1e\+10"),
 ])
 def test_tsne_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):

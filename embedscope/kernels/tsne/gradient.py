@@ -18,23 +18,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from embedscope.kernels._threads import for_rows
 
-
-def attractive_forces(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, Y: np.ndarray,
-                      reference: np.ndarray, dof: float, out: np.ndarray) -> None:
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def attractive_forces(indptr, indices, values, Y, reference, dof, out):  # pragma: no cover - numba
     """``out[i] = sum_j p_ij w_ij^(1/dof) (Y[i] - reference[j])`` over the CSR rows of P.
 
     For a fit ``reference`` is ``Y`` itself; for ``transform`` it is the fixed
     embedding and ``Y`` the points being placed.
     """
-    for_rows(_attractive_rows, Y.shape[0], indptr, indices, values, Y, reference, dof, out)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _attractive_rows(start, stop, indptr, indices, values, Y, reference, dof, out):  # pragma: no cover - numba
-    d = Y.shape[1]
-    for i in range(start, stop):
+    n, d = Y.shape
+    for i in numba.prange(n):
         for c in range(d):
             out[i, c] = 0.0
         for jj in range(indptr[i], indptr[i + 1]):
@@ -48,28 +41,19 @@ def _attractive_rows(start, stop, indptr, indices, values, Y, reference, dof, ou
                 out[i, c] += f * (Y[i, c] - reference[j, c])
 
 
-def gradient_step(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, Y: np.ndarray,
-                  reference: np.ndarray, dof: float, rep: np.ndarray, inv_z: np.ndarray, exaggeration: float,
-                  scale: float, learning_rate: float, momentum: float, update: np.ndarray,
-                  gains: np.ndarray) -> None:
+@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
+def gradient_step(indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
+                  learning_rate, momentum, update, gains):  # pragma: no cover - numba
     """Attractive forces and one momentum step with delta-bar-delta gains, fused.
 
     Writes ``update`` and ``gains`` only; the caller adds ``update`` to ``Y`` after
     the parallel loop, so every row sees the same (old) positions of its neighbours.
     ``scale`` is the gradient's constant factor (4 for a fit, 2 for placing points);
-    ``inv_z`` holds 1/Z per row (all equal for a fit). Rows run in blocks, one per
-    thread (:mod:`embedscope.kernels._threads`).
+    ``inv_z`` holds 1/Z per row (all equal for a fit).
     """
-    for_rows(_gradient_rows, Y.shape[0], indptr, indices, values, Y, reference, dof, rep, inv_z,
-             exaggeration, scale, learning_rate, momentum, update, gains)
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _gradient_rows(start, stop, indptr, indices, values, Y, reference, dof, rep, inv_z, exaggeration, scale,
-                   learning_rate, momentum, update, gains):  # pragma: no cover - numba
-    d = Y.shape[1]
+    n, d = Y.shape
     inv_dof = 1.0 / dof
-    for i in range(start, stop):
+    for i in numba.prange(n):
         # Unrolled for d <= 3 (the only embedding sizes): no per-row allocation.
         a0 = a1 = a2 = 0.0
         y0 = Y[i, 0]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from embedscope._array import array_module, is_cupy
+from embedscope.viz._colours import hex_rgb
 from embedscope.viz._input import coordinates_of, plot_frame, with_color
 from embedscope.viz.select import MAX_POLYGON_VERTICES, rows_in_box, rows_in_polygon
 
@@ -38,10 +39,6 @@ MAX_HOVER_COLUMNS_GIVEN = 32
 #: Per hover column and view; past it, names are gathered as objects (8 bytes a pixel).
 MAX_HOVER_BYTES = 64 << 20
 
-
-def _hex_rgb(colour: str) -> tuple[int, int, int]:
-    value = colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
 
 
 # Server-side hover (HoloViews): the browser sends the cursor's position, the server
@@ -279,7 +276,7 @@ class EmbeddingPlot:
             self._codes = np.asarray(grouped.codes)
             self._category_colors = plan.colors()
             self.note = plan.note
-            self._palette = np.array([_hex_rgb(c) for c in self._category_colors.values()], dtype=np.float32)
+            self._palette = np.array([hex_rgb(c) for c in self._category_colors.values()], dtype=np.float32)
         elif self.color_kind == "value":
             self._values = self.frame[self.color].to_numpy(dtype=np.float64)
         self._device_columns: tuple[Any, Any] = (None, None)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from embedscope._array import to_host
+from embedscope.viz._colours import hex_rgb
 
 __all__ = ["LIVE_METHODS", "LiveFit", "LiveView", "Snapshot"]
 
@@ -257,10 +258,6 @@ class LiveFit:
             self.on_done(result)
 
 
-def _hex_rgb(colour: str) -> tuple[int, int, int]:
-    value = colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
 
 def _inert(text: Any, limit: int) -> str:
     """``text`` cut to ``limit`` characters and escaped for an HTML pane (no markup survives)."""
@@ -324,7 +321,7 @@ class LiveView:
         self._raster = (max(1, self.width // 2), max(1, self.height // 2))
         import colorcet as cc
 
-        self._lut = np.array([_hex_rgb(c) for c in cc.blues[110:]], dtype=np.float64)[
+        self._lut = np.array([hex_rgb(c) for c in cc.blues[110:]], dtype=np.float64)[
             np.linspace(0, len(cc.blues[110:]) - 1, 256).astype(np.int64)]
         self.frames, self.render_seconds = 0, 0.0
         self._drawn = 0
@@ -362,7 +359,7 @@ class LiveView:
         if color_kind(meta[color]) != "category":
             return None, None  # value colours need a span the live frames do not have yet
         grouped, plan = limit_categorical(meta[color], color)
-        palette = np.array([_hex_rgb(c) for c in plan.colors().values()], dtype=np.float32)
+        palette = np.array([hex_rgb(c) for c in plan.colors().values()], dtype=np.float32)
         return np.asarray(grouped.codes, dtype=np.int32), palette
 
     # ---------------------------------------------------------------- drawing

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 
+import numba
 import numpy as np
 import pytest
 import scipy.fft as sfft
@@ -73,6 +74,51 @@ def test_affinities_hit_the_perplexity():
     joint = ktsne.joint_probabilities(idx, P, 500)
     assert abs(joint.sum() - 1.0) < 1e-5
     assert abs(joint - joint.T).max() < 1e-7
+
+
+def test_joint_matches_a_dense_symmetrisation_with_holes_repeats_and_one_way_links():
+    # A brute-force P = (C + C^T) / sum from a dense (n, n) matrix against the in-place
+    # build: missing entries (-1, self), a neighbour listed twice (summed), zero
+    # probabilities left out, one-way and mutual links, rows with a large in-degree.
+    rng = np.random.default_rng(4)
+    n, k = 120, 12
+    idx = rng.integers(0, n, size=(n, k)).astype(np.int32)
+    idx[:, 0] = 7  # a hub: every row lists 7
+    idx[3, 5], idx[4, 2], idx[5, 1] = -1, 4, idx[5, 6]
+    cond = rng.random((n, k)).astype(np.float32)
+    cond[8, 3] = 0.0
+    dense = np.zeros((n, n))
+    for i in range(n):
+        for a in range(k):
+            j = idx[i, a]
+            if j >= 0 and j != i:
+                dense[i, j] += cond[i, a]
+    dense = dense + dense.T
+    dense /= dense.sum()
+    P = ktsne.joint_probabilities(idx, cond, n)
+    assert P.data.dtype == np.float32 and P.indices.dtype == np.int32 and P.has_sorted_indices
+    assert P.nnz == np.count_nonzero(dense)
+    np.testing.assert_allclose(P.toarray(), dense, rtol=1e-6, atol=1e-12)
+    # negative control: one value changed is seen
+    cond[10, 4] += 0.5
+    assert np.abs(ktsne.joint_probabilities(idx, cond, n).toarray() - dense).max() > 1e-4
+
+
+def test_joint_does_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(5)
+    n, k = 5000, 20
+    idx = rng.integers(0, n, size=(n, k)).astype(np.int32)
+    dist = np.sort(rng.random((n, k)).astype(np.float32), axis=1)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        P1, _ = ktsne.knn_joint_probabilities(idx, dist, n, 6.0)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        P2, _ = ktsne.knn_joint_probabilities(idx, dist, n, 6.0)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(P1.indptr, P2.indptr) and np.array_equal(P1.indices, P2.indices)
+    assert np.array_equal(P1.data, P2.data)
 
 
 def test_affinities_of_duplicates_are_uniform_not_nan():

@@ -357,6 +357,11 @@ class TSNE(BaseReducer):
             P, missed = self._affinities(indices, distances, n, kernels)
             if missed:
                 progress.log(f"perplexity search did not converge for {missed} point(s)")
+        # The kNN arrays are not needed past P: at 1M points and k = 90 they hold
+        # 720 MB through the whole optimisation otherwise.
+        del indices, distances
+        if precomputed:
+            del given
         with progress.stage("init", str(self.init) if isinstance(self.init, str) else "array"):
             Y = self._initial(Xp, rng, backend.name)
         self._X_ref = Xp

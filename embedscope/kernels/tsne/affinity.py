@@ -14,23 +14,40 @@ import scipy.sparse as sp
 from embedscope.kernels._threads import for_rows
 
 
-def _calibrate(dist: np.ndarray, target_entropy: float, tol: float, max_iter: int, out: np.ndarray) -> int:
-    """Row-wise binary search on the Gaussian precision to hit the target entropy; rows missed."""
-    return int(sum(for_rows(_calibrate_rows, dist.shape[0], dist, target_entropy, tol, max_iter, out)))
+def _calibrate(dist: np.ndarray, indices: np.ndarray | None, squared: bool, target_entropy: float, tol: float,
+               max_iter: int, out: np.ndarray) -> int:
+    """Row-wise binary search on the Gaussian precision to hit the target entropy; rows missed.
+
+    ``indices`` (or None) marks missing entries (-1 or the row itself): they get
+    probability 0 and take no part in the search.
+    """
+    marks = np.empty((0, 0), dtype=np.int32) if indices is None else indices
+    return int(sum(for_rows(_calibrate_rows, dist.shape[0], dist, marks, indices is not None, squared,
+                            target_entropy, tol, max_iter, out)))
 
 
 @numba.njit(cache=True, nogil=True)
-def _calibrate_rows(start, stop, dist, target_entropy, tol, max_iter, out):  # pragma: no cover - numba
+def _calibrate_rows(start, stop, dist, marks, has_marks, squared, target_entropy, tol, max_iter,
+                    out):  # pragma: no cover - numba
+    # Distances are read in their own dtype and squared here in float64 (exact for
+    # float32 input), so no float64 copy of the (n, k) array is ever made: at 1M
+    # points and k = 90 those copies were 2.2 GB of the affinity stage's peak.
     k = dist.shape[1]
     n_missed = 0
+    sq = np.empty(k, dtype=np.float64)
     for i in range(start, stop):
         dmin = np.inf
         for j in range(k):
-            if dist[i, j] < dmin:
-                dmin = dist[i, j]
+            # A missing entry is searched at a huge finite distance (weight 0, never
+            # 0 * inf), as the GPU twin does, and written as 0 below.
+            missing = has_marks and (marks[i, j] < 0 or marks[i, j] == i)
+            v = 1e18 if missing else np.float64(dist[i, j])
+            sq[j] = v * v if squared else v
+            if sq[j] < dmin:
+                dmin = sq[j]
         mean = 0.0
         for j in range(k):
-            mean += dist[i, j] - dmin
+            mean += sq[j] - dmin
         mean /= k
         # Start at the scale of the distances: the search then takes a few halvings.
         beta = 1.0 / mean if mean > 0.0 else 1.0
@@ -41,7 +58,7 @@ def _calibrate_rows(start, stop, dist, target_entropy, tol, max_iter, out):  # p
             total = 0.0
             weighted = 0.0
             for j in range(k):
-                shifted = dist[i, j] - dmin
+                shifted = sq[j] - dmin
                 e = np.exp(-beta * shifted)
                 total += e
                 weighted += shifted * e
@@ -60,11 +77,10 @@ def _calibrate_rows(start, stop, dist, target_entropy, tol, max_iter, out):  # p
             n_missed += 1
         total = 0.0
         for j in range(k):
-            e = np.exp(-beta * (dist[i, j] - dmin))
-            out[i, j] = e
-            total += e
+            total += np.exp(-beta * (sq[j] - dmin))
         for j in range(k):
-            out[i, j] = out[i, j] / total
+            missing = has_marks and (marks[i, j] < 0 or marks[i, j] == i)
+            out[i, j] = 0.0 if missing else np.exp(-beta * (sq[j] - dmin)) / total
     return n_missed
 
 
@@ -96,28 +112,190 @@ def conditional_affinities(
     n_missed : int
         Rows where the search did not reach ``tol``.
     """
-    d = np.asarray(distances, dtype=np.float64)
-    if squared:
-        d = d * d
-    out = np.empty(d.shape, dtype=np.float64)
-    missed = _calibrate(np.ascontiguousarray(d), float(np.log(perplexity)), tol, max_iter, out)
-    return out.astype(np.float32), int(missed)
+    d = np.ascontiguousarray(distances)
+    if d.dtype != np.float32 and d.dtype != np.float64:
+        d = d.astype(np.float64)
+    out = np.empty(d.shape, dtype=np.float32)
+    missed = _calibrate(d, None, squared, float(np.log(perplexity)), tol, max_iter, out)
+    return out, int(missed)
 
 
 def joint_probabilities(indices: np.ndarray, conditional: np.ndarray, n: int) -> sp.csr_matrix:
-    """Symmetric joint P = (P_cond + P_cond^T) / sum, as a CSR matrix (float32, sums to 1)."""
-    k = indices.shape[1]
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    cond = sp.csr_matrix((conditional.ravel().astype(np.float64), (rows, indices.ravel().astype(np.int64))),
-                         shape=(n, n))
-    P = (cond + cond.T).tocsr()
-    P.sum_duplicates()
-    P.eliminate_zeros()
-    P.data /= P.data.sum()
-    P.data = P.data.astype(np.float32)
-    P.indices = P.indices.astype(np.int32)
-    P.sort_indices()
-    return P
+    """Symmetric joint P = (P_cond + P_cond^T) / sum, as a CSR matrix (float32, sums to 1).
+
+    Entries with a negative index, the row itself or a zero probability are left out,
+    and a neighbour listed twice in a row counts once with the two probabilities
+    summed. Rows come out with sorted indices (int32, int64 above 2**31 - 1 entries).
+
+    Built without a sparse-matrix sum: scipy's ``cond + cond.T`` made int64 and float64
+    copies of every edge, 4.7 GB above its input at 1M points and k = 90 (random
+    graph, benchmarks/tsne_memory.py); this holds the (n, k) rows and room for the
+    result, 2.0 GB there, in about the same time.
+    """
+    idx = np.array(indices, dtype=np.int32, order="C")
+    val = np.array(conditional, dtype=np.float32, order="C")
+    if idx.shape != val.shape or idx.ndim != 2 or idx.shape[0] != n:
+        raise ValueError(f"indices {idx.shape} and conditional {val.shape} must both be (n={n}, k)")
+    return _joint_in_place(idx, val, n)
+
+
+def _joint_in_place(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
+    """:func:`joint_probabilities` on (n, k) int32 / float32 rows it may reorder and overwrite.
+
+    Each row of ``P_cond^T`` lands straight in the output (room for ``k`` + its
+    in-degree entries per row), already sorted as the rows are read in order; each
+    row's own sorted entries are merged with it, a mutual pair's two values summed,
+    and the rows are then packed together.
+    """
+    count = np.empty(n, dtype=np.int64)
+    for_rows(_tidy_rows, n, idx, val, count)
+    room = np.zeros(n + 1, dtype=np.int64)
+    _in_degrees(idx, count, room[1:])
+    room[1:] += count
+    np.cumsum(room, out=room)
+    out_idx = np.empty(int(room[-1]), dtype=np.int32)
+    out_val = np.empty(int(room[-1]), dtype=np.float32)
+    for_rows(_place_rows, n, idx, val, count, room, out_idx, out_val)
+    _place_transpose(idx, val, count, room, out_idx, out_val)
+    del idx, val
+    length = np.empty(n, dtype=np.int64)
+    for_rows(_merge_rows, n, count, room, out_idx, out_val, length)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(length, out=indptr[1:])
+    _pack_rows(room, indptr, out_idx, out_val)
+    nnz = int(indptr[-1])
+    # Shrinks in place (realloc): no second copy of the largest arrays.
+    out_idx.resize(nnz, refcheck=False)
+    out_val.resize(nnz, refcheck=False)
+    # Summed in fixed blocks, then the block sums in order: the same total for any thread count.
+    block = 1 << 16
+    sums = np.zeros(-(-nnz // block), dtype=np.float64)
+    for_rows(_block_sums, sums.size, out_val, block, sums, min_rows=1)
+    total = float(np.sum(sums))
+    if total > 0.0:
+        for_rows(_divide, nnz, out_val, total)
+    if nnz > np.iinfo(np.int32).max:
+        return sp.csr_matrix((out_val, out_idx.astype(np.int64), indptr), shape=(n, n), copy=False)
+    return sp.csr_matrix((out_val, out_idx, indptr.astype(np.int32)), shape=(n, n), copy=False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tidy_rows(start, stop, idx, val, count):  # pragma: no cover - numba
+    """Sort each row by neighbour, drop the missing and zero entries and fold repeats;
+    the row's ``count[i]`` valid entries come first, the rest is -1 / 0."""
+    k = idx.shape[1]
+    # (neighbour << 32 | slot) sorted in place: no per-row allocation, ties impossible
+    keys = np.empty(k, dtype=np.int64)
+    vals = np.empty(k, dtype=np.float32)
+    for i in range(start, stop):
+        m = 0
+        for a in range(k):
+            j = idx[i, a]
+            vals[a] = val[i, a]
+            if j >= 0 and j != i and val[i, a] != 0.0:
+                keys[m] = (np.int64(j) << 32) | a
+                m += 1
+        keys[:m].sort()
+        c = 0
+        for t in range(m):
+            j = np.int32(keys[t] >> 32)
+            v = vals[keys[t] & 0xFFFFFFFF]
+            if c > 0 and idx[i, c - 1] == j:
+                val[i, c - 1] += v
+            else:
+                idx[i, c] = j
+                val[i, c] = v
+                c += 1
+        for a in range(c, k):
+            idx[i, a] = -1
+            val[i, a] = 0.0
+        count[i] = c
+
+
+@numba.njit(cache=True)
+def _in_degrees(idx, count, degree):  # pragma: no cover - numba
+    """How many rows list each point (serial: the increments land on other rows)."""
+    for i in range(idx.shape[0]):
+        for a in range(count[i]):
+            degree[idx[i, a]] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _place_rows(start, stop, idx, val, count, room, out_idx, out_val):  # pragma: no cover - numba
+    for i in range(start, stop):
+        base = room[i]
+        for a in range(count[i]):
+            out_idx[base + a] = idx[i, a]
+            out_val[base + a] = val[i, a]
+
+
+@numba.njit(cache=True)
+def _place_transpose(idx, val, count, room, out_idx, out_val):  # pragma: no cover - numba
+    """Every link i -> j also written in row j, after j's own entries. Serial and in
+    increasing i, so each row's transposed run is sorted and the result does not
+    depend on the thread count."""
+    n = idx.shape[0]
+    fill = room[:-1] + count
+    for i in range(n):
+        for a in range(count[i]):
+            j = idx[i, a]
+            out_idx[fill[j]] = i
+            out_val[fill[j]] = val[i, a]
+            fill[j] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_rows(start, stop, count, room, out_idx, out_val, length):  # pragma: no cover - numba
+    """Merge each row's two sorted runs at the head of its room, summing equal neighbours
+    (a mutual pair's two conditional probabilities); ``length[i]`` entries remain."""
+    for i in range(start, stop):
+        lo, mid, hi = room[i], room[i] + count[i], room[i + 1]
+        head_idx = out_idx[lo:mid].copy()
+        head_val = out_val[lo:mid].copy()
+        a, b, w = 0, mid, lo
+        n_head = mid - lo
+        while a < n_head or b < hi:
+            if b >= hi or (a < n_head and head_idx[a] < out_idx[b]):
+                j, v = head_idx[a], np.float64(head_val[a])
+                a += 1
+            elif a >= n_head or out_idx[b] < head_idx[a]:
+                j, v = out_idx[b], np.float64(out_val[b])
+                b += 1
+            else:
+                j, v = head_idx[a], np.float64(head_val[a]) + np.float64(out_val[b])
+                a += 1
+                b += 1
+            out_idx[w] = j
+            out_val[w] = v
+            w += 1
+        length[i] = w - lo
+
+
+@numba.njit(cache=True)
+def _pack_rows(room, indptr, out_idx, out_val):  # pragma: no cover - numba
+    """Move each row from the start of its room to its place in the packed arrays
+    (leftwards, in row order, so no row is overwritten before it moves)."""
+    for i in range(indptr.size - 1):
+        src, dst = room[i], indptr[i]
+        if src != dst:
+            for t in range(indptr[i + 1] - dst):
+                out_idx[dst + t] = out_idx[src + t]
+                out_val[dst + t] = out_val[src + t]
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sums(start, stop, values, block, sums):  # pragma: no cover - numba
+    for b in range(start, stop):
+        acc = 0.0
+        for t in range(b * block, min((b + 1) * block, values.size)):
+            acc += values[t]
+        sums[b] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _divide(start, stop, values, total):  # pragma: no cover - numba
+    for t in range(start, stop):
+        values[t] = np.float64(values[t]) / total
 
 
 def knn_joint_probabilities(indices: np.ndarray, distances: np.ndarray, n: int, perplexity: float, *,
@@ -127,13 +305,12 @@ def knn_joint_probabilities(indices: np.ndarray, distances: np.ndarray, n: int, 
     Missing neighbours (``-1``, or the point itself) get no weight. The GPU twin is
     :func:`embedscope.kernels.tsne.affinity_gpu.joint_probabilities_gpu`.
     """
-    missing = (indices < 0) | (indices == np.arange(n)[:, None])
-    if missing.any():
-        # A huge finite distance gives a missing entry zero weight in the perplexity
-        # search (an infinite one would turn 0 * inf into NaN there).
-        distances = np.where(missing, np.float32(1e18), distances)
-    cond, missed = conditional_affinities(distances, perplexity, squared=squared)
-    if missing.any():
-        cond = np.where(missing, 0.0, cond).astype(cond.dtype)
-        indices = np.where(missing, np.arange(n)[:, None], indices).astype(np.int32)
-    return joint_probabilities(indices, cond, n), missed
+    d = np.ascontiguousarray(distances)
+    if d.dtype != np.float32 and d.dtype != np.float64:
+        d = d.astype(np.float64)
+    marks = np.ascontiguousarray(indices)
+    # Missing entries take no part in the perplexity search and get probability 0;
+    # joint_probabilities then leaves them out. Nothing (n, k)-sized is copied here.
+    cond = np.empty(d.shape, dtype=np.float32)
+    missed = _calibrate(d, marks, squared, float(np.log(perplexity)), 1e-5, 200, cond)
+    return _joint_in_place(np.array(marks, dtype=np.int32, order="C"), cond, n), int(missed)

@@ -283,8 +283,10 @@ def _descent_sweep(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, r
 _CHECK_BELOW_CHANGES = 0.05
 _EARLY_STOP_MARGIN = 0.03
 
-#: From this many points NN-descent starts with widened lists (see nndescent_knn).
+#: From this many points NN-descent starts with widened lists (see nndescent_knn),
+#: for k up to _WIDE_UP_TO_K.
 _WIDE_FROM_POINTS = 500_000
+_WIDE_UP_TO_K = 30
 
 #: Forward links a point explores per sweep (its nearest ones); reverse links are
 #: capped at 1.5x this.
@@ -385,11 +387,15 @@ def nndescent_knn(
     # Searching a few more than k neighbours and keeping the best k lifts recall at
     # k=14 from ~0.95 to ~0.98 on 50-D mixtures (NN-descent stalls less).
     k_search = min(n - 1, k + max(4, k // 3))
-    if n >= _WIDE_FROM_POINTS:
+    if n >= _WIDE_FROM_POINTS and k <= _WIDE_UP_TO_K:
         # Large sets start with the widened lists the recall check below would ask
         # for: converging narrow first and then widening costs ~2x one narrow run,
         # starting wide ~1.7x (on 50-D mixtures, recall 0.885 at 1M points with
-        # lists of 18).
+        # lists of 18). Wide searches (t-SNE's k = 90, PaCMAP's k + 50) are left to
+        # the recall check, which widens them only where the sample falls short: a
+        # sweep explores at most the nearest _MAX_CANDIDATES links of a list whatever
+        # its width, and each entry holds 19 bytes over a sweep (lists of 180 at 1M
+        # points: 3.4 GB, lists of 120: 2.3 GB).
         k_search = min(n - 1, k_search + max(4, k_search // 2))
     leaf_size = max(k_search + 1, 32)
     heap_idx = np.full((n, k_search), -1, dtype=np.int32)

@@ -39,7 +39,7 @@ class Explorer3D:
         self.data = data
         view = data.view3d
         options = ["(none)", *data.meta_columns]
-        self.color = pn.widgets.Select(name="Colour by", options=options, value=data.color or "(none)", width=220)
+        self.color = pn.widgets.Select(label="Colour by", options=options, value=data.color or "(none)", width=220)
         self.message = pn.pane.Markdown("", css_classes=["es-3d-message"], width=240)
         # stretch_both: the figure (autosized) fills the window beside the sidebar
         self.pane = pn.pane.Plotly(sizing_mode="stretch_both", min_height=400, min_width=400,

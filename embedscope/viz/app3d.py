@@ -35,6 +35,7 @@ class Explorer3D:
         import panel as pn
 
         from embedscope.viz.app import safe_text
+        from embedscope.viz.view3d import PLOTLY_CONFIG
 
         self.data = data
         view = data.view3d
@@ -43,7 +44,7 @@ class Explorer3D:
         self.message = pn.pane.Markdown("", css_classes=["es-3d-message"], width=240)
         # stretch_both: the figure (autosized) fills the window beside the sidebar
         self.pane = pn.pane.Plotly(sizing_mode="stretch_both", min_height=400, min_width=400,
-                                   config={"displaylogo": False, "responsive": True})
+                                   config=dict(PLOTLY_CONFIG))
         drawn = (f"{view.rows.size:,} points drawn of {view.n_points:,} (a seeded uniform sample)"
                  if view.note else f"{view.n_points:,} points")
         help_text = "Drag to rotate, scroll to zoom, hover a point for its metadata."

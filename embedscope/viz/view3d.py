@@ -42,6 +42,9 @@ MAX_HOVER_CHARS = 120
 #: Colour of the points when nothing colours them (the dark end of the 2-D density map).
 DENSITY_COLOUR = "#1f5fa8"
 NAN_COLOUR = "#b0b0b0"
+#: plotly.js options of every 3-D page. plotly.js 3 shows a "Share chart..." button by
+#: default that posts the figure (the user's data) to a Chart Studio server: never here.
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": False}
 
 
 def _inert(text: Any, limit: int = MAX_HOVER_CHARS) -> str:
@@ -369,7 +372,7 @@ def save_html_3d(data: Any, path: str | os.PathLike, meta: Any = None, color: st
     view = View3D(data, meta, max_points=max_points, random_state=random_state, title=title)
     fig = view.figure(color, legend=legend)
     div = pio.to_html(fig, include_plotlyjs=True, full_html=False, default_width="100%",
-                      default_height="calc(100vh - 40px)", config={"displaylogo": False, "responsive": True})
+                      default_height="calc(100vh - 40px)", config=dict(PLOTLY_CONFIG))
     note = (f"<b>3-D view</b> of {view.rows.size:,} points"
             + (f" (a seeded uniform sample of {view.n_points:,})" if view.note else "")
             + ": drag to rotate, scroll to zoom, hover a point for its metadata"

@@ -203,3 +203,27 @@ def test_serve_page_of_3d_coordinates_is_the_3d_view(coords3d):
         AppData(str(coords3d), labels_from="label", verbose=False)
     with pytest.raises(DataError, match="--n-components applies to vectors"):
         AppData(str(coords3d), n_components=3, verbose=False)
+
+
+def test_serve_reduces_vectors_to_the_3d_view(layout, tmp_path):
+    pytest.importorskip("panel")
+    from embedscope.viz.app import AppData
+    from embedscope.viz.app3d import Explorer3D
+
+    X, meta = layout
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "v.npy", np.hstack([X, 0.01 * rng.normal(size=(len(X), 5))]).astype(np.float32))
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    data = AppData(str(tmp_path / "v.npy"), str(tmp_path / "meta.csv"), method="pca", n_components=3,
+                   verbose=False)
+    assert data.is_3d and data.wait(60) and data.error is None
+    assert list(data.frame.columns[:3]) == ["x", "y", "z"] and data.view3d.n_points == 3_000
+    assert data.title.startswith("PCA")
+    fig = Explorer3D(data).pane.object
+    assert sum(len(t.x) for t in fig.data) == 3_000
+    # 2-D, the default, is still the 2-D explorer (negative control)
+    assert not AppData(str(tmp_path / "v.npy"), method="pca", verbose=False).is_3d
+    with pytest.raises(ValueError, match="--live draws a 2-D map"):
+        AppData(str(tmp_path / "v.npy"), method="umap", live=True, n_components=3, verbose=False)
+    with pytest.raises(ValueError, match="n_components must be 2 or 3"):
+        AppData(str(tmp_path / "v.npy"), method="pca", n_components=4, verbose=False)

@@ -31,8 +31,9 @@ from embedscope.viz._input import coordinates_of, with_color
 
 __all__ = ["DEFAULT_MAX_POINTS", "MAX_POINTS_BOUND", "View3D", "figure_3d", "frame_3d", "save_html_3d"]
 
-#: Points a view draws by default: ~200k Scatter3d points rotate smoothly in a
-#: software-rendered WebGL context and the page stays ~15-25 MB (benchmarks/view3d.py).
+#: Points a view draws by default ("a few hundred thousand"): a 15 MB page at 200k. The
+#: browser's GPU draws them; without one (software WebGL, SwiftShader) a frame of 50k
+#: points took seconds on a loaded 2-core machine: benchmarks/view3d.py, --max-points.
 DEFAULT_MAX_POINTS = 200_000
 #: Most points a view may be asked to draw: each one is serialised into the page.
 MAX_POINTS_BOUND = 2_000_000

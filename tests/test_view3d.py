@@ -227,3 +227,17 @@ def test_serve_reduces_vectors_to_the_3d_view(layout, tmp_path):
         AppData(str(tmp_path / "v.npy"), method="umap", live=True, n_components=3, verbose=False)
     with pytest.raises(ValueError, match="n_components must be 2 or 3"):
         AppData(str(tmp_path / "v.npy"), method="pca", n_components=4, verbose=False)
+
+
+def test_compare_refuses_3d_layouts_rather_than_drawing_x_and_y(coords3d, tmp_path, capsys):
+    from embedscope.cli import main
+    from embedscope.viz.compare_app import CompareData
+
+    flat = tmp_path / "flat.parquet"
+    pd.read_parquet(coords3d).drop(columns="z").to_parquet(flat, index=False)
+    assert main(["compare", str(flat), str(coords3d), "--out", str(tmp_path / "c.png"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "c3.parquet holds 3-D coordinates; compare draws 2-D maps" in error and "\n" not in error
+    with pytest.raises(DataError, match="holds 3-D coordinates; comparing draws 2-D maps"):
+        CompareData(str(coords3d), str(flat))
+    assert CompareData(str(flat), str(flat)).frames[0].shape[0] == 3_000  # 2-D pairs still compare

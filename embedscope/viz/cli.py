@@ -413,6 +413,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if not is_coords:
             raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not coordinates; "
                             f"run 'embedscope reduce {source} --out coords.parquet' first")
+        if array.shape[1] == 3:
+            # two 2-D panels (and 'moved' measured on them) would hide z
+            raise DataError(f"{source} holds 3-D coordinates; compare draws 2-D maps: give 2-D layouts "
+                            "(reduce with --n-components 2), or plot each to --out NAME.html for a 3-D view")
         layouts.append((array, meta))
     names = (Path(args.first).name, Path(args.second).name)
     A, B, meta = align_layouts(layouts[0][0], layouts[0][1], layouts[1][0], layouts[1][1], on=args.on, names=names)

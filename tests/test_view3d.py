@@ -241,3 +241,27 @@ def test_compare_refuses_3d_layouts_rather_than_drawing_x_and_y(coords3d, tmp_pa
     with pytest.raises(DataError, match="holds 3-D coordinates; comparing draws 2-D maps"):
         CompareData(str(coords3d), str(flat))
     assert CompareData(str(flat), str(flat)).frames[0].shape[0] == 3_000  # 2-D pairs still compare
+
+
+def test_2d_maps_of_3d_coordinates_in_python_say_z_is_not_shown(layout, caplog, monkeypatch):
+    import embedscope.viz.export as export
+    from embedscope.viz._input import note_dropped_z
+
+    X, _ = layout
+
+    def stop(*args, **kwargs):  # the aggregate itself is not what is tested (a cold one compiles for 30 s)
+        raise RuntimeError("stop before the aggregate")
+
+    monkeypatch.setattr(export, "raster", stop)
+    with caplog.at_level("WARNING", logger="embedscope"), pytest.raises(RuntimeError, match="stop"):
+        export.render_image(X[:500], width=60, height=40)  # save_png's and save_html's first step
+    assert "z is not shown" in caplog.text and "figure_3d" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="embedscope"):
+        note_dropped_z(pd.DataFrame(X, columns=["x", "y", "z"]))
+        assert "z is not shown" in caplog.text
+        caplog.clear()
+        with pytest.raises(RuntimeError, match="stop"):
+            export.render_image(X[:500, :2], width=60, height=40)
+        note_dropped_z(pd.DataFrame(X[:, :2], columns=["x", "y"]))
+    assert "z is not shown" not in caplog.text  # negative control: 2-D input, no word

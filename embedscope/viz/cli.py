@@ -192,6 +192,7 @@ def _load_coords(source: str, meta_path: str | None, progress: Any, *, drop_z: b
                         f"draw x and y only, --out NAME.html for a rotatable 3-D view, or reduce with --n-components 2")
     if array.shape[1] == 3 and drop_z:
         progress.log(f"{source} holds 3-D coordinates; drawing x and y (z is not shown, --drop-z)")
+        array = array[:, :2]
     return array, meta
 
 

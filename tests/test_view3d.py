@@ -265,3 +265,17 @@ def test_2d_maps_of_3d_coordinates_in_python_say_z_is_not_shown(layout, caplog, 
             export.render_image(X[:500, :2], width=60, height=40)
         note_dropped_z(pd.DataFrame(X[:, :2], columns=["x", "y"]))
     assert "z is not shown" not in caplog.text  # negative control: 2-D input, no word
+
+
+def test_dask_plot_refuses_3d_shards_without_drop_z(coords3d, tmp_path):
+    import shutil
+
+    from embedscope.viz.cli import _parquet_coords
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    shutil.copy(coords3d, shards / "part-0.parquet")
+    with pytest.raises(DataError, match="holds 3-D coordinates \\(a z column\\); plot draws 2-D images: give --drop-z"):
+        _parquet_coords(str(shards), "label")
+    _, columns = _parquet_coords(str(shards), "label", drop_z=True)
+    assert columns == ["x", "y", "z", "label"]  # z read only for the coordinates' dtype, as before

@@ -30,6 +30,24 @@ def coordinates_of(data: Any) -> tuple[Any, pd.DataFrame | None]:
     return data, None
 
 
+def note_dropped_z(data: Any) -> None:
+    """Log a warning when ``data`` holds 3-D coordinates: a 2-D map draws only x and y.
+
+    Called by the 2-D map builders that users reach directly (``save_png``, ``save_html``,
+    ``EmbeddingPlot``, ``write_tile_site``), so z is never dropped without a word.
+    """
+    if isinstance(data, pd.DataFrame):
+        three = "z" in data.columns
+    else:
+        coords = coordinates_of(data)[0]
+        three = getattr(coords, "ndim", 0) == 2 and coords.shape[1] == 3
+    if three:
+        from embedscope._progress import logger
+
+        logger.warning("3-D coordinates: this 2-D map draws x and y only (z is not shown); "
+                       "embedscope.viz.view3d.figure_3d draws them in 3-D")
+
+
 def plot_frame(data: Any, meta: Any = None) -> pd.DataFrame:
     """A DataFrame with float ``x``, ``y`` (finite) and the metadata columns.
 

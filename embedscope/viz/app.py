@@ -181,13 +181,21 @@ class AppData:
     live : bool, default=False
         Draw the layout while it optimises (``serve --live``): UMAP, t-SNE or PaCMAP
         of vectors input; coordinates and PCA are refused.
+    n_components : int, default=2
+        Dimensions vectors input is reduced to: 2 (the explorer) or 3 (the 3-D view).
+        3-D coordinates always get the 3-D view (:mod:`embedscope.viz.app3d`).
     """
 
     def __init__(self, path: str, meta: str | None = None, method: str | None = None,
                  color: str | None = None, text_column: str | None = None, labels_from: str | None = None,
                  vectors: str | None = None, reducer_params: dict[str, Any] | None = None,
-                 verbose: bool = True, live: bool = False) -> None:
+                 verbose: bool = True, live: bool = False, n_components: int = 2) -> None:
         from embedscope.viz.live import LIVE_METHODS
+
+        if n_components not in (2, 3):
+            raise ValueError(f"n_components must be 2 or 3 (a map or a 3-D view); got {n_components!r}")
+        if live and n_components == 3:
+            raise ValueError("--live draws a 2-D map while the reducer optimises; give --n-components 2")
 
         if live and method is not None and method not in LIVE_METHODS:
             raise ValueError(f"--live draws a layout while it optimises; --method {method} has no "
@@ -212,7 +220,18 @@ class AppData:
         if vectors is not None:
             self.vectors = self._load_vectors(vectors, array.shape[0])
             self.vectors_source = str(vectors)
-        self.is_3d = is_coords and array.shape[1] == 3
+        if is_coords and n_components != 2:
+            raise DataError(f"--n-components applies to vectors reduced at start; {Path(path).name} holds "
+                            f"{array.shape[1]}-D coordinates")
+        self.is_3d = (array.shape[1] == 3) if is_coords else n_components == 3
+        if self.is_3d:
+            # The 3-D page has none of the 2-D explorer's tools that these feed.
+            for flag, value in (("--labels-from", labels_from), ("--vectors", vectors)):
+                if value is not None:
+                    raise ValueError(f"{flag} feeds the 2-D explorer (region labels, a click's neighbours); "
+                                     "the 3-D view has neither: reduce to 2-D coordinates for them")
+        #: the shared 3-D view (:class:`embedscope.viz.view3d.View3D`), once ready
+        self.view3d: Any = None
         from embedscope.io.write import read_layout_info
 
         #: how the layout was made (method and parameters), for the plot's title
@@ -226,9 +245,7 @@ class AppData:
         if vectors is not None:
             self.note += f"; neighbours from the {self.vectors.shape[1]}-dimensional vectors of {Path(vectors).name}"
         if self.is_3d:
-            # Never silently: the map is a 2-D view of 3-D coordinates.
-            self.note += ("; 3-D coordinates: the map shows x and y, z is not drawn "
-                          "(no 3-D view: plotly is not installed)")
+            self.note += "; 3-D coordinates, shown in a rotatable 3-D view"
         if color is not None and (self.meta is None or color not in self.meta.columns):
             raise DataError(f"no metadata column {color!r} to colour by; columns: {self.meta_columns}")
         if text_column is not None and text_column not in self.meta_columns:
@@ -256,7 +273,8 @@ class AppData:
             if live and self.method not in LIVE_METHODS:
                 raise ValueError(f"--live needs UMAP, t-SNE or PaCMAP; {self.method} was chosen "
                                  "(install umap's dependencies or pass --method)")
-            self.reducer = make_reducer(self.method, n_components=2, verbose=True, **(reducer_params or {}))
+            self.reducer = make_reducer(self.method, n_components=n_components, verbose=True,
+                                        **(reducer_params or {}))
             if live:
                 from embedscope.viz.live import LiveFit
 
@@ -338,6 +356,9 @@ class AppData:
             self._ready.set()
 
     def _finish(self, coords: Any) -> None:
+        if self.is_3d:
+            self._finish_3d(coords)
+            return
         frame = plot_frame(coords, self.meta)
         # On a GPU the coordinates stay there too, once for every session: each zoom and
         # pan re-aggregates them on the device and only the pixels come back.
@@ -355,6 +376,15 @@ class AppData:
             self.labels = find_labels(frame["x"].to_numpy(), frame["y"].to_numpy(), frame[self.labels_from].to_numpy(),
                                       column=self.labels_from, levels=LABEL_LEVELS, width=900)
         self.frame = frame
+        self._ready.set()
+
+    def _finish_3d(self, coords: Any) -> None:
+        """The frame (x, y, z and metadata) and the 3-D view every session draws from."""
+        from embedscope.viz.view3d import View3D, frame_3d
+
+        self.frame = frame_3d(coords, self.meta)
+        self.status = "sampling and escaping the points of the 3-D view"
+        self.view3d = View3D(self.frame, _prepared=True, title=self.title)
         self._ready.set()
 
     def nearest_row(self, x: float, y: float) -> int:
@@ -604,6 +634,15 @@ class Explorer:
         return _table_bytes(self.plot.selection_frame(), self.fmt.value)
 
 
+def _explorer(data: AppData) -> Any:
+    """The page of ready data: the 2-D explorer, or the 3-D view of 3-D coordinates."""
+    if data.is_3d:
+        from embedscope.viz.app3d import Explorer3D
+
+        return Explorer3D(data).layout
+    return Explorer(data).layout
+
+
 def make_session(data: AppData, gate: Any = None) -> Any:
     """The page of one browser session: progress while reducing, then the explorer.
 
@@ -619,7 +658,7 @@ def make_session(data: AppData, gate: Any = None) -> Any:
                                     "(`--max-sessions`). Close a tab and reload in a minute.")
         pn.state.on_session_destroyed(lambda _context: gate.release())
     if data.ready and data.error is None:
-        return Explorer(data).layout
+        return _explorer(data)
     if data.live is not None:
         return _live_session(data)
     holder = pn.Column()
@@ -634,7 +673,7 @@ def make_session(data: AppData, gate: Any = None) -> Any:
             callback.stop()
         elif data.ready:
             callback.stop()
-            holder[:] = [Explorer(data).layout]
+            holder[:] = [_explorer(data)]
 
     callback = pn.state.add_periodic_callback(poll, period=500)
     poll()

@@ -18,6 +18,7 @@ PLOT_EXAMPLE = """example:
   embedscope plot coords.parquet --color label --out plot.png
   embedscope plot coords.parquet --color label --out plot.html   # static page, no re-aggregation
   embedscope plot coords/ --color label --local-cluster 4 --out plot.png   # parquet shards, aggregated on Dask
+  embedscope plot coords3d.parquet --color label --out view.html   # 3-D coordinates: a rotatable 3-D view
 """
 
 SERVE_EXAMPLE = """example:
@@ -25,6 +26,7 @@ SERVE_EXAMPLE = """example:
   embedscope serve vectors.npy --meta meta.csv --method pca --port 5006
   embedscope serve umap.parquet tsne.parquet --on id   # two layouts side by side, linked
   embedscope serve vectors.npy --method tsne --live     # watch the layout while it optimises
+  embedscope serve coords3d.parquet                  # 3-D coordinates: a rotatable 3-D view
   then open http://127.0.0.1:5006 (the server binds to 127.0.0.1 unless --host says otherwise)
 """
 
@@ -81,6 +83,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     scheduler, workers = cluster_flags(args)
     out = Path(args.out)
     suffix = out.suffix.lower()
+    if args.max_points is not None:
+        from embedscope.viz.view3d import MAX_POINTS_BOUND
+
+        if args.tiles or scheduler is not None or workers is not None or suffix == ".png":
+            raise ValueError("--max-points applies to 3-D views (.html of 3-D coordinates); a 2-D map draws every point")
+        if not 1 <= args.max_points <= MAX_POINTS_BOUND:
+            raise ValueError(f"--max-points must be in [1, {MAX_POINTS_BOUND:,}]; got {args.max_points:,}")
     if args.tiles:
         return _plot_tiles(args, out)
     if args.max_zoom is not None:
@@ -95,7 +104,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if scheduler is not None or workers is not None:
         return _plot_on_dask(args, out, scheduler, workers)
     progress = Progress(not args.quiet, "plot")
-    array, meta = _load_coords(args.input, args.meta, progress, drop_z=args.drop_z)
+    array, meta = _load_coords(args.input, args.meta, progress, drop_z=args.drop_z, html_3d=suffix != ".png")
+    if array.shape[1] == 3 and not args.drop_z:
+        return _plot_3d(args, out, array, meta, progress)
+    if args.max_points is not None:
+        raise ValueError("--max-points applies to 3-D views (.html of 3-D coordinates); a 2-D map draws every point")
     from embedscope.viz.layers import default_color
 
     args.color = default_color(meta, args.color)  # a 'quality' column colours the map unless told otherwise
@@ -137,8 +150,34 @@ def _title(args: argparse.Namespace, *, named: bool = True) -> str | None:
     return layout_title(recorded, Path(args.input).name)
 
 
-def _load_coords(source: str, meta_path: str | None, progress: Any, *, drop_z: bool = False) -> tuple[Any, Any]:
-    """Coordinates and metadata to draw; vectors are refused, and 3-D too unless ``drop_z``."""
+def _plot_3d(args: argparse.Namespace, out: Any, array: Any, meta: Any, progress: Any) -> int:
+    """``plot`` of 3-D coordinates to .html: the rotatable 3-D view (Plotly, inlined)."""
+    from embedscope.errors import DataError
+    from embedscope.viz.layers import default_color
+    from embedscope.viz.view3d import DEFAULT_MAX_POINTS, save_html_3d
+
+    if args.labels_from is not None:
+        raise ValueError("--labels-from names the regions of a 2-D map; a 3-D view has none "
+                         "(give --drop-z to draw x and y with labels)")
+    color = default_color(meta, args.color)
+    if color is not None and (meta is None or color not in meta.columns):
+        known = [] if meta is None else list(meta.columns)
+        raise DataError(f"no column {color!r} to colour by; metadata columns: {known}")
+    max_points = DEFAULT_MAX_POINTS if args.max_points is None else args.max_points
+    with progress.stage("view3d", f"{array.shape[0]:,} points in 3-D -> {out}"):
+        info = save_html_3d(array, out, meta, color, max_points=max_points, title=_title(args), legend=args.legend,
+                            force=args.force)
+    if info["note"]:
+        progress.log(info["note"] + " (--max-points sets how many)")
+    progress.log(f"{info['bytes'] / 2**20:.1f} MiB page, plotly.js inlined (opens offline)")
+    print(out)
+    return 0
+
+
+def _load_coords(source: str, meta_path: str | None, progress: Any, *, drop_z: bool = False,
+                 html_3d: bool = False) -> tuple[Any, Any]:
+    """Coordinates and metadata to draw; vectors are refused, and 3-D too unless ``drop_z``
+    or ``html_3d`` (the output is an HTML page, which shows 3-D coordinates in 3-D)."""
     from embedscope.errors import DataError
     from embedscope.viz.app import load_input
 
@@ -147,12 +186,13 @@ def _load_coords(source: str, meta_path: str | None, progress: Any, *, drop_z: b
     if not is_coords:
         raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not 2-D coordinates; "
                         f"run 'embedscope reduce {source} --out coords.parquet' first")
-    if array.shape[1] == 3 and not drop_z:
+    if array.shape[1] == 3 and not drop_z and not html_3d:
         # A 2-D image of 3-D coordinates hides z: the user says so, or reduces to 2-D.
-        raise DataError(f"{source} holds 3-D coordinates; plot draws 2-D images: give --drop-z to draw x and y "
-                        f"only, or reduce with --n-components 2")
-    if array.shape[1] == 3:
+        raise DataError(f"{source} holds 3-D coordinates; plot draws 2-D images (.png, --tiles): give --drop-z to "
+                        f"draw x and y only, --out NAME.html for a rotatable 3-D view, or reduce with --n-components 2")
+    if array.shape[1] == 3 and drop_z:
         progress.log(f"{source} holds 3-D coordinates; drawing x and y (z is not shown, --drop-z)")
+        array = array[:, :2]
     return array, meta
 
 
@@ -181,7 +221,7 @@ def _plot_tiles(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def _parquet_coords(source: str, color: str | None) -> tuple[list[str], list[str]]:
+def _parquet_coords(source: str, color: str | None, *, drop_z: bool = False) -> tuple[list[str], list[str]]:
     """The parquet files of ``source`` and the columns to read, checked from the schema alone.
 
     Everything that can be refused without data is refused here, before a cluster starts.
@@ -202,6 +242,11 @@ def _parquet_coords(source: str, color: str | None) -> tuple[list[str], list[str
     if not {"x", "y"} <= set(names):
         raise DataError(f"{source} has no x and y columns (columns: {names[:12]}); "
                         f"run 'embedscope reduce {source} --out coords/' first")
+    if "z" in names and not drop_z:
+        # as on one machine: a 2-D image of 3-D coordinates would hide z
+        raise DataError(f"{source} holds 3-D coordinates (a z column); plot draws 2-D images: give --drop-z to "
+                        "draw x and y only, or plot one parquet file without --local-cluster / --scheduler "
+                        "to --out NAME.html for a rotatable 3-D view")
     meta_columns = [c for c in names if c not in ("x", "y", "z")]
     if color is not None and color not in meta_columns:
         raise DataError(f"no column {color!r} to colour by; metadata columns: {meta_columns}")
@@ -321,7 +366,7 @@ def _plot_on_dask(args: argparse.Namespace, out: Any, scheduler: str | None, wor
     if args.meta:
         raise ValueError("--meta is not supported with --scheduler / --local-cluster; "
                          "put metadata columns in the parquet shards")
-    files, columns = _parquet_coords(args.input, args.color)
+    files, columns = _parquet_coords(args.input, args.color, drop_z=args.drop_z)
     progress = Progress(not args.quiet, "plot")
     _, _, dd = dask_modules()
     with dist.cluster(scheduler, workers, verbose=not args.quiet) as client:
@@ -369,6 +414,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if not is_coords:
             raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not coordinates; "
                             f"run 'embedscope reduce {source} --out coords.parquet' first")
+        if array.shape[1] == 3:
+            # two 2-D panels (and 'moved' measured on them) would hide z
+            raise DataError(f"{source} holds 3-D coordinates; compare draws 2-D maps: give 2-D layouts "
+                            "(reduce with --n-components 2), or plot each to --out NAME.html for a 3-D view")
         layouts.append((array, meta))
     names = (Path(args.first).name, Path(args.second).name)
     A, B, meta = align_layouts(layouts[0][0], layouts[0][1], layouts[1][0], layouts[1][1], on=args.on, names=names)
@@ -407,8 +456,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for flag, value in (("--labels-from", args.labels_from), ("--vectors", args.vectors)):
             if value is not None:
                 raise ValueError(f"{flag} applies to one layout, not two compared")
-        if given_reducer_flags(args):
-            raise ValueError(f"{given_reducer_flags(args)[0]} applies to vectors reduced at start, not two layouts")
+        if given_reducer_flags(args) or args.n_components != 2:
+            flag = given_reducer_flags(args)[0] if given_reducer_flags(args) else "--n-components"
+            raise ValueError(f"{flag} applies to vectors reduced at start, not two layouts")
 
         return serve_compare(args)
     if args.on is not None or args.k is not None:
@@ -430,10 +480,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     Progress(not args.quiet, "serve").log(f"loading {args.input}")
     data = AppData(args.input, args.meta, args.method, color=args.color, text_column=args.text_column,
                    labels_from=args.labels_from, vectors=args.vectors, reducer_params=_serve_reducer_params(args),
-                   verbose=not args.quiet, live=args.live)
-    if data.is_3d:  # said even with --quiet: the map is not the whole layout
-        print(f"embedscope serve: note: {Path(args.input).name} holds 3-D coordinates; the map shows x and y "
-              "(z is not drawn)", file=sys.stderr)
+                   verbose=not args.quiet, live=args.live, n_components=args.n_components)
+    if data.is_3d:  # said even with --quiet: the page is not the 2-D explorer
+        what = "holds 3-D coordinates" if data.vectors is None else "is reduced to 3-D"
+        print(f"embedscope serve: note: {Path(args.input).name} {what}; the page shows a rotatable 3-D view "
+              "without the 2-D explorer's search, selection, labels and neighbours", file=sys.stderr)
 
     def ready(port: int) -> None:
         if not args.quiet:
@@ -467,7 +518,11 @@ def register(sub: Any) -> None:
                                    "'embedscope reduce', and the file name)")
     p.add_argument("--no-legend", dest="legend", action="store_false", help="leave the colour legend out")
     p.add_argument("--drop-z", action="store_true",
-                   help="draw x and y of 3-D coordinates (refused without it: a 2-D plot would hide z)")
+                   help="draw x and y of 3-D coordinates as a 2-D map (without it, .html is a rotatable 3-D view "
+                        "and .png and --tiles are refused: a 2-D image would hide z)")
+    p.add_argument("--max-points", type=int, default=None, metavar="N",
+                   help="3-D views: most points drawn (default 200,000; above it a seeded uniform sample, "
+                        "said in the title)")
     p.add_argument("--labels-from", metavar="COLUMN",
                    help="write the names of the map's regions from this column (categories: the dominant "
                         "one; text: the most distinctive terms); .html and --tiles pages show finer ones "
@@ -524,7 +579,10 @@ def register(sub: Any) -> None:
     s.add_argument("--vectors", metavar="FILE",
                    help="with coordinates: the original vectors (one row per point), so a click lists its "
                         "neighbours in that space (metric and k chosen in the app)")
-    add_reducer_flags(s.add_argument_group("reducer (vectors input, reduced at start; as in 'embedscope reduce')"))
+    reducer = s.add_argument_group("reducer (vectors input, reduced at start; as in 'embedscope reduce')")
+    reducer.add_argument("--n-components", type=int, choices=(2, 3), default=2,
+                         help="2 (default): the 2-D explorer; 3: a rotatable 3-D view")
+    add_reducer_flags(reducer)
     s.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 picks a free one)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",

@@ -132,6 +132,10 @@ class CompareData:
             if not is_coords:
                 raise DataError(f"{source} holds {array.shape[1]}-dimensional vectors, not coordinates; "
                                 f"run 'embedscope reduce {source} --out coords.parquet' first")
+            if array.shape[1] == 3:
+                # side by side 2-D panels (and 'moved' measured on them) would hide z
+                raise DataError(f"{source} holds 3-D coordinates; comparing draws 2-D maps: give 2-D layouts "
+                                "(reduce with --n-components 2), or serve each 3-D layout on its own")
             if meta is not None and MOVED in meta.columns:
                 raise DataError(f"{source} already has a {MOVED!r} column; rename it to compare the layouts")
             arrays.append(np.asarray(_in_memory(array, source))[:, :2])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.io.write import atomic_output
-from embedscope.viz._input import plot_frame, with_color
+from embedscope.viz._input import note_dropped_z, plot_frame, with_color
 from embedscope.viz.aggregate import (
     MAX_CATEGORIES,
     check_raster_size,
@@ -69,6 +69,7 @@ def render_image(
     """
     check_raster_size(width, height, budget=None)
     check_spread(spread)
+    note_dropped_z(data)
     frame, kind = with_color(plot_frame(data, meta), color)
     plan = None
     if kind == "category":

@@ -27,7 +27,7 @@ import pandas as pd
 
 from embedscope._array import array_module, is_cupy
 from embedscope.viz._colours import hex_rgb
-from embedscope.viz._input import coordinates_of, plot_frame, with_color
+from embedscope.viz._input import coordinates_of, note_dropped_z, plot_frame, with_color
 from embedscope.viz.select import MAX_POLYGON_VERTICES, rows_in_box, rows_in_polygon
 
 __all__ = ["EmbeddingPlot", "plot"]
@@ -228,6 +228,8 @@ class EmbeddingPlot:
         spread = check_spread(spread)
         # _prepared: the app hands over a frame already checked by plot_frame, so each
         # browser session shares it instead of copying millions of rows.
+        if not _prepared:
+            note_dropped_z(data)
         frame = data if _prepared else plot_frame(data, meta)
         # _device_xy: the app's coordinates on the GPU, shared by its sessions as the frame is.
         self._device_xy = _device_xy if _prepared else device_coordinates(data)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from embedscope.io.write import atomic_output_dir
-from embedscope.viz._input import plot_frame, with_color
+from embedscope.viz._input import note_dropped_z, plot_frame, with_color
 from embedscope.viz.aggregate import limit_categorical
 
 __all__ = ["MAX_ZOOM", "write_tile_site"]
@@ -142,6 +142,7 @@ def write_tile_site(
         raise ValueError(f"max_zoom must be an integer in [0, {MAX_ZOOM}]; got {max_zoom!r}")
     if isinstance(hover_sample, bool) or not isinstance(hover_sample, (int, np.integer)) or hover_sample < 0:
         raise ValueError(f"hover_sample must be a non-negative integer; got {hover_sample!r}")
+    note_dropped_z(data)
     frame, kind = with_color(plot_frame(data, meta), color)
     if labels is not None and labels not in frame.columns:
         known = [c for c in frame.columns if c not in ("x", "y", "z")]

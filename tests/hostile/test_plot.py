@@ -122,7 +122,10 @@ CASES = [
          message=r"8-dimensional vectors, not 2-D coordinates"),
     # 3-D is never drawn as x, y silently: refused, or drawn when --drop-z says so
     Case("three-d-coordinates", ["plot", "c3.npy", "--out", "p.png"], setup=_three_d,
-         message=r"c3.npy holds 3-D coordinates; plot draws 2-D images: give --drop-z", timeout=120),
+         message=r"c3.npy holds 3-D coordinates; plot draws 2-D images \(.png, --tiles\): give --drop-z to draw x "
+                 r"and y only, --out NAME.html for a rotatable 3-D view", timeout=120),
+    Case("three-d-max-points-zero", ["plot", "absent.parquet", "--out", "v.html", "--max-points", "0"],
+         message=r"--max-points must be in \[1, 2,000,000\]; got 0"),
     Case("three-d-coordinates-drop-z", ["plot", "c3.npy", "--out", "p.png", "--drop-z"], expect="handle",
          setup=_three_d, outputs=["p.png"], message=r"3-D coordinates; drawing x and y", timeout=120),
     Case("empty-parquet", ["plot", "e.parquet", "--out", "p.png"], setup=_empty, message=r"e.parquet is empty"),

@@ -79,6 +79,18 @@ def test_bad_shards(tmp_path):
         load_vectors(tmp_path)
 
 
+def test_one_file_is_one_shard(tmp_path, shards):
+    # 'plot one.parquet --local-cluster' said "no .npy or .parquet shards found"
+    from embedscope.io.shards import shard_files
+
+    folder, _, _ = shards
+    one = folder / "part-001.npy"
+    assert shard_files(one) == [one]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"no \.npy or \.parquet shards"):
+        shard_files(tmp_path / "notes.txt")
+
+
 def test_distributed_pca_agrees_with_single_machine(client, shards):
     folder, X, _ = shards
     vectors, _ = load_vectors(folder)

@@ -33,7 +33,8 @@ def shard_files(source: str | os.PathLike) -> list[Path]:
     Parameters
     ----------
     source : str or path
-        A directory, or a glob pattern such as ``"emb/part-*.parquet"``.
+        A directory, a glob pattern such as ``"emb/part-*.parquet"``, or one file
+        (a single shard).
 
     Returns
     -------
@@ -47,7 +48,9 @@ def shard_files(source: str | os.PathLike) -> list[Path]:
         block, a device never end, a broken link lose rows).
     """
     text = str(source)
-    if any(ch in text for ch in "*?[") and not Path(text).is_dir():
+    if Path(text).is_file() and Path(text).suffix.lower() in (".npy", ".parquet"):
+        files = [Path(text)]
+    elif any(ch in text for ch in "*?[") and not Path(text).is_dir():
         files = sorted(Path(p) for p in glob.glob(text) if not os.path.isdir(p))
     else:
         npy, parquet = sorted(Path(text).glob("*.npy")), sorted(Path(text).glob("*.parquet"))

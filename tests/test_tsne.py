@@ -104,6 +104,19 @@ def test_joint_matches_a_dense_symmetrisation_with_holes_repeats_and_one_way_lin
     assert np.abs(ktsne.joint_probabilities(idx, cond, n).toarray() - dense).max() > 1e-4
 
 
+def test_joint_overwrite_uses_the_knn_arrays_and_gives_the_same_p():
+    rng = np.random.default_rng(6)
+    n, k = 400, 15
+    idx = rng.integers(-1, n, size=(n, k)).astype(np.int32)
+    dist = np.sort(rng.random((n, k)).astype(np.float32), axis=1)
+    keep_idx, keep_dist = idx.copy(), dist.copy()
+    P, missed = ktsne.knn_joint_probabilities(idx, dist, n, 5.0)
+    assert np.array_equal(idx, keep_idx) and np.array_equal(dist, keep_dist)  # default: untouched
+    Q, missed_q = ktsne.knn_joint_probabilities(idx, dist, n, 5.0, overwrite=True)
+    assert missed == missed_q and (P != Q).nnz == 0
+    assert not np.array_equal(dist, keep_dist)  # the distances became scratch
+
+
 def test_joint_does_not_depend_on_the_thread_count():
     rng = np.random.default_rng(5)
     n, k = 5000, 20

@@ -183,9 +183,10 @@ class Kernels:
     #: sigmas, rhos): UMAP's fuzzy simplicial set as a CSR matrix where this backend
     #: keeps it (scipy on the host, cupyx on the device). None: the host twin.
     fuzzy_graph: Callable[..., tuple[Any, Any, Any]] | None = None
-    #: ``tsne_affinities(indices, distances, n, perplexity, *, squared)`` -> (P, n_missed):
-    #: t-SNE's joint P where this backend keeps it (scipy CSR, or a device
-    #: ``DeviceCSR``), for :attr:`TsneKernels.place`. None: the host twin.
+    #: ``tsne_affinities(indices, distances, n, perplexity, *, squared, overwrite)`` ->
+    #: (P, n_missed): t-SNE's joint P where this backend keeps it (scipy CSR, or a
+    #: device ``DeviceCSR``), for :attr:`TsneKernels.place`; ``overwrite=True`` lets it
+    #: use the kNN arrays as scratch. None: the host twin.
     tsne_affinities: Callable[..., tuple[Any, int]] | None = None
     #: PaCMAP's pair choice and optimiser (None where the backend has no PaCMAP).
     pacmap: PacmapKernels | None = None

@@ -122,10 +122,10 @@ def _fuzzy_graph(indices: np.ndarray, distances: np.ndarray, n_neighbors: int, *
 
 
 def _tsne_affinities(indices: np.ndarray, distances: np.ndarray, n: int, perplexity: float, *,
-                     squared: bool = True) -> tuple[sp.csr_matrix, int]:
+                     squared: bool = True, overwrite: bool = False) -> tuple[sp.csr_matrix, int]:
     from embedscope.kernels.tsne import knn_joint_probabilities
 
-    return knn_joint_probabilities(indices, distances, n, perplexity, squared=squared)
+    return knn_joint_probabilities(indices, distances, n, perplexity, squared=squared, overwrite=overwrite)
 
 
 def _pacmap_pairs(Z: Any, indices: np.ndarray, distances: np.ndarray, metric: str, n_neighbors: int,

@@ -145,8 +145,11 @@ def _fuzzy_graph(indices: Any, distances: Any, n_neighbors: int, *,
 
 
 def _tsne_affinities(indices: Any, distances: Any, n: int, perplexity: float, *,
-                     squared: bool = True) -> tuple[Any, int]:
-    """t-SNE's joint P built on the GPU, as the ``DeviceCSR`` the gradient kernels read."""
+                     squared: bool = True, overwrite: bool = False) -> tuple[Any, int]:
+    """t-SNE's joint P built on the GPU, as the ``DeviceCSR`` the gradient kernels read.
+
+    ``overwrite`` is accepted for the contract and not used: the device build makes
+    its own arrays."""
     from embedscope.kernels.tsne.affinity_gpu import joint_probabilities_gpu
 
     return joint_probabilities_gpu(indices, distances, n, perplexity, squared=squared)

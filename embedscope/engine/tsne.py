@@ -354,7 +354,8 @@ class TSNE(BaseReducer):
                                                       metric_kwds=self._prep.metric_kwds)
         del Z  # frees the device copy before the iterations
         with progress.stage("affinities", f"perplexity={self.perplexity_:g}"):
-            P, missed = self._affinities(indices, distances, n, kernels)
+            # Our own kNN arrays are scratch for P; a user's precomputed graph is not.
+            P, missed = self._affinities(indices, distances, n, kernels, overwrite=not precomputed)
             if missed:
                 progress.log(f"perplexity search did not converge for {missed} point(s)")
         # The kNN arrays are not needed past P: at 1M points and k = 90 they hold
@@ -370,11 +371,12 @@ class TSNE(BaseReducer):
         return self
 
     def _affinities(self, indices: np.ndarray, distances: np.ndarray, n: int,
-                    kernels: Any = None) -> tuple[Any, int]:
+                    kernels: Any = None, *, overwrite: bool = False) -> tuple[Any, int]:
         """The joint P of the kNN graph where the backend builds it (host CSR, or the device's
         ``DeviceCSR``); missing neighbours (-1, or the point itself) get no weight."""
         build = getattr(kernels, "tsne_affinities", None) or ktsne.knn_joint_probabilities
-        return build(indices, distances, n, self.perplexity_, squared=self._metric == "euclidean")
+        return build(indices, distances, n, self.perplexity_, squared=self._metric == "euclidean",
+                     overwrite=overwrite)
 
     def _fit_delegated(self, X: Any, backend: Backend, progress: Progress, n: int) -> TSNE:
         self.perplexity_ = self._effective_perplexity(n)

@@ -299,18 +299,28 @@ def _divide(start, stop, values, total):  # pragma: no cover - numba
 
 
 def knn_joint_probabilities(indices: np.ndarray, distances: np.ndarray, n: int, perplexity: float, *,
-                            squared: bool = True) -> tuple[sp.csr_matrix, int]:
+                            squared: bool = True, overwrite: bool = False) -> tuple[sp.csr_matrix, int]:
     """The joint P of a kNN graph (host), and the rows whose perplexity search missed.
 
-    Missing neighbours (``-1``, or the point itself) get no weight. The GPU twin is
+    Missing neighbours (``-1``, or the point itself) get no weight. With
+    ``overwrite=True`` the (n, k) arrays are used as scratch where their types allow
+    (int32 indices, float32 distances, C order): the conditional probabilities replace
+    the distances and the rows are sorted in place, so the stage holds nothing
+    (n, k)-sized beyond them (720 MB less at 1M points and k = 90). The GPU twin is
     :func:`embedscope.kernels.tsne.affinity_gpu.joint_probabilities_gpu`.
     """
     d = np.ascontiguousarray(distances)
     if d.dtype != np.float32 and d.dtype != np.float64:
         d = d.astype(np.float64)
     marks = np.ascontiguousarray(indices)
+    in_place = overwrite and d.dtype == np.float32 and d.flags.writeable
     # Missing entries take no part in the perplexity search and get probability 0;
-    # joint_probabilities then leaves them out. Nothing (n, k)-sized is copied here.
-    cond = np.empty(d.shape, dtype=np.float32)
+    # the joint then leaves them out. A row is read whole before it is written, so
+    # the search may write over the distances it reads.
+    cond = d if in_place else np.empty(d.shape, dtype=np.float32)
     missed = _calibrate(d, marks, squared, float(np.log(perplexity)), 1e-5, 200, cond)
-    return _joint_in_place(np.array(marks, dtype=np.int32, order="C"), cond, n), int(missed)
+    del d
+    reuse = overwrite and marks.dtype == np.int32 and marks.flags.writeable
+    rows = marks if reuse else np.array(marks, dtype=np.int32, order="C")
+    del marks
+    return _joint_in_place(rows, cond, n), int(missed)

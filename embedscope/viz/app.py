@@ -413,7 +413,6 @@ def _table_bytes(frame: pd.DataFrame, fmt: str) -> io.BytesIO:
 
 def _served_plot_class(base: type) -> type:
     """``base`` (EmbeddingPlot) whose hover reads the server's shared text arrays."""
-    import xarray as xr
 
     class ServedPlot(base):  # type: ignore[misc, valid-type]
         shared_text: dict[str, np.ndarray] | None = None
@@ -422,12 +421,15 @@ def _served_plot_class(base: type) -> type:
             shared = (self.shared_text or {}).get(column)
             if shared is None:
                 return super()._hover_values(column, index)
-            empty = index < 0
-            out = shared[np.where(empty, 0, index)]  # pointers to the shared strings, no new str
+            index = np.asarray(index)
+            flat = index.reshape(-1)  # a 0-d index (one hovered pixel) too
+            empty = flat < 0
+            out = shared[np.where(empty, 0, flat)]  # pointers to the shared strings, no new str
             out[empty] = "-"
-            # fastpath: xarray would otherwise re-infer the object array through pandas,
-            # which in pandas 3 rebuilds every element as a new str (another ~30 MB).
-            return xr.Variable(("y", "x"), out, fastpath=True)
+            # The figure hands this to xarray as a lazily read variable, which keeps the
+            # array as it is; xarray re-inferred an object array given directly through
+            # pandas, which in pandas 3 rebuilt every element as a new str (~30 MB).
+            return out.reshape(index.shape)
 
     return ServedPlot
 

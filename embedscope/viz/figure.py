@@ -108,6 +108,22 @@ RANGES_DELAY_MS = 50
 _LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
 
 
+def _prompt_ranges(plot: Any, element: Any) -> None:
+    """HoloViews hook: the re-render starts as soon as the browser reports the new ranges.
+
+    HoloViews' range callback waits until no range event came for its ``debounce``
+    (100 ms, polled every 50 ms: 100 to 150 ms) before it renders. The browser reports
+    a zoom's ranges once, ``RANGES_DELAY_MS`` after its last step (Bokeh's lod_timeout),
+    so that wait only delayed every zoom and pan. ``debounce`` is read from the callback
+    instance, so this plot's callbacks alone change (None: HoloViews' 10 ms yield).
+    """
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    for callback in getattr(plot, "callbacks", ()):
+        if isinstance(callback, RangeXYCallback):
+            callback.debounce = None
+
+
 def _hv() -> Any:
     try:
         import holoviews as hv
@@ -127,6 +143,42 @@ def device_coordinates(data: Any) -> tuple[Any, Any] | None:
     xp = array_module(coords)
     dtype = xp.float64 if coords.dtype == xp.float64 else xp.float32
     return xp.ascontiguousarray(coords[:, 0], dtype=dtype), xp.ascontiguousarray(coords[:, 1], dtype=dtype)
+
+
+def _shade_row(values: np.ndarray, **options: Any) -> np.ndarray:
+    """``datashader.transfer_functions.shade`` of 1-D pixel values: packed RGBA (uint32) per value."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    image = tf.shade(xr.DataArray(values.reshape(1, -1), dims=("y", "x")), **options)
+    return np.asarray(image.data, dtype=np.uint32).reshape(-1)
+
+
+def _pixel_column(plot: EmbeddingPlot, column: str, index: np.ndarray) -> Any:
+    """Hover column ``column`` of a view as a lazy xarray variable: read per pixel on demand.
+
+    HoloViews' server hover reads one pixel per cursor move (``Dataset.sel``), but a
+    gather of every column for every pixel on each render cost ~10 ms a column on 560k
+    pixels (25 ms on a loaded machine), most of it for values nobody hovers. xarray's
+    lazy indexing (as its file backends do) runs the gather only for what is read: one
+    pixel for a hover, every pixel for ``.values``.
+    """
+    import xarray as xr
+    from xarray.backends import BackendArray
+    from xarray.core import indexing
+
+    class PixelColumn(BackendArray):
+        def __init__(self) -> None:
+            self.shape = index.shape
+            self.dtype = np.asarray(plot._hover_values(column, index.reshape(-1)[:1])).dtype
+
+        def __getitem__(self, key: Any) -> Any:
+            return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
+
+        def _read(self, key: Any) -> np.ndarray:
+            return np.asarray(plot._hover_values(column, index[key]))
+
+    return xr.Variable(("y", "x"), indexing.LazilyIndexedArray(PixelColumn()))
 
 
 class EmbeddingPlot:
@@ -300,7 +352,7 @@ class EmbeddingPlot:
         tools = ["hover", "box_select", "lasso_select", "tap"] if self.hover else ["box_select", "lasso_select", "tap"]
         size = {"responsive": True} if self.responsive else {"width": self.width, "height": self.height}
         self.base = hv.DynamicMap(self._base_image, streams=[self.range, self.size, self._muted]).opts(
-            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover], lod=_LOD,
+            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover, _prompt_ranges], lod=_LOD,
             title=self.title, xlabel="x", ylabel="y", **size)
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
@@ -363,8 +415,10 @@ class EmbeddingPlot:
         key = (None if x_range is None else tuple(x_range), None if y_range is None else tuple(y_range), size)
         if self._last_render is None or self._last_render[0] != key:
             # A selection change re-asks for the same view: reuse it, only the fade differs.
-            self._last_render = (key, self.render(key[0], key[1], size=size))
-        return self._last_render[1].opts(alpha=0.25 if muted else 1.0, clone=True)
+            # alpha is set in place once (a later frame without it would keep the faded
+            # glyph's alpha); only a faded view is a clone: ~20 ms of HoloViews per copy.
+            self._last_render = (key, self.render(key[0], key[1], size=size).opts(alpha=1.0))
+        return self._last_render[1].opts(alpha=0.25, clone=True) if muted else self._last_render[1]
 
     def render(self, x_range: Any = None, y_range: Any = None, size: tuple[int, int] | None = None) -> Any:
         """One view as an ``hv.RGB``: every point in range aggregated, shaded and spread.
@@ -387,7 +441,6 @@ class EmbeddingPlot:
         holoviews.RGB
         """
         hv = _hv()
-        import datashader.transfer_functions as tf
         import xarray as xr
 
         from embedscope.kernels.view_raster import aggregate_view, choose_spread, spread_fill
@@ -406,31 +459,35 @@ class EmbeddingPlot:
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}
-        counts = xr.DataArray(grid.count, dims=("y", "x"), coords=coords)
-        if grid.rgb_sum is not None:
-            # count-weighted mix of the category colours; opacity from the counts
-            alpha = tf.shade(counts, cmap="black", how=self.how, min_alpha=MIN_ALPHA).data.view(np.uint8)[..., 3::4]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mix = grid.rgb_sum / grid.count[..., None]
-            rgba = np.empty((height, width, 4), dtype=np.uint8)
-            rgba[..., :3] = np.nan_to_num(mix, nan=0.0).astype(np.uint8)
-            rgba[..., 3] = alpha.reshape(height, width)
-            img = tf.Image(rgba.view(np.uint32).reshape(height, width), dims=("y", "x"), coords=coords)
-        elif grid.value_sum is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = np.where(grid.count > 0, grid.value_sum / grid.count, np.nan)
-            img = tf.shade(xr.DataArray(mean, dims=("y", "x"), coords=coords), cmap=self._shade_cmap(),
-                           how=self.how, min_alpha=MIN_ALPHA, span=self.span)
-        else:
-            img = tf.shade(counts, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
+        # Only the pixels that show a point are shaded (a zoom shows ~10% of them filled):
+        # datashader's normalisations (eq_hist's histogram, linear's span) read only the
+        # unmasked pixels, so shading those alone, as one row, gives the same colours,
+        # and the empty rest stays transparent. Shading every pixel cost 20-60 ms per view
+        # of 700 x 800 (90-200 ms on a loaded machine).
+        filled = np.flatnonzero(grid.count.reshape(-1))
+        packed = np.zeros(height * width, dtype=np.uint32)
+        if filled.size:
+            count = grid.count.reshape(-1)[filled]
+            if grid.rgb_sum is not None:
+                # count-weighted mix of the category colours; opacity from the counts
+                alpha = _shade_row(count, cmap="black", how=self.how, min_alpha=MIN_ALPHA) >> 24
+                mix = (grid.rgb_sum.reshape(-1, 3)[filled] / count[:, None]).astype(np.uint32)
+                packed[filled] = mix[:, 0] | (mix[:, 1] << 8) | (mix[:, 2] << 16) | (alpha << 24)
+            elif grid.value_sum is not None:
+                mean = grid.value_sum.reshape(-1)[filled] / count
+                packed[filled] = _shade_row(mean, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA,
+                                            span=self.span)
+            else:
+                packed[filled] = _shade_row(count, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
+        img = packed.reshape(height, width)
         px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0
-        packed, index = spread_fill(np.asarray(img.data), grid.index, px)
+        packed, index = spread_fill(img, grid.index, px)
         rgba = np.ascontiguousarray(packed, dtype=np.uint32).view(np.uint8).reshape(height, width, 4)
         data = xr.Dataset({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}, coords=coords)
         if self.hover:
             data["__index__"] = (("y", "x"), index)
             for column in self.hover_columns:
-                data[column] = (("y", "x"), self._hover_values(column, index))
+                data[column] = _pixel_column(self, column, index)
             data.attrs["selector_columns"] = ["__index__", *self.hover_columns]
             data.attrs["selector"] = "point nearest the pixel centre"
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
@@ -444,6 +501,9 @@ class EmbeddingPlot:
     def _hover_values(self, column: str, index: np.ndarray) -> np.ndarray:
         """``column`` of each pixel's point; "-" / NaN where a pixel shows none."""
         series = self.frame[column]
+        index = np.asarray(index)
+        if index.ndim == 0:  # one pixel (a hover): a gather with a 0-d index gives a scalar
+            return self._hover_values(column, index.reshape(1))[0]
         empty = index < 0
         rows = np.where(empty, 0, index)
         if isinstance(series.dtype, pd.CategoricalDtype):

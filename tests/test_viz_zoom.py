@@ -131,3 +131,62 @@ def test_range_callback_renders_without_holoviews_debounce(clusters):
     cbs = [cb for p in hv.renderer("bokeh").get_plot(other).traverse(lambda p: p)
            for cb in getattr(p, "callbacks", []) if isinstance(cb, RangeXYCallback)]
     assert cbs and cbs[0].debounce == 100
+
+
+def test_view_image_sends_bokeh_the_image_holoviews_would_build(clusters):
+    import holoviews as hv
+    from holoviews.plotting.bokeh.raster import RGBPlot
+
+    from embedscope.viz import EmbeddingPlot
+
+    xy, meta = clusters
+    ep = EmbeddingPlot(xy, meta, color="label", width=70, height=40)
+    view = ep.render((-3.0, 4.0), (-2.0, 2.0))
+    assert isinstance(view, hv.RGB) and view._packed is not None
+    plot = hv.renderer("bokeh").get_plot(view)
+    assert type(plot).__name__ == "ViewImagePlot"
+    fast, mapping, style = plot.get_data(view, {}, {"alpha": 0.25})
+    slow, slow_mapping, slow_style = RGBPlot.get_data(plot, view, {}, {"alpha": 0.25})
+    assert fast["image"][0] is view._packed and fast["image"][0].shape == (40, 70)
+    np.testing.assert_array_equal(fast["image"][0], slow["image"][0])
+    for key in ("x", "y", "dw", "dh"):
+        assert fast[key][0] == pytest.approx(slow[key][0])
+    assert mapping == slow_mapping and style == slow_style
+    # the faded view (a selection is shown) keeps the fast path; a plain copy falls back
+    ep.select([0, 1])
+    faded = ep._base_image((-3.0, 4.0), (-2.0, 2.0), muted=True, width=70, height=40)
+    assert faded._packed is view._packed or faded._packed.shape == (40, 70)
+    copy = view.clone()
+    assert copy._packed is None
+    np.testing.assert_array_equal(plot.get_data(copy, {}, {})[0]["image"][0], slow["image"][0])
+
+
+def test_spatial_order_is_a_permutation_by_cell_and_the_view_maps_back_to_rows(clusters):
+    from embedscope.kernels.view_raster import spatial_order, view_grid
+    from embedscope.viz import EmbeddingPlot
+
+    xy, meta = clusters
+    x, y = xy[:, 0], xy[:, 1]
+    order = spatial_order(x, y, cells=16)
+    assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(len(x)))
+    cx = np.minimum(((x - x.min()) / (x.max() - x.min()) * 16).astype(int), 15)
+    cy = np.minimum(((y - y.min()) / (y.max() - y.min()) * 16).astype(int), 15)
+    keys = (cy * 16 + cx)[order]
+    assert (np.diff(keys) >= 0).all() and not (np.diff(cx * 16 + cy) >= 0).all()  # negative control: rows are not
+    with pytest.raises(ValueError, match="cells"):
+        spatial_order(x, y, cells=300)
+    # the plot reads the points in that order; the hover still names rows of the frame
+    ep = EmbeddingPlot(xy, meta, color="score", width=64, height=48)
+    assert ep._sorted is not None and not np.array_equal(ep._sorted[0].order, np.arange(len(x)))
+    view = ((-3.0, 4.0), (-2.0, 2.0))
+    index = ep.render(*view).data["__index__"].values
+    plain = view_grid(x, y, *view, 64, 48, values=ep._values).index
+    picked = plain >= 0
+    assert picked.any() and np.array_equal(index >= 0, picked)
+    # the same point, or one exactly as near the pixel centre (a tie, broken by position)
+    same = index[picked] == plain[picked]
+    assert same.mean() > 0.99
+    # shared: a second plot of the same frame reuses the order
+    frame = ep._points_frame
+    other = EmbeddingPlot(frame, color="label", _prepared=True, width=64, height=48)
+    assert other._sorted[0] is EmbeddingPlot(frame, _prepared=True, width=64, height=48)._sorted[0]

@@ -27,7 +27,7 @@ from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import plot_frame
-from embedscope.viz.figure import device_coordinates
+from embedscope.viz.figure import device_coordinates, sorted_points
 from embedscope.viz.layers import default_color, layer_style, quality_text
 from embedscope.viz.search import MAX_SEARCH_CHARS, MODES, default_color_column, default_text_column
 
@@ -342,6 +342,9 @@ class AppData:
         # On a GPU the coordinates stay there too, once for every session: each zoom and
         # pan re-aggregates them on the device and only the pixels come back.
         self.device_xy = device_coordinates(coords) or _upload_coordinates(frame)
+        if self.device_xy is None:
+            # the CPU pass's spatial order, once here rather than in the first page's render
+            sorted_points(frame)
         # Python str objects of each text column, made once and shared by every session's
         # hover. Without them each render turned the pixels' rows into new str objects
         # (pandas' Arrow strings hold none), ~30 MB per session at 200k points.

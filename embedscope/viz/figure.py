@@ -20,6 +20,8 @@ points are drawn on top in a highlight colour and the rest is muted, not hidden.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -132,7 +134,44 @@ def _hv() -> Any:
         raise ImportError("embedscope.viz needs HoloViews and Bokeh: pip install holoviews bokeh datashader colorcet") from None
     if not hv.Store.current_backend or "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
+    if _VIEW_IMAGE[0] is None:
+        _VIEW_IMAGE[0] = _register_view_image(hv)
     return hv
+
+
+#: The element type of a rendered view, registered with its Bokeh plot on first use.
+_VIEW_IMAGE: list[Any] = [None]
+
+
+def _register_view_image(hv: Any) -> Any:
+    """``ViewImage``: an ``hv.RGB`` that carries its packed RGBA image to Bokeh as it is.
+
+    HoloViews' RGB plot rebuilds the image Bokeh sends from the element's four bands on
+    every frame: four band copies, a stack, a NaN mask, min and max over the pixels,
+    ~8 ms per 700 x 800 view (20 ms on a loaded machine). The view was a packed uint32
+    image before it was split into bands for the hover's dataset, so its plot sends that
+    (the same array: a test compares it with HoloViews' own result). An element without
+    it (a clone HoloViews made) takes HoloViews' way.
+    """
+    from holoviews.plotting.bokeh.raster import RGBPlot
+
+    class ViewImage(hv.RGB):
+        _packed: np.ndarray | None = None
+
+    class ViewImagePlot(RGBPlot):
+        def get_data(self, element: Any, ranges: Any, style: Any) -> Any:
+            packed = getattr(element, "_packed", None)
+            if packed is None or self.static_source or self.invert_axes or packed.shape != element.interface.shape(
+                    element, gridded=True)[:2]:
+                return super().get_data(element, ranges, style)
+            if "alpha" in style:
+                style["global_alpha"] = style["alpha"]
+            left, bottom, right, top = element.bounds.lbrt()
+            data = {"image": [packed], "x": [left], "y": [bottom], "dw": [right - left], "dh": [top - bottom]}
+            return data, {"image": "image", "x": "x", "y": "y", "dw": "dw", "dh": "dh"}, style
+
+    hv.Store.register({ViewImage: ViewImagePlot}, "bokeh")
+    return ViewImage
 
 
 def device_coordinates(data: Any) -> tuple[Any, Any] | None:
@@ -143,6 +182,56 @@ def device_coordinates(data: Any) -> tuple[Any, Any] | None:
     xp = array_module(coords)
     dtype = xp.float64 if coords.dtype == xp.float64 else xp.float32
     return xp.ascontiguousarray(coords[:, 0], dtype=dtype), xp.ascontiguousarray(coords[:, 1], dtype=dtype)
+
+
+class _SortedPoints:
+    """A frame's points in :func:`~embedscope.kernels.view_raster.spatial_order`, for the CPU pass.
+
+    One per frame, shared by every plot of it (the app's sessions and colours): the
+    order, x and y, and each colour column's codes or values once they are asked for.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        from embedscope.kernels.view_raster import spatial_order
+
+        self.order = spatial_order(x, y)
+        self.x, self.y = x[self.order], y[self.order]
+        self._columns: dict[Any, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def column(self, key: Any, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per row) in the points' order, kept under ``key``."""
+        with self._lock:
+            if key not in self._columns:
+                self._columns[key] = values[self.order]
+            return self._columns[key]
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Row ids of the frame for positions in the order (-1 stays -1)."""
+        return np.where(index >= 0, self.order[np.maximum(index, 0)], -1)
+
+
+# By id (a DataFrame is not hashable), dropped with the frame.
+_SORTED: dict[int, tuple[Any, _SortedPoints]] = {}
+_SORTED_LOCK = threading.Lock()
+
+
+def sorted_points(frame: pd.DataFrame) -> _SortedPoints:
+    """The shared :class:`_SortedPoints` of ``frame`` (``x``, ``y`` columns), made on first use."""
+    with _SORTED_LOCK:
+        ref, points = _SORTED.get(id(frame), (None, None))
+        if ref is None or ref() is not frame or points is None:
+            points = _SortedPoints(frame["x"].to_numpy(), frame["y"].to_numpy())
+            _SORTED[id(frame)] = (weakref.ref(frame), points)
+            weakref.finalize(frame, _SORTED.pop, id(frame), None)
+        return points
+
+
+def _bands() -> list[Any]:
+    """R, G, B, A value dimensions with their range declared: HoloViews then does not scan
+    each band of every frame for its minimum and maximum (four passes over the pixels)."""
+    hv = _hv()
+    return [hv.Dimension(band, range=(0, 255)) for band in "RGBA"]
 
 
 def _shade_row(values: np.ndarray, **options: Any) -> np.ndarray:
@@ -281,6 +370,7 @@ class EmbeddingPlot:
         # _prepared: the app hands over a frame already checked by plot_frame, so each
         # browser session shares it instead of copying millions of rows.
         frame = data if _prepared else plot_frame(data, meta)
+        self._points_frame = frame  # the key of the points' shared spatial order
         # _device_xy: the app's coordinates on the GPU, shared by its sessions as the frame is.
         self._device_xy = _device_xy if _prepared else device_coordinates(data)
         self.frame, self.color_kind = with_color(frame, color)
@@ -332,6 +422,13 @@ class EmbeddingPlot:
         elif self.color_kind == "value":
             self._values = self.frame[self.color].to_numpy(dtype=np.float64)
         self._device_columns: tuple[Any, Any] = (None, None)
+        self._sorted: tuple[Any, ...] | None = None
+        if self._device_xy is None:
+            # The CPU pass reads the points in spatial order (shared by the frame's plots).
+            points = sorted_points(self._points_frame)
+            self._sorted = (points, points.x, points.y,
+                            None if self._codes is None else points.column(("codes", self.color), self._codes),
+                            None if self._values is None else points.column(("values", self.color), self._values))
         if self._device_xy is not None:
             # Once per colour choice, not per view: the codes or values join x and y there.
             xp = array_module(self._device_xy[0])
@@ -356,7 +453,9 @@ class EmbeddingPlot:
             title=self.title, xlabel="x", ylabel="y", **size)
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
-        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen])
+        # tools=[] once here, not on each frame: HoloViews' options cost ~5 ms a call
+        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen]
+                                       ).opts(tools=[])
         layers = [self.base, self.highlight]
         if self.labels is not None:
             Shown = hv.streams.Stream.define("LabelsShown", show=True)
@@ -418,7 +517,11 @@ class EmbeddingPlot:
             # alpha is set in place once (a later frame without it would keep the faded
             # glyph's alpha); only a faded view is a clone: ~20 ms of HoloViews per copy.
             self._last_render = (key, self.render(key[0], key[1], size=size).opts(alpha=1.0))
-        return self._last_render[1].opts(alpha=0.25, clone=True) if muted else self._last_render[1]
+        if not muted:
+            return self._last_render[1]
+        faded = self._last_render[1].opts(alpha=0.25, clone=True)
+        faded._packed = self._last_render[1]._packed
+        return faded
 
     def render(self, x_range: Any = None, y_range: Any = None, size: tuple[int, int] | None = None) -> Any:
         """One view as an ``hv.RGB``: every point in range aggregated, shaded and spread.
@@ -440,7 +543,7 @@ class EmbeddingPlot:
         -------
         holoviews.RGB
         """
-        hv = _hv()
+        _hv()  # loads HoloViews and registers ViewImage
         import xarray as xr
 
         from embedscope.kernels.view_raster import aggregate_view, choose_spread, spread_fill
@@ -453,9 +556,12 @@ class EmbeddingPlot:
         if self._device_xy is not None:  # the GPU twin; only the pixels cross to the host
             (x, y), (codes, values) = self._device_xy, self._device_columns
         else:
-            x, y, codes, values = self._x, self._y, self._codes, self._values
+            assert self._sorted is not None
+            points, x, y, codes, values = self._sorted
         grid = aggregate_view(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
                               values=values, pick=self.hover)
+        if self._device_xy is None and grid.index is not None:
+            grid.index = points.rows(grid.index)
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}
@@ -482,7 +588,8 @@ class EmbeddingPlot:
         img = packed.reshape(height, width)
         px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0
         packed, index = spread_fill(img, grid.index, px)
-        rgba = np.ascontiguousarray(packed, dtype=np.uint32).view(np.uint8).reshape(height, width, 4)
+        packed = np.ascontiguousarray(packed, dtype=np.uint32)  # the bands below are views of it
+        rgba = packed.view(np.uint8).reshape(height, width, 4)
         data = xr.Dataset({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}, coords=coords)
         if self.hover:
             data["__index__"] = (("y", "x"), index)
@@ -491,7 +598,9 @@ class EmbeddingPlot:
             data.attrs["selector_columns"] = ["__index__", *self.hover_columns]
             data.attrs["selector"] = "point nearest the pixel centre"
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        return hv.RGB(data, kdims=["x", "y"], vdims=["R", "G", "B", "A"], bounds=bounds)
+        image = _VIEW_IMAGE[0](data, kdims=["x", "y"], vdims=_bands(), bounds=bounds)
+        image._packed = packed.reshape(height, width)
+        return image
 
     def _shade_cmap(self) -> Any:
         import colorcet as cc
@@ -543,7 +652,7 @@ class EmbeddingPlot:
         if not self.selected.size:
             # Nothing to draw: one transparent pixel, not a full-size image. The browser
             # got both layers after every zoom; a 1500 x 1100 plot's is 6.6 MB.
-            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"]).opts(tools=[])
+            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"], vdims=_bands())
         chosen = self.frame.iloc[self.selected]
         width, height = self._raster_size(width, height)
         agg = raster(chosen[["x", "y"]], width=width, height=height, x_range=x_range, y_range=y_range)
@@ -554,7 +663,7 @@ class EmbeddingPlot:
             packed, _ = spread_fill(packed, None, px)
         rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(height, width, 4)
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
-        return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
+        return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"], vdims=_bands())
 
     # ----------------------------------------------------------------- live
     @classmethod

@@ -190,3 +190,28 @@ def test_spatial_order_is_a_permutation_by_cell_and_the_view_maps_back_to_rows(c
     frame = ep._points_frame
     other = EmbeddingPlot(frame, color="label", _prepared=True, width=64, height=48)
     assert other._sorted[0] is EmbeddingPlot(frame, _prepared=True, width=64, height=48)._sorted[0]
+
+
+def test_highlight_layer_equals_datashaders_shade_of_the_selection(clusters):
+    import datashader.transfer_functions as tf
+
+    from embedscope.kernels.view_raster import choose_spread, spread_fill
+    from embedscope.viz import EmbeddingPlot
+    from embedscope.viz.aggregate import raster
+    from embedscope.viz.figure import HIGHLIGHT
+
+    xy, meta = clusters
+    ep = EmbeddingPlot(xy, meta, width=80, height=60)
+    ep.select(np.flatnonzero(meta["label"].to_numpy() == "c2"))
+    view = ((-4.0, 5.0), (-3.0, 3.0))
+    got = ep._highlight_image(*view, width=80, height=60).data
+    agg = raster(ep.frame.iloc[ep.selected][["x", "y"]], width=80, height=60, x_range=view[0], y_range=view[1])
+    packed = np.asarray(tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255).data, dtype=np.uint32)
+    packed, _ = spread_fill(packed, None, choose_spread(packed >> 24 > 0, threshold=0.5, max_px=ep.spread))
+    want = np.ascontiguousarray(packed).view(np.uint8).reshape(60, 80, 4)[::-1]
+    assert (want[..., 3] == 255).any()
+    np.testing.assert_array_equal(np.asarray(got), want)
+    # a new selection is drawn, not the coordinates gathered for the last one
+    ep.select([])
+    ep.select(np.flatnonzero(meta["label"].to_numpy() == "c4"))
+    assert not np.array_equal(np.asarray(ep._highlight_image(*view, width=80, height=60).data), want)

@@ -396,6 +396,7 @@ class EmbeddingPlot:
             raise ValueError(f"{len(hover_columns)} hover_columns is over the bound of {MAX_HOVER_COLUMNS_GIVEN}")
         self.hover_columns = list(hover_columns)
         self.selected = np.empty(0, dtype=np.int64)
+        self._selection_xy: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._listeners: list[Any] = []
         self._build()
 
@@ -640,12 +641,9 @@ class EmbeddingPlot:
     def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0,
                          width: Any = None, height: Any = None, **_: Any) -> Any:
         """The selected points, shaded in the highlight colour over the current view."""
-        from embedscope.kernels.view_raster import choose_spread, spread_fill
-        from embedscope.viz.aggregate import raster
+        from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
 
         hv = _hv()
-        import datashader.transfer_functions as tf
-
         x_range = tuple(x_range) if x_range is not None else self.extent[0]
         y_range = tuple(y_range) if y_range is not None else self.extent[1]
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
@@ -653,11 +651,17 @@ class EmbeddingPlot:
             # Nothing to draw: one transparent pixel, not a full-size image. The browser
             # got both layers after every zoom; a 1500 x 1100 plot's is 6.6 MB.
             return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"], vdims=_bands())
-        chosen = self.frame.iloc[self.selected]
         width, height = self._raster_size(width, height)
-        agg = raster(chosen[["x", "y"]], width=width, height=height, x_range=x_range, y_range=y_range)
-        img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)
-        packed = np.asarray(img.data, dtype=np.uint32)
+        # The selection's coordinates are gathered once per selection, not per view (the
+        # rows of all columns were copied on every zoom), and counted by the view's own
+        # pass. Every pixel with a selected point is the highlight colour, opaque: what
+        # datashader's linear shade of the counts with a one-colour map gave, without
+        # a pass over every pixel of the view.
+        if self._selection_xy is None or self._selection_xy[0] is not self.selected:
+            self._selection_xy = (self.selected, self._x[self.selected], self._y[self.selected])
+        grid = view_grid(self._selection_xy[1], self._selection_xy[2], x_range, y_range, width, height, pick=False)
+        red, green, blue = (int(c) for c in hex_rgb(HIGHLIGHT))
+        packed = np.where(grid.count > 0, np.uint32(red | green << 8 | blue << 16 | 255 << 24), np.uint32(0))
         if self.spread:
             px = choose_spread(packed >> 24 > 0, threshold=0.5, max_px=self.spread)
             packed, _ = spread_fill(packed, None, px)

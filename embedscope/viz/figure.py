@@ -141,6 +141,8 @@ def _hv() -> Any:
 
 #: The element type of a rendered view, registered with its Bokeh plot on first use.
 _VIEW_IMAGE: list[Any] = [None]
+#: Set while ``render`` constructs its ViewImage (per thread: sessions render concurrently).
+_RENDERING = threading.local()
 
 
 def _register_view_image(hv: Any) -> Any:
@@ -157,6 +159,12 @@ def _register_view_image(hv: Any) -> Any:
 
     class ViewImage(hv.RGB):
         _packed: np.ndarray | None = None
+
+        def _validate(self, data_bounds: Any, supplied_bounds: Any) -> None:
+            # render lays the pixel centres out evenly inside the bounds it passes; the
+            # check of that (regular sampling, bounds against the centres) cost ~5-15 ms
+            if not getattr(_RENDERING, "on", False):  # any other construction (a clone) is checked
+                super()._validate(data_bounds, supplied_bounds)
 
     class ViewImagePlot(RGBPlot):
         def get_data(self, element: Any, ranges: Any, style: Any) -> Any:
@@ -561,8 +569,6 @@ class EmbeddingPlot:
             points, x, y, codes, values = self._sorted
         grid = aggregate_view(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
                               values=values, pick=self.hover)
-        if self._device_xy is None and grid.index is not None:
-            grid.index = points.rows(grid.index)
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}
@@ -572,6 +578,11 @@ class EmbeddingPlot:
         # and the empty rest stays transparent. Shading every pixel cost 20-60 ms per view
         # of 700 x 800 (90-200 ms on a loaded machine).
         filled = np.flatnonzero(grid.count.reshape(-1))
+        if self._device_xy is None and grid.index is not None:
+            # positions in the spatial order back to rows, for the filled pixels alone
+            # (every other one is -1): a gather over every pixel cost ~5-18 ms
+            flat = grid.index.reshape(-1)
+            flat[filled] = points.order[flat[filled]]
         packed = np.zeros(height * width, dtype=np.uint32)
         if filled.size:
             count = grid.count.reshape(-1)[filled]
@@ -591,15 +602,21 @@ class EmbeddingPlot:
         packed, index = spread_fill(img, grid.index, px)
         packed = np.ascontiguousarray(packed, dtype=np.uint32)  # the bands below are views of it
         rgba = packed.view(np.uint8).reshape(height, width, 4)
-        data = xr.Dataset({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}, coords=coords)
+        bands: dict[str, Any] = {band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}
         if self.hover:
-            data["__index__"] = (("y", "x"), index)
-            for column in self.hover_columns:
-                data[column] = _pixel_column(self, column, index)
+            bands["__index__"] = (("y", "x"), index)
+            bands.update((column, _pixel_column(self, column, index)) for column in self.hover_columns)
+        # one Dataset of every variable: each one added later was a merge of its own (~2 ms)
+        data = xr.Dataset(bands, coords=coords)
+        if self.hover:
             data.attrs["selector_columns"] = ["__index__", *self.hover_columns]
             data.attrs["selector"] = "point nearest the pixel centre"
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        image = _VIEW_IMAGE[0](data, kdims=["x", "y"], vdims=_bands(), bounds=bounds)
+        _RENDERING.on = True
+        try:
+            image = _VIEW_IMAGE[0](data, kdims=["x", "y"], vdims=_bands(), bounds=bounds)
+        finally:
+            _RENDERING.on = False
         image._packed = packed.reshape(height, width)
         return image
 

@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--width", type=int, default=700, help="pixels of one panel")
     parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--name", default="compare_app",
+                        help="results/NAME.json and .md (another name keeps a before/after pair)")
     args = parser.parse_args()
 
     from embedscope.viz.compare_app import CompareData, CompareExplorer
@@ -197,7 +199,7 @@ def main() -> None:
               f"(ratio {summary['zoom_vs_single_plot']}). Load average at the end: {summary['load_average_1_5_15']} "
               f"on {os.cpu_count()} CPUs. Not measured: the image's transfer and the browser's "
               "paint (benchmarks/viz_latency.py).\n")
-    write_results("compare_app", payload, table)
+    write_results(args.name, payload, table)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,8 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="serve two layouts of the points (b: a turned, shuffled, paired by id) in linked panels, "
                              "coloured by the moved layer; the wheel zooms the first panel")
+    parser.add_argument("--name", default=None,
+                        help="results/NAME.json and .md (default viz_latency, or viz_latency_compare)")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -237,17 +239,26 @@ def main() -> None:
                if any(r[k] is not None for r in steps)}
     print("median ms after the wheel event:", json.dumps(medians))
     RESULTS.mkdir(exist_ok=True)
-    name = "viz_latency_compare" if args.compare else "viz_latency"
+    name = args.name or ("viz_latency_compare" if args.compare else "viz_latency")
     out = {"n": args.n, "compare": args.compare, "width": args.width, "height": args.height, "color": args.color, "steps": steps,
            "median_ms_after_wheel": medians}
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))
+    out["load_average_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
+    _write(RESULTS / f"{name}.json", json.dumps(out, indent=1))
     what = (f"two linked panels of {args.n:,} points each (serve a b), zoom in the first, colour moved" if args.compare
             else f"{args.n:,} points, colour {args.color or 'density'}")
     lines = [f"# Zoom latency: {what}, {args.width} x {args.height} window",
+             f"`benchmarks/viz_latency.py {' '.join(sys.argv[1:])}`; "
              f"load average {[round(v, 2) for v in os.getloadavg()]} on {os.cpu_count()} CPUs",
              "", "ms after the wheel event (median of the steps)", "", "| stage | ms |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in medians.items()]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    _write(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
+
+
+def _write(path: Path, text: str) -> None:
+    """``text`` to a temporary file beside ``path``, then renamed: no half-written result."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

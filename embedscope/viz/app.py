@@ -27,7 +27,7 @@ from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import plot_frame
-from embedscope.viz.figure import device_coordinates
+from embedscope.viz.figure import device_coordinates, sorted_points
 from embedscope.viz.layers import default_color, layer_style, quality_text
 from embedscope.viz.search import MAX_SEARCH_CHARS, MODES, default_color_column, default_text_column
 
@@ -363,6 +363,9 @@ class AppData:
         # On a GPU the coordinates stay there too, once for every session: each zoom and
         # pan re-aggregates them on the device and only the pixels come back.
         self.device_xy = device_coordinates(coords) or _upload_coordinates(frame)
+        if self.device_xy is None:
+            # the CPU pass's spatial order, once here rather than in the first page's render
+            sorted_points(frame)
         # Python str objects of each text column, made once and shared by every session's
         # hover. Without them each render turned the pixels' rows into new str objects
         # (pandas' Arrow strings hold none), ~30 MB per session at 200k points.
@@ -443,7 +446,6 @@ def _table_bytes(frame: pd.DataFrame, fmt: str) -> io.BytesIO:
 
 def _served_plot_class(base: type) -> type:
     """``base`` (EmbeddingPlot) whose hover reads the server's shared text arrays."""
-    import xarray as xr
 
     class ServedPlot(base):  # type: ignore[misc, valid-type]
         shared_text: dict[str, np.ndarray] | None = None
@@ -452,12 +454,15 @@ def _served_plot_class(base: type) -> type:
             shared = (self.shared_text or {}).get(column)
             if shared is None:
                 return super()._hover_values(column, index)
-            empty = index < 0
-            out = shared[np.where(empty, 0, index)]  # pointers to the shared strings, no new str
+            index = np.asarray(index)
+            flat = index.reshape(-1)  # a 0-d index (one hovered pixel) too
+            empty = flat < 0
+            out = shared[np.where(empty, 0, flat)]  # pointers to the shared strings, no new str
             out[empty] = "-"
-            # fastpath: xarray would otherwise re-infer the object array through pandas,
-            # which in pandas 3 rebuilds every element as a new str (another ~30 MB).
-            return xr.Variable(("y", "x"), out, fastpath=True)
+            # The figure hands this to xarray as a lazily read variable, which keeps the
+            # array as it is; xarray re-inferred an object array given directly through
+            # pandas, which in pandas 3 rebuilt every element as a new str (~30 MB).
+            return out.reshape(index.shape)
 
     return ServedPlot
 

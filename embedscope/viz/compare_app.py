@@ -166,6 +166,11 @@ class CompareData:
         from embedscope.viz.app import _upload_coordinates
 
         self.device_xy = tuple(_upload_coordinates(f) for f in self.frames)
+        from embedscope.viz.figure import sorted_points
+
+        for frame, device in zip(self.frames, self.device_xy, strict=True):
+            if device is None:  # the CPU pass's spatial order, once for every session
+                sorted_points(frame)
         self._trees: list[Any] = [None, None]
         self._lock = threading.Lock()
         self.note = (f"{n:,} items in two layouts, paired by "

@@ -20,6 +20,8 @@ points are drawn on top in a highlight colour and the rest is muted, not hidden.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -108,6 +110,22 @@ RANGES_DELAY_MS = 50
 _LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
 
 
+def _prompt_ranges(plot: Any, element: Any) -> None:
+    """HoloViews hook: the re-render starts as soon as the browser reports the new ranges.
+
+    HoloViews' range callback waits until no range event came for its ``debounce``
+    (100 ms, polled every 50 ms: 100 to 150 ms) before it renders. The browser reports
+    a zoom's ranges once, ``RANGES_DELAY_MS`` after its last step (Bokeh's lod_timeout),
+    so that wait only delayed every zoom and pan. ``debounce`` is read from the callback
+    instance, so this plot's callbacks alone change (None: HoloViews' 10 ms yield).
+    """
+    from holoviews.plotting.bokeh.callbacks import RangeXYCallback
+
+    for callback in getattr(plot, "callbacks", ()):
+        if isinstance(callback, RangeXYCallback):
+            callback.debounce = None
+
+
 def _hv() -> Any:
     try:
         import holoviews as hv
@@ -116,7 +134,52 @@ def _hv() -> Any:
         raise ImportError("embedscope.viz needs HoloViews and Bokeh: pip install holoviews bokeh datashader colorcet") from None
     if not hv.Store.current_backend or "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", logo=False)
+    if _VIEW_IMAGE[0] is None:
+        _VIEW_IMAGE[0] = _register_view_image(hv)
     return hv
+
+
+#: The element type of a rendered view, registered with its Bokeh plot on first use.
+_VIEW_IMAGE: list[Any] = [None]
+#: Set while ``render`` constructs its ViewImage (per thread: sessions render concurrently).
+_RENDERING = threading.local()
+
+
+def _register_view_image(hv: Any) -> Any:
+    """``ViewImage``: an ``hv.RGB`` that carries its packed RGBA image to Bokeh as it is.
+
+    HoloViews' RGB plot rebuilds the image Bokeh sends from the element's four bands on
+    every frame: four band copies, a stack, a NaN mask, min and max over the pixels,
+    ~8 ms per 700 x 800 view (20 ms on a loaded machine). The view was a packed uint32
+    image before it was split into bands for the hover's dataset, so its plot sends that
+    (the same array: a test compares it with HoloViews' own result). An element without
+    it (a clone HoloViews made) takes HoloViews' way.
+    """
+    from holoviews.plotting.bokeh.raster import RGBPlot
+
+    class ViewImage(hv.RGB):
+        _packed: np.ndarray | None = None
+
+        def _validate(self, data_bounds: Any, supplied_bounds: Any) -> None:
+            # render lays the pixel centres out evenly inside the bounds it passes; the
+            # check of that (regular sampling, bounds against the centres) cost ~5-15 ms
+            if not getattr(_RENDERING, "on", False):  # any other construction (a clone) is checked
+                super()._validate(data_bounds, supplied_bounds)
+
+    class ViewImagePlot(RGBPlot):
+        def get_data(self, element: Any, ranges: Any, style: Any) -> Any:
+            packed = getattr(element, "_packed", None)
+            if packed is None or self.static_source or self.invert_axes or packed.shape != element.interface.shape(
+                    element, gridded=True)[:2]:
+                return super().get_data(element, ranges, style)
+            if "alpha" in style:
+                style["global_alpha"] = style["alpha"]
+            left, bottom, right, top = element.bounds.lbrt()
+            data = {"image": [packed], "x": [left], "y": [bottom], "dw": [right - left], "dh": [top - bottom]}
+            return data, {"image": "image", "x": "x", "y": "y", "dw": "dw", "dh": "dh"}, style
+
+    hv.Store.register({ViewImage: ViewImagePlot}, "bokeh")
+    return ViewImage
 
 
 def device_coordinates(data: Any) -> tuple[Any, Any] | None:
@@ -127,6 +190,92 @@ def device_coordinates(data: Any) -> tuple[Any, Any] | None:
     xp = array_module(coords)
     dtype = xp.float64 if coords.dtype == xp.float64 else xp.float32
     return xp.ascontiguousarray(coords[:, 0], dtype=dtype), xp.ascontiguousarray(coords[:, 1], dtype=dtype)
+
+
+class _SortedPoints:
+    """A frame's points in :func:`~embedscope.kernels.view_raster.spatial_order`, for the CPU pass.
+
+    One per frame, shared by every plot of it (the app's sessions and colours): the
+    order, x and y, and each colour column's codes or values once they are asked for.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        from embedscope.kernels.view_raster import spatial_order
+
+        self.order = spatial_order(x, y)
+        self.x, self.y = x[self.order], y[self.order]
+        self._columns: dict[Any, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def column(self, key: Any, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per row) in the points' order, kept under ``key``."""
+        with self._lock:
+            if key not in self._columns:
+                self._columns[key] = values[self.order]
+            return self._columns[key]
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Row ids of the frame for positions in the order (-1 stays -1)."""
+        return np.where(index >= 0, self.order[np.maximum(index, 0)], -1)
+
+
+# By id (a DataFrame is not hashable), dropped with the frame.
+_SORTED: dict[int, tuple[Any, _SortedPoints]] = {}
+_SORTED_LOCK = threading.Lock()
+
+
+def sorted_points(frame: pd.DataFrame) -> _SortedPoints:
+    """The shared :class:`_SortedPoints` of ``frame`` (``x``, ``y`` columns), made on first use."""
+    with _SORTED_LOCK:
+        ref, points = _SORTED.get(id(frame), (None, None))
+        if ref is None or ref() is not frame or points is None:
+            points = _SortedPoints(frame["x"].to_numpy(), frame["y"].to_numpy())
+            _SORTED[id(frame)] = (weakref.ref(frame), points)
+            weakref.finalize(frame, _SORTED.pop, id(frame), None)
+        return points
+
+
+def _bands() -> list[Any]:
+    """R, G, B, A value dimensions with their range declared: HoloViews then does not scan
+    each band of every frame for its minimum and maximum (four passes over the pixels)."""
+    hv = _hv()
+    return [hv.Dimension(band, range=(0, 255)) for band in "RGBA"]
+
+
+def _shade_row(values: np.ndarray, **options: Any) -> np.ndarray:
+    """``datashader.transfer_functions.shade`` of 1-D pixel values: packed RGBA (uint32) per value."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    image = tf.shade(xr.DataArray(values.reshape(1, -1), dims=("y", "x")), **options)
+    return np.asarray(image.data, dtype=np.uint32).reshape(-1)
+
+
+def _pixel_column(plot: EmbeddingPlot, column: str, index: np.ndarray) -> Any:
+    """Hover column ``column`` of a view as a lazy xarray variable: read per pixel on demand.
+
+    HoloViews' server hover reads one pixel per cursor move (``Dataset.sel``), but a
+    gather of every column for every pixel on each render cost ~10 ms a column on 560k
+    pixels (25 ms on a loaded machine), most of it for values nobody hovers. xarray's
+    lazy indexing (as its file backends do) runs the gather only for what is read: one
+    pixel for a hover, every pixel for ``.values``.
+    """
+    import xarray as xr
+    from xarray.backends import BackendArray
+    from xarray.core import indexing
+
+    class PixelColumn(BackendArray):
+        def __init__(self) -> None:
+            self.shape = index.shape
+            self.dtype = np.asarray(plot._hover_values(column, index.reshape(-1)[:1])).dtype
+
+        def __getitem__(self, key: Any) -> Any:
+            return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
+
+        def _read(self, key: Any) -> np.ndarray:
+            return np.asarray(plot._hover_values(column, index[key]))
+
+    return xr.Variable(("y", "x"), indexing.LazilyIndexedArray(PixelColumn()))
 
 
 class EmbeddingPlot:
@@ -231,6 +380,7 @@ class EmbeddingPlot:
         if not _prepared:
             note_dropped_z(data)
         frame = data if _prepared else plot_frame(data, meta)
+        self._points_frame = frame  # the key of the points' shared spatial order
         # _device_xy: the app's coordinates on the GPU, shared by its sessions as the frame is.
         self._device_xy = _device_xy if _prepared else device_coordinates(data)
         self.frame, self.color_kind = with_color(frame, color)
@@ -256,6 +406,7 @@ class EmbeddingPlot:
             raise ValueError(f"{len(hover_columns)} hover_columns is over the bound of {MAX_HOVER_COLUMNS_GIVEN}")
         self.hover_columns = list(hover_columns)
         self.selected = np.empty(0, dtype=np.int64)
+        self._selection_xy: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._listeners: list[Any] = []
         self._build()
 
@@ -282,6 +433,13 @@ class EmbeddingPlot:
         elif self.color_kind == "value":
             self._values = self.frame[self.color].to_numpy(dtype=np.float64)
         self._device_columns: tuple[Any, Any] = (None, None)
+        self._sorted: tuple[Any, ...] | None = None
+        if self._device_xy is None:
+            # The CPU pass reads the points in spatial order (shared by the frame's plots).
+            points = sorted_points(self._points_frame)
+            self._sorted = (points, points.x, points.y,
+                            None if self._codes is None else points.column(("codes", self.color), self._codes),
+                            None if self._values is None else points.column(("values", self.color), self._values))
         if self._device_xy is not None:
             # Once per colour choice, not per view: the codes or values join x and y there.
             xp = array_module(self._device_xy[0])
@@ -302,11 +460,13 @@ class EmbeddingPlot:
         tools = ["hover", "box_select", "lasso_select", "tap"] if self.hover else ["box_select", "lasso_select", "tap"]
         size = {"responsive": True} if self.responsive else {"width": self.width, "height": self.height}
         self.base = hv.DynamicMap(self._base_image, streams=[self.range, self.size, self._muted]).opts(
-            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover], lod=_LOD,
+            tools=tools, active_tools=["wheel_zoom"], hooks=[_fresh_hover, _prompt_ranges], lod=_LOD,
             title=self.title, xlabel="x", ylabel="y", **size)
         Chosen = hv.streams.Stream.define("Chosen", version=0)
         self._chosen = Chosen()
-        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen])
+        # tools=[] once here, not on each frame: HoloViews' options cost ~5 ms a call
+        self.highlight = hv.DynamicMap(self._highlight_image, streams=[self.range, self.size, self._chosen]
+                                       ).opts(tools=[])
         layers = [self.base, self.highlight]
         if self.labels is not None:
             Shown = hv.streams.Stream.define("LabelsShown", show=True)
@@ -365,8 +525,14 @@ class EmbeddingPlot:
         key = (None if x_range is None else tuple(x_range), None if y_range is None else tuple(y_range), size)
         if self._last_render is None or self._last_render[0] != key:
             # A selection change re-asks for the same view: reuse it, only the fade differs.
-            self._last_render = (key, self.render(key[0], key[1], size=size))
-        return self._last_render[1].opts(alpha=0.25 if muted else 1.0, clone=True)
+            # alpha is set in place once (a later frame without it would keep the faded
+            # glyph's alpha); only a faded view is a clone: ~20 ms of HoloViews per copy.
+            self._last_render = (key, self.render(key[0], key[1], size=size).opts(alpha=1.0))
+        if not muted:
+            return self._last_render[1]
+        faded = self._last_render[1].opts(alpha=0.25, clone=True)
+        faded._packed = self._last_render[1]._packed
+        return faded
 
     def render(self, x_range: Any = None, y_range: Any = None, size: tuple[int, int] | None = None) -> Any:
         """One view as an ``hv.RGB``: every point in range aggregated, shaded and spread.
@@ -388,8 +554,7 @@ class EmbeddingPlot:
         -------
         holoviews.RGB
         """
-        hv = _hv()
-        import datashader.transfer_functions as tf
+        _hv()  # loads HoloViews and registers ViewImage
         import xarray as xr
 
         from embedscope.kernels.view_raster import aggregate_view, choose_spread, spread_fill
@@ -402,41 +567,60 @@ class EmbeddingPlot:
         if self._device_xy is not None:  # the GPU twin; only the pixels cross to the host
             (x, y), (codes, values) = self._device_xy, self._device_columns
         else:
-            x, y, codes, values = self._x, self._y, self._codes, self._values
+            assert self._sorted is not None
+            points, x, y, codes, values = self._sorted
         grid = aggregate_view(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
                               values=values, pick=self.hover)
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}
-        counts = xr.DataArray(grid.count, dims=("y", "x"), coords=coords)
-        if grid.rgb_sum is not None:
-            # count-weighted mix of the category colours; opacity from the counts
-            alpha = tf.shade(counts, cmap="black", how=self.how, min_alpha=MIN_ALPHA).data.view(np.uint8)[..., 3::4]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mix = grid.rgb_sum / grid.count[..., None]
-            rgba = np.empty((height, width, 4), dtype=np.uint8)
-            rgba[..., :3] = np.nan_to_num(mix, nan=0.0).astype(np.uint8)
-            rgba[..., 3] = alpha.reshape(height, width)
-            img = tf.Image(rgba.view(np.uint32).reshape(height, width), dims=("y", "x"), coords=coords)
-        elif grid.value_sum is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean = np.where(grid.count > 0, grid.value_sum / grid.count, np.nan)
-            img = tf.shade(xr.DataArray(mean, dims=("y", "x"), coords=coords), cmap=self._shade_cmap(),
-                           how=self.how, min_alpha=MIN_ALPHA, span=self.span)
-        else:
-            img = tf.shade(counts, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
+        # Only the pixels that show a point are shaded (a zoom shows ~10% of them filled):
+        # datashader's normalisations (eq_hist's histogram, linear's span) read only the
+        # unmasked pixels, so shading those alone, as one row, gives the same colours,
+        # and the empty rest stays transparent. Shading every pixel cost 20-60 ms per view
+        # of 700 x 800 (90-200 ms on a loaded machine).
+        filled = np.flatnonzero(grid.count.reshape(-1))
+        if self._device_xy is None and grid.index is not None:
+            # positions in the spatial order back to rows, for the filled pixels alone
+            # (every other one is -1): a gather over every pixel cost ~5-18 ms
+            flat = grid.index.reshape(-1)
+            flat[filled] = points.order[flat[filled]]
+        packed = np.zeros(height * width, dtype=np.uint32)
+        if filled.size:
+            count = grid.count.reshape(-1)[filled]
+            if grid.rgb_sum is not None:
+                # count-weighted mix of the category colours; opacity from the counts
+                alpha = _shade_row(count, cmap="black", how=self.how, min_alpha=MIN_ALPHA) >> 24
+                mix = (grid.rgb_sum.reshape(-1, 3)[filled] / count[:, None]).astype(np.uint32)
+                packed[filled] = mix[:, 0] | (mix[:, 1] << 8) | (mix[:, 2] << 16) | (alpha << 24)
+            elif grid.value_sum is not None:
+                mean = grid.value_sum.reshape(-1)[filled] / count
+                packed[filled] = _shade_row(mean, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA,
+                                            span=self.span)
+            else:
+                packed[filled] = _shade_row(count, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
+        img = packed.reshape(height, width)
         px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0
-        packed, index = spread_fill(np.asarray(img.data), grid.index, px)
-        rgba = np.ascontiguousarray(packed, dtype=np.uint32).view(np.uint8).reshape(height, width, 4)
-        data = xr.Dataset({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}, coords=coords)
+        packed, index = spread_fill(img, grid.index, px)
+        packed = np.ascontiguousarray(packed, dtype=np.uint32)  # the bands below are views of it
+        rgba = packed.view(np.uint8).reshape(height, width, 4)
+        bands: dict[str, Any] = {band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}
         if self.hover:
-            data["__index__"] = (("y", "x"), index)
-            for column in self.hover_columns:
-                data[column] = (("y", "x"), self._hover_values(column, index))
+            bands["__index__"] = (("y", "x"), index)
+            bands.update((column, _pixel_column(self, column, index)) for column in self.hover_columns)
+        # one Dataset of every variable: each one added later was a merge of its own (~2 ms)
+        data = xr.Dataset(bands, coords=coords)
+        if self.hover:
             data.attrs["selector_columns"] = ["__index__", *self.hover_columns]
             data.attrs["selector"] = "point nearest the pixel centre"
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
-        return hv.RGB(data, kdims=["x", "y"], vdims=["R", "G", "B", "A"], bounds=bounds)
+        _RENDERING.on = True
+        try:
+            image = _VIEW_IMAGE[0](data, kdims=["x", "y"], vdims=_bands(), bounds=bounds)
+        finally:
+            _RENDERING.on = False
+        image._packed = packed.reshape(height, width)
+        return image
 
     def _shade_cmap(self) -> Any:
         import colorcet as cc
@@ -446,6 +630,9 @@ class EmbeddingPlot:
     def _hover_values(self, column: str, index: np.ndarray) -> np.ndarray:
         """``column`` of each pixel's point; "-" / NaN where a pixel shows none."""
         series = self.frame[column]
+        index = np.asarray(index)
+        if index.ndim == 0:  # one pixel (a hover): a gather with a 0-d index gives a scalar
+            return self._hover_values(column, index.reshape(1))[0]
         empty = index < 0
         rows = np.where(empty, 0, index)
         if isinstance(series.dtype, pd.CategoricalDtype):
@@ -473,30 +660,33 @@ class EmbeddingPlot:
     def _highlight_image(self, x_range: Any = None, y_range: Any = None, version: int = 0,
                          width: Any = None, height: Any = None, **_: Any) -> Any:
         """The selected points, shaded in the highlight colour over the current view."""
-        from embedscope.kernels.view_raster import choose_spread, spread_fill
-        from embedscope.viz.aggregate import raster
+        from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
 
         hv = _hv()
-        import datashader.transfer_functions as tf
-
         x_range = tuple(x_range) if x_range is not None else self.extent[0]
         y_range = tuple(y_range) if y_range is not None else self.extent[1]
         bounds = (x_range[0], y_range[0], x_range[1], y_range[1])
         if not self.selected.size:
             # Nothing to draw: one transparent pixel, not a full-size image. The browser
             # got both layers after every zoom; a 1500 x 1100 plot's is 6.6 MB.
-            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"]).opts(tools=[])
-        chosen = self.frame.iloc[self.selected]
+            return hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=bounds, kdims=["x", "y"], vdims=_bands())
         width, height = self._raster_size(width, height)
-        agg = raster(chosen[["x", "y"]], width=width, height=height, x_range=x_range, y_range=y_range)
-        img = tf.shade(agg, cmap=[HIGHLIGHT, HIGHLIGHT], how="linear", min_alpha=255)
-        packed = np.asarray(img.data, dtype=np.uint32)
+        # The selection's coordinates are gathered once per selection, not per view (the
+        # rows of all columns were copied on every zoom), and counted by the view's own
+        # pass. Every pixel with a selected point is the highlight colour, opaque: what
+        # datashader's linear shade of the counts with a one-colour map gave, without
+        # a pass over every pixel of the view.
+        if self._selection_xy is None or self._selection_xy[0] is not self.selected:
+            self._selection_xy = (self.selected, self._x[self.selected], self._y[self.selected])
+        grid = view_grid(self._selection_xy[1], self._selection_xy[2], x_range, y_range, width, height, pick=False)
+        red, green, blue = (int(c) for c in hex_rgb(HIGHLIGHT))
+        packed = np.where(grid.count > 0, np.uint32(red | green << 8 | blue << 16 | 255 << 24), np.uint32(0))
         if self.spread:
             px = choose_spread(packed >> 24 > 0, threshold=0.5, max_px=self.spread)
             packed, _ = spread_fill(packed, None, px)
         rgba = np.ascontiguousarray(packed).view(np.uint8).reshape(height, width, 4)
         # datashader rows run bottom-up; HoloViews RGB rows run top-down
-        return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"]).opts(tools=[])
+        return hv.RGB(rgba[::-1], bounds=bounds, kdims=["x", "y"], vdims=_bands())
 
     # ----------------------------------------------------------------- live
     @classmethod

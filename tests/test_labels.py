@@ -221,3 +221,23 @@ def test_touching_clusters_keep_their_names_and_mixed_ones_share_a_label():
     mixed = [t for t in texts if "," in t]
     assert len(mixed) == 1 and set(mixed[0].split(", ")) == {"red", "blue"}, texts
     assert sorted(t for t in texts if "," not in t) == ["far", "left", "right"], texts
+
+
+def test_a_name_is_not_repeated_within_a_view_at_any_level():
+    rng = np.random.default_rng(5)
+    m = 600
+    # a sparse uniform strip (density islands split it) and two round blobs
+    x = np.concatenate([rng.uniform(0, 12, m), rng.normal(3, 0.6, m), rng.normal(9, 0.6, m)])
+    y = np.concatenate([rng.normal(0, 0.25, m), rng.normal(6, 0.6, m), rng.normal(-6, 0.6, m)])
+    names = np.array(["long"] * m + ["up"] * m + ["down"] * m)
+    found = find_labels(x, y, names, levels=4, width=600)
+    assert sorted(lab.text for lab in found.at_level(0)) == ["down", "long", "up"]
+    full = found.x_range[1] - found.x_range[0]
+    for level in range(4):
+        labels = found.at_level(level)
+        # the blobs keep one name each; the strip's pieces never share a view's width
+        # (the old per-level islands named "up" 8 times at level 3)
+        assert [lab.text for lab in labels].count("up") == 1 and [lab.text for lab in labels].count("down") == 1
+        strip = [lab for lab in labels if lab.text == "long"]
+        assert all(np.hypot(a.x - b.x, a.y - b.y) >= full / 2**level
+                   for i, a in enumerate(strip) for b in strip[i + 1:]), (level, strip)

@@ -41,11 +41,20 @@ LINE_PX = 16.0
 #: below it a patch is noise at that zoom. 0.5 % lets 200 equal clusters all be named.
 MIN_SHARE = 0.005
 #: Smoothing of the full view's density, in grid cells per 256 (halved per level): wide
-#: enough that a sparse cluster is one island, narrow enough that separate ones are not.
+#: enough that a cluster is one island, narrow enough that separate ones are not.
 COARSE_SIGMA = 4.0
+#: ... and at least this many times the points' spacing were they spread over the whole
+#: grid (grid / sqrt(n)): a few thousand points leave gaps of several cells inside one
+#: cluster, which split it (the digits' "5" was named twice at 4 cells).
+SPARSE_SIGMA = 1.5
 #: Cells per side of the grid a category's patch is found on (grid / PATCH_DIVISOR):
 #: coarse enough that a cell holds several points, so "most frequent here" means something.
 PATCH_DIVISOR = 4
+#: A name is not repeated closer than this share of the view's width at its level, so one
+#: view rarely shows a name twice: two labels of one name on one screen read as one
+#: cluster named twice (the digits' "5", one sparse elongated cluster in two islands,
+#: showed two "5" a fifth of a screen apart; a uniform strip, two "long" at 0.8 of one).
+REPEAT_SPAN = 1.0
 #: A category names a patch when most of its points (this share) lie in cells it leads.
 MIN_OWN_SHARE = 0.5
 #: Two categories share a label ("a, b") when, in the cells the first leads, the second
@@ -280,8 +289,10 @@ def _text_names(terms: tuple[np.ndarray, Any, Any], region: np.ndarray, n_region
 class _Chosen:
     """The labels kept at one level, and what they already name."""
 
-    def __init__(self, found: LabelSet, n: int, names: dict[str, int], parent_region: np.ndarray | None) -> None:
+    def __init__(self, found: LabelSet, n: int, names: dict[str, int], parent_region: np.ndarray | None,
+                 repeat_span: float) -> None:
         self.found, self.names, self.parent_region = found, names, parent_region
+        self.repeat_span = repeat_span
         self.kept: list[tuple[MapLabel, np.ndarray]] = []
         self.boxes: list[tuple[float, float, float, float]] = []
         # Per point, the name (an id in ``names``) a kept label gives it; per name, the
@@ -297,9 +308,13 @@ class _Chosen:
         above = above[above >= 0]
         return int(np.bincount(above).argmax()) if above.size else -1
 
-    def names_already(self, text: str, members: np.ndarray) -> bool:
-        """Whether ``text`` is already given to these points or to their island above."""
+    def names_already(self, text: str, members: np.ndarray, x: float, y: float) -> bool:
+        """Whether ``text`` is already given to these points, to their island above, or
+        to a label near ``(x, y)`` (within ``repeat_span``)."""
         if text in self.names and np.mean(self.named[members] == self.names[text]) >= 0.5:
+            return True
+        if any(label.text == text and np.hypot(label.x - x, label.y - y) < self.repeat_span
+               for label, _ in self.kept):
             return True
         return self.parent_of(members) in self.given_in.get(text, set()) - {-1}
 
@@ -397,7 +412,7 @@ def find_labels(
     terms = _term_counts(values, valid, rng) if kind == "text" else None
     result = LabelSet([], column, kind, int(levels), int(width), x_range, y_range)
     patches = _patches(codes, cells, valid, grid) if kind == "category" else None
-    sigma0 = COARSE_SIGMA * grid / 256
+    sigma0 = max(COARSE_SIGMA * grid / 256, SPARSE_SIGMA * grid / np.sqrt(max(int(valid.sum()), 1)))
     names: dict[str, int] = {}
     # (label, member rows) shown at the level above; carried into each finer level.
     shown: list[tuple[MapLabel, np.ndarray]] = []
@@ -417,13 +432,13 @@ def find_labels(
         else:
             found = []
         found.sort(key=lambda item: -item[2].size)
-        chosen = _Chosen(result, n, names, parent_region)
+        chosen = _Chosen(result, n, names, parent_region, REPEAT_SPAN * (x_range[1] - x_range[0]) / 2.0**level)
         # Boxes shrink by half per level around the same centres, so the labels of the
         # level above still miss each other here.
         for label, members in shown:
             chosen.keep(MapLabel(label.text, label.x, label.y, level, label.size, label.share), members)
         for text, share, members in found:
-            if not text or not members.size or chosen.names_already(text, members):
+            if not text or not members.size:
                 continue
             # A label sits at the median of the points it names: on them, where a
             # density peak of the island may not be.
@@ -431,11 +446,13 @@ def find_labels(
             label = MapLabel(text, lx, ly, level, int(members.size), share)
             # A label by the edge of the full view is moved inwards until its box fits:
             # centred on its points there, half of its text was cut off by the frame.
+            # (A hair more than half the box: x0 + half - half can round to just below x0.)
             bx0, by0, bx1, by1 = result.box(label)
-            lx += max(x_range[0] - bx0, 0.0) - max(bx1 - x_range[1], 0.0)
-            ly += max(y_range[0] - by0, 0.0) - max(by1 - y_range[1], 0.0)
+            half_w, half_h = (bx1 - bx0) / 2 * (1 + 1e-9), (by1 - by0) / 2 * (1 + 1e-9)
+            lx = min(max(lx, x_range[0] + half_w), x_range[1] - half_w)
+            ly = min(max(ly, y_range[0] + half_h), y_range[1] - half_h)
             label = MapLabel(text, lx, ly, level, int(members.size), share)
-            if not chosen.overlaps(result.box(label)):
+            if not chosen.names_already(text, members, lx, ly) and not chosen.overlaps(result.box(label)):
                 chosen.keep(label, members)
         result.labels.extend(label for label, _ in chosen.kept)
         shown, parent_region = chosen.kept, region

@@ -147,13 +147,12 @@ def _kind_of(values: Any) -> str:
 
 
 def _regions(cells: np.ndarray, valid: np.ndarray, grid: int, sigma: float, quantile: float,
-             min_points: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Density islands on the grid: (label per point (-1 none), sizes, peak cell per region)."""
+             min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Density islands on the grid: (island per point (-1 none), sizes)."""
     from scipy import ndimage
 
     counts = np.bincount(cells[valid], minlength=grid * grid).reshape(grid, grid).astype(np.float64)
-    # Zero outside the grid: a reflecting edge would pile density up at the border and
-    # pull the peaks (where labels sit) out of their regions.
+    # Zero outside the grid: a reflecting edge would pile density up at the border.
     density = ndimage.gaussian_filter(counts, sigma, mode="constant")
     occupied = density[counts > 0]
     threshold = np.quantile(occupied, quantile) if occupied.size else 0.0
@@ -165,8 +164,7 @@ def _regions(cells: np.ndarray, valid: np.ndarray, grid: int, sigma: float, quan
     remap = np.full(found + 1, -1, dtype=np.int64)
     remap[keep] = np.arange(keep.size)
     point_region = np.where(point_region >= 0, remap[np.maximum(point_region, 0)], -1)
-    peaks = ndimage.maximum_position(density, components, index=keep + 1) if keep.size else []
-    return point_region, sizes[keep], [(int(r), int(c)) for r, c in peaks]
+    return point_region, sizes[keep]
 
 
 @dataclass
@@ -421,7 +419,7 @@ def find_labels(
         sigma = max(sigma0 / 2.0**level, 0.75)
         quantile = 0.15 + 0.35 * level / max(levels - 1, 1)
         min_points = max(5, int(MIN_SHARE * n / 2.0**level))
-        region, sizes, _ = _regions(cells, valid, grid, sigma, quantile, min_points)
+        region, sizes = _regions(cells, valid, grid, sigma, quantile, min_points)
         if patches is not None:
             found = _category_candidates(codes, uniques, region, patches, min_points) if sizes.size else []
         elif sizes.size:

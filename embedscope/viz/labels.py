@@ -68,7 +68,8 @@ TEXT_UNIQUE_SHARE = 0.2
 
 @dataclass(frozen=True)
 class MapLabel:
-    """One label: its text, where it sits, and at which zoom level it is shown."""
+    """One label: its text, where it sits, and at which zoom level it is shown (a label
+    shown at one level is repeated, same text and place, at each finer one)."""
 
     text: str
     x: float
@@ -77,7 +78,8 @@ class MapLabel:
     size: int
     """Points in the region."""
     share: float
-    """Share of the region's points holding its category (NaN for text)."""
+    """Share of the points in the cells its category leads that hold that category: how
+    pure its patch is (NaN for text)."""
 
 
 @dataclass

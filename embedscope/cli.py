@@ -152,7 +152,7 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
 
     from embedscope.engine import distributed as dist
     from embedscope.io.load import load_vectors
-    from embedscope.io.write import write_coords
+    from embedscope.io.write import layout_info, write_coords
 
     if args.meta:
         raise ValueError("--meta is not supported with sharded input; put metadata columns in the parquet shards")
@@ -170,12 +170,17 @@ def _reduce_distributed(args: argparse.Namespace, reducer: Any, columns: list[st
         progress.log(f"{X.shape[0]:,} vectors x {X.shape[1]:,} dims in {X.numblocks[0]} blocks")
         if args.method == "pca":
             coords = reducer.fit_transform(X)
+            info = layout_info(args.method, reducer)
         else:
             sampled = dist.SampledReducer(reducer, sample_size=args.sample_size or dist.DEFAULT_SAMPLE,
                                           verbose=not args.quiet)
             coords = sampled.fit_transform(X)
+            # The record the single-file path writes, plus the sample the model saw.
+            info = {**layout_info(args.method, reducer),
+                    "sample": {"rows": int(sampled.sample_rows_.size), "of": int(sampled.n_samples_seen_),
+                               "random_state": sampled.random_state}}
         with progress.stage("transform+write", f"{args.out} (parquet shards)"):
-            write_coords(args.out, coords, meta, force=args.force)
+            write_coords(args.out, coords, meta, force=args.force, info=info)
     progress.log(f"{args.method} on dask: {X.shape[0]:,} points -> {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -190,6 +190,35 @@ def test_reduce_cli_on_shards_with_local_cluster(shards, tmp_path):
                                atol=1e-3)
 
 
+def test_sharded_reduce_records_its_method_for_titles(shards, tmp_path):
+    """#19: the Dask path records what the single-file path does, in every shard."""
+    import pyarrow.parquet as pq
+
+    from embedscope.cli import main
+    from embedscope.io.write import LAYOUT_KEY, read_layout_info
+    from embedscope.viz._input import layout_title
+
+    folder, X, _ = shards
+    out = tmp_path / "umap-coords"
+    # no cluster flag: a folder of shards takes the Dask path on the local threads
+    assert main(["reduce", str(folder), "--method", "umap", "--n-neighbors", "7", "--n-epochs", "20",
+                 "--random-state", "3", "--sample-size", "300", "--out", str(out), "--quiet"]) == 0
+    info = read_layout_info(out)
+    assert info["method"] == "umap" and info["params"]["n_neighbors"] == 7 and info["params"]["random_state"] == 3
+    assert info["sample"] == {"rows": 300, "of": len(X), "random_state": 0}
+    assert layout_title(info, out.name).startswith("UMAP n_neighbors=7, ")
+    parts = sorted(out.glob("*.parquet"))
+    assert len(parts) == N_SHARDS and all(LAYOUT_KEY in pq.read_schema(p).metadata for p in parts)
+    pcs = tmp_path / "pcs"
+    assert main(["reduce", str(folder), "--method", "pca", "--svd-solver", "full", "--out", str(pcs), "--quiet"]) == 0
+    assert read_layout_info(pcs)["params"]["svd_solver"] == "full"
+    # negative control: shards written without a record give none
+    import dask.dataframe as dd
+
+    write_parquet_dir(dd.from_pandas(pd.read_parquet(pcs), npartitions=2), tmp_path / "plain")
+    assert read_layout_info(tmp_path / "plain") is None
+
+
 def test_dask_array_through_reduce(client):
     from embedscope import reduce
 

@@ -7,8 +7,8 @@ import pytest
 
 from embedscope.viz.labels import find_labels
 
-# Sixteen blobs in four groups: more blobs than a full view labels (MAX_COARSE), so the
-# full view must merge each group.
+# Sixteen blobs in four groups, each blob well apart from its neighbours: the full view
+# names every blob by itself, never a group by two of its names.
 GROUPS = {"animals": ((0, 0), ["cat", "dog", "horse", "cow"]),
           "vehicles": ((24, 0), ["car", "bus", "train", "bike"]),
           "food": ((0, 24), ["bread", "apple", "cheese", "rice"]),
@@ -46,13 +46,12 @@ def test_coarse_regions_at_full_view_and_fine_ones_zoomed(layout):
     labels = find_labels(x, y, cats, column="word", levels=3)
     assert labels.kind == "category" and labels.column == "word"
     coarse = labels.at_level(0)
-    assert len(coarse) == 4
-    # Each coarse label names members of one group and sits inside that group.
+    assert len(coarse) == 16
+    # Each coarse label is one blob's own name and sits on that blob.
     for lab in coarse:
-        members = {part.strip() for part in lab.text.split(",")}
-        assert len({_group_of(m) for m in members}) == 1, lab
-        (cx, cy), _ = GROUPS[_group_of(next(iter(members)))]
-        assert np.hypot(lab.x - cx, lab.y - cy) < 6
+        (cx, cy), names = GROUPS[_group_of(lab.text)]
+        angle = 2 * np.pi * names.index(lab.text) / 4
+        assert np.hypot(lab.x - cx - 4 * np.cos(angle), lab.y - cy - 4 * np.sin(angle)) < 1
     # Zoomed in (level 2: a quarter of the width), every blob is its own region.
     fine = labels.at_level(2)
     assert sorted(lab.text for lab in fine) == sorted(n for _, names in GROUPS.values() for n in names)
@@ -153,3 +152,92 @@ def test_labels_by_the_edge_are_moved_inside_the_view():
     x0, _, x1, _ = found.box(edge)
     assert x0 >= 0.0 and x1 <= 11.0
     assert edge.x > 1.0  # its points' median (0.3) would have put half the text outside
+
+
+@pytest.fixture(scope="module")
+def fifty_blobs():
+    """50 well-separated round blobs (centres at least 9 sd apart), one topic each (#19)."""
+    rng = np.random.default_rng(3)
+    centres: list[np.ndarray] = []
+    while len(centres) < 50:
+        c = rng.uniform(-45, 45, 2)
+        if all(np.hypot(*(c - d)) > 9 for d in centres):
+            centres.append(c)
+    topic = np.repeat(np.arange(50), 200)
+    xy = np.array(centres)[topic] + rng.normal(size=(topic.size, 2))
+    names = np.array([f"topic {i:02d}" for i in range(50)], dtype=object)
+    found = find_labels(xy[:, 0], xy[:, 1], names[topic], levels=4, width=900)
+    return np.array(centres), names, found
+
+
+def _blob_of(centres: np.ndarray, lab) -> int:
+    return int(np.argmin(np.hypot(centres[:, 0] - lab.x, centres[:, 1] - lab.y)))
+
+
+def test_full_view_names_each_of_fifty_blobs_by_itself(fifty_blobs):
+    centres, names, found = fifty_blobs
+    full = found.at_level(0)
+    # The old merge to at most 12 regions drew 4 labels here, one of them "topic 00, topic 02".
+    assert len(full) >= 40
+    assert len({lab.text for lab in full}) == len(full)
+    for lab in full:
+        blob = _blob_of(centres, lab)
+        assert lab.text == names[blob], lab
+        assert np.hypot(*(centres[blob] - (lab.x, lab.y))) < 1.0, lab
+        assert lab.share > 0.95
+
+
+def test_fifty_blobs_labels_never_overlap_and_never_repeat_inside_a_blob(fifty_blobs):
+    centres, names, found = fifty_blobs
+    before = {(lab.text, lab.x, lab.y) for lab in found.at_level(0)}
+    for level in range(found.levels):
+        labels = found.at_level(level)
+        boxes = [found.box(lab) for lab in labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), level
+        # one name per blob: a finer level does not split a round blob into pieces that
+        # repeat its name
+        per_blob = np.bincount([_blob_of(centres, lab) for lab in labels], minlength=50)
+        assert per_blob.max() <= 1, (level, per_blob)
+        assert all(lab.text == names[_blob_of(centres, lab)] for lab in labels)
+        # what the level above showed is still shown, where it was
+        now = {(lab.text, lab.x, lab.y) for lab in labels}
+        assert before <= now, level
+        before = now
+    assert len(found.at_level(found.levels - 1)) == 50  # zoomed in, every blob is named
+
+
+def test_touching_clusters_keep_their_names_and_mixed_ones_share_a_label():
+    rng = np.random.default_rng(4)
+    m = 3000
+    # "left" and "right" touch (3 sd apart: one density island at the full view);
+    # "red" and "blue" are one blob, their points mixed; "far" stands alone.
+    x = np.concatenate([rng.normal(0, 1, m), rng.normal(3, 1, m), rng.normal(20, 1, 2 * m), rng.normal(10, 1, m)])
+    y = np.concatenate([rng.normal(0, 1, m), rng.normal(0, 1, m), rng.normal(0, 1, 2 * m), rng.normal(15, 1, m)])
+    names = np.array(["left"] * m + ["right"] * m + list(rng.choice(["red", "blue"], 2 * m)) + ["far"] * m)
+    found = find_labels(x, y, names, levels=1, width=900)
+    texts = sorted(lab.text for lab in found.at_level(0))
+    mixed = [t for t in texts if "," in t]
+    assert len(mixed) == 1 and set(mixed[0].split(", ")) == {"red", "blue"}, texts
+    assert sorted(t for t in texts if "," not in t) == ["far", "left", "right"], texts
+
+
+def test_a_name_is_not_repeated_within_a_view_at_any_level():
+    rng = np.random.default_rng(5)
+    m = 600
+    # a sparse uniform strip (density islands split it) and two round blobs
+    x = np.concatenate([rng.uniform(0, 12, m), rng.normal(3, 0.6, m), rng.normal(9, 0.6, m)])
+    y = np.concatenate([rng.normal(0, 0.25, m), rng.normal(6, 0.6, m), rng.normal(-6, 0.6, m)])
+    names = np.array(["long"] * m + ["up"] * m + ["down"] * m)
+    found = find_labels(x, y, names, levels=4, width=600)
+    assert sorted(lab.text for lab in found.at_level(0)) == ["down", "long", "up"]
+    full = found.x_range[1] - found.x_range[0]
+    for level in range(4):
+        labels = found.at_level(level)
+        # the blobs keep one name each; the strip's pieces never share a view's width
+        # (the old per-level islands named "up" 8 times at level 3)
+        assert [lab.text for lab in labels].count("up") == 1 and [lab.text for lab in labels].count("down") == 1
+        strip = [lab for lab in labels if lab.text == "long"]
+        assert all(np.hypot(a.x - b.x, a.y - b.y) >= full / 2**level
+                   for i, a in enumerate(strip) for b in strip[i + 1:]), (level, strip)

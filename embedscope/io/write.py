@@ -471,9 +471,13 @@ def layout_info(method: str, reducer: Any) -> dict[str, Any]:
 
 def read_layout_info(path: str | os.PathLike) -> dict[str, Any] | None:
     """What :func:`write_coords` recorded about how a parquet layout was made; None when
-    the file is not parquet, holds no record, or the record is unreadable."""
+    the file is not parquet, holds no record, or the record is unreadable. For a folder
+    of parquet shards, the record of its first shard (each holds the same)."""
     import json
 
+    if Path(path).is_dir():
+        shards = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+        path = shards[0] if shards else path
     if Path(path).suffix.lower() not in (".parquet", ".pq") or not Path(path).is_file():
         return None
     import pyarrow.parquet as pq
@@ -507,8 +511,9 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, forc
         Replace an existing file (or folder of shards).
     info : dict, optional
         How the layout was made (:func:`layout_info`), stored as JSON in the parquet
-        schema metadata under ``embedscope`` (one parquet file; not in ``.npy``), where
-        plots read it back for their titles (:func:`read_layout_info`).
+        schema metadata under ``embedscope`` (of the file, or of every shard of a
+        folder; not in ``.npy``), where plots read it back for their titles
+        (:func:`read_layout_info`).
 
     Returns
     -------
@@ -522,7 +527,7 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, forc
         As :func:`atomic_output`.
     """
     if is_dask(coords):
-        return write_parquet_dir(coords_frame(coords, meta), path, force=force)
+        return write_parquet_dir(coords_frame(coords, meta), path, force=force, info=info)
     final = Path(path)
     suffix = final.suffix.lower()
     if suffix not in (".parquet", ".pq", ".npy"):
@@ -544,7 +549,8 @@ def write_coords(path: str | os.PathLike, coords: Any, meta: Any = None, *, forc
     return final
 
 
-def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False) -> Path:
+def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False,
+                      info: dict[str, Any] | None = None) -> Path:
     """Write a dask.dataframe as parquet shards into a new folder, renamed into place.
 
     The folder is written under a temporary name and swapped in when complete
@@ -559,12 +565,19 @@ def write_parquet_dir(frame: Any, out: str | os.PathLike, *, force: bool = False
     out : str or path
         The folder.
     force : bool, default=False
+    info : dict, optional
+        How the layout was made (:func:`layout_info`), stored as JSON under
+        ``embedscope`` in the schema metadata of every shard, as :func:`write_coords`
+        does for one file: any shard then says how the whole was made.
 
     Returns
     -------
     Path
     """
+    import json
+
     final = Path(out)
+    custom = {LAYOUT_KEY: json.dumps(info).encode("utf-8")} if info is not None else None
     with atomic_output_dir(final, force=force) as tmp:
-        frame.to_parquet(str(tmp), write_index=False)
+        frame.to_parquet(str(tmp), write_index=False, custom_metadata=custom)
     return final

@@ -320,8 +320,8 @@ class EmbeddingPlot:
         data's extent when None.
     labels : embedscope.viz.labels.LabelSet, optional
         Region names drawn over the map, the level of the zoom in view
-        (:meth:`~embedscope.viz.labels.LabelSet.for_view`): a few coarse ones at full
-        view, finer ones zoomed in. :meth:`show_labels` switches them on and off.
+        (:meth:`~embedscope.viz.labels.LabelSet.for_view`): one per cluster that fits
+        at full view, more zoomed in. :meth:`show_labels` switches them on and off.
     show_labels : bool, default=True
         Whether ``labels`` are drawn at first.
     legend : bool, default=True

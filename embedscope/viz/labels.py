@@ -2,19 +2,27 @@
 
 Regions are density islands of the layout, found on a grid (the same binning a
 datashader aggregate does): the point counts are smoothed, thresholded and split into
-connected components. Coarser smoothing gives a few large regions for the full view,
-finer smoothing the sub-regions shown as one zooms in. This costs O(n) for the binning
-and O(grid^2) for the rest, whatever the number of points (1M points: well under a
-second), where a point clustering (HDBSCAN) of a million points takes minutes.
+connected components, with narrower smoothing and a higher threshold at each finer
+zoom level. This costs O(n log n) for the binning and grouping and O(grid^2) for the
+rest (1M points: a few seconds), where a point clustering (HDBSCAN) of a million points
+takes minutes.
 
-Each region is named from a metadata column: a category column by its dominant value
-(two values where none holds 40 %), a text column by its most distinctive terms,
-scored by class-based TF-IDF (the texts of a region form one document; a term scores
-by its frequency in the region times the log of how rare it is across regions).
+A category column gives one candidate label per category and island: the island's
+points of that category, where that category forms a patch of its own (most of its
+points lie in cells of a coarse grid where it is the most frequent category). So
+clusters that touch, or that one smoothing joins, keep their own names; two names share
+one label ("a, b") only where their points are mixed in the same cells. A text column
+gives one candidate per island, named by its most distinctive terms, scored by
+class-based TF-IDF (the texts of an island form one document; a term scores by its
+frequency in the island times the log of how rare it is across islands).
 
-Labels never overlap at the zoom they are shown at: each level keeps, largest region
-first, only the labels whose text box (estimated from a character size in pixels)
-misses those already kept, at that level's scale (the full view doubled per level).
+Each level keeps the labels of the level above (a label shown stays shown as one zooms
+in), then adds candidates, largest first, whose text box (estimated from a character
+size in pixels, at that level's scale: the full view doubled per level) misses those
+already kept. A candidate is not added where its name is already given to the same
+place: most of its points named by a label of the same text, or a label of the same
+text already kept in the same island of the level above. So labels never overlap at the
+zoom they are shown at, and a finer level adds names for the parts that differ.
 """
 
 from __future__ import annotations
@@ -29,11 +37,29 @@ __all__ = ["LabelSet", "MapLabel", "add_bokeh_labels", "find_labels"]
 #: Pixels of one character and of a line of label text, for the overlap test.
 CHAR_PX = 7.0
 LINE_PX = 16.0
-#: A region needs this share of all points (coarsest level; halved per finer level).
-MIN_SHARE = 0.01
-#: Most regions at the full view: the coarsest smoothing is the narrowest that leaves
-#: at most this many (neighbouring islands merge until they do).
-MAX_COARSE = 12
+#: A label needs this share of all points at the full view (halved per finer level):
+#: below it a patch is noise at that zoom. 0.5 % lets 200 equal clusters all be named.
+MIN_SHARE = 0.005
+#: Smoothing of the full view's density, in grid cells per 256 (halved per level): wide
+#: enough that a cluster is one island, narrow enough that separate ones are not.
+COARSE_SIGMA = 4.0
+#: ... and at least this many times the points' spacing were they spread over the whole
+#: grid (grid / sqrt(n)): a few thousand points leave gaps of several cells inside one
+#: cluster, which split it (the digits' "5" was named twice at 4 cells).
+SPARSE_SIGMA = 1.5
+#: Cells per side of the grid a category's patch is found on (grid / PATCH_DIVISOR):
+#: coarse enough that a cell holds several points, so "most frequent here" means something.
+PATCH_DIVISOR = 4
+#: A name is not repeated closer than this share of the view's width at its level, so one
+#: view rarely shows a name twice: two labels of one name on one screen read as one
+#: cluster named twice (the digits' "5", one sparse elongated cluster in two islands,
+#: showed two "5" a fifth of a screen apart; a uniform strip, two "long" at 0.8 of one).
+REPEAT_SPAN = 1.0
+#: A category names a patch when most of its points (this share) lie in cells it leads.
+MIN_OWN_SHARE = 0.5
+#: Two categories share a label ("a, b") when, in the cells the first leads, the second
+#: has at least this fraction of the first's points: they are mixed, one region.
+MIXED_RATIO = 0.6
 #: Rows whose texts are read to name regions (seeded sample above it).
 MAX_TEXT_ROWS = 200_000
 #: Above this share of distinct values a text/object column is treated as free text.
@@ -42,7 +68,8 @@ TEXT_UNIQUE_SHARE = 0.2
 
 @dataclass(frozen=True)
 class MapLabel:
-    """One label: its text, where it sits, and at which zoom level it is shown."""
+    """One label: its text, where it sits, and at which zoom level it is shown (a label
+    shown at one level is repeated, same text and place, at each finer one)."""
 
     text: str
     x: float
@@ -51,7 +78,8 @@ class MapLabel:
     size: int
     """Points in the region."""
     share: float
-    """Share of the region's points holding its category (NaN for text)."""
+    """Share of the points in the cells its category leads that hold that category: how
+    pure its patch is (NaN for text)."""
 
 
 @dataclass
@@ -121,13 +149,12 @@ def _kind_of(values: Any) -> str:
 
 
 def _regions(cells: np.ndarray, valid: np.ndarray, grid: int, sigma: float, quantile: float,
-             min_points: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Density islands on the grid: (label per point (-1 none), sizes, peak cell per region)."""
+             min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Density islands on the grid: (island per point (-1 none), sizes)."""
     from scipy import ndimage
 
     counts = np.bincount(cells[valid], minlength=grid * grid).reshape(grid, grid).astype(np.float64)
-    # Zero outside the grid: a reflecting edge would pile density up at the border and
-    # pull the peaks (where labels sit) out of their regions.
+    # Zero outside the grid: a reflecting edge would pile density up at the border.
     density = ndimage.gaussian_filter(counts, sigma, mode="constant")
     occupied = density[counts > 0]
     threshold = np.quantile(occupied, quantile) if occupied.size else 0.0
@@ -139,32 +166,79 @@ def _regions(cells: np.ndarray, valid: np.ndarray, grid: int, sigma: float, quan
     remap = np.full(found + 1, -1, dtype=np.int64)
     remap[keep] = np.arange(keep.size)
     point_region = np.where(point_region >= 0, remap[np.maximum(point_region, 0)], -1)
-    peaks = ndimage.maximum_position(density, components, index=keep + 1) if keep.size else []
-    return point_region, sizes[keep], [(int(r), int(c)) for r, c in peaks]
+    return point_region, sizes[keep]
 
 
-def _category_names(codes: np.ndarray, uniques: Any, region: np.ndarray,
-                    n_regions: int) -> list[tuple[str, float, int]]:
-    """Each region's dominant category (two where none holds 40 %), its share and code."""
+@dataclass
+class _Patches:
+    """Which category leads each cell of a coarse grid, made once for every level."""
+
+    cell: np.ndarray
+    """Coarse cell of each point (-1 outside the view)."""
+    table: Any
+    """Sparse (cells, categories) point counts."""
+    own: np.ndarray
+    """Per point: whether its category is the most frequent one in its cell."""
+    totals: np.ndarray
+    """Points per category in the view."""
+
+
+def _patches(codes: np.ndarray, cells: np.ndarray, valid: np.ndarray, grid: int) -> _Patches:
     import scipy.sparse as sp
 
-    ok = (region >= 0) & (codes >= 0)
-    table = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.int64), (region[ok], codes[ok])),
-                          shape=(n_regions, len(uniques)))
-    names = []
-    for r in range(n_regions):
-        row = table.getrow(r)
-        if row.nnz == 0:
-            names.append(("", 0.0, -1))
+    side = max(grid // PATCH_DIVISOR, 4)
+    pcell = np.full(cells.shape[0], -1, dtype=np.int64)
+    pcell[valid] = (cells[valid] // grid * side // grid) * side + (cells[valid] % grid * side // grid)
+    ok = (pcell >= 0) & (codes >= 0)
+    n_codes = int(codes.max()) + 1 if codes.size and codes.max() >= 0 else 1
+    table = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.int64), (pcell[ok], codes[ok])),
+                          shape=(side * side, n_codes))
+    table.sum_duplicates()
+    leader = np.asarray(table.argmax(axis=1)).ravel()
+    own = np.zeros(cells.shape[0], dtype=bool)
+    own[ok] = leader[pcell[ok]] == codes[ok]
+    return _Patches(pcell, table, own, np.asarray(table.sum(axis=0)).ravel())
+
+
+def _category_candidates(codes: np.ndarray, uniques: Any, region: np.ndarray, patches: _Patches,
+                         min_points: int) -> list[tuple[str, float, np.ndarray]]:
+    """(name, share, member rows) per (island, category) patch of at least ``min_points``.
+
+    A category scattered through an island (leading few of the cells its points are in)
+    names nothing there; one mixed with another in the same cells shares its label.
+    """
+    rows = np.flatnonzero((region >= 0) & (codes >= 0))
+    if not rows.size:
+        return []
+    n_codes = len(uniques)
+    keys = region[rows] * n_codes + codes[rows]
+    order = np.argsort(keys, kind="stable")
+    rows, keys = rows[order], keys[order]
+    unique_keys, starts, counts = np.unique(keys, return_index=True, return_counts=True)
+    out = []
+    for key, start, count in zip(unique_keys, starts, counts, strict=True):
+        if count < min_points:
             continue
-        order = np.argsort(-row.data, kind="stable")
-        top = row.indices[order]
-        share = float(row.data[order[0]] / row.data.sum())
-        text = str(uniques[top[0]])
-        if share < 0.4 and top.size > 1:
-            text = f"{text}, {uniques[top[1]]}"
-        names.append((text, share, int(top[0])))
-    return names
+        members = rows[start:start + count]
+        own = patches.own[members]
+        if own.mean() < MIN_OWN_SHARE:
+            continue
+        code = int(key % n_codes)
+        # The categories in the cells this one leads: a close second means the two are
+        # mixed there (one region, both names); a far one is a neighbour's edge.
+        in_cells = np.asarray(patches.table[np.unique(patches.cell[members[own]])].sum(axis=0)).ravel()
+        total = in_cells.sum()
+        mine = in_cells[code]
+        in_cells[code] = -1
+        second = int(np.argmax(in_cells)) if in_cells.size > 1 else -1
+        text = str(uniques[code])
+        if second >= 0 and in_cells[second] >= MIXED_RATIO * mine:
+            # Each of the two may make this label; the larger category first names it
+            # the same either way.
+            first, other = (code, second) if patches.totals[code] >= patches.totals[second] else (second, code)
+            text = f"{uniques[first]}, {uniques[other]}"
+        out.append((text, float(mine / max(total, 1)), members))
+    return out
 
 
 def _term_counts(values: Any, valid: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Any, Any]:
@@ -212,6 +286,48 @@ def _text_names(terms: tuple[np.ndarray, Any, Any], region: np.ndarray, n_region
     return names
 
 
+class _Chosen:
+    """The labels kept at one level, and what they already name."""
+
+    def __init__(self, found: LabelSet, n: int, names: dict[str, int], parent_region: np.ndarray | None,
+                 repeat_span: float) -> None:
+        self.found, self.names, self.parent_region = found, names, parent_region
+        self.repeat_span = repeat_span
+        self.kept: list[tuple[MapLabel, np.ndarray]] = []
+        self.boxes: list[tuple[float, float, float, float]] = []
+        # Per point, the name (an id in ``names``) a kept label gives it; per name, the
+        # islands of the level above it is given in.
+        self.named = np.full(n, -1, dtype=np.int64)
+        self.given_in: dict[str, set[int]] = {}
+
+    def parent_of(self, members: np.ndarray) -> int:
+        """The island of the level above holding most of ``members`` (-1: none)."""
+        if self.parent_region is None:
+            return -1
+        above = self.parent_region[members]
+        above = above[above >= 0]
+        return int(np.bincount(above).argmax()) if above.size else -1
+
+    def names_already(self, text: str, members: np.ndarray, x: float, y: float) -> bool:
+        """Whether ``text`` is already given to these points, to their island above, or
+        to a label near ``(x, y)`` (within ``repeat_span``)."""
+        if text in self.names and np.mean(self.named[members] == self.names[text]) >= 0.5:
+            return True
+        if any(label.text == text and np.hypot(label.x - x, label.y - y) < self.repeat_span
+               for label, _ in self.kept):
+            return True
+        return self.parent_of(members) in self.given_in.get(text, set()) - {-1}
+
+    def overlaps(self, box: tuple[float, float, float, float]) -> bool:
+        return any(box[0] < k[2] and k[0] < box[2] and box[1] < k[3] and k[1] < box[3] for k in self.boxes)
+
+    def keep(self, label: MapLabel, members: np.ndarray) -> None:
+        self.kept.append((label, members))
+        self.boxes.append(self.found.box(label))
+        self.named[members] = self.names.setdefault(label.text, len(self.names))
+        self.given_in.setdefault(label.text, set()).add(self.parent_of(members))
+
+
 def find_labels(
     x: Any,
     y: Any,
@@ -241,8 +357,9 @@ def find_labels(
         ``auto`` takes a category dtype, integers or a column of few distinct values
         as categories, other strings as text.
     levels : int, default=3
-        Zoom levels: 0 is the full view with a few coarse regions; each next level
-        (the view zoomed twice) splits them finer.
+        Zoom levels: 0 is the full view, one label per island or category patch that
+        fits; each next level (the view zoomed twice) keeps those and names the finer
+        parts that differ.
     grid : int, default=256
         Cells per side of the density grid.
     width : int, default=800
@@ -294,58 +411,51 @@ def find_labels(
     rng = np.random.default_rng(random_state)
     terms = _term_counts(values, valid, rng) if kind == "text" else None
     result = LabelSet([], column, kind, int(levels), int(width), x_range, y_range)
-    # The full view's smoothing: the narrowest (from 1/64 of the grid, doubling) that
-    # leaves at most MAX_COARSE regions; each finer level halves it and raises the
-    # density threshold, splitting regions as the view zooms in.
-    coarse = grid / 64
-    while coarse < grid / 4:
-        _, sizes, _ = _regions(cells, valid, grid, coarse, 0.15, max(5, int(MIN_SHARE * n)))
-        if sizes.size <= MAX_COARSE:
-            break
-        coarse *= 2
+    patches = _patches(codes, cells, valid, grid) if kind == "category" else None
+    sigma0 = max(COARSE_SIGMA * grid / 256, SPARSE_SIGMA * grid / np.sqrt(max(int(valid.sum()), 1)))
+    names: dict[str, int] = {}
+    # (label, member rows) shown at the level above; carried into each finer level.
+    shown: list[tuple[MapLabel, np.ndarray]] = []
+    parent_region: np.ndarray | None = None
     for level in range(levels):
-        sigma = max(coarse / 2.0**level, 0.75)
+        sigma = max(sigma0 / 2.0**level, 0.75)
         quantile = 0.15 + 0.35 * level / max(levels - 1, 1)
         min_points = max(5, int(MIN_SHARE * n / 2.0**level))
-        region, sizes, peaks = _regions(cells, valid, grid, sigma, quantile, min_points)
-        if not sizes.size:
-            continue
-        if kind == "category":
-            names = _category_names(codes, uniques, region, sizes.size)
+        region, sizes = _regions(cells, valid, grid, sigma, quantile, min_points)
+        if patches is not None:
+            found = _category_candidates(codes, uniques, region, patches, min_points) if sizes.size else []
+        elif sizes.size:
+            order = np.argsort(region, kind="stable")
+            starts = np.searchsorted(region[order], np.arange(sizes.size + 1))
+            found = [(text, share, order[starts[r]:starts[r + 1]])
+                     for r, (text, share, _) in enumerate(_text_names(terms, region, sizes.size))]
         else:
-            names = _text_names(terms, region, sizes.size)
-        # A label sits at the median of the points it names (the region's points of its
-        # dominant category): on them, where a density peak of a merged region may not be.
-        order = np.argsort(region, kind="stable")
-        starts = np.searchsorted(region[order], np.arange(sizes.size + 1))
-        candidates = []
-        for r in np.argsort(-sizes, kind="stable"):
-            text, share, top = names[r]
-            if not text:
+            found = []
+        found.sort(key=lambda item: -item[2].size)
+        chosen = _Chosen(result, n, names, parent_region, REPEAT_SPAN * (x_range[1] - x_range[0]) / 2.0**level)
+        # Boxes shrink by half per level around the same centres, so the labels of the
+        # level above still miss each other here.
+        for label, members in shown:
+            chosen.keep(MapLabel(label.text, label.x, label.y, level, label.size, label.share), members)
+        for text, share, members in found:
+            if not text or not members.size:
                 continue
-            members = order[starts[r]:starts[r + 1]]
-            if top >= 0:
-                members = members[codes[members] == top]
-            if members.size:
-                lx, ly = float(np.median(x[members])), float(np.median(y[members]))
-            else:
-                prow, pcol = peaks[r]
-                lx = x_range[0] + (pcol + 0.5) / grid * (x_range[1] - x_range[0])
-                ly = y_range[0] + (prow + 0.5) / grid * (y_range[1] - y_range[0])
-            label = MapLabel(text, lx, ly, level, int(sizes[r]), share)
+            # A label sits at the median of the points it names: on them, where a
+            # density peak of the island may not be.
+            lx, ly = float(np.median(x[members])), float(np.median(y[members]))
+            label = MapLabel(text, lx, ly, level, int(members.size), share)
             # A label by the edge of the full view is moved inwards until its box fits:
             # centred on its points there, half of its text was cut off by the frame.
+            # (A hair more than half the box: x0 + half - half can round to just below x0.)
             bx0, by0, bx1, by1 = result.box(label)
-            lx += max(x_range[0] - bx0, 0.0) - max(bx1 - x_range[1], 0.0)
-            ly += max(y_range[0] - by0, 0.0) - max(by1 - y_range[1], 0.0)
-            candidates.append(MapLabel(text, lx, ly, level, int(sizes[r]), share))
-        kept: list[tuple[float, float, float, float]] = []
-        for label in candidates:
-            box = result.box(label)
-            if any(box[0] < k[2] and k[0] < box[2] and box[1] < k[3] and k[1] < box[3] for k in kept):
-                continue
-            kept.append(box)
-            result.labels.append(label)
+            half_w, half_h = (bx1 - bx0) / 2 * (1 + 1e-9), (by1 - by0) / 2 * (1 + 1e-9)
+            lx = min(max(lx, x_range[0] + half_w), x_range[1] - half_w)
+            ly = min(max(ly, y_range[0] + half_h), y_range[1] - half_h)
+            label = MapLabel(text, lx, ly, level, int(members.size), share)
+            if not chosen.names_already(text, members, lx, ly) and not chosen.overlaps(result.box(label)):
+                chosen.keep(label, members)
+        result.labels.extend(label for label, _ in chosen.kept)
+        shown, parent_region = chosen.kept, region
     return result
 
 

@@ -27,6 +27,7 @@ from embedscope.errors import DataError
 from embedscope.io.load import load_vectors
 from embedscope.io.readers import check_regular_file
 from embedscope.viz._input import plot_frame
+from embedscope.viz._text import MAX_LABEL_CHARS, safe_text
 from embedscope.viz.figure import device_coordinates, sorted_points
 from embedscope.viz.layers import default_color, layer_style, quality_text
 from embedscope.viz.search import MAX_SEARCH_CHARS, MODES, default_color_column, default_text_column
@@ -44,27 +45,8 @@ METRICS = ("euclidean", "cosine", "manhattan", "chebyshev", "correlation", "inne
 #: screen leaves the plot ~900 px.
 LEGEND_PX = 200
 NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
-#: Longest metadata value shown in a title; the table and the export keep the whole value.
-MAX_LABEL_CHARS = 120
 #: Zoom levels of the region labels: full view, then each halving of the view's width.
 LABEL_LEVELS = 4
-
-# Characters that HTML or Markdown would read as markup. Each is written as a numeric
-# character reference, which both show as the literal character and neither interprets.
-_MARKUP = set("<>&\"'`*_[](){}#+-.!|~=:$\\/")
-
-
-def safe_text(value: Any, limit: int = MAX_LABEL_CHARS) -> str:
-    """``value`` as inert text for a Markdown or HTML pane: no tag, link or emphasis survives.
-
-    Metadata comes from the user's files and search text from the browser, so neither
-    may reach a pane as markup (a value ``<img src=x onerror=...>`` would run in every
-    browser that shows it). Whitespace runs become one space and long values are cut.
-    """
-    text = " ".join(str(value).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    return "".join(f"&#{ord(c)};" if c in _MARKUP or ord(c) < 32 else c for c in text)
 
 
 def _check_regular(source: str, what: str) -> None:

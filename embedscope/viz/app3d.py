@@ -34,7 +34,7 @@ class Explorer3D:
     def __init__(self, data: Any) -> None:
         import panel as pn
 
-        from embedscope.viz.app import safe_text
+        from embedscope.viz._text import safe_text
         from embedscope.viz.view3d import PLOTLY_CONFIG
 
         self.data = data
@@ -57,7 +57,7 @@ class Explorer3D:
         self.layout = pn.Row(sidebar, self.pane, sizing_mode="stretch_both")
 
     def _draw(self, choice: str) -> None:
-        from embedscope.viz.app import safe_text
+        from embedscope.viz._text import safe_text
 
         color = None if choice == "(none)" else choice
         try:

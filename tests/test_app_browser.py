@@ -575,7 +575,8 @@ def test_layout_fills_the_window_keeps_the_view_and_clears(coords_server, browse
     # a click lists neighbours; Clear selection removes them with the selection
     page.mouse.click(mx, my)
     page.get_by_text("Nearest neighbours of row").wait_for()
-    assert "distance" in page.evaluate(ALL_TEXT_JS)  # the table's header
+    # the table's header: its own model update may land after the title's
+    page.wait_for_function(f"() => ({ALL_TEXT_JS})().includes('distance')", timeout=30_000)
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_text("Selected 0 point(s).").wait_for()
     page.get_by_text("Click a point to list its nearest neighbours.").wait_for()

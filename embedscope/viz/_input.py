@@ -62,29 +62,10 @@ def plot_frame(data: Any, meta: Any = None) -> pd.DataFrame:
         coords = np.asarray(coords)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3):
         raise DataError(f"coordinates to plot must have shape (n, 2) or (n, 3); got {tuple(coords.shape)}")
-    if coords.dtype.kind not in "iuf":
-        raise DataError(f"coordinates must be numbers; got dtype {coords.dtype}")
-    if coords.shape[0] == 0:
-        raise DataError("there are no points to plot")
-    finite = np.isfinite(coords[:, :2]).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise DataError(f"{bad.size} point(s) have NaN or inf coordinates (rows {', '.join(map(str, bad[:5]))}"
-                        f"{', ...' if bad.size > 5 else ''}); drop them before plotting")
-    extras = []
-    for extra in (own_meta, meta):
-        if extra is None:
-            continue
-        if not isinstance(extra, pd.DataFrame):
-            extra = pd.DataFrame({"label": np.asarray(extra)}) if np.ndim(extra) == 1 else pd.DataFrame(extra)
-        if len(extra) != len(coords):
-            raise DataError(f"metadata has {len(extra)} rows but there are {len(coords)} points")
-        extra = extra.reset_index(drop=True)
-        extra.columns = [str(c) for c in extra.columns]
-        extras.append(extra)
+    extra = checked_points(coords, own_meta, meta, drawn=2)
     # Only x and y are drawn; float64 coordinates keep their precision, others become float32.
     xy = np.asarray(coords[:, :2], dtype=np.float64 if coords.dtype == np.float64 else np.float32)
-    out = coords_frame(xy, pd.concat(extras, axis=1) if extras else None)
+    out = coords_frame(xy, extra)
     # A column both the input frame and ``meta`` hold is kept once, the input's.
     return out.loc[:, ~out.columns.duplicated()]
 
@@ -165,3 +146,38 @@ def layout_title(info: dict[str, Any] | None, name: str = "") -> str:
     shown = ", ".join(f"{k}={params[k]}" for k in names if params.get(k) is not None)
     head = f"{METHOD_NAMES.get(method, info['method'])} {shown}".strip()
     return f"{head} · {name}" if name else head
+
+
+def checked_points(coords: np.ndarray, own_meta: Any, meta: Any, *, drawn: int) -> pd.DataFrame | None:
+    """Refuse coordinates a map cannot draw and join the metadata: the input's own, then ``meta``.
+
+    ``drawn`` is how many leading columns must be finite (2 for a 2-D map of x, y; 3
+    for the 3-D view). Returns the joined metadata (string column names, a fresh
+    index) or None.
+
+    Raises
+    ------
+    DataError
+        Not numbers, no points, NaN / inf in a drawn column, or metadata of another length.
+    """
+    if coords.dtype.kind not in "iuf":
+        raise DataError(f"coordinates must be numbers; got dtype {coords.dtype}")
+    if coords.shape[0] == 0:
+        raise DataError("there are no points to plot")
+    finite = np.isfinite(coords[:, :drawn]).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{bad.size} point(s) have NaN or inf coordinates (rows {', '.join(map(str, bad[:5]))}"
+                        f"{', ...' if bad.size > 5 else ''}); drop them before plotting")
+    extras = []
+    for extra in (own_meta, meta):
+        if extra is None:
+            continue
+        if not isinstance(extra, pd.DataFrame):
+            extra = pd.DataFrame({"label": np.asarray(extra)}) if np.ndim(extra) == 1 else pd.DataFrame(extra)
+        if len(extra) != len(coords):
+            raise DataError(f"metadata has {len(extra)} rows but there are {len(coords)} points")
+        extra = extra.reset_index(drop=True)
+        extra.columns = [str(c) for c in extra.columns]
+        extras.append(extra)
+    return pd.concat(extras, axis=1) if extras else None

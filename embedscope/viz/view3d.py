@@ -27,7 +27,7 @@ import pandas as pd
 from embedscope._array import to_host
 from embedscope.errors import DataError
 from embedscope.io.write import atomic_output, coords_frame
-from embedscope.viz._input import coordinates_of, with_color
+from embedscope.viz._input import checked_points, coordinates_of, with_color
 
 __all__ = ["DEFAULT_MAX_POINTS", "MAX_POINTS_BOUND", "View3D", "figure_3d", "frame_3d", "save_html_3d"]
 
@@ -99,29 +99,10 @@ def frame_3d(data: Any, meta: Any = None) -> pd.DataFrame:
     if coords.ndim != 2 or coords.shape[1] != 3:
         raise DataError(f"a 3-D view needs coordinates of shape (n, 3); got {tuple(coords.shape)} "
                         "(2-D coordinates: use plot / save_png / save_html)")
-    if coords.dtype.kind not in "iuf":
-        raise DataError(f"coordinates must be numbers; got dtype {coords.dtype}")
-    if coords.shape[0] == 0:
-        raise DataError("there are no points to plot")
-    finite = np.isfinite(coords).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise DataError(f"{bad.size} point(s) have NaN or inf coordinates (rows {', '.join(map(str, bad[:5]))}"
-                        f"{', ...' if bad.size > 5 else ''}); drop them before plotting")
-    extras = []
-    for extra in (own_meta, meta):
-        if extra is None:
-            continue
-        if not isinstance(extra, pd.DataFrame):
-            extra = pd.DataFrame({"label": np.asarray(extra)}) if np.ndim(extra) == 1 else pd.DataFrame(extra)
-        if len(extra) != len(coords):
-            raise DataError(f"metadata has {len(extra)} rows but there are {len(coords)} points")
-        extra = extra.reset_index(drop=True)
-        extra.columns = [str(c) for c in extra.columns]
-        extras.append(extra)
+    extra = checked_points(coords, own_meta, meta, drawn=3)
     # float32 is ample for a screen and halves the page; float64 stays as given.
     xyz = np.asarray(coords, dtype=np.float64 if coords.dtype == np.float64 else np.float32)
-    out = coords_frame(xyz, pd.concat(extras, axis=1) if extras else None)
+    out = coords_frame(xyz, extra)
     return out.loc[:, ~out.columns.duplicated()]
 
 

@@ -590,3 +590,75 @@ def test_pca_init_of_one_feature_data(n_components):
     Y = TSNE(n_components=n_components, init="pca", n_iter=100, random_state=0).fit_transform(X)
     assert Y.shape == (60, n_components) and np.isfinite(Y).all()
     assert (Y.std(axis=0) > 0).all()
+
+
+# ----------------------------------------------------------------------------- locality
+def test_locality_order_is_a_permutation_that_keeps_neighbours_close():
+    from embedscope.kernels.tsne.order import locality_order
+
+    rng = np.random.default_rng(0)
+    for dim in (2, 3):
+        Y = rng.normal(size=(3000, dim)) * 50
+        order = locality_order(Y)
+        assert np.array_equal(np.sort(order), np.arange(3000))
+        step = np.linalg.norm(np.diff(Y[order], axis=0), axis=1).mean()
+        # negative control: the input order of random points steps ~the spread
+        assert step < 0.2 * np.linalg.norm(np.diff(Y, axis=0), axis=1).mean()
+        np.testing.assert_array_equal(locality_order(Y), order)  # deterministic
+    with pytest.raises(ValueError, match="dimensions"):
+        locality_order(rng.normal(size=(10, 4)))
+
+
+def test_permute_csr_relabels_rows_and_columns_in_place():
+    import scipy.sparse as sp
+
+    from embedscope.kernels.tsne.order import permute_csr
+
+    rng = np.random.default_rng(1)
+    P = sp.random(400, 400, density=0.05, random_state=1, format="csr", dtype=np.float32)
+    P.indices = P.indices.astype(np.int32)
+    order = rng.permutation(400)
+    expected = P[order][:, order].toarray()
+    Q = P.copy()
+    permute_csr(Q, order)
+    np.testing.assert_array_equal(Q.toarray(), expected)
+    assert Q.indices.dtype == np.int32 and Q.data.dtype == np.float32
+    # each row keeps its entries' order (so the attraction sums in the same order)
+    r = 7
+    np.testing.assert_array_equal(Q.data[Q.indptr[r]:Q.indptr[r + 1]], P.data[P.indptr[order[r]]:P.indptr[order[r] + 1]])
+    wrong = P.copy()
+    permute_csr(wrong, np.roll(order, 1))
+    assert not np.array_equal(wrong.toarray(), expected)
+    with pytest.raises(ValueError, match="order of its size"):
+        permute_csr(P.copy(), order[:-1])
+
+
+def test_reordered_fit_returns_rows_in_input_order(mixture_5k, monkeypatch):
+    # The loop relabels the problem by layout position (REORDER_AT); the embedding,
+    # the callback's copy and transform must still be in the user's row order.
+    X = mixture_5k[0][:2000]
+    plain = TSNE(n_iter=6, random_state=3, backend="cpu").fit(X)
+    monkeypatch.setattr(cpu_backend, "TSNE_REORDER_MIN", 1)
+    monkeypatch.setattr(tsne_engine, "REORDER_AT", frozenset({0, 2, 4}))
+    seen = []
+    est = TSNE(n_iter=6, random_state=3, backend="cpu", callbacks_every_iters=3,
+               callback=lambda it, kl, Y: seen.append(Y.copy()) and False)
+    est.fit(X)
+    spread = float(np.ptp(plain.embedding_))
+    # Only the grid's charge sums change order: a few steps agree to float rounding
+    # (t-SNE is chaotic: by 30 steps of early exaggeration the two drift ~0.2% apart).
+    np.testing.assert_allclose(est.embedding_, plain.embedding_, atol=1e-5 * spread)
+    np.testing.assert_array_equal(seen[-1], est.embedding_)
+    assert abs(est.kl_divergence_ - plain.kl_divergence_) < 1e-6
+    # negative control: the layout in the relabelled order is far from the reference
+    assert not np.allclose(est.embedding_[::-1], plain.embedding_, atol=1e-2 * spread)
+
+
+def test_reordered_fit_has_the_same_quality(mixture_5k, monkeypatch):
+    X, labels = mixture_5k[0][:2000], mixture_5k[1][:2000]
+    plain = TSNE(n_iter=300, random_state=3, backend="cpu").fit(X)
+    monkeypatch.setattr(cpu_backend, "TSNE_REORDER_MIN", 1)
+    est = TSNE(n_iter=300, random_state=3, backend="cpu").fit(X)
+    assert abs(est.kl_divergence_ / plain.kl_divergence_ - 1) < 0.02
+    assert trustworthiness(X, est.embedding_, 15) > trustworthiness(X, plain.embedding_, 15) - 0.005
+    assert knn_accuracy(est.embedding_, labels) > knn_accuracy(plain.embedding_, labels) - 0.01

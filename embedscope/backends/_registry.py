@@ -147,6 +147,11 @@ class TsneKernels:
     advance: Callable[[Any, Any], None]
     #: ``kl(P, Y, Z, dof)`` -> KL(P || Q).
     kl: Callable[..., float]
+    #: ``reorder(P, Y)`` -> ``order`` or None: relabels P in place so that points close
+    #: in the layout ``Y`` get close labels (row ``r`` becomes old row ``order[r]``);
+    #: the loop permutes ``Y`` and its own state alike. None (the entry, or its
+    #: answer): the labels stay.
+    reorder: Callable[[Any, Any], Any] | None = None
 
 
 @dataclass(frozen=True)

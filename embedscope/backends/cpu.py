@@ -114,6 +114,22 @@ def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
     return kl_divergence(P, Y, z, dof)
 
 
+#: From this many points up, the t-SNE loop relabels the problem by layout position now
+#: and then (``kernels.tsne.order``): past the caches, the attraction's reads of
+#: scattered neighbours dominate an iteration (benchmarks/tsne_locality.py).
+TSNE_REORDER_MIN = 100_000
+
+
+def _tsne_reorder(P: sp.csr_matrix, Y: np.ndarray) -> np.ndarray | None:
+    from embedscope.kernels.tsne.order import locality_order, permute_csr
+
+    if Y.shape[0] < TSNE_REORDER_MIN:
+        return None
+    order = locality_order(Y)
+    permute_csr(P, order)
+    return order
+
+
 def _fuzzy_graph(indices: np.ndarray, distances: np.ndarray, n_neighbors: int, *,
                  rho_from_nearest: bool = False) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     from embedscope.kernels.affinity import fuzzy_simplicial_set
@@ -148,7 +164,8 @@ def _pacmap_optimize(layout: np.ndarray, lists: tuple[np.ndarray, ...], n_iters:
 def kernels() -> Kernels:
     """The cpu kernel table."""
     return Kernels(place=to_host, knn=knn, knn_label=_knn_label, umap_optimize=_umap_optimize,
-                   tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl),
+                   tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl,
+                                     _tsne_reorder),
                    fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities,
                    pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize))
 

@@ -46,6 +46,10 @@ from embedscope.kernels import tsne as ktsne
 
 #: Iterations between KL reports (progress and callback).
 REPORT_EVERY = 50
+#: Iterations before which the loop asks the backend to relabel the points by their
+#: place in the layout (``TsneKernels.reorder``): at the start (PCA init), while early
+#: exaggeration forms the clusters, and twice as the layout spreads.
+REORDER_AT = frozenset({0, 50, 250, 500})
 #: Perplexity used to place new points in ``transform`` (openTSNE's choice: new points
 #: should attach to their closest neighbours, not to a broad neighbourhood).
 TRANSFORM_PERPLEXITY = 5.0
@@ -412,6 +416,17 @@ class TSNE(BaseReducer):
         history: list[tuple[int, float]] = []
         it = 0
         stopped = False
+        # labels[r]: the input row that row r of Y holds (None while unpermuted).
+        labels: Any = None
+
+        def as_input(Y: Any) -> np.ndarray:
+            host = to_host(Y)
+            if labels is None:
+                return host
+            out = np.empty_like(host)
+            out[labels] = host
+            return out
+
         for phase, (stop, exaggeration, momentum, lr) in enumerate(
                 [(ee_iter, float(self.early_exaggeration), 0.5, lr_ee),
                  (self.n_iter, 1.0, 0.8, lr_normal)]):
@@ -424,6 +439,11 @@ class TSNE(BaseReducer):
                       f"({self.repulsion_reason_}), lr={lr:.4g}")
             with progress.stage("optimise", detail):
                 while it < stop:
+                    if it in REORDER_AT and kernels.reorder is not None:
+                        order = kernels.reorder(P, Y)
+                        if order is not None:
+                            Y, update, gains = Y[order], update[order], gains[order]
+                            labels = order if labels is None else labels[order]
                     rep, z = repulsion(Y)
                     report = (it + 1) % REPORT_EVERY == 0
                     call = self.callback is not None and (it + 1) % callback_every == 0
@@ -435,11 +455,11 @@ class TSNE(BaseReducer):
                     if report:
                         history.append((it, kl))
                         progress.log(f"iteration {it}: KL divergence {kl:.4f}")
-                    if call and self.callback is not None and self.callback(it, kl, to_host(Y).astype(np.float32)):
+                    if call and self.callback is not None and self.callback(it, kl, as_input(Y).astype(np.float32)):
                         progress.log(f"stopped by the callback after iteration {it}/{self.n_iter}")
                         stopped = True
                         break
-        Y_host = to_host(Y)
+        Y_host = as_input(Y)
         if not np.isfinite(Y_host).all():
             raise DivergedError("t-SNE optimisation diverged (non-finite coordinates); "
                                 "lower learning_rate or early_exaggeration")

@@ -1,6 +1,6 @@
-"""Cost of a t-SNE iteration with the points in input order against relabelled by layout position.
+"""Cost of a t-SNE (and a PaCMAP) iteration with the points in input order against relabelled by layout position.
 
-    .venv/bin/python benchmarks/tsne_locality.py [--n 1000000] [--k 90] [--iters 20] [--width 600]
+    .venv/bin/python benchmarks/tsne_locality.py [--n 1000000] [--k 90] [--iters 20] [--width 600] [--pacmap]
 
 A grown layout is made up: ``n`` points in 50 Gaussian blobs over a square ``width``
 units wide (a 1M-point t-SNE spreads to ~500-800 units), its kNN graph (k neighbours,
@@ -11,6 +11,12 @@ loop's kernels (grid repulsion, fused attraction step, advance) run twice on the
 problem: ``input-order``, and ``reordered`` after one call of the cpu backend's
 ``reorder`` (its cost is reported on its own). Printed and written to
 ``results/tsne_locality.{json,md}``: median seconds per iteration and per part.
+
+``--pacmap`` adds PaCMAP's Adam step on the same layout: its pair lists as a fit builds
+them (``symmetric_lists``) from the 10 nearest of the layout's kNN graph, 5
+mid-near partners drawn from the 50 nearest, and 20 further partners at random,
+timed in input order and after the relabelling its optimiser does
+(``kernels.pacmap.cpu``, ``kernels.locality``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,54 @@ def iterate(P: object, Y: np.ndarray, iters: int) -> dict[str, float]:
     return out
 
 
+def pacmap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
+    from sklearn.neighbors import NearestNeighbors
+
+    from embedscope.kernels.locality import locality_order, permute_lists
+    from embedscope.kernels.pacmap.cpu import adam_step
+    from embedscope.kernels.pacmap.pairs import symmetric_lists
+
+    rng = np.random.default_rng(2)
+    centres = rng.uniform(0, width, size=(50, 2))
+    Y = (centres[rng.integers(0, 50, n)] + rng.normal(0, width / 40, size=(n, 2))).astype(np.float32)
+    idx = NearestNeighbors(n_neighbors=51, algorithm="kd_tree").fit(Y).kneighbors(Y, return_distance=False)[:, 1:]
+    near = idx[:, :10]
+    mid = idx[np.arange(n)[:, None], rng.integers(10, 50, size=(n, 5))]
+    far = rng.integers(0, n, size=(n, 20))
+    shuffle = rng.permutation(n)  # input rows in no spatial order
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[shuffle] = np.arange(n)
+    pairs = [inverse[a[shuffle]].astype(np.int32) for a in (near, mid, far)]
+    Y = np.ascontiguousarray(Y[shuffle])
+    lists = tuple(x for a in pairs for x in symmetric_lists(a))
+
+    def timed(y: np.ndarray, lists: tuple[np.ndarray, ...]) -> float:
+        m, v, out = np.zeros_like(y), np.zeros_like(y), np.empty_like(y)
+        times = []
+        for it in range(iters + 1):
+            t0 = time.perf_counter()
+            adam_step(y, y, *lists, 2.0, 3.0, 1.0, 1e-3, m, v, out)
+            if it:  # the first call compiles or warms
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    rows: list[dict[str, object]] = [{"order": "pacmap input-order", "n": n, "nnz": int(sum(a.size for a in lists[1::2])),
+                                      "step_s": timed(Y, lists)}]
+    t0 = time.perf_counter()
+    order = locality_order(Y)
+    inv = np.empty(n, dtype=np.int64)
+    inv[order] = np.arange(n)
+    relabelled = tuple(x for ptr, ix in zip(lists[::2], lists[1::2], strict=True)
+                       for x in permute_lists(ptr, ix, order, inv))
+    reorder_s = time.perf_counter() - t0
+    rows.append({"order": "pacmap reordered", "n": n, "nnz": rows[0]["nnz"], "reorder_s": reorder_s,
+                 "step_s": timed(np.ascontiguousarray(Y[order]), relabelled)})
+    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
+    for row in rows:
+        row["iteration_s"] = row["step_s"]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -73,16 +127,17 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--width", type=float, default=600.0)
     ap.add_argument("--name", default="tsne_locality")
+    ap.add_argument("--pacmap", action="store_true", help="also time PaCMAP's step")
     args = ap.parse_args()
     from embedscope.backends import cpu
-    from embedscope.kernels.tsne.order import locality_order
+    from embedscope.kernels.locality import locality_order
 
     t0 = time.perf_counter()
     P, Y = problem(args.n, args.k, args.width)
     print(f"problem: {args.n:,} points, nnz {P.nnz:,}, built in {time.perf_counter() - t0:.1f} s", flush=True)
     rng = np.random.default_rng(1)
     shuffle = rng.permutation(args.n)
-    from embedscope.kernels.tsne.order import permute_csr
+    from embedscope.kernels.locality import permute_csr
 
     permute_csr(P, shuffle)  # input rows in no spatial order
     Y = np.ascontiguousarray(Y[shuffle])
@@ -98,6 +153,9 @@ def main() -> None:
     rows.append({"order": "reordered", "n": args.n, "nnz": P.nnz, "reorder_s": reorder_s,
                  **iterate(P, np.ascontiguousarray(Y[order]), args.iters)})
     rows[1]["speedup"] = rows[0]["iteration_s"] / rows[1]["iteration_s"]
+    if args.pacmap:
+        del P
+        rows += pacmap_rows(args.n, args.width, args.iters)
     table = markdown_table(rows, ["order", "n", "nnz", "iteration_s", "repulsion_s", "step_s", "advance_s",
                                   "reorder_s", "speedup"])
     print(table)

@@ -76,6 +76,28 @@ def test_seeded_runs_repeat_across_thread_counts_and_seeds_differ(mixture, monke
     np.testing.assert_allclose(serial.fit_transform(X[:600]), one, atol=1e-4)  # the one-thread kernel agrees
 
 
+def test_relabelled_fit_is_the_same_layout_in_input_order(mixture, monkeypatch):
+    # Large fits relabel their points by layout position (kernels.locality): each
+    # point's sums keep their terms and order, so the layout is the same to the bit.
+    from embedscope.kernels.pacmap import cpu
+
+    X, _ = mixture
+    plain = PaCMAP(random_state=3, backend="cpu", n_iters=(20, 20, 20)).fit_transform(X[:800])
+    monkeypatch.setattr(cpu, "REORDER_MIN", 1)
+    monkeypatch.setattr(cpu, "REORDER_AT", frozenset({0, 7, 30}))
+    orders = []
+    real = cpu.locality_order
+    monkeypatch.setattr(cpu, "locality_order", lambda y: orders.append(real(y)) or orders[-1])
+    seen = []
+    est = PaCMAP(random_state=3, backend="cpu", n_iters=(20, 20, 20),
+                 callback=lambda it, total, Y: seen.append(np.array(Y)) and False)
+    relabelled = est.fit_transform(X[:800])
+    np.testing.assert_array_equal(relabelled, plain)
+    np.testing.assert_array_equal(seen[-1], plain)
+    # the control: the labels really moved (three times, none the identity)
+    assert len(orders) == 3 and not any(np.array_equal(o, np.arange(800)) for o in orders)
+
+
 def test_three_components_random_init_and_array_init(mixture):
     X, _ = mixture
     Y3 = PaCMAP(n_components=3, init="random", random_state=0, **FAST).fit_transform(X[:800])

@@ -594,7 +594,7 @@ def test_pca_init_of_one_feature_data(n_components):
 
 # ----------------------------------------------------------------------------- locality
 def test_locality_order_is_a_permutation_that_keeps_neighbours_close():
-    from embedscope.kernels.tsne.order import locality_order
+    from embedscope.kernels.locality import locality_order
 
     rng = np.random.default_rng(0)
     for dim in (2, 3):
@@ -612,7 +612,7 @@ def test_locality_order_is_a_permutation_that_keeps_neighbours_close():
 def test_permute_csr_relabels_rows_and_columns_in_place():
     import scipy.sparse as sp
 
-    from embedscope.kernels.tsne.order import permute_csr
+    from embedscope.kernels.locality import permute_csr
 
     rng = np.random.default_rng(1)
     P = sp.random(400, 400, density=0.05, random_state=1, format="csr", dtype=np.float32)

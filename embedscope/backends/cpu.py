@@ -115,13 +115,13 @@ def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
 
 
 #: From this many points up, the t-SNE loop relabels the problem by layout position now
-#: and then (``kernels.tsne.order``): past the caches, the attraction's reads of
+#: and then (``kernels.locality``): past the caches, the attraction's reads of
 #: scattered neighbours dominate an iteration (benchmarks/tsne_locality.py).
 TSNE_REORDER_MIN = 100_000
 
 
 def _tsne_reorder(P: sp.csr_matrix, Y: np.ndarray) -> np.ndarray | None:
-    from embedscope.kernels.tsne.order import locality_order, permute_csr
+    from embedscope.kernels.locality import locality_order, permute_csr
 
     if Y.shape[0] < TSNE_REORDER_MIN:
         return None

@@ -23,6 +23,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope.kernels.locality import locality_order, permute_lists
+
 #: Adam's constants (Kingma & Ba 2015; the paper keeps them).
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-7
 #: The paper's phase weights: (w_NB, w_MN start, w_MN end, w_FP) per phase.
@@ -162,6 +164,12 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
 #: against 1.7 s parallel for 100 iterations on a busy 2-core machine). The arithmetic
 #: is the same body, so the choice depends only on the data, never on the thread count.
 SERIAL_BELOW = 1_000_000
+#: From this many points up, a fit relabels its points by their place in the layout
+#: (:mod:`embedscope.kernels.locality`) before the iterations in REORDER_AT: the near
+#: and mid-near partners' reads then stay in cache (the further pairs are random
+#: whatever the labels). At the start (the PCA init) and twice as the layout forms.
+REORDER_MIN = 100_000
+REORDER_AT = frozenset({0, 50, 150})
 _adam_step_serial = numba.njit(cache=True, fastmath=True)(adam_step.py_func)
 
 
@@ -204,13 +212,30 @@ def optimize_layout(
     total = int(sum(n_iters))
     report = max(1, total // 10)
     step = _adam_step_serial if sum(int(a.size) for a in lists[1::2]) < SERIAL_BELOW else adam_step
+    relabel = fixed is None and y.shape[0] >= REORDER_MIN
+    labels = None  # labels[r]: the input row that row r of y holds, once relabelled
     for it in range(total):
+        if relabel and it in REORDER_AT:
+            order = locality_order(y)
+            inverse = np.empty(order.size, dtype=np.int64)
+            inverse[order] = np.arange(order.size)
+            lists = tuple(a for ptr, idx in zip(lists[::2], lists[1::2], strict=True)
+                          for a in permute_lists(ptr, idx, order, inverse))
+            y, m, v = y[order], m[order], v[order]
+            out = np.empty_like(y)
+            labels = order if labels is None else labels[order]
         w_nb, w_mn, w_fp = phase_weights(it, n_iters)
         step(y, y if fixed is None else fixed, *lists, w_nb, w_mn, w_fp,
                   adam_rate(learning_rate, it + 1), m, v, out)
         y, out = out, y
-        if callback is not None and callback(it + 1, total, y):
+        if callback is not None and callback(it + 1, total, y if labels is None else _in_input_order(y, labels)):
             break  # the caller asked to stop: the layout stays as this iteration left it
         if log is not None and ((it + 1) % report == 0 or it + 1 == total):
             log(f"iteration {it + 1}/{total}")
-    return y
+    return y if labels is None else _in_input_order(y, labels)
+
+
+def _in_input_order(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.empty_like(y)
+    out[labels] = y
+    return out

@@ -118,12 +118,14 @@ def permute_csr(P: sp.csr_matrix, order: np.ndarray) -> None:
     P.has_sorted_indices = False
 
 
-def permute_lists(ptr: np.ndarray, idx: np.ndarray, order: np.ndarray,
-                  inverse: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Partner lists by point (CSR without values) relabelled: row ``r`` is old row ``order[r]``.
+def permute_lists(ptr: np.ndarray, idx: np.ndarray, order: np.ndarray, inverse: np.ndarray | None = None,
+                  *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Partner lists by point (CSR) relabelled: row ``r`` is old row ``order[r]``.
 
     ``inverse`` (the labels' map, ``inverse[order] = arange``) may be passed to save
-    recomputing it for several lists. Returns new ``(ptr, idx)`` of the same dtypes.
+    recomputing it for several lists. ``values``: per-entry arrays (e.g. an edge's
+    sampling clock) moved with their entries. Returns ``(ptr, idx, *values)`` new,
+    of the same dtypes.
     """
     n = ptr.shape[0] - 1
     order = np.asarray(order, dtype=np.int64)
@@ -136,4 +138,9 @@ def permute_lists(ptr: np.ndarray, idx: np.ndarray, order: np.ndarray,
     np.cumsum(np.diff(ptr)[order], out=new_ptr[1:])
     new_idx = np.empty_like(idx)
     for_rows(_relabel_rows, n, ptr, new_ptr, order, idx, inverse.astype(idx.dtype, copy=False), new_idx)
-    return new_ptr, new_idx
+    moved = []
+    for array in values:
+        out = np.empty_like(array)
+        for_rows(_copy_rows, n, ptr, new_ptr, order, array, out)
+        moved.append(out)
+    return (new_ptr, new_idx, *moved)

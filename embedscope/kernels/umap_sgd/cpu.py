@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from embedscope.kernels._fastpow import pow_positive
 from embedscope.kernels._random import GOLDEN, mix64
 from embedscope.kernels._threads import n_chunks, run_row_chunks
+from embedscope.kernels.locality import locality_order, permute_lists
 
 _EDGE_MUL = np.uint64(0xD1B54A32D192ED03)
 _EPOCH_MUL = np.uint64(0xAEF17502108EF2D9)
@@ -398,6 +399,14 @@ def sgd_schedule(graph: sp.csr_matrix, negative_sample_rate: int) -> tuple[np.nd
             epochs_per_sample.copy(), next_negative)
 
 
+#: From this many heads up, a fit relabels its points by layout position
+#: (:mod:`embedscope.kernels.locality`) before the epochs in REORDER_AT: a head's
+#: edges then read rows near its own in memory (negative samples stay random).
+#: At the start (the init) and once the layout has formed.
+REORDER_MIN = 100_000
+REORDER_AT = frozenset({0, 25})
+
+
 def optimize_layout(
     head: np.ndarray,
     graph: sp.csr_matrix,
@@ -446,15 +455,31 @@ def optimize_layout(
     n_threads = numba.get_num_threads()
     scratch = np.zeros((n_threads, scratch_width(head.shape[1])), dtype=np.float32)
     picks = np.zeros((n_threads, 2 * LANES), dtype=np.int64)
+    # Large fits work on a copy relabelled by layout position now and then
+    # (kernels.locality): a head's edges then point at rows near its own. ``labels[r]``
+    # is the row of ``head`` that row r of ``work`` holds; ``head`` gets the result.
+    relabel = fit_case and head.shape[0] >= REORDER_MIN
+    work, labels = head, None
     for epoch in range(n_epochs):
+        if relabel and epoch in REORDER_AT:
+            order = locality_order(work)
+            indptr, indices, epochs_per_sample, next_sample, next_negative = permute_lists(
+                indptr, indices, order, None, epochs_per_sample, next_sample, next_negative)
+            work = np.ascontiguousarray(work[order])
+            labels = order if labels is None else labels[order]
         if fit_case:
-            np.copyto(snapshot, head)
+            np.copyto(snapshot, work)
         alpha = learning_rate * (1.0 - epoch / n_epochs)
-        sgd_epoch(head, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
+        sgd_epoch(work, snapshot, indptr, indices, epochs_per_sample, next_sample, next_negative,
                   int(negative_sample_rate), float(a), float(b), float(alpha), epoch, np.uint64(seed), fit_case,
                   scratch, picks)
-        if callback is not None and callback(epoch + 1, n_epochs, head):
-            break  # the caller asked to stop: the layout stays as this epoch left it
+        if callback is not None:
+            if labels is not None:
+                head[labels] = work  # the caller's array, in its own row order
+            if callback(epoch + 1, n_epochs, head):
+                break  # the caller asked to stop: the layout stays as this epoch left it
         if log is not None and ((epoch + 1) % report_every == 0 or epoch + 1 == n_epochs):
             log(f"epoch {epoch + 1}/{n_epochs}")
+    if labels is not None:
+        head[labels] = work
     return head

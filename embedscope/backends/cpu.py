@@ -116,7 +116,7 @@ def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
 
 #: From this many points up, the t-SNE loop relabels the problem by layout position now
 #: and then (``kernels.locality``): past the caches, the attraction's reads of
-#: scattered neighbours dominate an iteration (benchmarks/tsne_locality.py).
+#: scattered neighbours dominate an iteration (benchmarks/locality.py).
 TSNE_REORDER_MIN = 100_000
 
 

@@ -6,7 +6,7 @@ whole index range when the input rows come in no particular order (as they do:
 shuffled data, clusters interleaved). Past the caches every read is a cache (and TLB)
 miss: t-SNE's attraction on 1M points (~100 entries per row of P) took 0.39 s per
 iteration in input order against 0.14 s relabelled, quiet, 2 cores
-(``benchmarks/tsne_locality.py``). The t-SNE grid's spread and gather walk the grid
+(``benchmarks/locality.py``). The t-SNE grid's spread and gather walk the grid
 in point order as well.
 
 The optimisers relabel their problem now and then by a Z-order (Morton) key of the

@@ -1,6 +1,6 @@
-"""Cost of a t-SNE (and a PaCMAP) iteration with the points in input order against relabelled by layout position.
+"""Cost of a t-SNE, PaCMAP and UMAP iteration with the points in input order against relabelled by layout position.
 
-    .venv/bin/python benchmarks/tsne_locality.py [--n 1000000] [--k 90] [--iters 20] [--width 600] [--pacmap]
+    .venv/bin/python benchmarks/locality.py [--n 1000000] [--k 90] [--iters 20] [--width 600] [--pacmap] [--umap]
 
 A grown layout is made up: ``n`` points in 50 Gaussian blobs over a square ``width``
 units wide (a 1M-point t-SNE spreads to ~500-800 units), its kNN graph (k neighbours,
@@ -10,13 +10,17 @@ in no spatial order, as real data comes). Then ``--iters`` iterations of the CPU
 loop's kernels (grid repulsion, fused attraction step, advance) run twice on the same
 problem: ``input-order``, and ``reordered`` after one call of the cpu backend's
 ``reorder`` (its cost is reported on its own). Printed and written to
-``results/tsne_locality.{json,md}``: median seconds per iteration and per part.
+``results/NAME.{json,md}`` (``--name``, default ``locality``): median seconds per iteration and per part.
 
 ``--pacmap`` adds PaCMAP's Adam step on the same layout: its pair lists as a fit builds
 them (``symmetric_lists``) from the 10 nearest of the layout's kNN graph, 5
 mid-near partners drawn from the 50 nearest, and 20 further partners at random,
 timed in input order and after the relabelling its optimiser does
 (``kernels.pacmap.cpu``, ``kernels.locality``).
+
+``--umap`` adds one UMAP epoch (the 2-D SGD kernel) on the same layout's 15-nearest
+fuzzy graph, pruned and scheduled for 200 epochs as a 1M-point fit is, in input order
+and relabelled as its optimiser does (``kernels.umap_sgd.cpu``).
 """
 
 from __future__ import annotations
@@ -120,14 +124,59 @@ def pacmap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
     return rows
 
 
+def umap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
+    from sklearn.neighbors import NearestNeighbors
+
+    from embedscope.kernels import umap_sgd
+    from embedscope.kernels.affinity import fuzzy_simplicial_set
+    from embedscope.kernels.locality import locality_order, permute_lists
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, width / 20, size=(50, 2))  # UMAP layouts are ~20x narrower
+    Y = (centres[rng.integers(0, 50, n)] + rng.normal(0, width / 800, size=(n, 2))).astype(np.float32)
+    shuffle = rng.permutation(n)  # input rows in no spatial order
+    Y = np.ascontiguousarray(Y[shuffle])
+    dist, idx = NearestNeighbors(n_neighbors=16, algorithm="kd_tree").fit(Y).kneighbors(Y)
+    graph = fuzzy_simplicial_set(idx[:, 1:].astype(np.int32), dist[:, 1:].astype(np.float32), 15)[0]
+    schedule = umap_sgd.sgd_schedule(umap_sgd.edge_schedule(graph, 200), 5)
+    a, b = umap_sgd.find_ab_params(1.0, 0.1)
+    scratch = np.zeros((8, umap_sgd.scratch_width(2)), dtype=np.float32)
+    picks = np.zeros((8, 2 * umap_sgd.LANES), dtype=np.int64)
+
+    def timed(head: np.ndarray, arrays: tuple[np.ndarray, ...]) -> float:
+        arrays = tuple(x.copy() for x in arrays)  # the clocks advance
+        snapshot = head.copy()
+        times = []
+        for epoch in range(iters + 1):
+            t0 = time.perf_counter()
+            umap_sgd.sgd_epoch(head, snapshot, *arrays, 5, a, b, 0.5, epoch, np.uint64(1), True, scratch, picks)
+            if epoch:
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    rows: list[dict[str, object]] = [{"order": "umap input-order", "n": n, "nnz": int(schedule[1].size),
+                                      "step_s": timed(Y.copy(), schedule)}]
+    t0 = time.perf_counter()
+    order = locality_order(Y)
+    relabelled = permute_lists(schedule[0], schedule[1], order, None, *schedule[2:])
+    reorder_s = time.perf_counter() - t0
+    rows.append({"order": "umap reordered", "n": n, "nnz": rows[0]["nnz"], "reorder_s": reorder_s,
+                 "step_s": timed(np.ascontiguousarray(Y[order]), relabelled)})
+    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
+    for row in rows:
+        row["iteration_s"] = row["step_s"]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--k", type=int, default=90)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--width", type=float, default=600.0)
-    ap.add_argument("--name", default="tsne_locality")
+    ap.add_argument("--name", default="locality")
     ap.add_argument("--pacmap", action="store_true", help="also time PaCMAP's step")
+    ap.add_argument("--umap", action="store_true", help="also time a UMAP epoch")
     args = ap.parse_args()
     from embedscope.backends import cpu
     from embedscope.kernels.locality import locality_order
@@ -156,6 +205,8 @@ def main() -> None:
     if args.pacmap:
         del P
         rows += pacmap_rows(args.n, args.width, args.iters)
+    if args.umap:
+        rows += umap_rows(args.n, args.width, args.iters)
     table = markdown_table(rows, ["order", "n", "nnz", "iteration_s", "repulsion_s", "step_s", "advance_s",
                                   "reorder_s", "speedup"])
     print(table)

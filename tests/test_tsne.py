@@ -210,6 +210,54 @@ def test_fft_repulsion_agrees_with_exact(scale, tol):
     np.testing.assert_allclose(z_tf, z_t, rtol=tol)
 
 
+def test_2d_grid_sums_thrown_out_points_exactly_on_a_narrow_grid():
+    rng = np.random.default_rng(9)
+    Y = rng.normal(size=(4000, 2)) * 5
+    Y[:3] = [[400.0, 5.0], [-350.0, 40.0], [10.0, 500.0]]  # a few points t-SNE threw out
+    rep, z = ktsne.exact_repulsion(Y)
+    grid = cpu_backend.tsne_repulsion(4000, 2, 1.0)[0]
+    rep_grid, z_grid = grid(Y)
+    assert _rel(rep_grid, rep) < 1e-2 and abs(z_grid - z) / z < 1e-3
+    assert _rel(rep_grid[:3], rep[:3]) < 1e-9  # the thrown-out points themselves: exact
+    # the control: without the crop the grid spans the thrown-out points, with 10x
+    # the boxes per axis, and coarser ones than the cropped grid gets
+    wide = FFTRepulsion()
+    rep_wide, _ = wide(Y)
+    assert wide._cache_key[0] > 10 * grid._cache_key[0]
+    assert _rel(rep_wide, rep) > 2 * _rel(rep_grid, rep)
+
+
+def test_2d_grid_crops_only_when_it_narrows_the_grid():
+    rng = np.random.default_rng(10)
+    Y = rng.normal(size=(3000, 2)) * 20  # no point far out: nothing to crop
+    cropping = FFTRepulsion(outliers=8)
+    rep_a, z_a = cropping(Y)
+    rep_b, z_b = FFTRepulsion()(Y)
+    np.testing.assert_array_equal(rep_a, rep_b)
+    assert z_a == z_b
+
+
+def test_grid_of_fixed_boxes_is_kept_while_the_layout_fills_most_of_it():
+    rng = np.random.default_rng(11)
+    Y = rng.normal(size=(3000, 2)) * 40  # wider than min_boxes: boxes of one unit
+    rep_obj = FFTRepulsion()
+    rep_obj(Y)
+    key = rep_obj._cache_key
+    for shrink, kept in [(0.9, True), (1.0, True), (0.6, False)]:
+        rep_obj(Y)  # back to the first grid
+        if rep_obj._cache_key != key:
+            rep_obj._cache_key = None
+            rep_obj(Y)
+        Z = Y * shrink
+        rep_grid, z_grid = rep_obj(Z)
+        assert (rep_obj._cache_key == key) == kept, shrink
+        # the same boxes from the same origin, more of them: a fresh grid's result
+        rep_fresh, z_fresh = FFTRepulsion()(Z)
+        assert _rel(rep_grid, rep_fresh) < 1e-5 and abs(z_grid - z_fresh) / z_fresh < 1e-6
+    rep_obj(Y * 1.5)  # a wider layout always gets a grid that spans it
+    assert rep_obj._cache_key[0] > key[0]
+
+
 @pytest.mark.parametrize("dim, dof", [(3, 1.0), (3, 0.5), (2, 1.0)])
 def test_barnes_hut_agrees_with_exact(dim, dof):
     rng = np.random.default_rng(5)

@@ -4,8 +4,12 @@ Stages (``engine.stages``, shared with UMAP): preparation (PCA to 50 dimensions 
 wide data); kNN (k = 3 x perplexity) on the backend; then its own: per-point perplexity
 calibration into a symmetric sparse P; PCA (or random, or given) initialisation;
 gradient descent with early exaggeration, then the normal phase. Repulsion is exact
-below 1,500 points, grid-interpolated (FIt-SNE) in 2-D, and Barnes-Hut in 3-D on the cpu
-backend (its 3-D grid is slower at every size measured: ``backends.cpu.TSNE_GRID_3D_MIN``).
+below 1,500 points, grid-interpolated (FIt-SNE) in 2-D (on the cpu backend the few points
+thrown far out are summed exactly, so they do not stretch the grid), and Barnes-Hut in
+3-D on the cpu backend (its 3-D grid is slower at every size measured:
+``backends.cpu.TSNE_GRID_3D_MIN``). From 100k points the cpu backend relabels the
+problem by layout position now and then (``REORDER_AT``, ``kernels.locality``); the
+embedding, callbacks and reports are always in the input's row order.
 The optimiser loop runs in Python, one compiled step at a time, so progress, callbacks
 and the KL report live here.
 

@@ -409,7 +409,11 @@ def exact_knn(
     indices = np.full((m, k), -1, dtype=np.int32)
     distances = np.full((m, k), np.inf, dtype=np.float32)
     code = _METRIC_CODE[metric]
-    DT = np.ascontiguousarray(D.T)
+    # A transposed copy of the data feeds BLAS contiguous tiles; for a few queries
+    # against many rows (NN-descent's recall check: 256 rows against 1M) it would be
+    # the largest allocation of the search (200 MB at 1M x 50), so they read the
+    # rows' transposed view.
+    DT = np.ascontiguousarray(D.T) if 8 * m >= n else None
 
     def row_block(start: int) -> None:
         stop = min(m, start + rows)
@@ -417,7 +421,7 @@ def exact_knn(
         for col0 in range(0, n, cols):
             col1 = min(n, col0 + cols)
             gram = tile[: (stop - start) * (col1 - col0)].reshape(stop - start, col1 - col0)
-            np.matmul(Q[start:stop], DT[:, col0:col1], out=gram)
+            np.matmul(Q[start:stop], DT[:, col0:col1] if DT is not None else D[col0:col1].T, out=gram)
             _select_topk(gram, q_sq[start:stop], d_sq, col0, code, start if self_join else -1,
                          indices[start:stop], distances[start:stop])
 

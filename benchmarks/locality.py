@@ -29,6 +29,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,35 @@ def iterate(P: object, Y: np.ndarray, iters: int) -> dict[str, float]:
     return out
 
 
+def step_rows(method: str, Y: np.ndarray, arrays: tuple[np.ndarray, ...], nnz: int,
+              timed: Callable[[np.ndarray, tuple[np.ndarray, ...]], float],
+              relabel: Callable[[np.ndarray], tuple[np.ndarray, ...]]) -> list[dict[str, object]]:
+    """Rows of one method's step timed on ``Y`` in input order, then relabelled.
+
+    ``timed(layout, arrays)`` -> median seconds per step; ``relabel(order)`` -> the
+    method's arrays relabelled (its cost is reported as ``reorder_s``, with the order).
+    """
+    from embedscope.kernels.locality import locality_order
+
+    n = Y.shape[0]
+    rows: list[dict[str, object]] = [{"order": f"{method} input-order", "n": n, "nnz": nnz,
+                                      "step_s": timed(Y.copy(), arrays)}]
+    t0 = time.perf_counter()
+    order = locality_order(Y)
+    relabelled = relabel(order)
+    reorder_s = time.perf_counter() - t0
+    rows.append({"order": f"{method} reordered", "n": n, "nnz": nnz, "reorder_s": reorder_s,
+                 "step_s": timed(np.ascontiguousarray(Y[order]), relabelled)})
+    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
+    for row in rows:
+        row["iteration_s"] = row["step_s"]
+    return rows
+
+
 def pacmap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
     from sklearn.neighbors import NearestNeighbors
 
-    from embedscope.kernels.locality import locality_order, permute_lists
+    from embedscope.kernels.locality import inverse_order, permute_lists
     from embedscope.kernels.pacmap.cpu import adam_step
     from embedscope.kernels.pacmap.pairs import symmetric_lists
 
@@ -91,8 +117,7 @@ def pacmap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
     mid = idx[np.arange(n)[:, None], rng.integers(10, 50, size=(n, 5))]
     far = rng.integers(0, n, size=(n, 20))
     shuffle = rng.permutation(n)  # input rows in no spatial order
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[shuffle] = np.arange(n)
+    inverse = inverse_order(shuffle)
     pairs = [inverse[a[shuffle]].astype(np.int32) for a in (near, mid, far)]
     Y = np.ascontiguousarray(Y[shuffle])
     lists = tuple(x for a in pairs for x in symmetric_lists(a))
@@ -107,21 +132,12 @@ def pacmap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    rows: list[dict[str, object]] = [{"order": "pacmap input-order", "n": n, "nnz": int(sum(a.size for a in lists[1::2])),
-                                      "step_s": timed(Y, lists)}]
-    t0 = time.perf_counter()
-    order = locality_order(Y)
-    inv = np.empty(n, dtype=np.int64)
-    inv[order] = np.arange(n)
-    relabelled = tuple(x for ptr, ix in zip(lists[::2], lists[1::2], strict=True)
-                       for x in permute_lists(ptr, ix, order, inv))
-    reorder_s = time.perf_counter() - t0
-    rows.append({"order": "pacmap reordered", "n": n, "nnz": rows[0]["nnz"], "reorder_s": reorder_s,
-                 "step_s": timed(np.ascontiguousarray(Y[order]), relabelled)})
-    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
-    for row in rows:
-        row["iteration_s"] = row["step_s"]
-    return rows
+    def relabel(order: np.ndarray) -> tuple[np.ndarray, ...]:
+        inv = inverse_order(order)
+        return tuple(x for ptr, ix in zip(lists[::2], lists[1::2], strict=True)
+                     for x in permute_lists(ptr, ix, order, inv))
+
+    return step_rows("pacmap", Y, lists, int(sum(a.size for a in lists[1::2])), timed, relabel)
 
 
 def umap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
@@ -129,7 +145,7 @@ def umap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
 
     from embedscope.kernels import umap_sgd
     from embedscope.kernels.affinity import fuzzy_simplicial_set
-    from embedscope.kernels.locality import locality_order, permute_lists
+    from embedscope.kernels.locality import permute_lists
 
     rng = np.random.default_rng(3)
     centres = rng.uniform(0, width / 20, size=(50, 2))  # UMAP layouts are ~20x narrower
@@ -154,18 +170,8 @@ def umap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
                 times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    rows: list[dict[str, object]] = [{"order": "umap input-order", "n": n, "nnz": int(schedule[1].size),
-                                      "step_s": timed(Y.copy(), schedule)}]
-    t0 = time.perf_counter()
-    order = locality_order(Y)
-    relabelled = permute_lists(schedule[0], schedule[1], order, None, *schedule[2:])
-    reorder_s = time.perf_counter() - t0
-    rows.append({"order": "umap reordered", "n": n, "nnz": rows[0]["nnz"], "reorder_s": reorder_s,
-                 "step_s": timed(np.ascontiguousarray(Y[order]), relabelled)})
-    rows[1]["speedup"] = rows[0]["step_s"] / rows[1]["step_s"]
-    for row in rows:
-        row["iteration_s"] = row["step_s"]
-    return rows
+    return step_rows("umap", Y, schedule, int(schedule[1].size), timed,
+                     lambda order: permute_lists(schedule[0], schedule[1], order, None, *schedule[2:]))
 
 
 def main() -> None:

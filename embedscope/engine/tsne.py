@@ -47,6 +47,7 @@ from embedscope.engine.stages import PCA_DIMS
 from embedscope.errors import DataError
 from embedscope.io.validate import validate_vectors
 from embedscope.kernels import tsne as ktsne
+from embedscope.kernels.locality import in_input_order
 
 #: Iterations between KL reports (progress and callback).
 REPORT_EVERY = 50
@@ -425,11 +426,7 @@ class TSNE(BaseReducer):
 
         def as_input(Y: Any) -> np.ndarray:
             host = to_host(Y)
-            if labels is None:
-                return host
-            out = np.empty_like(host)
-            out[labels] = host
-            return out
+            return host if labels is None else in_input_order(host, labels)
 
         for phase, (stop, exaggeration, momentum, lr) in enumerate(
                 [(ee_iter, float(self.early_exaggeration), 0.5, lr_ee),

@@ -89,6 +89,26 @@ def _copy_rows(start, stop, indptr, new_indptr, order, src, dst):  # pragma: no 
             dst[o + t] = src[s + t]
 
 
+def inverse_order(order: np.ndarray, dtype: np.dtype | type = np.int64) -> np.ndarray:
+    """The labels' map of a relabelling: ``inverse[order[r]] = r`` (old label -> new)."""
+    inverse = np.empty(order.shape[0], dtype=dtype)
+    inverse[order] = np.arange(order.shape[0], dtype=dtype)
+    return inverse
+
+
+def in_input_order(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A relabelled layout back in the input's rows: ``out[labels[r]] = y[r]`` (a new array)."""
+    out = np.empty_like(y)
+    out[labels] = y
+    return out
+
+
+def _permuted_indptr(ptr: np.ndarray, order: np.ndarray) -> np.ndarray:
+    new_ptr = np.zeros(ptr.shape[0], dtype=ptr.dtype)
+    np.cumsum(np.diff(ptr)[order], out=new_ptr[1:])
+    return new_ptr
+
+
 def permute_csr(P: sp.csr_matrix, order: np.ndarray) -> None:
     """Relabel a square CSR matrix in place: it becomes ``P[order][:, order]``.
 
@@ -102,10 +122,8 @@ def permute_csr(P: sp.csr_matrix, order: np.ndarray) -> None:
     if P.shape != (n, n) or order.shape != (n,):
         raise ValueError(f"permute_csr needs a square matrix and an order of its size, not {P.shape} and {order.shape}")
     old_indptr = P.indptr
-    new_indptr = np.zeros(n + 1, dtype=old_indptr.dtype)
-    np.cumsum(np.diff(old_indptr)[order], out=new_indptr[1:])
-    inverse = np.empty(n, dtype=P.indices.dtype)
-    inverse[order] = np.arange(n, dtype=P.indices.dtype)
+    new_indptr = _permuted_indptr(old_indptr, order)
+    inverse = inverse_order(order, P.indices.dtype)
     indices = np.empty_like(P.indices)
     for_rows(_relabel_rows, n, old_indptr, new_indptr, order, P.indices, inverse, indices)
     P.indices = indices
@@ -122,20 +140,17 @@ def permute_lists(ptr: np.ndarray, idx: np.ndarray, order: np.ndarray, inverse: 
                   *values: np.ndarray) -> tuple[np.ndarray, ...]:
     """Partner lists by point (CSR) relabelled: row ``r`` is old row ``order[r]``.
 
-    ``inverse`` (the labels' map, ``inverse[order] = arange``) may be passed to save
-    recomputing it for several lists. ``values``: per-entry arrays (e.g. an edge's
-    sampling clock) moved with their entries. Returns ``(ptr, idx, *values)`` new,
-    of the same dtypes.
+    ``inverse`` (:func:`inverse_order` of ``order``) may be passed to save recomputing
+    it for several lists. ``values``: per-entry arrays (e.g. an edge's sampling clock)
+    moved with their entries. Returns ``(ptr, idx, *values)`` new, of the same dtypes.
     """
     n = ptr.shape[0] - 1
     order = np.asarray(order, dtype=np.int64)
     if order.shape != (n,):
         raise ValueError(f"permute_lists needs an order of {n} rows, not {order.shape}")
     if inverse is None:
-        inverse = np.empty(n, dtype=np.int64)
-        inverse[order] = np.arange(n)
-    new_ptr = np.zeros(n + 1, dtype=ptr.dtype)
-    np.cumsum(np.diff(ptr)[order], out=new_ptr[1:])
+        inverse = inverse_order(order, idx.dtype)
+    new_ptr = _permuted_indptr(ptr, order)
     new_idx = np.empty_like(idx)
     for_rows(_relabel_rows, n, ptr, new_ptr, order, idx, inverse.astype(idx.dtype, copy=False), new_idx)
     moved = []

@@ -23,7 +23,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from embedscope.kernels.locality import locality_order, permute_lists
+from embedscope.kernels.locality import in_input_order, inverse_order, locality_order, permute_lists
 
 #: Adam's constants (Kingma & Ba 2015; the paper keeps them).
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-7
@@ -217,8 +217,7 @@ def optimize_layout(
     for it in range(total):
         if relabel and it in REORDER_AT:
             order = locality_order(y)
-            inverse = np.empty(order.size, dtype=np.int64)
-            inverse[order] = np.arange(order.size)
+            inverse = inverse_order(order)
             lists = tuple(a for ptr, idx in zip(lists[::2], lists[1::2], strict=True)
                           for a in permute_lists(ptr, idx, order, inverse))
             y, m, v = y[order], m[order], v[order]
@@ -228,14 +227,9 @@ def optimize_layout(
         step(y, y if fixed is None else fixed, *lists, w_nb, w_mn, w_fp,
                   adam_rate(learning_rate, it + 1), m, v, out)
         y, out = out, y
-        if callback is not None and callback(it + 1, total, y if labels is None else _in_input_order(y, labels)):
+        if callback is not None and callback(it + 1, total, y if labels is None else in_input_order(y, labels)):
             break  # the caller asked to stop: the layout stays as this iteration left it
         if log is not None and ((it + 1) % report == 0 or it + 1 == total):
             log(f"iteration {it + 1}/{total}")
-    return y if labels is None else _in_input_order(y, labels)
+    return y if labels is None else in_input_order(y, labels)
 
-
-def _in_input_order(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    out = np.empty_like(y)
-    out[labels] = y
-    return out

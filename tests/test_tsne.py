@@ -167,6 +167,58 @@ def test_exact_repulsion_matches_dense_numpy(dof):
     np.testing.assert_allclose(rep, ((w / base)[:, :, None] * diff).sum(axis=1), rtol=1e-8, atol=1e-12)
 
 
+def test_fast_log_matches_libm():
+    import numba
+
+    from embedscope.kernels._fastpow import log_normal
+
+    @numba.njit(fastmath=True)
+    def logs(x):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = log_normal(x[i])
+        return out
+
+    x = np.concatenate([np.logspace(-300, 300, 200_001), 1.0 + np.logspace(-16, 0, 1001), [1.0, 2.0, 0.5]])
+    exact = np.log(x)
+    got = logs(x)
+    assert np.max(np.abs(got - exact) / np.maximum(np.abs(exact), 1e-300)) < 5e-15 or \
+        np.max(np.abs(got - exact)) < 1e-15
+    assert logs(np.array([1.0]))[0] == 0.0
+    special = logs(np.array([np.inf, np.nan]))
+    assert special[0] == np.inf and np.isnan(special[1])  # passed through, never a finite number
+
+
+@pytest.mark.parametrize("d, dof", [(2, 1.0), (3, 1.0), (2, 0.6), (4, 2.0)])
+def test_kl_divergence_matches_dense_reference(d, dof):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(80, 5)).astype(np.float32)
+    idx, dist = exact_knn(X, 15)
+    P = ktsne.joint_probabilities(idx, ktsne.conditional_affinities(dist, 5.0)[0], 80)
+    Y = rng.normal(size=(80, d)) * 3.0
+    Pd = P.toarray()
+    d2 = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+    w = (1.0 + d2 / dof) ** -dof
+    np.fill_diagonal(w, 0.0)
+    mask = Pd > 0
+
+    def reference(Pd, mask):  # sum p log(p / q), with P's sum taken as 1 (float32 rounding)
+        return float(np.sum(Pd[mask] * np.log(Pd[mask] / w[mask])) + np.log(w.sum()))
+
+    expected = reference(Pd, mask)
+    z = ktsne.exact_repulsion(Y, dof)[1]
+    assert ktsne.kl_divergence(P, Y, z, dof) == pytest.approx(expected, rel=1e-12)
+    # the cached p log p half follows the matrix: new values, new sum
+    P2 = P.copy()
+    P2.data = P2.data * 0.5
+    P2.data[: P2.nnz // 2] *= 3.0
+    P2.data /= P2.data.sum()
+    Pd2 = P2.toarray()
+    expected2 = reference(Pd2, Pd2 > 0)
+    assert ktsne.kl_divergence(P2, Y, z, dof) == pytest.approx(expected2, rel=1e-12)
+    assert ktsne.kl_divergence(P, Y, z, dof) == pytest.approx(expected, rel=1e-12)
+
+
 def test_gradient_matches_finite_differences_of_kl():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(60, 4)).astype(np.float32)

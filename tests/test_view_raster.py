@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from embedscope.kernels.raster import bin_points_cpu
-from embedscope.kernels.view_raster import choose_spread, spread_fill, view_grid
+from embedscope.kernels.view_raster import (
+    choose_spread,
+    pick_pixels,
+    spatial_index,
+    spread_fill,
+    view_grid,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,59 @@ def test_same_result_on_one_thread_and_many(points):
     many = view_grid(x, y, *RANGES[0], 50, 40, codes=codes, palette=PALETTE)
     np.testing.assert_array_equal(one.count, many.count)
     np.testing.assert_array_equal(one.index, many.index)
+
+
+# the data's extent, a zoom, a view reaching past the data, one within a single cell
+SPAN_VIEWS = [*RANGES, ((-9.0, 12.0), (-6.0, 9.0)), ((0.2, 0.4), (0.6, 0.7))]
+
+
+@pytest.mark.parametrize(("x_range", "y_range"), SPAN_VIEWS)
+def test_spans_of_the_spatial_index_read_every_point_in_view(points, x_range, y_range):
+    x, y, codes, values = points
+    si = spatial_index(x, y, cells=64)
+    xs, ys, cs, vs = x[si.order], y[si.order], codes[si.order], values[si.order]
+    spans = si.spans(x_range, y_range)
+    read = np.zeros(xs.size, bool)
+    for a, b in spans:
+        read[a:b] = True
+    inside = (xs >= x_range[0]) & (xs <= x_range[1]) & (ys >= y_range[0]) & (ys <= y_range[1])
+    assert read[inside].all()
+    if x_range[1] - x_range[0] < 1:
+        assert read.mean() < 0.2  # a zoom skips most points (negative control: a full read)
+    whole = view_grid(xs, ys, x_range, y_range, 41, 29, codes=cs, palette=PALETTE, values=vs)
+    part = view_grid(xs, ys, x_range, y_range, 41, 29, codes=cs, palette=PALETTE, values=vs, spans=spans)
+    np.testing.assert_array_equal(part.count, whole.count)
+    np.testing.assert_array_equal(part.index, whole.index)
+    np.testing.assert_allclose(part.rgb_sum, whole.rgb_sum, rtol=1e-6)
+    np.testing.assert_allclose(part.value_sum, whole.value_sum, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("x_range", "y_range"), SPAN_VIEWS)
+@pytest.mark.parametrize("cells", [1, 7, 256])
+def test_pick_pixels_equals_the_view_pass_pick(points, x_range, y_range, cells):
+    x, y, codes, values = points
+    si = spatial_index(x, y, cells=cells)
+    xs, ys, cs, vs = x[si.order], y[si.order], codes[si.order], values[si.order]
+    w, h = 33, 21
+    for kwargs in ({}, {"codes": cs, "palette": PALETTE[:4]}, {"values": vs}):
+        grid = view_grid(xs, ys, x_range, y_range, w, h, **kwargs)
+        got = pick_pixels(xs, ys, si, x_range, y_range, w, h, np.arange(w * h),
+                          codes=kwargs.get("codes"), n_colours=4 if "codes" in kwargs else 0,
+                          values=kwargs.get("values"))
+        np.testing.assert_array_equal(got.reshape(h, w), grid.index)
+    assert (grid.index >= 0).any()
+    assert pick_pixels(xs, ys, si, x_range, y_range, w, h, np.array([-1]))[0] == -1
+
+
+def test_pick_pixels_on_tied_points_keeps_the_lowest_position():
+    x = np.array([0.5, 0.5, 0.25, 0.5], np.float32)
+    y = np.array([0.5, 0.5, 0.75, 0.5], np.float32)
+    si = spatial_index(x, y, cells=4)
+    xs, ys = x[si.order], y[si.order]
+    grid = view_grid(xs, ys, (0.0, 1.0), (0.0, 1.0), 1, 1)
+    got = pick_pixels(xs, ys, si, (0.0, 1.0), (0.0, 1.0), 1, 1, np.array([0]))
+    assert got[0] == grid.index[0, 0]
+    assert xs[got[0]] == 0.5 and ys[got[0]] == 0.5
 
 
 def test_view_grid_bad_input(points):

@@ -124,7 +124,7 @@ def test_range_callback_renders_without_holoviews_debounce(clusters):
     plot = hv.renderer("bokeh").get_plot(ep.view)
     found = [cb for p in plot.traverse(lambda p: p) for cb in getattr(p, "callbacks", [])
              if isinstance(cb, RangeXYCallback)]
-    assert len(found) == 1 and found[0].debounce is None
+    assert len(found) == 1 and found[0].debounce == 0
     assert RangeXYCallback.debounce == 100  # the class (other plots of the process) keeps HoloViews' wait
     # negative control: a plain HoloViews plot with a range stream still debounces
     other = hv.DynamicMap(lambda x_range, y_range: hv.Points([]), streams=[hv.streams.RangeXY()])

@@ -107,7 +107,19 @@ def _label_background(plot: Any, element: Any) -> None:
 #: Milliseconds Bokeh waits after the last zoom or pan step before it reports the new
 #: ranges (its ``lod_timeout``, 500 by default): the re-render could not start sooner.
 RANGES_DELAY_MS = 50
+#: Pixels left of the plot's frame kept for the y axis (see _prompt_ranges).
+Y_AXIS_ROOM = 64
 _LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
+
+
+# After a wheel step, end Bokeh's interactive (LOD) phase at once: that sends the new
+# ranges (its finalize) before the browser paints the rescaled old frame (~30-50 ms
+# in a software-rendered 1500 x 1100 window), not RANGES_DELAY_MS after that paint.
+# A microtask runs once the wheel tool, which starts the phase after changing the
+# ranges, has returned, and before any paint.
+_RANGES_NOW = """
+queueMicrotask(() => { const doc = fig.document; if (doc != null) doc.interactive_stop() })
+"""
 
 
 def _prompt_ranges(plot: Any, element: Any) -> None:
@@ -117,13 +129,29 @@ def _prompt_ranges(plot: Any, element: Any) -> None:
     (100 ms, polled every 50 ms: 100 to 150 ms) before it renders. The browser reports
     a zoom's ranges once, ``RANGES_DELAY_MS`` after its last step (Bokeh's lod_timeout),
     so that wait only delayed every zoom and pan. ``debounce`` is read from the callback
-    instance, so this plot's callbacks alone change (None: HoloViews' 10 ms yield).
+    instance, so this plot's callbacks alone change; 0, not None, which still sleeps
+    10 ms before each render.
+
+    A wheel step reports its ranges at once (``_RANGES_NOW``): wheel to ranges sent fell
+    from ~55-60 ms to ~2 ms (benchmarks/viz_latency.py, 1500 x 1100 window). Steps that
+    come while the server renders are merged by HoloViews' queue (the newest ranges win),
+    so a fast spin renders at most one stale view before the last.
     """
+    from bokeh.events import MouseWheel
+    from bokeh.models import CustomJS
     from holoviews.plotting.bokeh.callbacks import RangeXYCallback
 
     for callback in getattr(plot, "callbacks", ()):
         if isinstance(callback, RangeXYCallback):
-            callback.debounce = None
+            callback.debounce = 0
+    fig = plot.state
+    # Room for the y axis's widest tick labels: otherwise a zoom that changes them
+    # ("-10" -> "-12.5") moves the frame's left edge, HoloViews' PlotSize stream fires,
+    # and the server renders the whole view a second time (10M points: half the zooms).
+    fig.min_border_left = max(fig.min_border_left or 0, Y_AXIS_ROOM)
+    if "embedscope_prompt_ranges" not in fig.tags:
+        fig.tags = [*fig.tags, "embedscope_prompt_ranges"]
+        fig.js_on_event(MouseWheel, CustomJS(args={"fig": fig}, code=_RANGES_NOW))
 
 
 def _hv() -> Any:
@@ -193,16 +221,18 @@ def device_coordinates(data: Any) -> tuple[Any, Any] | None:
 
 
 class _SortedPoints:
-    """A frame's points in :func:`~embedscope.kernels.view_raster.spatial_order`, for the CPU pass.
+    """A frame's points in :func:`~embedscope.kernels.view_raster.spatial_index` order, for the CPU pass.
 
     One per frame, shared by every plot of it (the app's sessions and colours): the
-    order, x and y, and each colour column's codes or values once they are asked for.
+    order, where each cell's points start (a view reads only the cells it shows), x and
+    y, and each colour column's codes or values once they are asked for.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
-        from embedscope.kernels.view_raster import spatial_order
+        from embedscope.kernels.view_raster import spatial_index
 
-        self.order = spatial_order(x, y)
+        self.index = spatial_index(x, y)
+        self.order = self.index.order
         self.x, self.y = x[self.order], y[self.order]
         self._columns: dict[Any, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -251,8 +281,48 @@ def _shade_row(values: np.ndarray, **options: Any) -> np.ndarray:
     return np.asarray(image.data, dtype=np.uint32).reshape(-1)
 
 
-def _pixel_column(plot: EmbeddingPlot, column: str, index: np.ndarray) -> Any:
+#: A read of more than this many pixels of the row ids (``.values``, an export) runs the
+#: view pass's own pick over every pixel rather than one lookup per pixel.
+_PICK_ALL_ABOVE = 4096
+
+
+class _PixelRows:
+    """Row id of the point each pixel of a view shows (-1: none), worked out for the pixels read.
+
+    The hover reads one pixel per cursor move; picking every pixel's point in the view
+    pass cost half of that pass (10M points: ~35 of ~70 ms a zoom), for pixels nobody
+    hovers. ``lookup(pixels)`` finds the rows of a few flat pixel ids (bottom-up rows,
+    as the view pass); ``everything()`` gives the whole (height, width) grid, once.
+    """
+
+    def __init__(self, shape: tuple[int, int], lookup: Any = None, everything: Any = None,
+                 rows: np.ndarray | None = None) -> None:
+        self.shape = shape
+        self._lookup, self._everything, self._rows = lookup, everything, rows
+        self._lock = threading.Lock()
+
+    def all(self) -> np.ndarray:
+        """Every pixel's row id."""
+        with self._lock:
+            if self._rows is None:
+                self._rows = self._everything()
+            return self._rows
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if self._rows is not None or self._lookup is None:
+            return self.all()[key]
+        pixels = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)[key] \
+            if not isinstance(key, tuple) or not all(isinstance(k, (int, np.integer)) for k in key) \
+            else np.asarray(key[0] * self.shape[1] + key[1], dtype=np.int64)
+        if pixels.size > _PICK_ALL_ABOVE:
+            return self.all()[key]
+        return self._lookup(pixels)
+
+
+def _pixel_column(plot: EmbeddingPlot, column: str | None, index: _PixelRows) -> Any:
     """Hover column ``column`` of a view as a lazy xarray variable: read per pixel on demand.
+
+    ``column=None`` gives the row ids themselves (the ``__index__`` band).
 
     HoloViews' server hover reads one pixel per cursor move (``Dataset.sel``), but a
     gather of every column for every pixel on each render cost ~10 ms a column on 560k
@@ -267,13 +337,15 @@ def _pixel_column(plot: EmbeddingPlot, column: str, index: np.ndarray) -> Any:
     class PixelColumn(BackendArray):
         def __init__(self) -> None:
             self.shape = index.shape
-            self.dtype = np.asarray(plot._hover_values(column, index.reshape(-1)[:1])).dtype
+            self.dtype = np.dtype(np.int64) if column is None else \
+                np.asarray(plot._hover_values(column, np.array([-1]))).dtype
 
         def __getitem__(self, key: Any) -> Any:
             return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
 
         def _read(self, key: Any) -> np.ndarray:
-            return np.asarray(plot._hover_values(column, index[key]))
+            rows = index[key]
+            return np.asarray(rows) if column is None else np.asarray(plot._hover_values(column, rows))
 
     return xr.Variable(("y", "x"), indexing.LazilyIndexedArray(PixelColumn()))
 
@@ -564,13 +636,19 @@ class EmbeddingPlot:
         if not (x_range[1] > x_range[0] and y_range[1] > y_range[0]):
             x_range, y_range = self.extent
         width, height = size or (self.width, self.height)
+        options: dict[str, Any] = {}
         if self._device_xy is not None:  # the GPU twin; only the pixels cross to the host
             (x, y), (codes, values) = self._device_xy, self._device_columns
         else:
             assert self._sorted is not None
             points, x, y, codes, values = self._sorted
+            # only the cells the view shows are read: a zoom to a tenth reads ~a tenth
+            options["spans"] = points.index.spans(x_range, y_range)
+        # On the CPU the hover's point is looked up for the pixels read (_PixelRows), not
+        # picked for every pixel in the pass; the GPU twin picks them all at little cost.
+        eager_pick = self.hover and self._device_xy is not None
         grid = aggregate_view(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
-                              values=values, pick=self.hover)
+                              values=values, pick=eager_pick, **options)
         xs = x_range[0] + (np.arange(width) + 0.5) * ((x_range[1] - x_range[0]) / width)
         ys = y_range[0] + (np.arange(height) + 0.5) * ((y_range[1] - y_range[0]) / height)
         coords = {"x": xs, "y": ys}
@@ -580,11 +658,6 @@ class EmbeddingPlot:
         # and the empty rest stays transparent. Shading every pixel cost 20-60 ms per view
         # of 700 x 800 (90-200 ms on a loaded machine).
         filled = np.flatnonzero(grid.count.reshape(-1))
-        if self._device_xy is None and grid.index is not None:
-            # positions in the spatial order back to rows, for the filled pixels alone
-            # (every other one is -1): a gather over every pixel cost ~5-18 ms
-            flat = grid.index.reshape(-1)
-            flat[filled] = points.order[flat[filled]]
         packed = np.zeros(height * width, dtype=np.uint32)
         if filled.size:
             count = grid.count.reshape(-1)[filled]
@@ -601,13 +674,25 @@ class EmbeddingPlot:
                 packed[filled] = _shade_row(count, cmap=self._shade_cmap(), how=self.how, min_alpha=MIN_ALPHA)
         img = packed.reshape(height, width)
         px = choose_spread(grid.count > 0, threshold=0.5, max_px=self.spread) if self.spread else 0
-        packed, index = spread_fill(img, grid.index, px)
+        bands: dict[str, Any] = {}
+        if not self.hover:
+            packed, _ = spread_fill(img, None, px)
+        elif eager_pick:
+            packed, index = spread_fill(img, grid.index, px)
+            rows = _PixelRows((height, width), rows=index)
+        else:
+            # which drawn pixel each pixel shows (itself, or the one a spread copied)
+            drawn = np.where(grid.count.reshape(-1) > 0, np.arange(height * width, dtype=np.int64), -1)
+            packed, source = spread_fill(img, drawn.reshape(height, width), px)
+            assert source is not None
+            rows = self._lazy_rows(points, x, y, codes, values, x_range, y_range, width, height,
+                                   source.reshape(-1), options["spans"])
         packed = np.ascontiguousarray(packed, dtype=np.uint32)  # the bands below are views of it
         rgba = packed.view(np.uint8).reshape(height, width, 4)
-        bands: dict[str, Any] = {band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")}
+        bands.update({band: (("y", "x"), rgba[..., i]) for i, band in enumerate("RGBA")})
         if self.hover:
-            bands["__index__"] = (("y", "x"), index)
-            bands.update((column, _pixel_column(self, column, index)) for column in self.hover_columns)
+            bands["__index__"] = _pixel_column(self, None, rows)
+            bands.update((column, _pixel_column(self, column, rows)) for column in self.hover_columns)
         # one Dataset of every variable: each one added later was a merge of its own (~2 ms)
         data = xr.Dataset(bands, coords=coords)
         if self.hover:
@@ -621,6 +706,28 @@ class EmbeddingPlot:
             _RENDERING.on = False
         image._packed = packed.reshape(height, width)
         return image
+
+    def _lazy_rows(self, points: _SortedPoints, x: np.ndarray, y: np.ndarray, codes: Any, values: Any,
+                   x_range: Any, y_range: Any, width: int, height: int, source: np.ndarray,
+                   spans: np.ndarray) -> _PixelRows:
+        """The row ids of a CPU view's pixels, looked up as they are read (see _PixelRows)."""
+        from embedscope.kernels.view_raster import pick_pixels, view_grid
+
+        n_colours = 0 if self._palette is None else len(self._palette)
+
+        def lookup(pixels: np.ndarray) -> np.ndarray:
+            at = pick_pixels(x, y, points.index, x_range, y_range, width, height, source[pixels.reshape(-1)],
+                             codes=codes, n_colours=n_colours, values=values)
+            return points.rows(at).reshape(pixels.shape)
+
+        def everything() -> np.ndarray:
+            grid = view_grid(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
+                             values=values, spans=spans)
+            assert grid.index is not None
+            picked = grid.index.reshape(-1)
+            return points.rows(np.where(source >= 0, picked[np.maximum(source, 0)], -1)).reshape(height, width)
+
+        return _PixelRows((height, width), lookup=lookup, everything=everything)
 
     def _shade_cmap(self) -> Any:
         import colorcet as cc

@@ -1,6 +1,7 @@
-"""Zoom latency of ``embedscope serve`` in a real browser: wheel step -> new image on screen.
+"""Latency of ``embedscope serve`` in a real browser: wheel step (or drag, recolour, search) -> new image on screen.
 
     .venv/bin/python benchmarks/viz_latency.py [--n 1000000] [--steps 8] [--width 1500 --height 1100]
+    .venv/bin/python benchmarks/viz_latency.py --action pan        # or recolour, search (text column: n <= 2M)
     .venv/bin/python benchmarks/viz_latency.py --compare   # 'serve a b': two linked panels, zoom in the first
 
 Starts ``embedscope serve`` on generated clusters (a subprocess whose renders are timed),
@@ -85,29 +86,64 @@ WS_PROBE = """
   Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
   window.__wheel = [];
   window.addEventListener('wheel', () => window.__wheel.push(now()), {capture: true});
+  // the other actions: a drag's release, a select's change, Enter in a text box
+  window.__pan = []; window.__recolour = []; window.__search = [];
+  window.addEventListener('mouseup', () => window.__pan.push(now()), {capture: true});
+  window.addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT') window.__recolour.push(now()); },
+                          {capture: true});
+  window.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') window.__search.push(now()); }, {capture: true});
 })();
 """
 
-# Counts changes of the base image's data source and stamps the frame painted after each.
+# Stamps each change of an image layer's data source to a full-size image (the base
+# image; the highlight layer once it shows points: a 1 x 1 image when it shows none),
+# and the frame painted after it. A recolour replaces the figure: its new image layers
+# are found by a poll every animation frame (``RECOLOUR_JS``).
 WATCH_JS = """() => {
   const now = () => performance.timeOrigin + performance.now();
   function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
                       for (const k of kids) yield* walk(k); }
+  window.__source = window.__source || [];
+  window.__frame = window.__frame || [];
+  let found = false;
   for (const root of Bokeh.index.roots) for (const v of walk(root)) {
     if (v.model.type === 'GlyphRenderer' && v.model.glyph.type === 'ImageRGBA') {
+      found = true;
       const source = v.model.data_source;
-      if (source.__watched) return true;
+      if (source.__watched) continue;
       source.__watched = true;
-      window.__source = [];
-      window.__frame = [];
       source.change.connect(() => {
+        const image = source.data.image && source.data.image[0];
+        if (image == null || image.length < 100000) return;
         window.__source.push(now());
         requestAnimationFrame(() => requestAnimationFrame(() => window.__frame.push(now())));
       });
-      return true;
     }
   }
-  return false;
+  return found;
+}"""
+
+# After a recolour: every animation frame, look for a figure other than `old` whose image
+# layer holds a full-size image; stamp that frame (the new plot drawn) and the next.
+RECOLOUR_JS = """(old) => {
+  const now = () => performance.timeOrigin + performance.now();
+  function* walk(v) { yield v; const kids = v.children ? [...v.children()] : (v.child_views || []);
+                      for (const k of kids) yield* walk(k); }
+  const ready = () => {
+    for (const root of Bokeh.index.roots) for (const v of walk(root)) {
+      if (v.model.type !== 'Figure' || v.model.id === old) continue;
+      for (const r of v.model.renderers) {
+        const image = r.glyph && r.glyph.type === 'ImageRGBA' && r.data_source.data.image
+        if (image && image[0] && image[0].length >= 100000) return true;
+      }
+    }
+    return false;
+  };
+  const poll = () => {
+    if (ready()) { window.__source.push(now()); requestAnimationFrame(() => window.__frame.push(now())); }
+    else requestAnimationFrame(poll);
+  };
+  requestAnimationFrame(poll);
 }"""
 
 FIGURE_JS = """() => {
@@ -149,7 +185,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1500)
     parser.add_argument("--height", type=int, default=1100)
     parser.add_argument("--color", default="label", help="colour column ('' for density)")
-    parser.add_argument("--pause", type=float, default=3.0, help="seconds between wheel steps")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
+    parser.add_argument("--action", choices=["wheel", "pan", "recolour", "search"], default="wheel",
+                        help="each step: a wheel step (in, out, ...), a drag of the plot by 150 px (right, left, ...), "
+                             "a new 'Colour by' (density, the colour column, ...), or a search (Enter) for another "
+                             "word prefix, which the highlight layer draws")
     parser.add_argument("--compare", action="store_true",
                         help="serve two layouts of the points (b: a turned, shuffled, paired by id) in linked panels, "
                              "coloured by the moved layer; the wheel zooms the first panel")
@@ -200,12 +240,30 @@ def main() -> None:
             page.wait_for_function(WATCH_JS)
             fig = page.evaluate(FIGURE_JS)
             page.mouse.move(fig["x"], fig["y"])
+            box = page.locator("input[placeholder='text to find']").first if args.action == "search" else None
             for step in range(args.steps):
                 log.flush()
-                page.mouse.wheel(0, -200 if step % 2 == 0 else 200)
+                if args.action == "wheel":
+                    page.mouse.wheel(0, -200 if step % 2 == 0 else 200)
+                elif args.action == "pan":
+                    page.mouse.down()
+                    shift = 150 if step % 2 == 0 else -150
+                    for k in range(1, 7):  # a drag in six moves, released where it stops
+                        page.mouse.move(fig["x"] + (shift * k / 6 if step % 2 == 0 else 150 + shift * k / 6), fig["y"])
+                    page.mouse.up()
+                elif args.action == "recolour":
+                    fig = page.evaluate(FIGURE_JS)
+                    page.evaluate(RECOLOUR_JS, fig["id"])
+                    page.locator("select").first.select_option("(density)" if step % 2 == 0 else args.color)
+                else:
+                    assert box is not None
+                    box.fill(f"w{123 + 111 * step}")  # ~11k words of 1M start with each
+                    box.press("Enter")
                 page.wait_for_timeout(int(args.pause * 1000))
+                if args.action == "recolour":
+                    page.wait_for_function(WATCH_JS)
             traffic = page.evaluate("() => window.__ws")
-            wheels = page.evaluate("() => window.__wheel")
+            wheels = page.evaluate(f"() => window.__{args.action}")
             sources = page.evaluate("() => window.__source")
             frames = page.evaluate("() => window.__frame")
             browser.close()
@@ -215,7 +273,10 @@ def main() -> None:
     timings = [line.split() for line in (work / "server.log").read_text().splitlines() if line.startswith("TIMING")]
     renders = [(float(a), float(b)) for _, name, a, b in timings if name == "render"]
     highlights = [(float(a), float(b)) for _, name, a, b in timings if name == "highlight"]
-    sent = [t for kind, t, _ in traffic if kind == "ranges"]
+    # what the page sends first: the view's new ranges (wheel, drag), else the widget's change
+    sent = [t for kind, t, _ in traffic if kind == ("ranges" if args.action in ("wheel", "pan") else "send")]
+    if args.action == "search":  # the highlight layer is what changes; it is rendered after the base image
+        renders = highlights
     for i, wheel in enumerate(wheels):
         until = wheels[i + 1] if i + 1 < len(wheels) else float("inf")
         row: dict = {"wheel": 0.0}
@@ -237,19 +298,22 @@ def main() -> None:
     keys = ["ranges", "render_start", "render_end", "highlight_start", "highlight_end", "received", "source", "frame"]
     medians = {k: statistics.median([r[k] for r in steps if r[k] is not None]) for k in keys
                if any(r[k] is not None for r in steps)}
-    print("median ms after the wheel event:", json.dumps(medians))
+    print(f"median ms after the {args.action} event:", json.dumps(medians))
     RESULTS.mkdir(exist_ok=True)
     name = args.name or ("viz_latency_compare" if args.compare else "viz_latency")
-    out = {"n": args.n, "compare": args.compare, "width": args.width, "height": args.height, "color": args.color, "steps": steps,
-           "median_ms_after_wheel": medians}
+    out = {"n": args.n, "compare": args.compare, "action": args.action, "width": args.width, "height": args.height,
+           "color": args.color, "steps": steps, "median_ms_after_event": medians}
     out["load_average_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
     _write(RESULTS / f"{name}.json", json.dumps(out, indent=1))
     what = (f"two linked panels of {args.n:,} points each (serve a b), zoom in the first, colour moved" if args.compare
             else f"{args.n:,} points, colour {args.color or 'density'}")
-    lines = [f"# Zoom latency: {what}, {args.width} x {args.height} window",
+    title = {"wheel": "Zoom", "pan": "Pan", "recolour": "Recolour", "search": "Search"}[args.action]
+    lines = [f"# {title} latency: {what}, {args.width} x {args.height} window",
              f"`benchmarks/viz_latency.py {' '.join(sys.argv[1:])}`; "
              f"load average {[round(v, 2) for v in os.getloadavg()]} on {os.cpu_count()} CPUs",
-             "", "ms after the wheel event (median of the steps)", "", "| stage | ms |", "|---|---|"]
+             "", f"ms after the {args.action} event (median of the steps)"
+             + ("; render = the highlight layer's render" if args.action == "search" else ""),
+             "", "| stage | ms |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in medians.items()]
     _write(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
 

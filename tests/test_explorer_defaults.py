@@ -145,6 +145,26 @@ def test_search_modes_are_bounded_and_refuse_bad_patterns():
     assert search_rows(text_array(pd.Categorical(["b", "a", "b"])), "b", "exact").tolist() == [0, 2]
 
 
+@pytest.mark.parametrize("categories", [["Cat food", "a cat", "dog", "cat", "catalogue"], [10, 2, 100, 7]])
+def test_categorical_search_equals_the_row_by_row_search(categories):
+    from embedscope.viz.search import CategoricalText, search_rows, text_array
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(-1, len(categories), 5000)  # -1: missing
+    column = pd.Categorical.from_codes(codes, categories=categories)
+    fast = text_array(column)
+    plain = text_array(pd.Series(column).astype(object))  # the same values spelt out row by row
+    assert isinstance(fast, CategoricalText) and not isinstance(plain, CategoricalText)
+    for needle, mode in [("CAT", "substring"), ("cat", "exact"), (r"^cat\b", "regex"), ("10", "substring"),
+                         ("2", "exact"), ("zebra", "substring")]:
+        got = search_rows(fast, needle, mode)
+        assert got.tolist() == search_rows(plain, needle, mode).tolist(), (needle, mode)
+    some = search_rows(fast, str(categories[0]), "exact")
+    assert some.size > 0 and (codes[some] == 0).all()
+    everything = search_rows(fast, ".", "regex")  # every value has a character: all rows but the missing
+    assert everything.tolist() == np.flatnonzero(codes >= 0).tolist()
+
+
 def test_default_search_and_colour_columns(coords_file):
     from embedscope.viz.app import AppData, Explorer
     from embedscope.viz.search import default_color_column, default_text_column

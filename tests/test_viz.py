@@ -253,6 +253,14 @@ def test_selection_yields_full_data_rows(blobs):
     assert empty.data.shape[:2] == (1, 1) and not np.asarray(empty.data).any()
     with pytest.raises(IndexError):
         ep.select([len(coords)])
+    with pytest.raises(IndexError):
+        ep.select([-1, 2])
+    # unsorted, repeated ids come back sorted and unique; sorted ones are taken as they are, copied
+    assert ep.select([5, 2, 5, 0]).tolist() == [0, 2, 5]
+    mine = np.array([1, 3, 4])
+    ids = ep.select(mine)
+    mine[0] = 7
+    assert ids.tolist() == [1, 3, 4] and ep.selected.tolist() == [1, 3, 4]
 
 
 def test_bokeh_figure_has_prompt_ranges_and_fresh_hover(blobs):

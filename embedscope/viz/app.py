@@ -543,8 +543,13 @@ class Explorer:
         selected = old.selected if old is not None else np.empty(0, np.int64)
         # a new colour keeps the view the user zoomed to
         view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
+        # and its size on screen: the first image was 800 x 600 until the browser reported
+        # the size, so a recolour rendered twice and showed a stretched image in between
+        size = {}
+        if old is not None and old.size.width and old.size.height:
+            size = dict(zip(("width", "height"), old._raster_size(old.size.width, old.size.height), strict=True))
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
-                                   responsive=True, title=self.data.title, legend=False,
+                                   responsive=True, title=self.data.title, legend=False, **size,
                                    x_range=view[0], y_range=view[1], labels=self.data.labels,
                                    show_labels=self.show_labels.value, **layer_style(color))
         self.plot.shared_text = self.data.hover_text

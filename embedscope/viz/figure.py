@@ -108,7 +108,7 @@ def _label_background(plot: Any, element: Any) -> None:
 #: ranges (its ``lod_timeout``, 500 by default): the re-render could not start sooner.
 RANGES_DELAY_MS = 50
 #: Pixels left of the plot's frame kept for the y axis (see _prompt_ranges).
-Y_AXIS_ROOM = 64
+Y_AXIS_ROOM = 80
 _LOD = {"factor": 10, "interval": 300, "threshold": 2000, "timeout": RANGES_DELAY_MS}
 
 
@@ -861,7 +861,11 @@ class EmbeddingPlot:
 
     def select(self, rows: Any) -> np.ndarray:
         """Select rows by id (an empty list clears); returns the sorted unique ids."""
-        ids = np.unique(np.asarray(rows, dtype=np.int64).ravel())
+        ids = np.array(rows, dtype=np.int64).ravel()  # a copy: the caller may reuse its array
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            # a search or a box gives sorted unique ids already; np.unique of 500k of
+            # them cost ~0.2 s (it sorts anyway)
+            ids = np.unique(ids)
         if ids.size and (ids[0] < 0 or ids[-1] >= len(self.frame)):
             raise IndexError(f"row ids must be in [0, {len(self.frame)}); got {ids[0]}..{ids[-1]}")
         self.selected = ids

@@ -733,6 +733,32 @@ def test_permute_csr_relabels_rows_and_columns_in_place():
         permute_csr(P.copy(), order[:-1])
 
 
+def test_permute_lists_owned_equals_permute_lists_and_replaces_the_slots():
+    import scipy.sparse as sp
+
+    from embedscope.kernels.locality import permute_lists, permute_lists_owned
+
+    rng = np.random.default_rng(2)
+    G = sp.random(300, 300, density=0.04, random_state=2, format="csr", dtype=np.float32)
+    ptr, idx = G.indptr.astype(np.int64), G.indices.astype(np.int32)
+    clock = rng.uniform(size=idx.size).astype(np.float32)
+    order = rng.permutation(300)
+    expected = permute_lists(ptr, idx, order, None, G.data, clock)
+    arrays = [idx.copy(), G.data.copy(), clock.copy()]
+    before = [id(a) for a in arrays]
+    new_ptr = permute_lists_owned(ptr, arrays, order)
+    np.testing.assert_array_equal(new_ptr, expected[0])
+    for got, want in zip(arrays, expected[1:], strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype
+    assert all(id(a) != b for a, b in zip(arrays, before, strict=True))  # new arrays in the slots
+    # the relabelled lists are the graph G[order][:, order]
+    H = sp.csr_matrix((arrays[1], arrays[0], new_ptr), shape=(300, 300))
+    np.testing.assert_array_equal(H.toarray(), G[order][:, order].toarray())
+    with pytest.raises(ValueError, match="order of 300 rows"):
+        permute_lists_owned(ptr, [idx.copy()], order[:-1])
+
+
 def test_reordered_fit_returns_rows_in_input_order(mixture_5k, monkeypatch):
     # The loop relabels the problem by layout position (REORDER_AT); the embedding,
     # the callback's copy and transform must still be in the user's row order.

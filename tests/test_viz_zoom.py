@@ -97,6 +97,39 @@ def test_hover_columns_are_read_per_pixel_on_demand(clusters, monkeypatch):
     assert (words[index < 0] == "-").all() and sizes[-1] == index.size
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hover_row_of_one_pixel_equals_the_whole_band(clusters, monkeypatch, sparse):
+    # The CPU view pass no longer picks a point per pixel: the hover's row is looked up
+    # for the pixel read (kernels.view_raster.pick_pixels), through a spread too.
+    from embedscope.kernels import view_raster
+    from embedscope.viz import EmbeddingPlot
+
+    xy, meta = clusters
+    if sparse:  # few points spread thin: spread pixels show a neighbour's point
+        xy = np.random.default_rng(1).uniform(0, 1, size=(60, 2)).astype(np.float32)
+        meta = meta.iloc[:60].reset_index(drop=True)
+    ep = EmbeddingPlot(xy, meta, color="label", width=120, height=90, spread=3)
+    data = ep.render().data
+    picks = []
+    real = view_raster.pick_pixels
+    monkeypatch.setattr(view_raster, "pick_pixels", lambda *a, **k: picks.append(1) or real(*a, **k))
+    whole = data["__index__"].values
+    assert not picks  # the whole band came from one view pass with its own pick
+    shown = np.argwhere(whole >= 0)
+    assert shown.shape[0] > 20 and (whole < 0).any() and whole.dtype == np.int64
+    if sparse:  # the spread drew pixels that hold no point of their own
+        grid = view_raster.view_grid(ep._sorted[1], ep._sorted[2], *ep.extent, 120, 90)
+        assert ((whole >= 0) & (grid.count == 0)).any()
+    rng = np.random.default_rng(0)
+    for r, c in [*shown[rng.choice(len(shown), 20)], *np.argwhere(whole < 0)[:5], (-1, -1)]:
+        one = ep.render().data["__index__"][int(r), int(c)].values
+        assert int(one) == whole[r, c], (r, c)
+    assert picks  # single pixels were looked up, not picked by a pass
+    # the hover columns read through the same rows
+    r, c = shown[0]
+    assert ep.render().data["word"][int(r), int(c)].values == meta["word"][whole[r, c]]
+
+
 def test_served_hover_reads_one_pixel_of_the_shared_text(clusters):
     from embedscope.viz import EmbeddingPlot
     from embedscope.viz.app import _served_plot_class

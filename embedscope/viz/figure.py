@@ -311,9 +311,15 @@ class _PixelRows:
     def __getitem__(self, key: Any) -> np.ndarray:
         if self._rows is not None or self._lookup is None:
             return self.all()[key]
-        pixels = np.arange(self.shape[0] * self.shape[1], dtype=np.int64).reshape(self.shape)[key] \
-            if not isinstance(key, tuple) or not all(isinstance(k, (int, np.integer)) for k in key) \
-            else np.asarray(key[0] * self.shape[1] + key[1], dtype=np.int64)
+        height, width = self.shape
+        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, (int, np.integer)) for k in key):
+            # one pixel (a hover): its flat id, rows bottom-up as the view pass counts them
+            row, col = int(key[0]), int(key[1])
+            if not (-height <= row < height and -width <= col < width):
+                raise IndexError(f"pixel {key} is outside a {height} x {width} view")
+            pixels = np.asarray((row % height) * width + col % width, dtype=np.int64)
+        else:
+            pixels = np.arange(height * width, dtype=np.int64).reshape(self.shape)[key]
         if pixels.size > _PICK_ALL_ABOVE:
             return self.all()[key]
         return self._lookup(pixels)
@@ -718,14 +724,15 @@ class EmbeddingPlot:
         def lookup(pixels: np.ndarray) -> np.ndarray:
             at = pick_pixels(x, y, points.index, x_range, y_range, width, height, source[pixels.reshape(-1)],
                              codes=codes, n_colours=n_colours, values=values)
-            return points.rows(at).reshape(pixels.shape)
+            return points.rows(at).astype(np.int64, copy=False).reshape(pixels.shape)
 
         def everything() -> np.ndarray:
             grid = view_grid(x, y, x_range, y_range, width, height, codes=codes, palette=self._palette,
                              values=values, spans=spans)
             assert grid.index is not None
             picked = grid.index.reshape(-1)
-            return points.rows(np.where(source >= 0, picked[np.maximum(source, 0)], -1)).reshape(height, width)
+            rows = points.rows(np.where(source >= 0, picked[np.maximum(source, 0)], -1))
+            return rows.astype(np.int64, copy=False).reshape(height, width)
 
         return _PixelRows((height, width), lookup=lookup, everything=everything)
 

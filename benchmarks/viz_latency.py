@@ -139,9 +139,10 @@ RECOLOUR_JS = """(old) => {
     }
     return false;
   };
-  const poll = () => {
+  const start = now();
+  const poll = () => {  // (a tree that recolours in place keeps its figure: WATCH_JS sees its image)
     if (ready()) { window.__source.push(now()); requestAnimationFrame(() => window.__frame.push(now())); }
-    else requestAnimationFrame(poll);
+    else if (now() - start < 3000) requestAnimationFrame(poll);
   };
   requestAnimationFrame(poll);
 }"""

@@ -84,8 +84,9 @@ def test_explorer_search_select_export(files):
     explorer._on_tap(x=float(data.frame["x"][3]), y=float(data.frame["y"][3]))
     assert "row 3" in explorer.neighbour_title.object and len(explorer.neighbour_table.object) == 10
     assert 3 in explorer.plot.selected
-    explorer.color.value = "(density)"  # rebuilds the plot and keeps the selection
-    assert explorer.plot.color is None and 3 in explorer.plot.selected
+    before = explorer.plot
+    explorer.color.value = "(density)"  # recolours the same plot (one new image) and keeps the selection
+    assert explorer.plot is before and explorer.plot.color is None and 3 in explorer.plot.selected
     explorer._search("")
     assert explorer.plot.selected.size == 0
 

@@ -248,3 +248,29 @@ def test_highlight_layer_equals_datashaders_shade_of_the_selection(clusters):
     ep.select([])
     ep.select(np.flatnonzero(meta["label"].to_numpy() == "c4"))
     assert not np.array_equal(np.asarray(ep._highlight_image(*view, width=80, height=60).data), want)
+
+
+def test_set_color_recolours_the_same_plot(clusters):
+    from embedscope.errors import DataError
+    from embedscope.viz import EmbeddingPlot
+
+    xy, meta = clusters
+    ep = EmbeddingPlot(xy, meta, color="label", width=60, height=50, legend=False)
+    view = ((-1.0, 1.0), (-1.0, 1.0))
+    by_label = ep._base_image(*view, width=60, height=50)._packed.copy()
+    fresh = EmbeddingPlot(xy, meta, color="score", width=60, height=50, legend=False)
+    ep.set_color("score")
+    version = ep._colour.colour_version
+    by_score = ep._base_image(*view, width=60, height=50, colour_version=version)._packed
+    assert ep.color == "score" and ep.color_kind == "value" and version == 1
+    np.testing.assert_array_equal(by_score, fresh.render(*view, size=(60, 50))._packed)  # as a new plot draws it
+    assert not np.array_equal(by_score, by_label)
+    ep.set_color(None)
+    assert ep.color is None and ep.color_kind is None
+    ep.set_color("label")
+    np.testing.assert_array_equal(ep.render(*view, size=(60, 50))._packed, by_label)
+    with pytest.raises(DataError, match="no column 'nope'"):
+        ep.set_color("nope")
+    assert ep.color == "label"  # a refused colour leaves the plot as it was
+    with pytest.raises(ValueError, match="legend"):
+        EmbeddingPlot(xy, meta, color="label", width=60, height=50).set_color("score")

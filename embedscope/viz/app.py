@@ -521,7 +521,7 @@ class Explorer:
         self.legend = pn.pane.HTML("", width=LEGEND_PX, sizing_mode="stretch_height", css_classes=["es-legend"],
                                    styles={"overflow-y": "auto"})
         self._make_plot(data.color)
-        self.color.param.watch(lambda event: self._make_plot(None if event.new == "(density)" else event.new), "value")
+        self.color.param.watch(lambda event: self._recolour(None if event.new == "(density)" else event.new), "value")
         self.search.param.watch(lambda event: self._search(event.new), "value")
         self.search_mode.param.watch(lambda _: self._search(self.search.value), "value")
         self.clear.on_click(lambda _: self._clear())
@@ -564,6 +564,12 @@ class Explorer:
         if selected.size:
             self.plot.select(selected)
         self._on_range(*view)
+
+    def _recolour(self, color: str | None) -> None:
+        """Colour the plot by ``color`` in place: the browser gets one new image, not a new
+        figure (at 10M points, building the new figure's views took the page ~0.2 s)."""
+        self.plot.set_color(color, **layer_style(color))
+        self.legend.object = legend_html(self.plot)
 
     def _on_range(self, x_range: Any = None, y_range: Any = None, **_: Any) -> None:
         # the plot measured the data's extent once; min/max of 10M rows per zoom cost ~20 ms

@@ -96,6 +96,22 @@ def test_relabelled_fit_is_the_same_layout_in_input_order(mixture, monkeypatch):
     np.testing.assert_array_equal(seen[-1], plain)
     # the control: the labels really moved (three times, none the identity)
     assert len(orders) == 3 and not any(np.array_equal(o, np.arange(800)) for o in orders)
+    # the kernel's own contract: a list's arrays are replaced (the old ones can be
+    # freed), a tuple is left alone; both give the same layout
+    rng = np.random.default_rng(0)
+    n = 300
+    layout = rng.normal(size=(n, 2)).astype(np.float32)
+    pairs = []
+    for per in (5, 3, 8):
+        pairs += [np.arange(0, n * per + 1, per, dtype=np.int64), rng.integers(0, n, n * per).astype(np.int32)]
+    as_tuple = tuple(a.copy() for a in pairs)
+    as_list = [a.copy() for a in pairs]
+    ids = [id(a) for a in as_list]
+    a = cpu.optimize_layout(layout, as_tuple, (5, 5, 5))
+    b = cpu.optimize_layout(layout, as_list, (5, 5, 5))
+    np.testing.assert_array_equal(a, b)
+    assert all(np.array_equal(x, y) for x, y in zip(as_tuple, pairs, strict=True))
+    assert all(id(x) != i for x, i in zip(as_list, ids, strict=True))
 
 
 def test_three_components_random_init_and_array_init(mixture):

@@ -288,8 +288,9 @@ class PaCMAP(BaseReducer):
             indices, distances = stages.knn_graph(backend, Z, k_ext, metric, seed=seed, log=progress.log,
                                                   metric_kwds=prep.metric_kwds)
         with progress.stage("affinities", f"{n_nb} near, {n_mn} mid-near, {n_fp} further pairs per point"):
-            lists = kernels.pacmap.pairs(Z, indices, distances, metric, n_nb, n_mn, n_fp, seed,
-                                         metric_kwds=prep.metric_kwds)
+            # a list: a relabelling optimiser replaces its arrays and frees the old ones
+            lists = list(kernels.pacmap.pairs(Z, indices, distances, metric, n_nb, n_mn, n_fp, seed,
+                                              metric_kwds=prep.metric_kwds))
             from embedscope.kernels.pacmap import has_scale, scale_sigmas
 
             # transform weighs a new point's neighbours by the same scaled distance

@@ -539,19 +539,11 @@ class Explorer:
 
     # ----------------------------------------------------------------- plot
     def _make_plot(self, color: str | None) -> None:
-        old = getattr(self, "plot", None)
-        selected = old.selected if old is not None else np.empty(0, np.int64)
-        # a new colour keeps the view the user zoomed to
-        view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
-        # and its size on screen: the first image was 800 x 600 until the browser reported
-        # the size, so a recolour rendered twice and showed a stretched image in between
-        size = {}
-        if old is not None and old.size.width and old.size.height:
-            size = dict(zip(("width", "height"), old._raster_size(old.size.width, old.size.height), strict=True))
+        """The session's plot; later colours recolour it in place (_recolour)."""
         self.plot = self._plot_cls(self.data.frame, color=color, _prepared=True, _device_xy=self.data.device_xy,
-                                   responsive=True, title=self.data.title, legend=False, **size,
-                                   x_range=view[0], y_range=view[1], labels=self.data.labels,
-                                   show_labels=self.show_labels.value, **layer_style(color))
+                                   responsive=True, title=self.data.title, legend=False,
+                                   labels=self.data.labels, show_labels=self.show_labels.value,
+                                   **layer_style(color))
         self.plot.shared_text = self.data.hover_text
         self.plot.on_select(self._on_select)
         self.plot.range.add_subscriber(self._on_range)
@@ -561,9 +553,7 @@ class Explorer:
         self.tap.add_subscriber(self._on_tap)
         self.pane.object = self.plot.view
         self.legend.object = legend_html(self.plot)
-        if selected.size:
-            self.plot.select(selected)
-        self._on_range(*view)
+        self._on_range()
 
     def _recolour(self, color: str | None) -> None:
         """Colour the plot by ``color`` in place: the browser gets one new image, not a new

@@ -106,12 +106,12 @@ def test_relabelled_fit_is_the_same_layout_in_input_order(mixture, monkeypatch):
         pairs += [np.arange(0, n * per + 1, per, dtype=np.int64), rng.integers(0, n, n * per).astype(np.int32)]
     as_tuple = tuple(a.copy() for a in pairs)
     as_list = [a.copy() for a in pairs]
-    ids = [id(a) for a in as_list]
+    originals = list(as_list)  # held here, so no new array can reuse an old one's address
     a = cpu.optimize_layout(layout, as_tuple, (5, 5, 5))
     b = cpu.optimize_layout(layout, as_list, (5, 5, 5))
     np.testing.assert_array_equal(a, b)
     assert all(np.array_equal(x, y) for x, y in zip(as_tuple, pairs, strict=True))
-    assert all(id(x) != i for x, i in zip(as_list, ids, strict=True))
+    assert all(x is not o for x, o in zip(as_list, originals, strict=True))
 
 
 def test_three_components_random_init_and_array_init(mixture):

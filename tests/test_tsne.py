@@ -745,13 +745,13 @@ def test_permute_lists_owned_equals_permute_lists_and_replaces_the_slots():
     order = rng.permutation(300)
     expected = permute_lists(ptr, idx, order, None, G.data, clock)
     arrays = [idx.copy(), G.data.copy(), clock.copy()]
-    before = [id(a) for a in arrays]
+    before = list(arrays)  # held here, so no new array can reuse an old one's address
     new_ptr = permute_lists_owned(ptr, arrays, order)
     np.testing.assert_array_equal(new_ptr, expected[0])
     for got, want in zip(arrays, expected[1:], strict=True):
         np.testing.assert_array_equal(got, want)
         assert got.dtype == want.dtype
-    assert all(id(a) != b for a, b in zip(arrays, before, strict=True))  # new arrays in the slots
+    assert all(a is not b for a, b in zip(arrays, before, strict=True))  # new arrays in the slots
     # the relabelled lists are the graph G[order][:, order]
     H = sp.csr_matrix((arrays[1], arrays[0], new_ptr), shape=(300, 300))
     np.testing.assert_array_equal(H.toarray(), G[order][:, order].toarray())

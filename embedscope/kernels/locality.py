@@ -136,21 +136,25 @@ def permute_csr(P: sp.csr_matrix, order: np.ndarray) -> None:
     P.has_sorted_indices = False
 
 
-def permute_lists_owned(ptr: np.ndarray, arrays: list[np.ndarray], order: np.ndarray) -> np.ndarray:
-    """:func:`permute_lists` for lists whose arrays the caller hands over in ``arrays``.
+def permute_lists_owned(ptr: np.ndarray, arrays: list[np.ndarray], order: np.ndarray,
+                        inverse: np.ndarray | None = None) -> np.ndarray:
+    """Partner lists by point (CSR) relabelled in the list the caller hands over.
 
-    ``arrays[0]`` is the partner index array (relabelled), the rest per-entry values
-    (moved with their entries). Each slot of ``arrays`` is replaced as soon as its
-    successor is built, so where the list holds the only reference the reorder costs
-    one array more than the lists, not a second copy of them (a 1M-point UMAP's
-    schedule is ~0.6 GB). Returns the new ``ptr``.
+    Row ``r`` becomes old row ``order[r]``. ``arrays[0]`` is the partner index array
+    (relabelled), the rest per-entry values (e.g. an edge's sampling clock, moved with
+    their entries). Each slot of ``arrays`` is replaced as soon as its successor is
+    built, so where the list holds the only reference the reorder costs one array more
+    than the lists, not a second copy of them (a 1M-point UMAP's schedule is ~0.6 GB).
+    ``inverse`` (:func:`inverse_order` of ``order``) may be passed to save recomputing
+    it for several lists. Returns the new ``ptr``.
     """
     n = ptr.shape[0] - 1
     order = np.asarray(order, dtype=np.int64)
     if order.shape != (n,):
         raise ValueError(f"permute_lists needs an order of {n} rows, not {order.shape}")
+    idx_dtype = arrays[0].dtype
+    inverse = inverse_order(order, idx_dtype) if inverse is None else inverse.astype(idx_dtype, copy=False)
     new_ptr = _permuted_indptr(ptr, order)
-    inverse = inverse_order(order, arrays[0].dtype)
     out = np.empty_like(arrays[0])
     for_rows(_relabel_rows, n, ptr, new_ptr, order, arrays[0], inverse, out)
     arrays[0] = out
@@ -165,24 +169,10 @@ def permute_lists_owned(ptr: np.ndarray, arrays: list[np.ndarray], order: np.nda
 
 def permute_lists(ptr: np.ndarray, idx: np.ndarray, order: np.ndarray, inverse: np.ndarray | None = None,
                   *values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Partner lists by point (CSR) relabelled: row ``r`` is old row ``order[r]``.
+    """:func:`permute_lists_owned` leaving the caller's arrays as they are.
 
-    ``inverse`` (:func:`inverse_order` of ``order``) may be passed to save recomputing
-    it for several lists. ``values``: per-entry arrays (e.g. an edge's sampling clock)
-    moved with their entries. Returns ``(ptr, idx, *values)`` new, of the same dtypes.
+    Returns ``(ptr, idx, *values)`` new, of the same dtypes.
     """
-    n = ptr.shape[0] - 1
-    order = np.asarray(order, dtype=np.int64)
-    if order.shape != (n,):
-        raise ValueError(f"permute_lists needs an order of {n} rows, not {order.shape}")
-    if inverse is None:
-        inverse = inverse_order(order, idx.dtype)
-    new_ptr = _permuted_indptr(ptr, order)
-    new_idx = np.empty_like(idx)
-    for_rows(_relabel_rows, n, ptr, new_ptr, order, idx, inverse.astype(idx.dtype, copy=False), new_idx)
-    moved = []
-    for array in values:
-        out = np.empty_like(array)
-        for_rows(_copy_rows, n, ptr, new_ptr, order, array, out)
-        moved.append(out)
-    return (new_ptr, new_idx, *moved)
+    arrays = [idx, *values]
+    new_ptr = permute_lists_owned(ptr, arrays, order, inverse)
+    return (new_ptr, *arrays)

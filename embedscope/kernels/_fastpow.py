@@ -24,58 +24,36 @@ iterations' time at 100,000 points (tests/test_tsne.py).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba.core import types
 from numba.core.extending import intrinsic
 
 __all__ = ["log_normal", "pow_positive"]
 
 
-@intrinsic
-def _float_bits(typingctx, x):  # pragma: no cover - compiled into numba kernels
-    if x != types.float32:
-        return None
+def _bitcast(source: types.Type, target: types.Type) -> Any:
+    """An intrinsic reading a ``source`` scalar's bits as a ``target`` of the same width."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
+    def cast(typingctx, x):  # pragma: no cover - compiled into numba kernels
+        if x != source:
+            return None
 
-    return types.int32(types.float32), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(target))
 
+        return target(source), codegen
 
-@intrinsic
-def _bits_float(typingctx, bits):  # pragma: no cover - compiled into numba kernels
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
+    cast.__name__ = f"_bitcast_{source}_{target}"
+    return intrinsic(cast)
 
 
-@intrinsic
-def _double_bits(typingctx, x):  # pragma: no cover - compiled into numba kernels
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _bits_double(typingctx, bits):  # pragma: no cover - compiled into numba kernels
-    if bits != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
+_float_bits = _bitcast(types.float32, types.int32)
+_bits_float = _bitcast(types.int32, types.float32)
+_double_bits = _bitcast(types.float64, types.int64)
+_bits_double = _bitcast(types.int64, types.float64)
 
 
 _LN2 = math.log(2.0)

@@ -377,7 +377,7 @@ def _pick_pixels(x, y, starts, cells, cx0, csx, cy0, csy, codes, n_colours, valu
                 dy = fy - yi - 0.5
                 d = np.float32(dx * dx + dy * dy)
                 # rows are visited in position order, so a tie keeps the lowest position
-                if d < best or (d == best and i < out[q]):
+                if d < best:
                     best = d
                     out[q] = i
 

@@ -60,6 +60,28 @@ class ViewGrid:
     index: np.ndarray | None
 
 
+@numba.njit(cache=True, inline="always")
+def _pixel_of(xv, yv, x0, x1, y0, y1, sx, tx, sy, ty, width, height):  # pragma: no cover - numba
+    # The view pass and pick_pixels place a point with this one piece of arithmetic, so
+    # a pixel's looked-up point is the one the pass would pick. Returns the flat pixel
+    # (-1 outside the view: NaN fails every comparison too), its column and row, and
+    # the point's position in pixel units.
+    if not (x0 <= xv <= x1 and y0 <= yv <= y1):
+        return -1, 0, 0, 0.0, 0.0
+    fx = xv * sx + tx
+    fy = yv * sy + ty
+    xi = min(int(fx), width - 1)
+    yi = min(int(fy), height - 1)
+    return yi * width + xi, xi, yi, fx, fy
+
+
+@numba.njit(cache=True, inline="always")
+def _centre_distance(fx, fy, xi, yi):  # pragma: no cover - numba
+    dx = fx - xi - 0.5
+    dy = fy - yi - 0.5
+    return np.float32(dx * dx + dy * dy)
+
+
 @numba.njit(cache=True, parallel=True)
 def _view_cpu(x, y, span_start, span_cum, codes, palette, values, x0, x1, y0, y1, sx, tx, sy, ty, width, height,
               n_blocks, pick):
@@ -105,10 +127,9 @@ def _view_cpu(x, y, span_start, span_cum, codes, palette, values, x0, x1, y0, y1
             seg_end = min(pos_end, span_cum[seg + 1])
             first = span_start[seg] + (pos - span_cum[seg])
             for i in range(first, first + (seg_end - pos)):
-                xv = x[i]
-                yv = y[i]
-                if not (x0 <= xv <= x1 and y0 <= yv <= y1):
-                    continue  # NaN fails every comparison, so it is dropped too
+                p, xi, yi, fx, fy = _pixel_of(x[i], y[i], x0, x1, y0, y1, sx, tx, sy, ty, width, height)
+                if p < 0:
+                    continue
                 c = 0
                 if use_codes:
                     c = codes[i]
@@ -119,11 +140,6 @@ def _view_cpu(x, y, span_start, span_cum, codes, palette, values, x0, x1, y0, y1
                     v = values[i]
                     if np.isnan(v):
                         continue
-                fx = xv * sx + tx
-                fy = yv * sy + ty
-                xi = min(int(fx), width - 1)
-                yi = min(int(fy), height - 1)
-                p = yi * width + xi
                 counts[b, p] += 1
                 if use_codes:
                     rgb[b, p, 0] += palette[c, 0]
@@ -132,9 +148,7 @@ def _view_cpu(x, y, span_start, span_cum, codes, palette, values, x0, x1, y0, y1
                 if use_values:
                     vsum[b, p] += v
                 if pick:
-                    dx = fx - xi - 0.5
-                    dy = fy - yi - 0.5
-                    d = np.float32(dx * dx + dy * dy)
+                    d = _centre_distance(fx, fy, xi, yi)
                     if d < best[b, p]:
                         best[b, p] = d
                         index[b, p] = i
@@ -359,9 +373,8 @@ def _pick_pixels(x, y, starts, cells, cx0, csx, cy0, csy, codes, n_colours, valu
         for iy in range(iy0, iy1 + 1):
             for i in range(starts[iy * cells + ix0], starts[iy * cells + ix1 + 1]):
                 # the view pass's own tests and arithmetic, so the same point wins
-                xv = x[i]
-                yv = y[i]
-                if not (x0 <= xv <= x1 and y0 <= yv <= y1):
+                at = _pixel_of(x[i], y[i], x0, x1, y0, y1, sx, tx, sy, ty, width, height)
+                if at[0] != p:
                     continue
                 if use_codes:
                     c = codes[i]
@@ -369,13 +382,7 @@ def _pick_pixels(x, y, starts, cells, cx0, csx, cy0, csy, codes, n_colours, valu
                         continue
                 if use_values and np.isnan(values[i]):
                     continue
-                fx = xv * sx + tx
-                fy = yv * sy + ty
-                if min(int(fx), width - 1) != xi or min(int(fy), height - 1) != yi:
-                    continue
-                dx = fx - xi - 0.5
-                dy = fy - yi - 0.5
-                d = np.float32(dx * dx + dy * dy)
+                d = _centre_distance(at[3], at[4], xi, yi)
                 # rows are visited in position order, so a tie keeps the lowest position
                 if d < best:
                     best = d

@@ -486,12 +486,9 @@ class EmbeddingPlot:
 
     # ------------------------------------------------------------------ building
     def _prepare_colour(self) -> None:
-        """Arrays the renderer reads on every view, extracted once."""
-        from embedscope.viz.aggregate import data_range, limit_categorical
+        """The colour arrays the renderer reads on every view, extracted once per colour."""
+        from embedscope.viz.aggregate import limit_categorical
 
-        self._x = self.frame["x"].to_numpy()
-        self._y = self.frame["y"].to_numpy()
-        self.extent = (data_range(self._x), data_range(self._y))
         self._codes = self._palette = self._values = None
         self._category_colors: dict[str, str] = {}
         self.note: str | None = None
@@ -521,8 +518,14 @@ class EmbeddingPlot:
                                     None if self._values is None else xp.asarray(self._values))
 
     def _build(self) -> None:
+        from embedscope.viz.aggregate import data_range
+
         hv = _hv()
 
+        # the coordinates and their extent, once: a new colour (set_color) keeps them
+        self._x = self.frame["x"].to_numpy()
+        self._y = self.frame["y"].to_numpy()
+        self.extent = (data_range(self._x), data_range(self._y))
         self._prepare_colour()
         Muted = hv.streams.Stream.define("Muted", muted=False)
         self._muted = Muted()

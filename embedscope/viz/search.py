@@ -40,9 +40,6 @@ class CategoricalText:
         self.categories = categories
         self.codes = codes
 
-    def __len__(self) -> int:
-        return int(self.codes.shape[0])
-
 
 def _arrow_strings(series: pd.Series) -> Any:
     import pyarrow as pa

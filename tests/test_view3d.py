@@ -236,7 +236,11 @@ def test_compare_refuses_3d_layouts_rather_than_drawing_x_and_y(coords3d, tmp_pa
     flat = tmp_path / "flat.parquet"
     pd.read_parquet(coords3d).drop(columns="z").to_parquet(flat, index=False)
     assert main(["compare", str(flat), str(coords3d), "--out", str(tmp_path / "c.png"), "--quiet"]) == 2
-    error = capsys.readouterr().err.strip()
+    # Progress lines of another test's background reduction can land in this capture (an
+    # xdist worker ran one before this test and its thread logged "[embedscope] PCA: ...");
+    # the command's own output must still be the one-line error.
+    error = "\n".join(line for line in capsys.readouterr().err.strip().splitlines()
+                      if not line.startswith("[embedscope] "))
     assert "c3.parquet holds 3-D coordinates; compare draws 2-D maps" in error and "\n" not in error
     with pytest.raises(DataError, match="holds 3-D coordinates; comparing draws 2-D maps"):
         CompareData(str(coords3d), str(flat))

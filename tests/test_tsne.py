@@ -134,6 +134,23 @@ def test_joint_does_not_depend_on_the_thread_count():
     assert np.array_equal(P1.data, P2.data)
 
 
+@pytest.mark.parametrize("m", [0, 1, 2, 15, 16, 17, 33, 90, 271, 5000])
+def test_row_sort_orders_keys_like_numpy(m):
+    # the joint P's rows are sorted by this quicksort (numba's own took 1 s to compile)
+    from embedscope.kernels.tsne.affinity import _sort_keys
+
+    rng = np.random.default_rng(m)
+    stack = np.empty(128, dtype=np.int64)
+    cases = [rng.integers(-(2**40), 2**40, m), rng.integers(0, 3, m), np.arange(m), np.arange(m)[::-1].copy(),
+             np.full(m, 7)]
+    for keys in cases:
+        keys = np.concatenate([keys.astype(np.int64), [-5, 99]])  # entries past m stay put
+        got = keys.copy()
+        _sort_keys(got[:m], stack)
+        np.testing.assert_array_equal(got[:m], np.sort(keys[:m]))
+        np.testing.assert_array_equal(got[m:], keys[m:])
+
+
 def test_affinities_of_duplicates_are_uniform_not_nan():
     P, _ = ktsne.conditional_affinities(np.zeros((3, 10), dtype=np.float32), 5.0)
     np.testing.assert_allclose(P, 0.1)

@@ -16,15 +16,22 @@ import scipy.sparse as sp
 from embedscope.kernels._fastpow import log_normal
 from embedscope.kernels._threads import for_rows
 
+#: Row kernels, serial over ``[start, stop)`` on :mod:`.._threads`' pool rather than
+#: ``prange``: numba's parfor passes and gufunc wrappers made these two 1.6 s of a
+#: first t-SNE fit's compiling, serial 0.6 s. With numpy's error model (what a parfor
+#: body gets: no zero-divisor branch in the loop) they run as fast (KL at 100k x 130,
+#: two threads: 29.3 ms with prange, 28.7 ms; without that error model 55 ms).
+_ROWS = {"cache": True, "fastmath": True, "nogil": True, "error_model": "numpy"}
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _exact_repulsion(targets, sources, dof, self_join, rep, z_rows):  # pragma: no cover - numba
-    m, d = targets.shape
+
+@numba.njit(**_ROWS)
+def _exact_repulsion(start, stop, targets, sources, dof, self_join, rep, z_rows):  # pragma: no cover - numba
+    d = targets.shape[1]
     n = sources.shape[0]
     # dof = 1 (standard t-SNE) is a reciprocal, not a power: 11 ns a pair with pow,
     # the cost of the grid's exact sums over thrown-out points (fft.FFTRepulsion).
     unit = dof == 1.0
-    for i in numba.prange(m):
+    for i in range(start, stop):
         # Unrolled for d <= 3 (t-SNE's embeddings): the sums stay in registers.
         t0 = targets[i, 0]
         t1 = targets[i, 1] if d > 1 else 0.0
@@ -84,19 +91,20 @@ def exact_repulsion(
     T = S if self_join else np.ascontiguousarray(targets, dtype=np.float64)
     rep = np.zeros(T.shape, dtype=np.float64)
     z_rows = np.empty(T.shape[0], dtype=np.float64)
-    _exact_repulsion(T, S, float(dof), self_join, rep, z_rows)
+    # a row costs n pairs: a few rows are worth a thread
+    for_rows(_exact_repulsion, T.shape[0], T, S, float(dof), self_join, rep, z_rows,
+             min_rows=max(1, 2**20 // max(S.shape[0], 1)))
     return rep, (float(z_rows.sum()) if self_join else z_rows)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True, nogil=True)
-def _kl_rows(indptr, indices, values, Y, dof, out):  # pragma: no cover - numba
+@numba.njit(**_ROWS)
+def _kl_rows(start, stop, indptr, indices, values, Y, dof, out):  # pragma: no cover - numba
     # sum_j p_ij (-log w_ij) = sum_j p_ij dof log(1 + d2_ij / dof); the p log p half of
-    # KL does not depend on Y and is summed once per P (_entropy_term). A prange loop,
-    # not for_rows' threads: the same serial loop ran 1.8x slower a thread (LLVM keeps
-    # the parallel body's loads free of aliasing with ``out``).
-    n, d = Y.shape
+    # KL does not depend on Y and is summed once per P (_entropy_term). Per-row terms
+    # summed by numpy afterwards: the total does not depend on the thread count.
+    d = Y.shape[1]
     inv_dof = 1.0 / dof
-    for i in numba.prange(n):
+    for i in range(start, stop):
         acc = 0.0
         if d == 2:  # t-SNE's usual case, with no inner loop left in the sum
             y0 = Y[i, 0]
@@ -152,5 +160,7 @@ def kl_divergence(P: sp.csr_matrix, Y: np.ndarray, Z: float, dof: float = 1.0) -
     ``log p`` recomputed each time, made one KL cost four t-SNE iterations at 100k).
     """
     terms = np.empty(Y.shape[0], dtype=np.float64)
-    _kl_rows(P.indptr, P.indices, P.data, np.ascontiguousarray(Y, dtype=np.float64), float(dof), terms)
+    # a block of rows per thread once there are 2**18 entries of P a thread
+    for_rows(_kl_rows, Y.shape[0], P.indptr, P.indices, P.data, np.ascontiguousarray(Y, dtype=np.float64),
+             float(dof), terms, min_rows=max(1024, 2**18 * Y.shape[0] // max(P.nnz, 1)))
     return float(_entropy_term(P) + terms.sum() + np.log(Z))

@@ -38,10 +38,13 @@ def _reverse_start(sweep_seed, node, n_reverse, max_reverse):  # pragma: no cove
 
 
 # Not inline="always": numba inlines its own IR into the caller, which compiles it
-# without this function's fastmath, so the sum stayed a serial chain of scalar adds.
-# Compiled apart, LLVM still inlines it with the reassociation that vectorises it:
-# NN-descent on a 100k x 50 mixture went from 4.24 s to 3.3 s, recall unchanged.
-@numba.njit(cache=True, fastmath=True)
+# without this function's fastmath, so the sum stayed a serial chain of scalar adds
+# (NN-descent on a 100k x 50 mixture: 4.24 s against 3.3 s compiled apart).
+# ``forceinline`` marks the compiled function alwaysinline for LLVM instead: it keeps
+# its own fastmath and vectorised loop, and LLVM no longer weighs the call against the
+# sweep's size (it had left it a call there, 15 arguments a candidate). NN-descent on
+# a 200k x 50 mixture, one thread: 20.3 -> 18.5 s, the same graph.
+@numba.njit(cache=True, fastmath=True, forceinline=True)
 def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
     """Squared euclidean (code 0), 1 - dot / -dot on prepared rows, or a direct metric
     (codes 3-7, minkowski unrooted: ``exact._direct_dist``).
@@ -86,7 +89,7 @@ def _push(heap_idx, heap_dist, heap_new, i, cand, dist):  # pragma: no cover - n
     return 1
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, forceinline=True)
 def _row_dot(vector, data, row):  # pragma: no cover - numba
     """``vector . data[row]``, compiled apart to keep fastmath (see _pair_dist)."""
     acc = np.float32(0.0)

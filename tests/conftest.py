@@ -23,6 +23,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _no_reduction_left_running():
+    """Wait at each test's end for the reductions an explorer started in the background:
+    left running, one printed its progress lines into a later test's captured output."""
+    yield
+    import sys
+    import threading
+
+    app = sys.modules.get("embedscope.viz.app")  # not imported: no explorer started one
+    if app is None:
+        return
+    for thread in threading.enumerate():
+        if thread.name.startswith(app.REDUCE_THREAD):
+            thread.join(timeout=120)
+
+
 def _backend_params() -> list:
     """One param per registered backend, ``auto`` order; each one that cannot run here is
     skipped with its probe's reason, and GPU backends carry the ``gpu`` mark."""

@@ -47,6 +47,8 @@ LEGEND_PX = 200
 NEIGHBOURS_HINT = "Click a point to list its nearest neighbours."
 #: Zoom levels of the region labels: full view, then each halving of the view's width.
 LABEL_LEVELS = 4
+#: Name (a prefix) of the thread that reduces a vectors file behind an opening explorer.
+REDUCE_THREAD = "embedscope-reduce"
 
 
 def _check_regular(source: str, what: str) -> None:
@@ -265,7 +267,8 @@ class AppData:
                 # against a fit holding the GIL, and the page took 40 s to open
                 self.live = LiveFit(self.reducer, array, on_done=self._live_done)
             else:
-                threading.Thread(target=self._reduce, args=(verbose,), daemon=True).start()
+                threading.Thread(target=self._reduce, args=(verbose,), daemon=True,
+                                 name=f"{REDUCE_THREAD}-{self.method}").start()
 
     def _load_vectors(self, source: str, rows: int) -> np.ndarray:
         """The original vectors beside coordinates (``--vectors``), one row per point."""

@@ -412,7 +412,16 @@ def nndescent_knn(
     # keeps the sweeps' random row reads in cache (about 2x faster at 100k points).
     _rp_tree(prepared, seed + trees, leaf_size, perm, leaf_lo, leaf_hi)
     order = perm.copy()
-    prepared = np.ascontiguousarray(prepared[order])
+    if metric in DIRECT_METRICS or prepared.shape[1] % 16 == 0:
+        prepared = np.ascontiguousarray(prepared[order])
+    else:
+        # Rows padded with zeros to a multiple of 16 floats (64 bytes), which leaves
+        # every distance and dot product as it was: the distance loop runs whole
+        # vector steps with no remainder, and a row spans the fewest cache lines
+        # (200k x 50 mixture, one thread: 18.5 -> 16.5 s; 28% more copy, 56 MB at 1M).
+        padded = np.zeros((n, -(-prepared.shape[1] // 16) * 16), dtype=np.float32)
+        padded[:, : prepared.shape[1]] = prepared[order]
+        prepared = padded
     for tree in range(trees):
         n_leaves = _rp_tree(prepared, seed + tree, leaf_size, perm, leaf_lo, leaf_hi)
         _leaf_join(prepared, perm, leaf_lo, leaf_hi, n_leaves, code, p32, heap_idx, heap_dist, heap_new)

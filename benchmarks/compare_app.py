@@ -151,6 +151,21 @@ def main() -> None:
         record(f"zoom in panel {name}, 5% selected", first, median, worst)
     ex.plots[0].clear_selection()
 
+    # A new colour for both panels: each renders one new image in place (the Bokeh plots
+    # made above stay attached, as the page's do), category and value colours in turn.
+    colours = {"i": 0}
+
+    def recolour() -> None:
+        colours["i"] += 1
+        ex.color.value = "label" if colours["i"] % 2 else "moved"
+
+    plots_before = list(ex.plots)
+    first, median, worst = _timed(recolour, args.repeats)
+    kept = all(p is q for p, q in zip(plots_before, ex.plots, strict=True))
+    record("recolour both panels (label <-> moved)", first, median, worst,
+           "in place, both re-rendered" if kept else "panels rebuilt")
+    ex.color.value = "moved"
+
     # the peer: one plot of the same points, as 'embedscope serve a.parquet' draws it
     single = EmbeddingPlot(data.frames[0], color="moved", _prepared=True, responsive=True, **layer_style("moved"))
     _, zoom = _zoomer(single.view, args.width, args.height, spans[0])

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from embedscope.errors import DataError
+from embedscope.viz.app import legend_html
 from embedscope.viz.compare_app import CompareData, CompareExplorer, side_frames, top_moved
 from embedscope.viz.layers import default_color, layer_style, quality_summary
 
@@ -143,6 +144,25 @@ def test_explorer_links_selection_marks_filters_and_exports(pair):
     ex.color.value = "quality"  # each panel coloured by its own layout's quality
     np.testing.assert_allclose(ex.plots[1].frame["quality"], qb)
     assert ex.plots[1].color == "quality" and ex.plots[1].span == (0.0, 1.0)
+
+
+def test_recolour_keeps_both_panels_and_lists_the_legend_in_the_sidebar(pair):
+    root, *_ = pair
+    ex = CompareExplorer(CompareData(str(root / "a.parquet"), str(root / "b.parquet"), on="id", k=10))
+    a, b = ex.plots
+    assert not a.legend and not b.legend  # no legend layer on either panel
+    assert "<b>moved</b>" in ex.legend.object
+    a.select([5, 6, 7])
+    versions = [p._colour.colour_version for p in ex.plots]
+    ex.color.value = "label"
+    assert ex.plots[0] is a and ex.plots[1] is b  # recoloured in place, not built again
+    assert [p._colour.colour_version for p in ex.plots] == [v + 1 for v in versions]
+    assert a.color == b.color == "label" and a.color_kind == "category"
+    assert a._category_colors == b._category_colors  # one legend fits both panels
+    assert ex.legend.object.count("<li") == 3 and "<b>label</b> (3)" in ex.legend.object
+    np.testing.assert_array_equal(b.selected, [5, 6, 7])
+    ex.color.value = "(density)"
+    assert a.color is None and b.color is None and ex.legend.object == legend_html(a)
 
 
 def test_quality_layer_style_default_and_png_legend(tmp_path):

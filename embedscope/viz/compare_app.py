@@ -233,7 +233,7 @@ class CompareExplorer:
     def __init__(self, data: CompareData) -> None:
         import panel as pn
 
-        from embedscope.viz.app import _served_plot_class, safe_text
+        from embedscope.viz.app import LEGEND_PX, _served_plot_class, safe_text
         from embedscope.viz.figure import EmbeddingPlot, _hv
 
         _hv()
@@ -265,17 +265,21 @@ class CompareExplorer:
         # made both panels show one range (two layouts' scales differ) and re-render both per zoom.
         self.panes = [pn.pane.HoloViews(sizing_mode="stretch_both", min_height=300, min_width=300, linked_axes=False)
                       for _ in PANELS]
+        # One colour legend for both panels (they colour the same rows by the same column),
+        # a list in the sidebar as in the explorer: a legend drawn on a panel is a layer of
+        # its own, and with it a new colour needed both panels built again.
+        self.legend = pn.pane.HTML("", width=LEGEND_PX, css_classes=["es-legend"])
         self._make_plots(data.color)
         self._show_filter()
-        self.color.param.watch(lambda e: self._make_plots(None if e.new == "(density)" else e.new), "value")
+        self.color.param.watch(lambda e: self.recolour(None if e.new == "(density)" else e.new), "value")
         self.share.param.watch(lambda e: self.set_share(e.new / 100), "value_throttled")
         self.clear.on_click(lambda _: self.plots[0].clear_selection())
         self.fmt.param.watch(lambda e: setattr(self.download, "filename", f"selection.{e.new}"), "value")
         sidebar = pn.Column(
             pn.pane.Markdown(f"### embedscope compare\n{safe_text(data.note, 400)}"),
             pn.pane.Markdown(data.summary(), css_classes=["es-summary"]),
-            self.color, self.share, self.filter_info, self.clear, self.fmt, self.download, self.selection_info,
-            width=260)
+            self.color, self.legend, self.share, self.filter_info, self.clear, self.fmt, self.download,
+            self.selection_info, width=260)
         self.layout = pn.Row(sidebar, pn.Column(pn.Row(*self.panes, sizing_mode="stretch_both"), self.mark_info,
                                                 sizing_mode="stretch_both"), sizing_mode="stretch_both")
 
@@ -291,7 +295,7 @@ class CompareExplorer:
             view = (old.range.x_range, old.range.y_range) if old is not None else (None, None)
             device = self.data.device_xy[i] if self.rows is None else None
             plot = self._plot_cls(self._frames[i], color=color, _prepared=True, _device_xy=device, responsive=True,
-                                  title=name, x_range=view[0], y_range=view[1], **layer_style(color))
+                                  title=name, x_range=view[0], y_range=view[1], legend=False, **layer_style(color))
             plot.shared_text = self._hover_text[i]
             plot.on_select(lambda ids, i=i: self._on_select(i, ids))
             pointer = hv.streams.PointerXY(source=plot.base)
@@ -303,6 +307,19 @@ class CompareExplorer:
             self.panes[i].object = plot.view.opts(hooks=[lambda p, _e, i=i: self._add_ring(p, i)])
         if selected.size:
             self.plots[0].select(selected)
+        self._show_legend()
+
+    def recolour(self, color: str | None) -> None:
+        """Colour both panels by ``color`` (None: density) in place: each sends one new image;
+        the views, the selection and the mark stay."""
+        for plot in self.plots:
+            plot.set_color(color, **layer_style(color))
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        from embedscope.viz.app import legend_html
+
+        self.legend.object = legend_html(self.plots[0])
 
     @staticmethod
     def _set_ring(source: Any, data: dict[str, list[float]]) -> None:

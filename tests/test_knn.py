@@ -119,3 +119,32 @@ def test_nndescent_stops_early_once_the_sampled_recall_clears_the_target():
     late, _ = nndescent_knn(X, 14, random_state=0, target_recall=0.99, log=lines.append)
     assert not any("stopping early" in line for line in lines)
     np.testing.assert_array_equal(late, full)
+
+
+def test_nndescent_graph_is_the_same_for_any_thread_count_and_update_buffer(monkeypatch):
+    # The joins' updates are applied in an order that depends on the thread count and
+    # on how often the buffers fill; rows keep the k smallest by (distance, index), so
+    # the graph must not. Copies of rows make exact distance ties, where it could: 40
+    # copies of one point compete for 10 places at distance 0.
+    import numba
+
+    from embedscope.kernels.knn import nndescent
+
+    X, _ = make_mixture(3000, 16, 12, random_state=4)
+    X = np.vstack([X, X[:300], np.repeat(X[:1], 40, axis=0)])
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one, d_one = nndescent_knn(X, 10, random_state=3)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two, d_two = nndescent_knn(X, 10, random_state=3)
+        # a buffer that fills after one point's join: many emit/apply rounds per sweep
+        monkeypatch.setattr(nndescent, "_UPDATE_BUFFER", 1)
+        small, _ = nndescent_knn(X, 10, random_state=3)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(d_one, d_two)
+    np.testing.assert_array_equal(one, small)
+    truth, _ = exact_knn(X, 10)
+    assert recall(one, truth) >= 0.95

@@ -1,12 +1,13 @@
 """Approximate k-nearest-neighbour search on the CPU: RP-tree start, then NN-descent.
 
 Approximate search for large N (Dong, Moses & Li 2011): start from the leaves of a few
-random-projection trees, then repeatedly let each point look at its neighbours'
-neighbours (forward and reverse), keeping the k nearest. We use the "pull" form: in
-one sweep, point i only writes its own sorted neighbour row and reads a snapshot of
-every other row taken at the start of the sweep, so the sweep runs in parallel
-without locks and its result does not depend on the thread count. A pair is looked
-at only when one of its two links is new since the last sweep.
+random-projection trees, then sweep: every point j introduces its neighbours (forward
+and reverse) to each other, a "local join", and each pair's distance is offered to
+both ends, which keep their k nearest. The joins read a snapshot of the lists taken
+at the start of the sweep and buffer their updates; each worker then applies those
+for its own rows, so the sweep needs no locks. Rows keep the k smallest by
+(distance, index), so the graph does not depend on the thread count. A pair is
+measured only when one of its two links is new since the last sweep.
 """
 
 from __future__ import annotations
@@ -70,15 +71,22 @@ def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
 
 @numba.njit(cache=True, inline="always")
 def _push(heap_idx, heap_dist, heap_new, i, cand, dist):  # pragma: no cover - numba
-    """Insert ``cand`` in row ``i`` (kept sorted) unless it is there or too far; 1 if kept."""
+    """Insert ``cand`` in row ``i`` unless it is there or too far; 1 if kept.
+
+    Rows are kept sorted by (distance, index), and a candidate is compared on both:
+    a row then ends as the k smallest of everything pushed to it, whatever the order
+    of the pushes, ties included. That is what lets the join sweeps apply their
+    updates in any order, on any number of threads, to the same graph.
+    """
     k = heap_idx.shape[1]
-    if dist >= heap_dist[i, k - 1]:
+    last = heap_dist[i, k - 1]
+    if dist > last or (dist == last and cand >= heap_idx[i, k - 1]):
         return 0
     for s in range(k):
         if heap_idx[i, s] == cand:
             return 0
     pos = k - 1
-    while pos > 0 and heap_dist[i, pos - 1] > dist:
+    while pos > 0 and (heap_dist[i, pos - 1] > dist or (heap_dist[i, pos - 1] == dist and heap_idx[i, pos - 1] > cand)):
         heap_dist[i, pos] = heap_dist[i, pos - 1]
         heap_idx[i, pos] = heap_idx[i, pos - 1]
         heap_new[i, pos] = heap_new[i, pos - 1]
@@ -223,60 +231,125 @@ def _reverse_lists(snap_idx, snap_new):  # pragma: no cover - numba
 
 
 @numba.njit(parallel=True, cache=True)
-def _descent_sweep(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
-                   sweep_seed, visited, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
-    """One pull sweep; returns the number of neighbour-row changes.
+def _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
+               sweep_seed, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count):  # pragma: no cover
+    """Local joins: every pair of j's general neighbours with a new link, for the
+    points ``next_j[t] <= j < stop_j[t]`` of each slot ``t``, as far as the slot's
+    update buffer holds; returns nothing, advances ``next_j``.
 
-    A point's general neighbours are its ``max_forward`` nearest listed ones and up
-    to ``max_reverse`` reverse links; candidates are those of its general neighbours.
-
-    ``visited`` (n_threads, n) int32 remembers per thread which candidates point i
-    already measured (or holds), so a candidate reached through several neighbours
-    costs one distance; skipping it changes nothing, as a rejected candidate stays
-    rejected while the row only gets closer.
+    j's general neighbours are its ``max_forward`` nearest listed points and up to
+    ``max_reverse`` points that list it (a hashed window when more do). A pair's
+    distance is measured once and offered to both ends (``out_*[t]``: destination,
+    candidate, distance) where it is within the destination's current k-th distance,
+    and the rows ``j`` reads are a few dozen, which stay in L1 for the whole join:
+    one distance here cost about a third of one in the pull sweep this replaced,
+    where each point measured its neighbours' neighbours itself.
     """
     n, k = snap_idx.shape
     kf = min(k, max_forward)
-    changes = np.zeros(n, dtype=np.int64)
-    for i in numba.prange(n):
-        n_changes = 0
-        seen = visited[numba.get_thread_id()]
-        seen[i] = i
-        for s in range(k):
-            if heap_idx[i, s] >= 0:
-                seen[heap_idx[i, s]] = i
-        # i's general neighbours: k forward links, then up to max_reverse reverse ones
-        n_rev_i = rev_ptr[i + 1] - rev_ptr[i]
-        take_i = min(n_rev_i, max_reverse)
-        start_i = _reverse_start(sweep_seed, i, n_rev_i, max_reverse)
-        for a in range(kf + take_i):
-            if a < kf:
-                j = snap_idx[i, a]
-                new_ij = snap_new[i, a]
-            else:
-                pos = rev_ptr[i] + (start_i + a - kf) % n_rev_i
-                j = rev_src[pos]
-                new_ij = rev_new[pos]
-            if j < 0:
-                continue
-            n_rev_j = rev_ptr[j + 1] - rev_ptr[j]
-            take_j = min(n_rev_j, max_reverse)
-            start_j = _reverse_start(sweep_seed, j, n_rev_j, max_reverse)
-            for c in range(kf + take_j):
-                if c < kf:
-                    cand = snap_idx[j, c]
-                    new_jl = snap_new[j, c]
-                else:
-                    pos = rev_ptr[j] + (start_j + c - kf) % n_rev_j
-                    cand = rev_src[pos]
-                    new_jl = rev_new[pos]
-                if cand < 0 or (new_ij == 0 and new_jl == 0) or seen[cand] == i:
-                    continue
-                seen[cand] = i
-                dist = _pair_dist(data, i, cand, metric_code, p)
-                n_changes += _push(heap_idx, heap_dist, heap_new, i, cand, dist)
-        changes[i] = n_changes
-    return changes.sum()
+    cap = out_dest.shape[1]
+    n_rev_max = 0
+    for j in range(n):
+        n_rev_max = max(n_rev_max, rev_ptr[j + 1] - rev_ptr[j])
+    for t in numba.prange(next_j.size):
+        members = np.empty(kf + min(max_reverse, n_rev_max), dtype=np.int32)
+        fresh = np.empty(members.size, dtype=np.uint8)
+        count = 0
+        j = next_j[t]
+        while j < stop_j[t]:
+            m = 0
+            for c in range(kf):
+                x = snap_idx[j, c]
+                if x >= 0:
+                    members[m] = x
+                    fresh[m] = snap_new[j, c]
+                    m += 1
+            n_forward = m
+            n_rev = rev_ptr[j + 1] - rev_ptr[j]
+            start = _reverse_start(sweep_seed, j, n_rev, max_reverse)
+            for c in range(min(n_rev, max_reverse)):
+                pos = rev_ptr[j] + (start + c) % n_rev
+                x = rev_src[pos]
+                mutual = False
+                for q in range(n_forward):  # j and x list each other: one member
+                    if members[q] == x:
+                        fresh[q] |= rev_new[pos]
+                        mutual = True
+                        break
+                if not mutual:
+                    members[m] = x
+                    fresh[m] = rev_new[pos]
+                    m += 1
+            if count + m * (m - 1) > cap:
+                break  # the buffer is applied and this slot resumes at j
+            for x in range(m):
+                a = members[x]
+                for y in range(x + 1, m):
+                    if fresh[x] == 0 and fresh[y] == 0:
+                        continue
+                    b = members[y]
+                    dist = _pair_dist(data, a, b, metric_code, p)
+                    if dist <= heap_dist[a, k - 1]:
+                        out_dest[t, count] = a
+                        out_src[t, count] = b
+                        out_dist[t, count] = dist
+                        count += 1
+                    if dist <= heap_dist[b, k - 1]:
+                        out_dest[t, count] = b
+                        out_src[t, count] = a
+                        out_dist[t, count] = dist
+                        count += 1
+            j += 1
+        next_j[t] = j
+        out_count[t] = count
+
+
+@numba.njit(parallel=True, cache=True)
+def _join_apply(out_dest, out_src, out_dist, out_count, n_parts, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
+    """Push the buffered updates, each worker the rows of its own share of the points
+    (every worker reads all updates: cheap next to the joins that made them)."""
+    n = heap_idx.shape[0]
+    for part in numba.prange(n_parts):
+        lo = part * n // n_parts
+        hi = (part + 1) * n // n_parts
+        for t in range(out_count.size):
+            for e in range(out_count[t]):
+                dest = out_dest[t, e]
+                if lo <= dest < hi:
+                    _push(heap_idx, heap_dist, heap_new, dest, out_src[t, e], out_dist[t, e])
+
+
+#: Updates each join slot buffers before they are applied (12 bytes each).
+_UPDATE_BUFFER = 1 << 20
+
+
+def _join_sweep(data: np.ndarray, metric_code: int, p: Any, heap_idx: np.ndarray, heap_dist: np.ndarray,
+                heap_new: np.ndarray, max_forward: int, max_reverse: int, sweep_seed: int) -> int:
+    """One NN-descent sweep by local joins; returns the links that are new in the rows.
+
+    Every row ends as the k smallest, by (distance, index), of its links before the
+    sweep and the candidates the joins offer it, so the graph does not depend on the
+    thread count or on when the buffered updates were applied. The joins read the
+    lists as they were at the start of the sweep.
+    """
+    n = heap_idx.shape[0]
+    snap_idx, snap_new = heap_idx.copy(), heap_new.copy()
+    heap_new[:] = 0
+    rev_ptr, rev_src, rev_new = _reverse_lists(snap_idx, snap_new)
+    slots = max(1, numba.get_num_threads())
+    bounds = np.linspace(0, n, slots + 1).astype(np.int64)
+    next_j, stop_j = bounds[:-1].copy(), bounds[1:].copy()
+    width = min(heap_idx.shape[1], max_forward) + min(max_reverse, int(np.diff(rev_ptr).max()))
+    cap = max(_UPDATE_BUFFER, width * (width - 1))
+    out_dest = np.empty((slots, cap), dtype=np.int32)
+    out_src = np.empty((slots, cap), dtype=np.int32)
+    out_dist = np.empty((slots, cap), dtype=np.float32)
+    out_count = np.zeros(slots, dtype=np.int64)
+    while (next_j < stop_j).any():
+        _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, max_reverse,
+                   sweep_seed, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count)
+        _join_apply(out_dest, out_src, out_dist, out_count, slots, heap_idx, heap_dist, heap_new)
+    return int(np.count_nonzero(heap_new))
 
 
 #: Once a sweep changes fewer than this share of the links, NN-descent checks its
@@ -291,9 +364,11 @@ _EARLY_STOP_MARGIN = 0.03
 _WIDE_FROM_POINTS = 500_000
 _WIDE_UP_TO_K = 30
 
-#: Forward links a point explores per sweep (its nearest ones); reverse links are
-#: capped at 1.5x this.
+#: Forward links of a point that join per sweep (its nearest ones), and the most
+#: reverse links (see nndescent_knn).
 _MAX_CANDIDATES = 60
+_MAX_REVERSE = 240
+_REVERSE_BUDGET = 7200
 
 
 def _self_knn_of_rows(data: np.ndarray, rows: np.ndarray, k: int, metric: str,
@@ -357,8 +432,8 @@ def nndescent_knn(
     delta : float, default=0.001
         Stop when a sweep changes fewer than ``delta * n * k`` links.
     max_reverse : int, optional
-        Reverse links used per point and sweep; default ``4 x`` the search width,
-        at most 90 (and the nearest 60 forward links are used).
+        Reverse links that join at a point per sweep; default ``8 x`` the search
+        width, at most ``7200 / width`` and 240 (with the nearest 60 forward links).
     target_recall : float or None, default=0.95
         After the sweeps converge, the recall of the graph is estimated against an
         exact search from 256 seeded rows; below this target the search lists are
@@ -404,7 +479,6 @@ def nndescent_knn(
     heap_idx = np.full((n, k_search), -1, dtype=np.int32)
     heap_dist = np.full((n, k_search), np.inf, dtype=np.float32)
     heap_new = np.zeros((n, k_search), dtype=np.uint8)
-    visited = np.full((numba.get_num_threads(), n), -1, dtype=np.int32)
     perm = np.empty(n, dtype=np.int64)
     leaf_lo = np.empty(n, dtype=np.int64)
     leaf_hi = np.empty(n, dtype=np.int64)
@@ -445,22 +519,21 @@ def nndescent_knn(
     for widening in range(2):
         heap_new[:] = 1
         cleared = False
-        # Reverse links are the other half of each point's neighbourhood. Capping
-        # them at k_search (a random window per sweep) left recall at 0.89 on a 300k
-        # mixture: links outside the window turn "old" unexplored. A loose cap
-        # (4 x k_search, against hubs) gives 0.977 there for 1.7x the time.
-        reverse_cap = max_reverse or min(4 * k_search, _MAX_CANDIDATES + _MAX_CANDIDATES // 2)
-        # A sweep costs (forward + reverse)^2 distances per point: for t-SNE's wide
-        # lists (k_search = 120) uncapped that was 360k and a 1M-point search did
-        # not finish; the nearest 60 forward and 90 reverse links keep it to 22k.
+        # Reverse links are the other half of each point's neighbourhood, and in high
+        # dimensions some points (hubs) are listed by hundreds: a hub joins a window
+        # of them per sweep, and a new link outside the window turns old unexplored.
+        # On the 1M x 50 mixture of 20 clusters (lists of 30) a cap of 200 gave recall
+        # 0.953 in 56 s, 300 0.965 in 62 s, none 0.979 in 75 s; 4 x k_search, as the
+        # pull sweeps had (they reached past a hub from the other side), 0.958 on the
+        # 50-cluster one where 200 gave 0.983. A join costs (forward + reverse)^2 / 2
+        # distances, so the cap narrows as the lists widen: t-SNE's k = 90 (lists of
+        # 120) on a 200k mixture took 46.7 s with 240 reverse links, 30.5 s with 90,
+        # 23.5 s with 45 (recall 0.9999, 0.9998, 0.995; the pull sweeps 36.3 s).
+        reverse_cap = max_reverse or min(8 * k_search, _REVERSE_BUDGET // k_search, _MAX_REVERSE)
         for sweep in range(max_iters):
-            snap_idx, snap_new = heap_idx.copy(), heap_new.copy()
-            heap_new[:] = 0
-            rev_ptr, rev_src, rev_new = _reverse_lists(snap_idx, snap_new)
             sweep_seed = (seed + 7919 * (sweep + 1) + 104729 * widening) % 2**62
-            changes = _descent_sweep(prepared, code, p32, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
-                                     _MAX_CANDIDATES, reverse_cap,
-                                     sweep_seed, visited, heap_idx, heap_dist, heap_new)
+            changes = _join_sweep(prepared, code, p32, heap_idx, heap_dist, heap_new, _MAX_CANDIDATES, reverse_cap,
+                                  sweep_seed)
             if changes < delta * n * k_search:
                 break
             if target_recall is not None and changes < _CHECK_BELOW_CHANGES * n * k_search:

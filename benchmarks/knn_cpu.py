@@ -57,18 +57,18 @@ def recall_on_rows(X: np.ndarray, idx: np.ndarray, k: int) -> float:
 def child(impl: str, dataset: str, k: int) -> None:
     X = load(dataset)
     lines: list[str] = []
-    if impl == "ours":
-        import numba
+    import numba
 
+    threads = numba.get_num_threads()
+    if impl == "ours":
         from embedscope.kernels.knn import nndescent_knn
 
         nndescent_knn(X[:3000], k, random_state=0)
         start = time.perf_counter()
         idx, _ = nndescent_knn(X, k, random_state=0, log=lines.append)
         seconds = time.perf_counter() - start
-        name, threads = "embedscope", numba.get_num_threads()
+        name = "embedscope"
     else:
-        import numba
         import pynndescent
 
         pynndescent.NNDescent(X[:3000], n_neighbors=k + 1, n_jobs=-1).neighbor_graph  # noqa: B018
@@ -80,7 +80,7 @@ def child(impl: str, dataset: str, k: int) -> None:
         keep = found != rows
         keep[keep.all(axis=1), -1] = False
         idx = found[keep].reshape(X.shape[0], k)
-        name, threads = f"pynndescent {pynndescent.__version__}", numba.get_num_threads()
+        name = f"pynndescent {pynndescent.__version__}"
     print(json.dumps({"impl": name, "dataset": dataset, "k": k, "threads": threads, "seconds": seconds,
                       "recall": recall_on_rows(X, idx, k), "peak_rss_gb": peak_rss_bytes() / 1e9,
                       "log": " | ".join(lines)}))
@@ -88,7 +88,7 @@ def child(impl: str, dataset: str, k: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), metavar="DATASET:K")
+    parser.add_argument("--cases", nargs="+", metavar="DATASET:K", help=f"default: {' '.join(CASES)}")
     parser.add_argument("--repeats", type=int, default=1, help="fresh processes per run (median reported)")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--name", default="knn_cpu", help="results file stem")
@@ -97,16 +97,18 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
-    for case in args.cases:
+    asked = args.cases or []
+    cases = args.cases or list(CASES)
+    for case in cases:
         dataset, _, k = case.partition(":")
         if dataset not in DATASETS or not k.isdigit():
             parser.error(f"case {case!r}: expected DATASET:K with DATASET one of {', '.join(DATASETS)}")
 
     script = str(Path(__file__).resolve())
     rows = []
-    for case in args.cases:
+    for case in cases:
         dataset, _, k = case.partition(":")
-        impls = ["ours"] if args.skip_peer or (case in PEER_SKIPPED and case not in sys.argv) else ["ours", "peer"]
+        impls = ["ours"] if args.skip_peer or (case in PEER_SKIPPED and case not in asked) else ["ours", "peer"]
         for impl in impls:
             runs = []
             for _ in range(args.repeats):

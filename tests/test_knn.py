@@ -124,8 +124,9 @@ def test_nndescent_stops_early_once_the_sampled_recall_clears_the_target():
 def test_nndescent_graph_is_the_same_for_any_thread_count_and_update_buffer(monkeypatch):
     # The joins' updates are applied in an order that depends on the thread count and
     # on how often the buffers fill; rows keep the k smallest by (distance, index), so
-    # the graph must not. Copies of rows make exact distance ties, where it could: 40
-    # copies of one point compete for 10 places at distance 0.
+    # the graph must not. Copies of rows add exact distance ties (40 copies of one
+    # point for 10 places at distance 0); those rows mostly settle in the leaf joins,
+    # so this checks the buffered rounds and thread split more than the tie rule.
     import numba
 
     from embedscope.kernels.knn import nndescent

@@ -156,8 +156,7 @@ def umap_rows(n: int, width: float, iters: int) -> list[dict[str, object]]:
     graph = fuzzy_simplicial_set(idx[:, 1:].astype(np.int32), dist[:, 1:].astype(np.float32), 15)[0]
     schedule = umap_sgd.sgd_schedule(umap_sgd.edge_schedule(graph, 200), 5)
     a, b = umap_sgd.find_ab_params(1.0, 0.1)
-    scratch = np.zeros((8, umap_sgd.scratch_width(2)), dtype=np.float32)
-    picks = np.zeros((8, 2 * umap_sgd.LANES), dtype=np.int64)
+    scratch, picks = umap_sgd.sgd_buffers(8, 2)
 
     def timed(head: np.ndarray, arrays: tuple[np.ndarray, ...]) -> float:
         arrays = tuple(x.copy() for x in arrays)  # the clocks advance

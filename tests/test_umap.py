@@ -137,7 +137,7 @@ def test_seeded_runs_reproduce(small):
     assert not np.allclose(a, c)
 
 
-def _sgd_runs(small, kernels_and_chunks):
+def _sgd_runs(small, kernels_and_chunks, negative_rate=5):
     """Five epochs from one fitted start per ``(kernel, chunks)``: the layouts."""
     from embedscope.kernels import umap_sgd
     from embedscope.kernels._threads import run_row_chunks
@@ -150,27 +150,122 @@ def _sgd_runs(small, kernels_and_chunks):
     layouts = []
     for kernel, chunks in kernels_and_chunks:
         head = fitted.embedding_.astype(np.float32)
-        indptr, indices, per_sample, next_sample, next_negative = umap_sgd.sgd_schedule(schedule_graph, 5)
-        scratch = np.zeros((chunks, umap_sgd.scratch_width(2)), dtype=np.float32)
-        picks = np.zeros((chunks, 2 * umap_sgd.LANES), dtype=np.int64)
+        indptr, indices, per_sample, next_sample, next_negative = umap_sgd.sgd_schedule(schedule_graph,
+                                                                                         negative_rate)
+        scratch, picks = umap_sgd.sgd_buffers(chunks, 2)
         for epoch in range(1, 6):
             args = (head, head.copy(), indptr, indices, per_sample, next_sample, next_negative,
-                    5, a, b, 0.05, epoch, np.uint64(3), True)
+                    negative_rate, a, b, 0.05, epoch, np.uint64(3), True)
             if kernel == "2d":
-                run_row_chunks(umap_sgd.sgd_rows_2d, n, chunks, args, (scratch,))
+                run_row_chunks(umap_sgd.sgd_rows_2d, n, chunks, args, (scratch, picks))
             else:
                 run_row_chunks(umap_sgd.sgd_rows, n, chunks, args, (scratch, picks))
         layouts.append(head)
     return fitted.embedding_, layouts
 
 
-def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small):
+# 60 negative samples an edge fill the 2-D kernel's buffer within a head's edges, 300
+# are more than it holds for one edge: both overflow paths take the same steps.
+@pytest.mark.parametrize("negative_rate", [5, 60, 300])
+def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small, negative_rate):
     """The register-held 2-D epoch and the any-dimension epoch move points alike."""
-    start, (two_d, generic) = _sgd_runs(small, [("2d", 1), ("any", 1)])
+    from embedscope.kernels import umap_sgd
+
+    assert 60 * 5 > umap_sgd.cpu.NEGATIVE_BUFFER and 300 > umap_sgd.cpu.NEGATIVE_BUFFER
+    start, (two_d, generic) = _sgd_runs(small, [("2d", 1), ("any", 1)], negative_rate)
     moved = np.abs(two_d - start).max()
     assert moved > 0.01
     # not bit-equal: fastmath contracts the two kernels' sums differently
     np.testing.assert_allclose(two_d, generic, atol=1e-3 * moved)
+
+
+def _reference_epoch(head, reference, graph_arrays, negative_rate, a, b, alpha, epoch, seed, from_origin=True):
+    """One epoch in plain Python, float64, from the module's description of the rule.
+
+    ``from_origin=False``: the rule before, each edge's negatives pushing at once from
+    where its attraction left the head.
+    """
+    from embedscope.kernels._random import GOLDEN, MIX1, MIX2
+    from embedscope.kernels.umap_sgd.cpu import _EDGE_MUL, _EPOCH_MUL
+
+    mask = (1 << 64) - 1
+
+    def mix(x):
+        x = ((x ^ (x >> 30)) * int(MIX1)) & mask
+        x = ((x ^ (x >> 27)) * int(MIX2)) & mask
+        return x ^ (x >> 31)
+
+    def clip(v):
+        return np.clip(v, -4.0, 4.0)
+
+    indptr, indices, per_sample, next_sample, next_negative = (arr.copy() for arr in graph_arrays)
+    out = head.astype(np.float64)
+    for i in range(head.shape[0]):
+        origin = out[i].copy()  # where the head stands when its turn begins
+        pushes = np.zeros(head.shape[1])
+        for e in range(indptr[i], indptr[i + 1]):
+            if next_sample[e] > epoch:
+                continue
+            diff = out[i] - reference[indices[e]]
+            dist_sq = diff @ diff
+            if dist_sq > 0:
+                coeff = -2 * a * b * dist_sq ** (b - 1) / (1 + a * dist_sq**b)
+                out[i] += clip(coeff * diff) * alpha  # attraction: one edge after another
+            next_sample[e] += per_sample[e]
+            per_negative = float(per_sample[e]) / negative_rate  # float64, as numba types it
+            n_negative = int((epoch - float(next_negative[e])) / per_negative)
+            if n_negative <= 0:
+                continue
+            state = mix((seed ^ (e * int(_EDGE_MUL)) ^ (epoch * int(_EPOCH_MUL))) & mask)
+            edge_sum = np.zeros(head.shape[1])
+            for _ in range(n_negative):
+                state = (state + int(GOLDEN)) & mask
+                k = ((mix(state) >> 32) * reference.shape[0]) >> 32
+                if k == i:
+                    continue
+                diff = (origin if from_origin else out[i]) - reference[k]
+                dist_sq = diff @ diff
+                edge_sum += clip(2 * b / ((0.001 + dist_sq) * (a * dist_sq**b + 1)) * diff) if dist_sq > 0 else 4.0
+            if from_origin:
+                pushes += clip(edge_sum) * alpha
+            else:
+                out[i] += clip(edge_sum) * alpha
+            next_negative[e] += n_negative * per_negative
+        out[i] += pushes  # the pushes land after the head's last attraction
+    return out
+
+
+@pytest.mark.parametrize("kernel", ["2d", "any"])
+def test_sgd_epoch_follows_the_documented_rule(kernel):
+    """Both CPU kernels against a plain-Python epoch: attraction edge by edge, negatives from the start."""
+    import scipy.sparse as sp
+
+    from embedscope.kernels import umap_sgd
+    from embedscope.kernels._threads import run_row_chunks
+
+    rng = np.random.default_rng(1)
+    n = 40
+    rows = np.repeat(np.arange(n), 6)
+    graph = sp.csr_matrix((rng.uniform(0.2, 1.0, rows.size), (rows, (rows + rng.integers(1, n, rows.size)) % n)),
+                          shape=(n, n))
+    graph = graph.maximum(graph.T).tocsr()
+    graph.sort_indices()
+    start = (rng.standard_normal((n, 2)) * 2).astype(np.float32)
+    a, b = umap_sgd.find_ab_params(1.0, 0.1)
+    arrays = umap_sgd.sgd_schedule(graph, 5)
+    scratch, picks = umap_sgd.sgd_buffers(1, 2)
+    for epoch in (1, 4):
+        expected = _reference_epoch(start, start.astype(np.float64), arrays, 5, a, b, 0.5, epoch, 11)
+        head = start.copy()
+        clocks = [arr.copy() for arr in arrays]
+        args = (head, start.copy(), *clocks, 5, a, b, 0.5, epoch, np.uint64(11), True)
+        run_row_chunks(umap_sgd.sgd_rows_2d if kernel == "2d" else umap_sgd.sgd_rows, n, 1, args, (scratch, picks))
+        moved = np.abs(expected - start).max()
+        assert moved > 0.1
+        np.testing.assert_allclose(head, expected, atol=1e-4 * moved)
+        # negative control: the former rule moves the points elsewhere, beyond the tolerance
+        former = _reference_epoch(start, start.astype(np.float64), arrays, 5, a, b, 0.5, epoch, 11, False)
+        assert np.abs(former - expected).max() > 100 * 1e-4 * moved
 
 
 def test_sgd_epoch_is_the_same_for_any_split_into_threads(small):

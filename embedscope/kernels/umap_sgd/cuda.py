@@ -37,8 +37,10 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
               negative_rate, a, b, alpha, epoch, seed, exclude_self, scratch):
     """One epoch, one thread per head: the CPU twin's contract and arithmetic.
 
-    ``scratch`` (n_heads, dim) holds a head's summed repulsive steps (the CPU twin
-    keeps one row per thread; here a thread is a head).
+    ``scratch`` (n_heads, 3 dim) holds, per head, an edge's summed repulsive steps,
+    the head's starting position (its negative samples push from there) and its
+    summed pushes, applied after its last edge (the CPU twin keeps these in one row
+    per thread; here a thread is a head).
     """
     i = cuda.grid(1)
     n_heads = head.shape[0]
@@ -54,6 +56,9 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
     # Same typing as the CPU twin (float64 products rounded once), so the two agree.
     two_ab = float32(2.0 * a * b)
     two_b = float32(2.0 * b)
+    for d in range(dim):
+        scratch[i, dim + d] = head[i, d]
+        scratch[i, 2 * dim + d] = float32(0.0)
     for e in range(indptr[i], indptr[i + 1]):
         if float64(next_sample[e]) > float64(epoch):
             continue
@@ -77,8 +82,9 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
         if n_negative <= 0:
             continue
         state = _mix(useed ^ (uint64(e) * _EDGE_MUL) ^ (uepoch * _EPOCH_MUL))
-        # As the CPU twin: every negative sample pushes from the head's position
-        # before the first one; the clipped steps are summed, clipped, then applied.
+        # As the CPU twin: the negative samples push from the head's starting
+        # position; an edge's clipped steps are summed, clipped, and added to the
+        # head's pushes.
         for d in range(dim):
             scratch[i, d] = float32(0.0)
         for _ in range(n_negative):
@@ -88,18 +94,20 @@ def sgd_epoch(head, reference, indptr, indices, epochs_per_sample, next_sample, 
                 continue
             dist_sq = float32(0.0)
             for d in range(dim):
-                diff = head[i, d] - reference[k, d]
+                diff = scratch[i, dim + d] - reference[k, d]
                 dist_sq += diff * diff
             if dist_sq > float32(0.0):
                 coeff = two_b / ((float32(0.001) + dist_sq) * (a32 * dist_sq ** b32 + float32(1.0)))
                 for d in range(dim):
-                    scratch[i, d] += _clip(coeff * (head[i, d] - reference[k, d]))
+                    scratch[i, d] += _clip(coeff * (scratch[i, dim + d] - reference[k, d]))
             else:
                 for d in range(dim):
                     scratch[i, d] += float32(4.0)
         for d in range(dim):
-            head[i, d] += _clip(scratch[i, d]) * alpha32
+            scratch[i, 2 * dim + d] += _clip(scratch[i, d]) * alpha32
         next_negative[e] = float32(float64(next_negative[e]) + float64(n_negative) * per_negative)
+    for d in range(dim):
+        head[i, d] += scratch[i, 2 * dim + d]
 
 
 #: Argument types (as the driver passes them), for ahead-of-time compile checks.

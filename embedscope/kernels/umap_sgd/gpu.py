@@ -43,8 +43,9 @@ def _kernel() -> Any:
 def sgd_bytes(n_heads: int, dim: int, n_edges: int, n_ref: int = 0) -> int:
     """Device bytes of :func:`optimize_layout_gpu`: the schedule (int32 columns and three
     float32 clocks per edge, int64 indptr) where it is uploaded from the host, and the
-    layout, its snapshot and the scratch (float32), plus a fixed reference."""
-    return 16 * n_edges + 8 * (n_heads + 1) + 4 * dim * (3 * n_heads + n_ref)
+    layout, its snapshot and the scratch (three rows of ``dim`` floats a head), plus a
+    fixed reference."""
+    return 16 * n_edges + 8 * (n_heads + 1) + 4 * dim * (5 * n_heads + n_ref)
 
 
 def optimize_layout_gpu(
@@ -93,7 +94,7 @@ def optimize_layout_gpu(
     fit_case = reference is None
     snapshot = xp.empty_like(head) if fit_case else xp.ascontiguousarray(xp.asarray(reference, dtype=xp.float32))
     blocks = max(1, -(-head.shape[0] // threads))
-    scratch = xp.empty_like(head)
+    scratch = xp.empty((head.shape[0], 3 * head.shape[1]), dtype=xp.float32)
     report_every = max(1, n_epochs // 10)
     start_dens = n_epochs
     if densmap is not None and densmap.dens_lambda > 0.0:

@@ -164,14 +164,14 @@ def _sgd_runs(small, kernels_and_chunks, negative_rate=5):
     return fitted.embedding_, layouts
 
 
-# 60 negative samples an edge fill the 2-D kernel's buffer within a head's edges, 300
-# are more than it holds for one edge: both overflow paths take the same steps.
-@pytest.mark.parametrize("negative_rate", [5, 60, 300])
+# 60 negative samples an edge fill the 2-D kernel's buffer within a head's edges: the
+# settling mid-head takes the same steps.
+@pytest.mark.parametrize("negative_rate", [5, 60])
 def test_sgd_2d_kernel_takes_the_generic_kernels_steps(small, negative_rate):
     """The register-held 2-D epoch and the any-dimension epoch move points alike."""
     from embedscope.kernels import umap_sgd
 
-    assert 60 * 5 > umap_sgd.cpu.NEGATIVE_BUFFER and 300 > umap_sgd.cpu.NEGATIVE_BUFFER
+    assert 60 * 5 > umap_sgd.cpu.NEGATIVE_BUFFER and 60 <= umap_sgd.cpu.MAX_RATE_2D
     start, (two_d, generic) = _sgd_runs(small, [("2d", 1), ("any", 1)], negative_rate)
     moved = np.abs(two_d - start).max()
     assert moved > 0.01

@@ -99,6 +99,10 @@ NEGATIVE_BUFFER = 256
 _DIST, _COEF, _PUSH = 0, LANES, 2 * LANES
 # ... and of the 2-D kernel: squared distances, coefficients, x and y differences.
 _B_DIST, _B_COEF, _B_DX, _B_DY = (n * NEGATIVE_BUFFER for n in range(4))
+#: Highest negative sample rate :func:`sgd_epoch` gives the 2-D kernel: an edge draws
+#: up to about twice the rate at once (its first sample), which then fits the buffer.
+#: A kernel of its own for longer edges cost 0.5 s of compiling on every first fit.
+MAX_RATE_2D = NEGATIVE_BUFFER // 4
 #: Squared distance marking a draw that is skipped (the head itself).
 _SKIP = -1.0
 #: Fewest heads per thread: below it an epoch runs on one thread (waking the pool
@@ -344,32 +348,13 @@ def _buffer_negatives(row, first, stop, state, reference, n_ref, origin_x, origi
 
 
 @numba.njit(**_FLAGS)
-def _long_edge_2d(row, state, n_negative, reference, origin_x, origin_y, i, exclude_self, a32, b32, two_b,
-                  alpha32):  # pragma: no cover - numba
-    """The push of one edge drawing more samples than the buffer holds, a buffer at a time.
-
-    The same steps, sums and clipping as buffered edges, for negative sample rates
-    beyond ``NEGATIVE_BUFFER`` (or clocks far behind).
-    """
-    n_ref = np.uint64(reference.shape[0])
-    sum_x = np.float32(0.0)
-    sum_y = np.float32(0.0)
-    for first in range(0, n_negative, NEGATIVE_BUFFER):
-        count = min(NEGATIVE_BUFFER, n_negative - first)
-        state = _buffer_negatives(row, 0, count, state, reference, n_ref, origin_x, origin_y, i, exclude_self)
-        _repulsions(row, _B_DIST, _B_COEF, count, a32, b32, two_b)
-        sum_x, sum_y = _sum_pushes_2d(row, 0, count, sum_x, sum_y)
-    return _clip(sum_x) * alpha32, _clip(sum_y) * alpha32
-
-
-@numba.njit(**_FLAGS)
 def sgd_rows_2d(start, stop, head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
                 negative_rate, a, b, alpha, epoch, seed, exclude_self, row, ends):  # pragma: no cover
     """:func:`sgd_rows` for 2-D layouts: the same steps, the head in registers.
 
     A head's negative samples (all its due edges') are buffered in ``row`` and their
     coefficients computed together after its last edge (or when the buffer would
-    overflow); ``ends`` (int64) marks where each edge's samples end, as each edge's
+    overflow; ``negative_rate`` at most ``MAX_RATE_2D``); ``ends`` (int64) marks where each edge's samples end, as each edge's
     sum is clipped on its own. Holding the head in registers took the epochs to 0.75x
     the generic kernel's time (6.7 s to 5.1 s for 200 on a 100,000-point graph).
     """
@@ -405,19 +390,16 @@ def sgd_rows_2d(start, stop, head, reference, indptr, indices, epochs_per_sample
                 continue
             next_negative[e] += n_negative * per_negative
             state = _negative_state(useed, e, uepoch)
+            # An edge draws at most about twice the rate, and sgd_epoch sends rates
+            # up to MAX_RATE_2D here, so this bound never binds; it keeps the
+            # buffer's writes in bounds whatever a caller passes.
+            n_negative = min(n_negative, NEGATIVE_BUFFER)
             if count + n_negative > NEGATIVE_BUFFER:  # rare: settle what the buffer holds
-                if n_edges > 0:
-                    settled_x, settled_y = _settle_2d(row, ends, n_edges, a32, b32, two_b, alpha32)
-                    push_x += settled_x
-                    push_y += settled_y
-                    count = 0
-                    n_edges = 0
-                if n_negative > NEGATIVE_BUFFER:
-                    settled_x, settled_y = _long_edge_2d(row, state, n_negative, reference, origin_x, origin_y,
-                                                         i, exclude_self, a32, b32, two_b, alpha32)
-                    push_x += settled_x
-                    push_y += settled_y
-                    continue
+                settled_x, settled_y = _settle_2d(row, ends, n_edges, a32, b32, two_b, alpha32)
+                push_x += settled_x
+                push_y += settled_y
+                count = 0
+                n_edges = 0
             _buffer_negatives(row, count, count + n_negative, state, reference, n_ref, origin_x, origin_y, i,
                               exclude_self)
             count += n_negative
@@ -437,6 +419,9 @@ def sgd_epoch(head: np.ndarray, reference: np.ndarray, indptr: np.ndarray, indic
               exclude_self: bool, scratch: np.ndarray, picks: np.ndarray) -> None:
     """One epoch over all heads: :func:`sgd_rows_2d` for 2-D layouts, else :func:`sgd_rows`.
 
+    2-D layouts with ``negative_rate`` above ``MAX_RATE_2D`` take :func:`sgd_rows`
+    (the same steps), as an edge's samples might then not fit the 2-D buffer.
+
     The heads are split into contiguous blocks, one per thread (numba's thread count,
     :mod:`embedscope.kernels._threads`); ``scratch`` and ``picks``
     (:func:`sgd_buffers`) give each block its own rows. A head's step depends only on
@@ -445,7 +430,7 @@ def sgd_epoch(head: np.ndarray, reference: np.ndarray, indptr: np.ndarray, indic
     args = (head, reference, indptr, indices, epochs_per_sample, next_sample, next_negative,
             negative_rate, a, b, alpha, epoch, seed, exclude_self)
     chunks = min(n_chunks(head.shape[0], MIN_ROWS_PER_THREAD), scratch.shape[0], picks.shape[0])
-    kernel = sgd_rows_2d if head.shape[1] == 2 else sgd_rows
+    kernel = sgd_rows_2d if head.shape[1] == 2 and negative_rate <= MAX_RATE_2D else sgd_rows
     run_row_chunks(kernel, head.shape[0], chunks, args, (scratch, picks))
 
 

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from embedscope.kernels._random import mix64
+from embedscope.kernels._threads import for_rows
 from embedscope.kernels.knn.exact import _direct_dist, _exact_direct, _exact_euclidean, exact_knn
 from embedscope.kernels.knn.metrics import (
     _METRIC_CODE,
@@ -27,6 +28,13 @@ from embedscope.kernels.knn.metrics import (
     minkowski_p,
     prepare,
 )
+
+#: Most parallel kernels run over a range of rows (trees, points, join slots) on
+#: ``_threads``' pool rather than ``prange``: numba's parfor passes cost seconds of a
+#: first fit's compiling from 40k points up (benchmarks/cold_start.py). Each row writes
+#: only its own rows of the lists, so results do not depend on the split. The two
+#: kernels that push into the lists stay ``prange`` (see _leaf_join).
+_ROWS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @numba.njit(cache=True, inline="always")
@@ -172,16 +180,20 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
     return n_leaves
 
 
-@numba.njit(parallel=True, cache=True)
-def _rp_forest(data, seeds, leaf_size, perms, leaf_los, leaf_his, n_leaves):  # pragma: no cover - numba
-    """``seeds.size`` trees at once, tree ``t`` into ``perms[t]``, ``leaf_los[t]``..."""
-    for t in numba.prange(seeds.size):
+@numba.njit(**_ROWS)
+def _rp_forest(start, stop, data, seeds, leaf_size, perms, leaf_los, leaf_his, n_leaves):  # pragma: no cover - numba
+    """Trees ``start <= t < stop`` of ``seeds``, tree ``t`` into ``perms[t]``, ``leaf_los[t]``..."""
+    for t in range(start, stop):
         n_leaves[t] = _rp_tree(data, seeds[t], leaf_size, perms[t], leaf_los[t], leaf_his[t])
 
 
 @numba.njit(parallel=True, cache=True)
 def _leaf_join(data, perm, leaf_lo, leaf_hi, n_leaves, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover
-    """All pairs inside each leaf (a point is in one leaf per tree: no write conflicts)."""
+    """All pairs inside each leaf (a point is in one leaf per tree: no write conflicts).
+
+    ``prange``, not a row kernel (see _ROWS): its body stores into three arrays per push,
+    and only a parfor tells LLVM they do not alias (60k x 50, one thread: 0.21 s against 0.46 s).
+    """
     for leaf in numba.prange(n_leaves):
         lo, hi = leaf_lo[leaf], leaf_hi[leaf]
         for s in range(lo, hi):
@@ -193,11 +205,11 @@ def _leaf_join(data, perm, leaf_lo, leaf_hi, n_leaves, metric_code, p, heap_idx,
                 _push(heap_idx, heap_dist, heap_new, b, a, dist)
 
 
-@numba.njit(parallel=True, cache=True)
-def _random_fill(data, seed, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
-    """Fill rows the trees left short with random points (never the point itself)."""
+@numba.njit(**_ROWS)
+def _random_fill(start, stop, data, seed, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
+    """Fill rows ``[start, stop)`` the trees left short with random points (never the point itself)."""
     n, k = heap_idx.shape
-    for i in numba.prange(n):
+    for i in range(start, stop):
         state = mix64(np.uint64(seed) ^ (np.uint64(i) * np.uint64(0xD1B54A32D192ED03)))
         tries = 0
         while heap_idx[i, k - 1] < 0 and tries < 8 * k + 64:
@@ -249,11 +261,11 @@ def _reverse_windows(heap_idx, heap_new, max_reverse, sweep_seed):  # pragma: no
     return ptr, sources, flags
 
 
-@numba.njit(parallel=True, cache=True)
-def _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, n_rev_max,
-               heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count):  # pragma: no cover - numba
+@numba.njit(**_ROWS)
+def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward,
+               n_rev_max, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count):  # pragma: no cover
     """Local joins: every pair of j's general neighbours with a new link, for the
-    points ``next_j[t] <= j < stop_j[t]`` of each slot ``t``, as far as the slot's
+    points ``next_j[t] <= j < stop_j[t]`` of slots ``start <= t < stop``, as far as the slot's
     update buffer holds; returns nothing, advances ``next_j``.
 
     j's general neighbours are its ``max_forward`` nearest listed points and the
@@ -268,7 +280,7 @@ def _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_n
     k = heap_dist.shape[1]
     kf = min(snap_idx.shape[1], max_forward)
     cap = out_dest.shape[1]
-    for t in numba.prange(next_j.size):
+    for t in range(start, stop):
         members = np.empty(kf + n_rev_max, dtype=np.int32)
         fresh = np.empty(members.size, dtype=np.uint8)
         count = 0
@@ -321,7 +333,8 @@ def _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_n
 @numba.njit(parallel=True, cache=True)
 def _join_apply(out_dest, out_src, out_dist, out_count, n_parts, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
     """Push the buffered updates, each worker the rows of its own share of the points
-    (every worker reads all updates: cheap next to the joins that made them)."""
+    (every worker reads all updates: cheap next to the joins that made them). ``prange``
+    for the reason _leaf_join gives (0.27 s against 0.44 s as a row kernel)."""
     n = heap_idx.shape[0]
     for part in numba.prange(n_parts):
         lo = part * n // n_parts
@@ -364,8 +377,9 @@ def _join_sweep(data: np.ndarray, metric_code: int, p: Any, heap_idx: np.ndarray
     out_dist = np.empty((slots, cap), dtype=np.float32)
     out_count = np.zeros(slots, dtype=np.int64)
     while (next_j < stop_j).any():
-        _join_emit(data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new, max_forward, n_rev_max,
-                   heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count)
+        for_rows(_join_emit, slots, data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
+                 max_forward, n_rev_max, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count,
+                 min_rows=1)
         _join_apply(out_dest, out_src, out_dist, out_count, slots, heap_idx, heap_dist, heap_new)
     return int(np.count_nonzero(heap_new))
 
@@ -526,12 +540,13 @@ def nndescent_knn(
         prepared = padded
     for first in range(0, trees, group):
         seeds = np.arange(seed + first, seed + min(trees, first + group), dtype=np.int64)
-        _rp_forest(prepared, seeds, leaf_size, perms, leaf_los, leaf_his, n_leaves)
+        for_rows(_rp_forest, seeds.size, prepared, seeds, leaf_size, perms, leaf_los, leaf_his, n_leaves,
+                 min_rows=1)
         for t in range(seeds.size):
             _leaf_join(prepared, perms[t], leaf_los[t], leaf_his[t], n_leaves[t], code, p32, heap_idx, heap_dist,
                        heap_new)
     del perms, leaf_los, leaf_his
-    _random_fill(prepared, seed, code, p32, heap_idx, heap_dist, heap_new)
+    for_rows(_random_fill, n, prepared, seed, code, p32, heap_idx, heap_dist, heap_new)
     # The recall NN-descent converges to falls with the number of points as much as
     # with the data's intrinsic dimension: with lists of k + 4 for k = 14, a 50-D
     # mixture reached 0.986 at 100k points but 0.885 at 1M. Measuring it on a sample

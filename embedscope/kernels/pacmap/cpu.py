@@ -23,6 +23,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from embedscope.kernels._threads import n_chunks, run_row_chunks
 from embedscope.kernels.locality import in_input_order, locality_order, permute_lists_owned
 
 #: Adam's constants (Kingma & Ba 2015; the paper keeps them).
@@ -69,10 +70,9 @@ def _add_pair_forces(y, reference, i, ptr, idx, weight, offset, out):  # pragma:
             out[i, c] += coef * (y[i, c] - reference[j, c])
 
 
-# nogil: a live view's thread (embedscope.viz.live) draws while an iteration runs
-@numba.njit(parallel=True, nogil=True, cache=True, fastmath=True)
-def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
-              w_nb, w_mn, w_fp, rate, m, v, out):  # pragma: no cover - numba
+def adam_step(y: np.ndarray, reference: np.ndarray, nb_ptr: np.ndarray, nb_idx: np.ndarray, mn_ptr: np.ndarray,
+              mn_idx: np.ndarray, fp_ptr: np.ndarray, fp_idx: np.ndarray, w_nb: float, w_mn: float, w_fp: float,
+              rate: float, m: np.ndarray, v: np.ndarray, out: np.ndarray, *, chunks: int | None = None) -> None:
     """One Adam step: ``out`` = ``y`` moved along the pair losses' gradient.
 
     Parameters
@@ -92,8 +92,24 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
         Adam's moments, updated in place.
     out : float32 (n, dim)
         The moved points (must not be ``y``).
+    chunks : int or None
+        Blocks of rows run in parallel; None: one per thread. Each row's arithmetic is
+        the same however many.
     """
-    n, dim = y.shape
+    n = y.shape[0]
+    run_row_chunks(_adam_rows, n, n_chunks(n) if chunks is None else max(1, min(chunks, n)),
+                   (y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx, float(w_nb), float(w_mn),
+                    float(w_fp), float(rate), m, v, out))
+
+
+# A row kernel on ``_threads``' pool, not ``prange``: one compiled body serves the serial
+# and the parallel step (numba's parfor passes and a second, serial copy made PaCMAP's
+# first-fit compile the longest of the three reducers). nogil: a live view's thread
+# (embedscope.viz.live) draws while an iteration runs.
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _adam_rows(start, stop, y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
+               w_nb, w_mn, w_fp, rate, m, v, out):  # pragma: no cover - numba
+    dim = y.shape[1]
     wnb = np.float32(20.0 * w_nb)
     wmn = np.float32(20000.0 * w_mn)
     wfp = np.float32(2.0 * w_fp)
@@ -102,7 +118,7 @@ def adam_step(y, reference, nb_ptr, nb_idx, mn_ptr, mn_idx, fp_ptr, fp_idx,
     b2 = np.float32(BETA2)
     eps = np.float32(EPS)
     one = np.float32(1.0)
-    for i in numba.prange(n):
+    for i in range(start, stop):
         if dim == 2:
             # the same sums with the point and its gradient in registers (the compiler cannot
             # rule out that out aliases y, so it would store and reload the sums every pair)
@@ -170,7 +186,6 @@ SERIAL_BELOW = 1_000_000
 #: whatever the labels). At the start (the PCA init) and twice as the layout forms.
 REORDER_MIN = 100_000
 REORDER_AT = frozenset({0, 50, 150})
-_adam_step_serial = numba.njit(cache=True, fastmath=True)(adam_step.py_func)
 
 
 def optimize_layout(
@@ -217,7 +232,7 @@ def optimize_layout(
     # when the list held the only reference: ~0.3 GB at 1M points); a tuple is copied.
     owned: list[Any] = lists if isinstance(lists, list) else list(lists)
     del lists
-    step = _adam_step_serial if sum(int(a.size) for a in owned[1::2]) < SERIAL_BELOW else adam_step
+    chunks = 1 if sum(int(a.size) for a in owned[1::2]) < SERIAL_BELOW else None
     relabel = fixed is None and y.shape[0] >= REORDER_MIN
     labels = None  # labels[r]: the input row that row r of y holds, once relabelled
     for it in range(total):
@@ -233,8 +248,8 @@ def optimize_layout(
             out = np.empty_like(y)
             labels = order if labels is None else labels[order]
         w_nb, w_mn, w_fp = phase_weights(it, n_iters)
-        step(y, y if fixed is None else fixed, *owned, w_nb, w_mn, w_fp,
-                  adam_rate(learning_rate, it + 1), m, v, out)
+        adam_step(y, y if fixed is None else fixed, *owned, w_nb, w_mn, w_fp,
+                  adam_rate(learning_rate, it + 1), m, v, out, chunks=chunks)
         y, out = out, y
         if callback is not None and callback(it + 1, total, y if labels is None else in_input_order(y, labels)):
             break  # the caller asked to stop: the layout stays as this iteration left it

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from embedscope.kernels._random import GOLDEN, mix64
+from embedscope.kernels._threads import for_rows
 from embedscope.kernels.knn.nndescent import _pair_dist
 
 #: Multipliers that spread a point index and a slot index over 64 bits before hashing.
@@ -40,6 +41,9 @@ MN_DRAWS = 6
 FP_TRIES = 64
 #: Extra neighbours searched beyond ``n_neighbors`` for the scaled-distance choice.
 EXTRA_NEIGHBORS = 50
+# Row kernels on ``_threads``' pool rather than ``prange`` (numba's parfor passes cost
+# seconds of a first fit's compiling); every row writes only its own output row.
+_ROWS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @numba.njit(cache=True, inline="always")
@@ -53,14 +57,19 @@ def _draw(state, n):  # pragma: no cover - numba
     return np.int64(((mix64(state) >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
-@numba.njit(parallel=True, cache=True)
-def scale_sigmas(distances):  # pragma: no cover - numba
+def scale_sigmas(distances: np.ndarray) -> np.ndarray:
     """``sigma_i``: mean of the 4th-6th neighbour distances (fewer where the list is short), >= 1e-10."""
-    n, k = distances.shape
+    out = np.empty(distances.shape[0], dtype=np.float32)
+    for_rows(_sigma_rows, distances.shape[0], distances, out)
+    return out
+
+
+@numba.njit(**_ROWS)
+def _sigma_rows(start, stop, distances, out):  # pragma: no cover - numba
+    k = distances.shape[1]
     hi = min(6, k)
     lo = min(3, hi - 1)
-    out = np.empty(n, dtype=np.float32)
-    for i in numba.prange(n):
+    for i in range(start, stop):
         acc = np.float32(0.0)
         count = 0
         for c in range(lo, hi):
@@ -69,20 +78,25 @@ def scale_sigmas(distances):  # pragma: no cover - numba
                 acc += value
                 count += 1
         out[i] = max(acc / max(count, 1), np.float32(1e-10))
-    return out
 
 
-@numba.njit(parallel=True, cache=True)
-def neighbor_pairs(indices, distances, sigmas, n_pairs, scaled_order, out):  # pragma: no cover - numba
-    """Each point's ``n_pairs`` near pairs from its kNN list, into ``out`` (n, n_pairs) int32.
+def neighbor_pairs(indices: np.ndarray, distances: np.ndarray, sigmas: np.ndarray, n_pairs: int,
+                   scaled_order: bool, out: np.ndarray) -> np.ndarray:
+    """Each point's ``n_pairs`` near pairs from its kNN list, into ``out`` (n, n_pairs) int32; returns ``out``.
 
     ``scaled_order``: rank by ``d^2 / (sigma_i sigma_j)`` (the paper); else keep the kNN
     order (metrics whose distances may be negative). A candidate's rank is the number of
     candidates before it (smaller score, or equal and earlier in the list), the rule the
     GPU twin uses too. Slots no valid neighbour fills are -1.
     """
-    n, k = indices.shape
-    for i in numba.prange(n):
+    for_rows(_neighbor_rows, indices.shape[0], indices, distances, sigmas, int(n_pairs), bool(scaled_order), out)
+    return out
+
+
+@numba.njit(**_ROWS)
+def _neighbor_rows(start, stop, indices, distances, sigmas, n_pairs, scaled_order, out):  # pragma: no cover - numba
+    k = indices.shape[1]
+    for i in range(start, stop):
         for c in range(n_pairs):
             out[i, c] = -1
         for a in range(k):
@@ -108,19 +122,24 @@ def neighbor_pairs(indices, distances, sigmas, n_pairs, scaled_order, out):  # p
                         break
             if rank < n_pairs:
                 out[i, rank] = j
-    return out
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def mid_near_pairs(data, metric_code, n_pairs, seed, out, power=None):  # pragma: no cover - numba
-    """Mid-near pairs into ``out`` (n, n_pairs): per pair the 2nd nearest of 6 random points.
+def mid_near_pairs(data: np.ndarray, metric_code: int, n_pairs: int, seed: Any, out: np.ndarray,
+                   power: Any = None) -> np.ndarray:
+    """Mid-near pairs into ``out`` (n, n_pairs): per pair the 2nd nearest of 6 random points; returns ``out``.
 
     ``data`` are the prepared rows the kNN search used (unit rows for cosine), compared
     with the search's own pair distance (``metric_code``; ``power`` is the direct
     metrics' exponent, None for the product metrics). Needs n >= 2.
     """
+    for_rows(_mid_near_rows, data.shape[0], data, metric_code, n_pairs, seed, out, power)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _mid_near_rows(start, stop, data, metric_code, n_pairs, seed, out, power):  # pragma: no cover - numba
     n = data.shape[0]
-    for i in numba.prange(n):
+    for i in range(start, stop):
         for p in range(n_pairs):
             state = _stream(seed, i, p, MN_TAG)
             best, second = np.int64(-1), np.int64(-1)
@@ -137,19 +156,24 @@ def mid_near_pairs(data, metric_code, n_pairs, seed, out, power=None):  # pragma
                 elif d < second_d:
                     second, second_d = j, d
             out[i, p] = second
-    return out
 
 
-@numba.njit(parallel=True, cache=True)
-def further_pairs(near, n_ref, n_pairs, seed, exclude_self, out):  # pragma: no cover - numba
-    """Further pairs into ``out`` (m, n_pairs): random rows of ``[0, n_ref)`` not near ``i``.
+def further_pairs(near: np.ndarray, n_ref: int, n_pairs: int, seed: Any, exclude_self: bool,
+                  out: np.ndarray) -> np.ndarray:
+    """Further pairs into ``out`` (m, n_pairs): random rows of ``[0, n_ref)`` not near ``i``; returns ``out``.
 
     A draw equal to one of ``near[i]`` (or to ``i`` when ``exclude_self``, a fit) is drawn
     again, up to :data:`FP_TRIES` times; after that the last draw is kept (only when
     nearly every point is a near pair, i.e. tiny data).
     """
-    m, n_near = near.shape
-    for i in numba.prange(m):
+    for_rows(_further_rows, near.shape[0], near, n_ref, n_pairs, seed, exclude_self, out)
+    return out
+
+
+@numba.njit(**_ROWS)
+def _further_rows(start, stop, near, n_ref, n_pairs, seed, exclude_self, out):  # pragma: no cover - numba
+    n_near = near.shape[1]
+    for i in range(start, stop):
         for p in range(n_pairs):
             state = _stream(seed, i, p, FP_TAG)
             j = np.int64(-1)
@@ -164,7 +188,6 @@ def further_pairs(near, n_ref, n_pairs, seed, exclude_self, out):  # pragma: no 
                 if not clash:
                     break
             out[i, p] = j
-    return out
 
 
 @numba.njit(cache=True)

@@ -76,10 +76,14 @@ def test_affinities_hit_the_perplexity():
     assert abs(joint - joint.T).max() < 1e-7
 
 
-def test_joint_matches_a_dense_symmetrisation_with_holes_repeats_and_one_way_links():
+@pytest.mark.parametrize("builder", ["scipy", "kernels"])
+def test_joint_matches_a_dense_symmetrisation_with_holes_repeats_and_one_way_links(builder, monkeypatch):
     # A brute-force P = (C + C^T) / sum from a dense (n, n) matrix against the in-place
     # build: missing entries (-1, self), a neighbour listed twice (summed), zero
     # probabilities left out, one-way and mutual links, rows with a large in-degree.
+    from embedscope.kernels.tsne import affinity
+
+    monkeypatch.setattr(affinity, "SCIPY_JOINT_MAX", 10**9 if builder == "scipy" else 0)
     rng = np.random.default_rng(4)
     n, k = 120, 12
     idx = rng.integers(0, n, size=(n, k)).astype(np.int32)
@@ -102,6 +106,30 @@ def test_joint_matches_a_dense_symmetrisation_with_holes_repeats_and_one_way_lin
     # negative control: one value changed is seen
     cond[10, 4] += 0.5
     assert np.abs(ktsne.joint_probabilities(idx, cond, n).toarray() - dense).max() > 1e-4
+
+
+def test_joint_builders_give_the_same_matrix_bit_for_bit():
+    # Small fits build P with scipy, large ones with the kernels: a layout must not
+    # depend on which, so the two agree exactly (structure, dtypes and every value).
+    from embedscope.kernels.tsne import affinity
+
+    rng = np.random.default_rng(8)
+    for n, k in [(3000, 90), (400, 12), (30, 5)]:
+        idx = np.array([rng.choice(n, k, replace=False) for _ in range(n)], dtype=np.int32)
+        idx[rng.random((n, k)) < 0.02] = -1
+        idx[:5, 0] = np.arange(5)  # the row itself
+        idx[6, 1] = idx[6, 2]  # a repeat
+        val = rng.random((n, k)).astype(np.float32)
+        val[rng.random((n, k)) < 0.05] = 0.0
+        A = affinity._joint_scipy(idx.copy(), val.copy(), n)
+        B = affinity._joint_kernels(idx.copy(), val.copy(), n)
+        for name in ("indptr", "indices", "data"):
+            a, b = getattr(A, name), getattr(B, name)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (n, name)
+        # negative control: one probability changed by one float32 step shows
+        val[7, 3] = np.nextafter(val[7, 3], np.float32(2))
+        C = affinity._joint_scipy(idx.copy(), val.copy(), n)
+        assert not np.array_equal(C.data, B.data)
 
 
 def test_joint_overwrite_uses_the_knn_arrays_and_gives_the_same_p():

@@ -139,8 +139,44 @@ def joint_probabilities(indices: np.ndarray, conditional: np.ndarray, n: int) ->
     return _joint_in_place(idx, val, n)
 
 
+#: Up to this many points the joint P is built by scipy's sparse sum (:func:`_joint_scipy`),
+#: the same matrix bit for bit: its nine kernels were ~2 s of a first small fit's
+#: compiling, and at this size scipy's int64 / float64 copies of the edges are ~100 MB.
+SCIPY_JOINT_MAX = 20_000
+#: Entries summed per block for P's total, then the block sums in order: the same total
+#: for any thread count (and in both builders).
+_SUM_BLOCK = 1 << 16
+
+
 def _joint_in_place(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
-    """:func:`joint_probabilities` on (n, k) int32 / float32 rows it may reorder and overwrite.
+    """:func:`joint_probabilities` on (n, k) int32 / float32 rows it may reorder and overwrite."""
+    if n <= SCIPY_JOINT_MAX:
+        return _joint_scipy(idx, val, n)
+    return _joint_kernels(idx, val, n)
+
+
+def _joint_scipy(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
+    """The joint P by scipy: ``cond + cond.T`` in float32 (each sum correctly rounded, as
+    the kernels' float64 sum stored as float32), sorted rows, the same blocked total."""
+    rows = np.repeat(np.arange(n, dtype=np.int32), idx.shape[1])
+    cols, vals = idx.ravel(), val.ravel()
+    keep = (cols >= 0) & (cols != rows) & (vals != 0.0)
+    cond = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
+    joint = (cond + cond.T).tocsr()
+    joint.sort_indices()
+    data = joint.data
+    # sequential float64 sums per block (cumsum adds in order), as _block_sums does
+    sums = np.array([np.cumsum(data[b:b + _SUM_BLOCK], dtype=np.float64)[-1]
+                     for b in range(0, data.size, _SUM_BLOCK)], dtype=np.float64)
+    total = float(np.sum(sums))
+    if total > 0.0:
+        joint.data = (data.astype(np.float64) / total).astype(np.float32)
+    indptr = joint.indptr.astype(np.int32)
+    return sp.csr_matrix((joint.data, joint.indices.astype(np.int32), indptr), shape=(n, n), copy=False)
+
+
+def _joint_kernels(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
+    """:func:`_joint_in_place` by the numba kernels, in about the memory of its input.
 
     Each row of ``P_cond^T`` lands straight in the output (room for ``k`` + its
     in-degree entries per row), already sorted as the rows are read in order; each
@@ -168,7 +204,7 @@ def _joint_in_place(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
     out_idx.resize(nnz, refcheck=False)
     out_val.resize(nnz, refcheck=False)
     # Summed in fixed blocks, then the block sums in order: the same total for any thread count.
-    block = 1 << 16
+    block = _SUM_BLOCK
     sums = np.zeros(-(-nnz // block), dtype=np.float64)
     for_rows(_block_sums, sums.size, out_val, block, sums, min_rows=1)
     total = float(np.sum(sums))

@@ -5,6 +5,7 @@
     python benchmarks/pacmap_cpu.py --sizes 1m --peer-at-sizes   # ... and the package there too
     python benchmarks/pacmap_cpu.py --repeats 3             # medians of 3 warm fits each
     python benchmarks/pacmap_cpu.py --quick                 # 3,000-point smoke run of the script
+    python benchmarks/pacmap_cpu.py --datasets mixture1m --skip-package --name pacmap_cpu_1m   # another file
 
 Datasets: ``mixture100k`` (100,000 x 50, 50 clusters, seed 0), ``words`` (the 30,000 x 384
 word vectors in ../shared/data/words, cosine: the package's ``distance="angular"``), and
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--skip-package", action="store_true", help="ours only")
     parser.add_argument("--repeats", type=int, default=1, help="fresh-process fits per library (median)")
     parser.add_argument("--quick", action="store_true", help="3,000 rows per dataset: checks the script")
+    parser.add_argument("--name", default=None, help="results file name (default pacmap_cpu)")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -164,7 +166,7 @@ def main() -> None:
                "triplet_diff_vs_package", "error"]
     table = markdown_table(rows, columns)
     print(table)
-    write_results("pacmap_cpu_quick" if args.quick else "pacmap_cpu", {"machine": machine(), "rows": rows}, table)
+    write_results(args.name or ("pacmap_cpu_quick" if args.quick else "pacmap_cpu"), {"machine": machine(), "rows": rows}, table)
 
 
 if __name__ == "__main__":

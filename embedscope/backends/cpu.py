@@ -52,12 +52,11 @@ def _tsne_place(P: sp.csr_matrix, Y: np.ndarray) -> tuple[sp.csr_matrix, np.ndar
 #: From this many points up, 3-D t-SNE on the CPU uses the grid (FFT) repulsion;
 #: below it Barnes-Hut. No size was found where the grid wins on this 2-core machine,
 #: so Barnes-Hut stays the default (the threshold is out of reach). Measured
-#: (benchmarks/results/tsne_cpu_3d_grid.md, crossover rows, one call on the grown 20k
-#: layout subsampled; load ~5): Barnes-Hut 0.34 s against the grid's 0.63 s at 20k,
-#: 0.12 against 0.29 at 10k, and force error 1.2% against 3.4%; the two 20k fits reach
-#: the same trustworthiness (0.9828 and 0.9830). On a 100k layout at the 20k fit's
-#: density (5 jittered copies): 3.6 CPU-s per call against 14 (8.3 with 96 nodes, 5.2
-#: with 128): the near-field pairs grow with the layout's width over a fixed node count.
+#: (benchmarks/results/tsne_cpu_3d_grouped.md, crossover rows: one call on the grown 20k
+#: layout, subsampled): the group-walk Barnes-Hut took 11 ms against the grid's 114 ms at
+#: 20k, 0.9 against 20 ms at 2,500, with force error 0.13% against 3.3%. A 100k x 50 3-D
+#: fit takes 83-97 s (benchmarks/results/tsne_cpu_3d100k_grouped.md). The grid's
+#: near-field pairs grow with the layout's width over a fixed node count.
 TSNE_GRID_3D_MIN = 2**62
 #: Nodes per dimension of the CPU's 3-D grid: the FFT grows as its cube (pruned
 #: transforms on the 2 cores here: 5 ms at 32 nodes, 23 ms at 48, 67 ms at 64 per

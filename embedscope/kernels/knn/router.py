@@ -18,11 +18,15 @@ from embedscope.kernels.knn.nndescent import nndescent_knn
 #: mixture 0.92 s vs 0.40 s; 60k mixture 3.5 s vs 0.9 s. Under a second either way,
 #: exact results are kept to here.
 EXACT_MAX_POINTS = 40_000
-#: NN-descent's cost grows with k squared, exact search's barely: for wide
-#: neighbourhoods (t-SNE's k = 3 x perplexity) exact search stays the choice longer.
-#: k=90 on 50-D mixtures: 100k points 12.3 s exact vs 13.3 s NN-descent, 200k 41 s
-#: vs 24 s (recall 0.998).
+#: NN-descent's cost grows with k squared, exact search's barely: for wider
+#: neighbourhoods than WIDE_K (t-SNE's k = 3 x perplexity = 90) exact search stays the
+#: choice longer. k=90 on 50-D mixtures: 100k points 12.3 s exact vs 13.3 s
+#: NN-descent, 200k 41 s vs 24 s (recall 0.998). PaCMAP's k = 60 (lists of 80, one
+#: sweep since the recall check runs after every sweep) is cheaper by NN-descent from
+#: 40k: 100k x 50, 50 clusters, 12.4 s exact vs 6.5 s (recall 0.997); under load,
+#: 60k 9.5 vs 7.9 s, 100k with 20 clusters 25.9 vs 18.8 s, k = 45 at 100k 20.2 vs 9.3 s.
 EXACT_MAX_POINTS_WIDE = 100_000
+WIDE_K = 60
 #: The direct metrics' exact search is a scalar scan (no BLAS): NN-descent overtakes
 #: it at far fewer points (see :func:`nearest_neighbors`).
 EXACT_MAX_POINTS_DIRECT = 10_000
@@ -49,7 +53,7 @@ def nearest_neighbors(
         One of ``metrics.METRICS`` or an alias (see :mod:`.metrics`).
     method : {"auto", "exact", "nndescent"}, default="auto"
         ``"exact"`` is the blocked search, ``"nndescent"`` the approximate one;
-        ``"auto"`` is exact up to 40,000 points (100,000 when ``n_neighbors > 30``),
+        ``"auto"`` is exact up to 40,000 points (100,000 when ``n_neighbors > 60``),
         NN-descent above (recall@14 ~0.97 on 50-D mixtures of 300k points). The
         direct metrics (manhattan, chebyshev, minkowski, hamming, jaccard) have no
         BLAS form, so "auto" is exact for them only up to 10,000 points.
@@ -69,7 +73,7 @@ def nearest_neighbors(
     if method not in ("auto", "exact", "nndescent"):
         raise ValueError(f"unknown kNN method {method!r}; choose 'auto', 'exact' or 'nndescent'")
     if method == "auto":
-        limit = EXACT_MAX_POINTS if n_neighbors <= 30 else EXACT_MAX_POINTS_WIDE
+        limit = EXACT_MAX_POINTS if n_neighbors <= WIDE_K else EXACT_MAX_POINTS_WIDE
         if metric in DIRECT_METRICS:
             limit = EXACT_MAX_POINTS_DIRECT
         method = "exact" if X.shape[0] <= limit else "nndescent"

@@ -135,16 +135,26 @@ _ROWS = {"cache": True, "fastmath": True, "nogil": True, "error_model": "numpy"}
 
 
 @numba.njit(**_ROWS)
-def _sum_unit(tx, ty, tz, n_t, lx, ly, lz, lm, length, acc):  # pragma: no cover - numba
-    # dof = 1 (standard t-SNE): a reciprocal, in float32 throughout so it vectorises.
+def _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc):  # pragma: no cover - numba
+    """Add ``(sum m w, sum m w / base * delta)`` over the list to each target's ``acc`` row.
+
+    ``dof`` is None for dof = 1 (standard t-SNE): numba prunes the ``is None`` branch it
+    does not take when it compiles, so that case is a reciprocal in float32 throughout,
+    which vectorises, and a standard fit never compiles the power (0.6 s).
+    """
     for a in range(n_t):
         x, y, z = tx[a], ty[a], tz[a]
         s0 = s1 = s2 = s3 = _ZERO
         for j in range(length):
             dx, dy, dz = x - lx[j], y - ly[j], z - lz[j]
-            q = _ONE / (_ONE + dx * dx + dy * dy + dz * dz)
-            wm = lm[j] * q
-            wq = wm * q
+            if dof is None:
+                q = _ONE / (_ONE + dx * dx + dy * dy + dz * dz)
+                wm = lm[j] * q
+                wq = wm * q
+            else:
+                base = 1.0 + (dx * dx + dy * dy + dz * dz) / dof
+                wm = lm[j] * base ** -dof
+                wq = wm / base
             s0 += wm
             s1 += wq * dx
             s2 += wq * dy
@@ -153,39 +163,6 @@ def _sum_unit(tx, ty, tz, n_t, lx, ly, lz, lm, length, acc):  # pragma: no cover
         acc[a, 1] += s1
         acc[a, 2] += s2
         acc[a, 3] += s3
-
-
-@numba.njit(**_ROWS)
-def _sum_power(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc):  # pragma: no cover - numba
-    for a in range(n_t):
-        x, y, z = tx[a], ty[a], tz[a]
-        s0 = s1 = s2 = s3 = 0.0
-        for j in range(length):
-            dx, dy, dz = x - lx[j], y - ly[j], z - lz[j]
-            base = 1.0 + (dx * dx + dy * dy + dz * dz) / dof
-            wm = lm[j] * base ** -dof
-            wq = wm / base
-            s0 += wm
-            s1 += wq * dx
-            s2 += wq * dy
-            s3 += wq * dz
-        acc[a, 0] += s0
-        acc[a, 1] += s1
-        acc[a, 2] += s2
-        acc[a, 3] += s3
-
-
-@numba.njit(**_ROWS)
-def _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc):  # pragma: no cover - numba
-    """Add ``(sum m w, sum m w / base * delta)`` over the list to each target's ``acc`` row.
-
-    ``dof`` is None for dof = 1: numba prunes the ``is None`` branch it does not take
-    when it compiles, so a standard fit never compiles the power sums (0.6 s).
-    """
-    if dof is None:
-        _sum_unit(tx, ty, tz, n_t, lx, ly, lz, lm, length, acc)
-    else:
-        _sum_power(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
 
 
 @numba.njit(**_ROWS)
@@ -209,53 +186,52 @@ def _groups(first, last, n_groups, stride, Ts, Ys, start, end, level, child_firs
     ty = np.empty(GROUP, dtype=np.float32)
     tz = np.empty(GROUP, dtype=np.float32)
     acc = np.empty((GROUP, 4), dtype=np.float32)
-    for g in range(n_groups):
-        if g % stride < first or g % stride >= last:
-            continue
-        s = g * GROUP
-        e = min(m, s + GROUP)
-        n_t = e - s
-        lo0 = hi0 = Ts[s, 0]
-        lo1 = hi1 = Ts[s, 1]
-        lo2 = hi2 = Ts[s, 2]
-        for i in range(s, e):
-            tx[i - s], ty[i - s], tz[i - s] = Ts[i, 0], Ts[i, 1], Ts[i, 2]
-            lo0, hi0 = min(lo0, Ts[i, 0]), max(hi0, Ts[i, 0])
-            lo1, hi1 = min(lo1, Ts[i, 1]), max(hi1, Ts[i, 1])
-            lo2, hi2 = min(lo2, Ts[i, 2]), max(hi2, Ts[i, 2])
-        acc[:] = 0.0
-        length = 0
-        top = 1
-        stack[0] = 0
-        while top > 0:
-            top -= 1
-            node = stack[top]
-            c0, c1, c2 = com[node, 0], com[node, 1], com[node, 2]
-            d0 = max(lo0 - c0, 0.0, c0 - hi0)
-            d1 = max(lo1 - c1, 0.0, c1 - hi1)
-            d2 = max(lo2 - c2, 0.0, c2 - hi2)
-            width = root_width / (1 << level[node])
-            if width * width < theta2 * (d0 * d0 + d1 * d1 + d2 * d2):
-                if length == LIST:
-                    _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
-                    length = 0
-                lx[length], ly[length], lz[length], lm[length] = c0, c1, c2, mass[node]
-                length += 1
-            elif child_count[node] == 0 or end[node] - start[node] <= SMALL:
-                for p in range(start[node], end[node]):
+    for worker in range(first, last):
+        for g in range(worker, n_groups, stride):
+            s = g * GROUP
+            e = min(m, s + GROUP)
+            n_t = e - s
+            lo0 = hi0 = Ts[s, 0]
+            lo1 = hi1 = Ts[s, 1]
+            lo2 = hi2 = Ts[s, 2]
+            for i in range(s, e):
+                tx[i - s], ty[i - s], tz[i - s] = Ts[i, 0], Ts[i, 1], Ts[i, 2]
+                lo0, hi0 = min(lo0, Ts[i, 0]), max(hi0, Ts[i, 0])
+                lo1, hi1 = min(lo1, Ts[i, 1]), max(hi1, Ts[i, 1])
+                lo2, hi2 = min(lo2, Ts[i, 2]), max(hi2, Ts[i, 2])
+            acc[:] = 0.0
+            length = 0
+            top = 1
+            stack[0] = 0
+            while top > 0:
+                top -= 1
+                node = stack[top]
+                c0, c1, c2 = com[node, 0], com[node, 1], com[node, 2]
+                d0 = max(lo0 - c0, 0.0, c0 - hi0)
+                d1 = max(lo1 - c1, 0.0, c1 - hi1)
+                d2 = max(lo2 - c2, 0.0, c2 - hi2)
+                width = root_width / (1 << level[node])
+                if width * width < theta2 * (d0 * d0 + d1 * d1 + d2 * d2):
                     if length == LIST:
                         _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
                         length = 0
-                    lx[length], ly[length], lz[length], lm[length] = Ys[p, 0], Ys[p, 1], Ys[p, 2], 1.0
+                    lx[length], ly[length], lz[length], lm[length] = c0, c1, c2, mass[node]
                     length += 1
-            else:
-                for ch in range(child_first[node], child_first[node] + child_count[node]):
-                    stack[top] = ch
-                    top += 1
-        _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
-        for i in range(s, e):
-            z_rows[i] = acc[i - s, 0]
-            rep[i, 0], rep[i, 1], rep[i, 2] = acc[i - s, 1], acc[i - s, 2], acc[i - s, 3]
+                elif child_count[node] == 0 or end[node] - start[node] <= SMALL:
+                    for p in range(start[node], end[node]):
+                        if length == LIST:
+                            _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
+                            length = 0
+                        lx[length], ly[length], lz[length], lm[length] = Ys[p, 0], Ys[p, 1], Ys[p, 2], 1.0
+                        length += 1
+                else:
+                    for ch in range(child_first[node], child_first[node] + child_count[node]):
+                        stack[top] = ch
+                        top += 1
+            _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
+            for i in range(s, e):
+                z_rows[i] = acc[i - s, 0]
+                rep[i, 0], rep[i, 1], rep[i, 2] = acc[i - s, 1], acc[i - s, 2], acc[i - s, 3]
 
 
 class BarnesHutRepulsion:

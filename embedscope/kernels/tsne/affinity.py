@@ -171,8 +171,8 @@ def _joint_scipy(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
     total = float(np.sum(sums))
     if total > 0.0:
         joint.data = (data.astype(np.float64) / total).astype(np.float32)
-    indptr = joint.indptr.astype(np.int32)
-    return sp.csr_matrix((joint.data, joint.indices.astype(np.int32), indptr), shape=(n, n), copy=False)
+    indptr = joint.indptr.astype(np.int32, copy=False)
+    return sp.csr_matrix((joint.data, joint.indices.astype(np.int32, copy=False), indptr), shape=(n, n), copy=False)
 
 
 def _joint_kernels(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:

@@ -2,9 +2,12 @@
 
 Four Gaussian clusters with standard deviations 0.25, 0.5, 1 and 2: plain UMAP gives
 them the same size, so the log local radii of the layout do not follow those of the
-data (Pearson -0.003 on this fixture); densMAP correlates them (0.53), and the
-clusters' median layout radii follow their spreads (0.62, 0.69, 0.76, 1.37 against
-0.80, 0.88, 0.84, 0.81). Plain UMAP is the negative control: the same check fails on it.
+data (Pearson -0.003 on this fixture); densMAP correlates them (0.856; umap-learn 0.5.12
+0.885 with the same settings, benchmarks/densmap_cpu.py), and the clusters' median
+layout radii follow their spreads (0.45, 0.69, 1.26, 3.14 against 0.80, 0.88, 0.84,
+0.81), while trustworthiness stays near plain UMAP's (0.936 against 0.956). Plain UMAP
+is the negative control: the same checks fail on it. Before the density step was
+weighted by each edge's sampling rate the correlation here was 0.53.
 """
 
 from __future__ import annotations
@@ -48,15 +51,24 @@ def test_output_dens_shapes(radii, clusters):
 def test_densmap_correlates_local_radii(radii):
     plain = np.corrcoef(radii[False][0][1], radii[False][0][2])[0, 1]
     dens = np.corrcoef(radii[True][0][1], radii[True][0][2])[0, 1]
-    assert dens > 0.5, dens
+    assert dens > 0.8, dens
     assert plain < 0.3, plain  # negative control: plain UMAP evens the densities out
-    assert dens > plain + 0.3
+    assert dens > plain + 0.5
+
+
+def test_densmap_keeps_neighbourhoods(radii, clusters):
+    from embedscope.engine.metrics import trustworthiness
+
+    plain = trustworthiness(clusters, radii[False][0][0])
+    dens = trustworthiness(clusters, radii[True][0][0])
+    assert dens > plain - 0.04, (dens, plain)  # the density term bends, not breaks, the layout
 
 
 def test_densmap_orders_cluster_sizes(radii):
     (_, _, r_emb), _ = radii[True]
     medians = [np.median(r_emb[i * PER:(i + 1) * PER]) for i in range(len(STDS))]
-    assert np.all(np.diff(medians) > 0), medians
+    # each doubling of the spread widens the cluster in the layout (log radii 0.3+ apart)
+    assert np.all(np.diff(medians) > 0.3), medians
 
 
 def test_without_output_dens_returns_the_embedding(clusters):

@@ -83,7 +83,7 @@ def sgd_epoch_dens(head, reference, indptr, indices, epochs_per_sample, next_sam
                 dphi = -a * b * (powered / ref_sq) * phi * phi
                 dens = 2.0 * (coeffs[i] * _dlog_radius(phi, dphi, ref_sq, sums[i], norms[i])
                               + coeffs[j] * _dlog_radius(phi, dphi, ref_sq, sums[j], norms[j]))
-                coeff += float32(dens)
+                coeff += float32(dens * float64(epochs_per_sample[e]))
             for d in range(dim):
                 head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
         next_sample[e] += epochs_per_sample[e]

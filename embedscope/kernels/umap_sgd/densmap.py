@@ -19,19 +19,25 @@ then every sampled edge ``(i, j)`` adds
 
     (g_i * d log r_i / d|y_i - y_j|^2 + g_j * d log r_j / d|y_i - y_j|^2) * 2 (y_i - y_j)
 
-to the head's attractive step before it is clipped. The graph is symmetric, so both
-radii contain the edge with the same length, and a head moving along its own edges
-follows the whole gradient of ``C``, as UMAP's attraction does (edges sampled in
-proportion to their weight, as in umap-learn).
+to the head's attractive step before it is clipped, times ``max(w) / w`` for an edge
+of weight ``w``. UMAP samples an edge ``w / max(w)`` times an epoch, which is right
+for its own term (the cross-entropy weighs each edge by ``w``), but the radii count an
+edge by its length alone: the factor makes each epoch's expected density step the
+whole gradient of ``dens_lambda * n * C``. The graph is symmetric, so both radii
+contain the edge with the same length, and a head moving along its own edges follows
+that gradient.
 
-Measured against umap-learn 0.5.12 (four 8-D Gaussian clusters, std 0.25 to 2, 300
-points each, 100 epochs, PCA init; Pearson correlation of the log radii defined
-above, trustworthiness@15): umap-learn densmap 0.96 / 0.920, plain 0.02 / 0.942; here
-``dens_lambda`` 2 gave 0.67 / 0.942, 6 gave 0.81 / 0.931, 20 gave 0.95 / 0.881 (with
-UMAP's epochs, which densMAP's first ones are, since those push a head by its negative
-samples at the end of its turn: 2 gives 0.53 / 0.946, 6 gives 0.78 / 0.932). So
-our term is weaker at the same ``dens_lambda`` and trades more trustworthiness for
-the same correlation: the scale of umap-learn's term is not reproduced (open).
+Without the factor (until 2026-12) strong edges carried the term and weak ones hardly
+moved, and the correlation fell short of umap-learn's. ``benchmarks/densmap_cpu.py``,
+medians of seeds 0 and 1, correlation of log radii / trustworthiness@15 (umap-learn
+0.5.12 with the same settings; before the factor; now):
+
+- four 8-D clusters of std 0.25-2 (1,200 points, 200 epochs): 0.900 / 0.923;
+  0.511 / 0.946; 0.916 / 0.940;
+- 20 30-D clusters of std 0.25-4 (20,000 points): 0.859 / 0.979; 0.895 / 0.980;
+  0.929 / 0.977;
+- the 30,000 x 384 word vectors (cosine): 0.406 / 0.641; 0.562 / 0.784; 0.752 / 0.748
+  (plain UMAP: 0.494 / 0.802).
 
 The default path (:func:`embedscope.kernels.umap_sgd.cpu.optimize_layout` without
 ``densmap``) does not go through here, so its speed is unchanged; the epochs before
@@ -199,7 +205,10 @@ def sgd_rows_dens(start, stop, head, reference, indptr, indices, epochs_per_samp
                     dphi = -a * b * (powered / ref_sq) * phi * phi
                     dens = 2.0 * (coeffs[i] * _dlog_radius(phi, dphi, ref_sq, sums[i], norms[i])
                                   + coeffs[j] * _dlog_radius(phi, dphi, ref_sq, sums[j], norms[j]))
-                    coeff += np.float32(dens)
+                    # An edge of weight w is sampled w / max(w) times an epoch, but it
+                    # counts in the radii by its length alone: max(w) / w per sample
+                    # makes the epoch's expected step the whole gradient.
+                    coeff += np.float32(dens * epochs_per_sample[e])
                 for d in range(dim):
                     head[i, d] += _clip(coeff * (head[i, d] - reference[j, d])) * alpha32
             next_sample[e] += epochs_per_sample[e]

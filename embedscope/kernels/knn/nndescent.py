@@ -314,7 +314,8 @@ def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, r
                     if fresh[x] == 0 and fresh[y] == 0:
                         continue
                     b = members[y]
-                    dist = _pair_dist(data, a, b, metric_code, p)
+                    # int64 indices, as the other callers pass them: one _pair_dist to compile, not two.
+                    dist = _pair_dist(data, np.int64(a), np.int64(b), metric_code, p)
                     if dist <= heap_dist[a, k - 1]:
                         out_dest[t, count] = a
                         out_src[t, count] = b

@@ -372,7 +372,9 @@ def sgd_rows_2d(start, stop, head, reference, indptr, indices, epochs_per_sample
         push_x = np.float32(0.0)
         push_y = np.float32(0.0)
         count = 0
-        n_edges = 0
+        # Not a bare 0: numba typed the reset's 0 as a literal at the first _settle_2d
+        # call and compiled _settle_2d twice (0.5 s of a first fit).
+        n_edges = np.int64(0)
         for e in range(indptr[i], indptr[i + 1]):
             if next_sample[e] > epoch:
                 continue
@@ -401,7 +403,7 @@ def sgd_rows_2d(start, stop, head, reference, indptr, indices, epochs_per_sample
                 push_x += settled_x
                 push_y += settled_y
                 count = 0
-                n_edges = 0
+                n_edges = np.int64(0)
             _buffer_negatives(row, count, count + n_negative, state, reference, n_ref, origin_x, origin_y, i,
                               exclude_self)
             count += n_negative

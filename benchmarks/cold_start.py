@@ -17,7 +17,10 @@ later session pays: kernels load from disk). Each process fits twice on the same
 - ``load_s`` = cached first fit - warm fit: what the on-disk cache still costs;
 - ``compile_cpu_s``: ``compile_s`` in CPU seconds of the process (all threads): on a
   shared, loaded machine wall times swing with the neighbours' work, CPU time much less
-  (compiling is single-threaded, so on an idle machine the two agree);
+  (compiling is single-threaded, so on an idle machine the two agree). The first fit
+  compiles in worker processes too (:mod:`embedscope.kernels._precompile`), whose CPU
+  time this does not count; ``EMBEDSCOPE_PRECOMPILE=0 python benchmarks/cold_start.py``
+  measures the one-process compile;
 - ``compiled``: kernels (numba dispatchers) compiled in the cold process, and
   ``top``: the costliest, by exclusive compile seconds (numba's ``numba:compile``
   events, nested compiles subtracted).

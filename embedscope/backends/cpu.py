@@ -39,6 +39,24 @@ def _knn_label(method: str, n: int) -> str:
     return f"{method} on cpu"
 
 
+def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
+                log: Callable[[str], None] | None = None) -> None:
+    """The first fit's kernels compiled in parallel processes (:mod:`embedscope.kernels._precompile`).
+
+    Profiles are recorded for default 2-D fits; others (3-D, the direct metrics, a
+    precomputed matrix, t-SNE's exact repulsion) compile as they are called.
+    """
+    from embedscope.kernels._precompile import precompile
+    from embedscope.kernels.knn.metrics import DIRECT_METRICS, check_metric
+    from embedscope.kernels.knn.router import auto_method
+
+    if n_components != 2 or metric == "precomputed" or check_metric(metric) in DIRECT_METRICS:
+        return
+    if reducer == "tsne" and n <= TSNE_EXACT_MAX:
+        return
+    precompile(f"{reducer}-{auto_method(n, k, metric)}", log=log)
+
+
 def _umap_optimize(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
     from embedscope.kernels.umap_sgd import optimize_layout
 
@@ -170,7 +188,7 @@ def kernels() -> Kernels:
                    tsne=TsneKernels(_tsne_place, tsne_repulsion, _tsne_step, _tsne_advance, _tsne_kl,
                                      _tsne_reorder),
                    fuzzy_graph=_fuzzy_graph, tsne_affinities=_tsne_affinities,
-                   pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize))
+                   pacmap=PacmapKernels(_pacmap_pairs, _pacmap_optimize), precompile=_precompile)
 
 
 CAPABILITIES = Capabilities(

@@ -276,6 +276,7 @@ class PaCMAP(BaseReducer):
         n_fp = _pairs_per_point(n_nb, params["FP_ratio"])
         k_ext = self._extended_k(n)
         assert k_ext is not None
+        stages.precompile(backend, "pacmap", n, k_ext, metric, self.n_components, progress.log)
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             prep = stages.Preparation(metric, stages.PCA_DIMS, seed=seed % (2**31), backend=backend.name,

@@ -557,6 +557,19 @@ def knn_graph(backend: Backend, Z: Any, k: int, metric: str, *, method: str = "a
     return backend.kernels.knn(Z, k, metric, method=method, seed=seed % (2**31), log=log, **kwargs)
 
 
+def precompile(backend: Backend, reducer: str, n: int, k: int, metric: str, n_components: int,
+               log: Callable[[str], None] | None = None) -> None:
+    """Before a fit: the backend compiles the kernels it will call and has not cached yet.
+
+    On the CPU the first fit after an install compiles them in parallel processes
+    (:mod:`embedscope.kernels._precompile`); later fits find them cached and pay a few
+    ``stat`` calls here.
+    """
+    hook = backend.kernels.precompile if backend.delegate is None else None
+    if hook is not None:
+        hook(reducer, n, k, metric, n_components, log)
+
+
 def knn_label(backend: Backend, method: str, n: int, precomputed: bool, metric: str = "") -> str:
     """What the kNN stage will run, for the stage log."""
     if precomputed:

@@ -345,6 +345,8 @@ class TSNE(BaseReducer):
         kernels = backend.kernels
         self._seed, rng = derive_seed(self.random_state)
         self.perplexity_ = self._effective_perplexity(n)
+        if self.precomputed_knn is None:
+            stages.precompile(backend, "tsne", n, k, self._metric, self.n_components, progress.log)
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=self._seed,
                                             backend=backend.name, metric_kwds=params["metric_kwds"],

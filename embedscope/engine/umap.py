@@ -451,6 +451,8 @@ class UMAP(BaseReducer):
         seed, _ = derive_seed(self.random_state, 2**63 - 1)
         self._seed = seed
         self._metric = params["metric"]
+        if self.precomputed_knn is None:
+            stages.precompile(backend, "umap", n, k, self._metric, self.n_components, progress.log)
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=seed % (2**31),

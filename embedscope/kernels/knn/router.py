@@ -32,6 +32,14 @@ WIDE_K = 60
 EXACT_MAX_POINTS_DIRECT = 10_000
 
 
+def auto_method(n: int, n_neighbors: int, metric: str) -> str:
+    """What ``method="auto"`` searches ``n`` points by: ``"exact"`` or ``"nndescent"``."""
+    limit = EXACT_MAX_POINTS if n_neighbors <= WIDE_K else EXACT_MAX_POINTS_WIDE
+    if check_metric(metric) in DIRECT_METRICS:
+        limit = EXACT_MAX_POINTS_DIRECT
+    return "exact" if n <= limit else "nndescent"
+
+
 def nearest_neighbors(
     X: np.ndarray,
     n_neighbors: int,
@@ -73,10 +81,7 @@ def nearest_neighbors(
     if method not in ("auto", "exact", "nndescent"):
         raise ValueError(f"unknown kNN method {method!r}; choose 'auto', 'exact' or 'nndescent'")
     if method == "auto":
-        limit = EXACT_MAX_POINTS if n_neighbors <= WIDE_K else EXACT_MAX_POINTS_WIDE
-        if metric in DIRECT_METRICS:
-            limit = EXACT_MAX_POINTS_DIRECT
-        method = "exact" if X.shape[0] <= limit else "nndescent"
+        method = auto_method(X.shape[0], n_neighbors, metric)
     if method == "nndescent":
         return nndescent_knn(X, n_neighbors, metric, random_state=random_state, log=log, metric_kwds=metric_kwds)
     return exact_knn(X, n_neighbors, metric, metric_kwds=metric_kwds)

@@ -1,0 +1,114 @@
+"""Rewrite embedscope/kernels/compile_manifest.json: the kernels each default fit compiles.
+
+    python benchmarks/compile_manifest.py
+
+For each profile (a reducer and its kNN route, 2-D), one fit in a fresh process with an
+empty numba cache (``NUMBA_CACHE_DIR`` a new temporary folder, precompilation off)
+records the kernels it calls from Python, in the order met, with their argument types
+and the seconds each took to compile; then the time a worker interpreter takes to start
+and import the kernels. :mod:`embedscope.kernels._precompile` reads the file before a
+first fit. Rerun it when a kernel's arguments change (``tests/test_precompile.py`` says
+when), and commit the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import import_module
+from typing import Any
+
+from embedscope.kernels._precompile import ENV, MANIFEST, encode
+
+#: The fits whose kernels make each profile: (estimator, rows, keyword arguments).
+RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "umap-exact": ("UMAP", 3000, {}),
+    "umap-nndescent": ("UMAP", 60000, {}),
+    "tsne-exact": ("TSNE", 3000, {}),
+    # perplexity 10 (k = 30) takes NN-descent from 40k points, as perplexity 30 does from 100k
+    "tsne-nndescent": ("TSNE", 45000, {"perplexity": 10.0}),
+    "pacmap-exact": ("PaCMAP", 3000, {}),
+    "pacmap-nndescent": ("PaCMAP", 45000, {}),
+}
+
+
+def _record_child(profile: str) -> list[dict[str, Any]]:
+    """Fit once with an empty cache; the kernels compiled from Python, in order, with seconds."""
+    from numba.core import event
+
+    import embedscope
+    from embedscope.datasets import make_mixture
+
+    name, rows, kwargs = RECORD_FITS[profile]
+    X, _ = make_mixture(rows, 50, 10, random_state=0)
+    order: list[Any] = []
+    seconds: dict[int, float] = {}
+    depth = [0]
+    starts: list[float] = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            if depth[0] == 0:
+                order.append(ev.data["dispatcher"])
+            depth[0] += 1
+            starts.append(time.perf_counter())
+
+        def on_end(self, ev: Any) -> None:
+            depth[0] -= 1
+            took = time.perf_counter() - starts.pop()
+            if depth[0] == 0:
+                key = id(ev.data["dispatcher"])
+                seconds[key] = seconds.get(key, 0.0) + took
+
+    with event.install_listener("numba:compile", Listener()):
+        getattr(embedscope, name)(random_state=0, **kwargs).fit(X)
+    entries = []
+    for dispatcher in dict.fromkeys(order):
+        func = dispatcher.py_func
+        if not func.__module__.startswith("embedscope.") or getattr(import_module(func.__module__), func.__name__,
+                                                                    None) is not dispatcher:
+            continue
+        for sig in dispatcher.signatures:
+            args = [encode(t) for t in sig]
+            if any(a is None for a in args):
+                continue
+            entries.append({"module": func.__module__, "name": func.__name__, "args": args,
+                            "seconds": round(seconds.get(id(dispatcher), 0.0) / len(dispatcher.signatures), 3)})
+    return entries
+
+
+def _record() -> None:
+    profiles = {}
+    for profile in RECORD_FITS:
+        with tempfile.TemporaryDirectory(prefix="embedscope-record-") as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache, ENV: "0"}
+            out = subprocess.run([sys.executable, __file__, "--child", profile],
+                                 env=env, capture_output=True, text=True, check=True)
+        profiles[profile] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{profile}: {len(profiles[profile])} kernels, "
+              f"{sum(e['seconds'] for e in profiles[profile]):.2f} s", file=sys.stderr)
+    began = time.perf_counter()
+    # a worker with nothing to compile: the interpreter and the package imports
+    subprocess.run([sys.executable, "-m", "embedscope.kernels._precompile", "--worker"], input="[]", text=True,
+                   check=True)
+    startup = round(time.perf_counter() - began, 2)
+    # one kernel a line: a re-record's diff shows which kernels and types changed
+    blocks = [f'  "{name}": [\n' + ",\n".join("    " + json.dumps(e) for e in entries) + "\n  ]"
+              for name, entries in profiles.items()]
+    text = f'{{\n "startup_s": {startup},\n "profiles": {{\n' + ",\n".join(blocks) + "\n }\n}\n"
+    json.loads(text)
+    tmp = MANIFEST.with_suffix(".json.partial")
+    tmp.write_text(text)
+    os.replace(tmp, MANIFEST)
+    print(f"wrote {MANIFEST} (worker start-up {startup} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        print(json.dumps(_record_child(sys.argv[2])))
+    else:
+        _record()

@@ -28,9 +28,10 @@ from embedscope.kernels._precompile import ENV, MANIFEST, encode
 RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "umap-exact": ("UMAP", 3000, {}),
     "umap-nndescent": ("UMAP", 60000, {}),
-    "tsne-exact": ("TSNE", 3000, {}),
+    "tsne-exact-barnes-hut": ("TSNE", 3000, {}),
+    "tsne-exact-fft": ("TSNE", 20000, {}),
     # perplexity 10 (k = 30) takes NN-descent from 40k points, as perplexity 30 does from 100k
-    "tsne-nndescent": ("TSNE", 45000, {"perplexity": 10.0}),
+    "tsne-nndescent-fft": ("TSNE", 45000, {"perplexity": 10.0}),
     "pacmap-exact": ("PaCMAP", 3000, {}),
     "pacmap-nndescent": ("PaCMAP", 45000, {}),
 }

@@ -37,7 +37,8 @@ def test_types_a_manifest_cannot_carry():
 
 
 def test_manifest_profiles():
-    assert set(MANIFEST["profiles"]) == {f"{r}-{k}" for r in ("umap", "tsne", "pacmap") for k in ("exact", "nndescent")}
+    assert set(MANIFEST["profiles"]) == {"umap-exact", "umap-nndescent", "pacmap-exact", "pacmap-nndescent",
+                                         "tsne-exact-barnes-hut", "tsne-exact-fft", "tsne-nndescent-fft"}
     for name, entries in MANIFEST["profiles"].items():
         assert entries, name
         for entry in entries:
@@ -58,7 +59,7 @@ def test_manifest_matches_what_fits_compile():
     embedscope.UMAP(random_state=0, backend="cpu", n_epochs=5).fit(X)
     embedscope.TSNE(random_state=0, backend="cpu", n_iter=250).fit(X)
     embedscope.PaCMAP(random_state=0, backend="cpu", n_iters=(2, 2, 2)).fit(X)
-    for profile in ("umap-exact", "tsne-exact", "pacmap-exact"):
+    for profile in ("umap-exact", "tsne-exact-barnes-hut", "pacmap-exact"):
         for entry in MANIFEST["profiles"][profile]:
             dispatcher = pc._dispatcher(entry["module"], entry["name"])
             sig = tuple(pc.decode(a) for a in entry["args"])

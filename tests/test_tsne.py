@@ -312,7 +312,7 @@ def test_2d_grid_sums_thrown_out_points_exactly_on_a_narrow_grid():
     Y = rng.normal(size=(4000, 2)) * 5
     Y[:3] = [[400.0, 5.0], [-350.0, 40.0], [10.0, 500.0]]  # a few points t-SNE threw out
     rep, z = ktsne.exact_repulsion(Y)
-    grid = cpu_backend.tsne_repulsion(4000, 2, 1.0)[0]
+    grid = cpu_backend.tsne_repulsion(cpu_backend.TSNE_BH_2D_MAX, 2, 1.0)[0]  # the 2-D grid as fits use it
     rep_grid, z_grid = grid(Y)
     assert _rel(rep_grid, rep) < 1e-2 and abs(z_grid - z) / z < 1e-3
     assert _rel(rep_grid[:3], rep[:3]) < 1e-9  # the thrown-out points themselves: exact
@@ -513,6 +513,28 @@ def test_cpu_3d_repulsion_rule():
     assert "TSNE_GRID_3D_MIN" in rule(edge, 3, 1.0)[2] and "TSNE_GRID_3D_MIN" in rule(edge - 1, 3, 1.0)[2]
 
 
+def test_cpu_2d_repulsion_rule():
+    rule = cpu_backend.tsne_repulsion
+    tree = cpu_backend.TSNE_BH_2D_MAX
+    assert rule(ktsne_exact_max(), 2, 1.0)[1] == "exact"
+    assert rule(ktsne_exact_max() + 1, 2, 1.0)[1] == "barnes-hut"
+    assert isinstance(rule(tree - 1, 2, 1.0)[0], BarnesHutRepulsion)
+    assert rule(tree, 2, 1.0)[1] == "fft" and isinstance(rule(tree, 2, 1.0)[0], FFTRepulsion)
+    assert "TSNE_BH_2D_MAX" in rule(tree - 1, 2, 1.0)[2] and "TSNE_BH_2D_MAX" in rule(tree, 2, 1.0)[2]
+
+
+def test_cpu_2d_barnes_hut_agrees_with_exact_and_beats_the_grid():
+    """The reason small 2-D fits take the tree: its force error is well below the grid's."""
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(3000, 2)) * 5
+    Y[:1000] = Y[:1000] * 0.05 + 8  # a tight cluster beside a wide cloud, as t-SNE makes
+    rep, z = ktsne.exact_repulsion(Y)
+    rep_bh, z_bh = BarnesHutRepulsion()(Y)
+    rep_grid, _ = FFTRepulsion(outliers=cpu_backend.TSNE_GRID_2D_OUTLIERS)(Y)
+    assert _rel(rep_bh, rep) < 0.01 and abs(z_bh - z) / z < 1e-3
+    assert _rel(rep_bh, rep) < _rel(rep_grid, rep)
+
+
 def ktsne_exact_max() -> int:
     from embedscope.backends._shared import TSNE_EXACT_MAX
 
@@ -520,12 +542,16 @@ def ktsne_exact_max() -> int:
 
 
 # ----------------------------------------------------------------------------- quality
+#: The repulsion a 5,000-point 2-D fit takes (cpu: Barnes-Hut below TSNE_BH_2D_MAX).
+REPULSION_5K = {"cpu": "barnes-hut", "cuda": "fft"}
+
+
 def test_mixture_quality_above_floor(mixture_5k, fitted_mixture, fitted_mixture_on, backend):
     X, labels = mixture_5k
     est, Y = fitted_mixture_on
     assert Y.shape == (5000, 2) and Y.dtype == np.float32 and np.isfinite(Y).all()
     assert isinstance(est.embedding_, np.ndarray) and est.embedding_.dtype == np.float32
-    assert est.repulsion_ == "fft" and est.backend_ == backend
+    assert est.repulsion_ == REPULSION_5K[backend] and est.backend_ == backend
     score = trustworthiness(X, Y, 15)
     assert score > MIXTURE_FLOOR
     assert knn_accuracy(Y, labels, 15) > 0.95

@@ -52,9 +52,13 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
 
     if n_components != 2 or metric == "precomputed" or check_metric(metric) in DIRECT_METRICS:
         return
-    if reducer == "tsne" and n <= TSNE_EXACT_MAX:
-        return
-    precompile(f"{reducer}-{auto_method(n, k, metric)}", log=log)
+    profile = f"{reducer}-{auto_method(n, k, metric)}"
+    if reducer == "tsne":  # its kernels also follow the repulsion rule
+        repulsion = tsne_repulsion(n, n_components, 1.0)[1]
+        if repulsion == "exact":
+            return
+        profile += f"-{repulsion}"
+    precompile(profile, log=log)
 
 
 def _umap_optimize(head: np.ndarray, graph: sp.csr_matrix, n_epochs: int, **kwargs: Any) -> np.ndarray:
@@ -89,6 +93,15 @@ TSNE_GRID_3D_NEAR = 3.0
 #: Points per end of each axis the 3-D grid leaves to an exact sum (``FFTRepulsion``'s
 #: ``outliers``): the few points t-SNE throws far out set the grid's width otherwise.
 TSNE_GRID_3D_OUTLIERS = 8
+#: Below this many points 2-D t-SNE on the CPU uses Barnes-Hut (the group walk of
+#: ``kernels.tsne.bh``) instead of the grid. Whole warm fits, grid against tree
+#: (``make_mixture(n, 50, 20)``, seed 0, 2 cores; trustworthiness equal or higher,
+#: within 0.0004): 3,000 points 3.74 / 1.65 s, KL 1.201 / 1.166; 8,000 6.15 / 4.25 s,
+#: KL 2.025 / 1.994; 14,000 8.75 / 8.10 s, KL 2.526 / 2.497 (benchmarks/tsne_small.py,
+#: 2026-12-03); earlier: 20,000 11.48 / 11.42 s, 50,000 28.7 / 33.4 s. One call's
+#: force error at 3,000 points: 2.9% (grid), 0.5% (tree). The grid's cost per call has
+#: a floor (its FFTs) that small layouts do not amortise.
+TSNE_BH_2D_MAX = 15_000
 #: The same for the 2-D grid: in a 300k-point fit (20-cluster mixture) 1-3 points
 #: thrown out made the grid 2-4x as wide as the rest of the layout for most of the
 #: normal phase (width 510 against 147 at iteration 400), with 2-16x the nodes.
@@ -102,8 +115,11 @@ def tsne_repulsion(n: int, dim: int, dof: float) -> tuple[Callable, str, str]:
     if n <= TSNE_EXACT_MAX:
         return ((lambda sources, targets=None: ktsne.exact_repulsion(sources, dof, targets)), "exact",
                 f"{n:,} points <= TSNE_EXACT_MAX={TSNE_EXACT_MAX:,}")
+    if dim == 2 and n < TSNE_BH_2D_MAX:
+        return ktsne.BarnesHutRepulsion(dof=dof), "barnes-hut", f"2-D, {n:,} points < TSNE_BH_2D_MAX={TSNE_BH_2D_MAX:,}"
     if dim == 2:
-        return ktsne.FFTRepulsion(dof=dof, outliers=TSNE_GRID_2D_OUTLIERS), "fft", "2-D above TSNE_EXACT_MAX"
+        return (ktsne.FFTRepulsion(dof=dof, outliers=TSNE_GRID_2D_OUTLIERS), "fft",
+                f"2-D, {n:,} points >= TSNE_BH_2D_MAX={TSNE_BH_2D_MAX:,}")
     limit = "off" if TSNE_GRID_3D_MIN >= 2**62 else f"{TSNE_GRID_3D_MIN:,}"
     if n >= TSNE_GRID_3D_MIN:
         # Few boxes: the grid may not be finer than the cap however narrow the layout.

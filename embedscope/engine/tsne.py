@@ -7,7 +7,8 @@ gradient descent with early exaggeration, then the normal phase. Repulsion is ex
 below 1,500 points, grid-interpolated (FIt-SNE) in 2-D (on the cpu backend the few points
 thrown far out are summed exactly, so they do not stretch the grid), and Barnes-Hut in
 3-D on the cpu backend (its 3-D grid is slower at every size measured:
-``backends.cpu.TSNE_GRID_3D_MIN``). From 100k points the cpu backend relabels the
+``backends.cpu.TSNE_GRID_3D_MIN``) and in 2-D below 15,000 points there (faster and
+more accurate than the grid at that size: ``backends.cpu.TSNE_BH_2D_MAX``). From 100k points the cpu backend relabels the
 problem by layout position now and then (``REORDER_AT``, ``kernels.locality``); the
 embedding, callbacks and reports are always in the input's row order.
 The optimiser loop runs in Python, one compiled step at a time, so progress, callbacks
@@ -174,7 +175,8 @@ class TSNE(BaseReducer):
     perplexity_, learning_rate_ : float
         The values used (``learning_rate_`` of the normal phase).
     repulsion_ : str
-        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (3-D on the cpu backend, below
+        ``"exact"``, ``"fft"`` or ``"barnes-hut"`` (on the cpu backend: 2-D below
+        ``embedscope.backends.cpu.TSNE_BH_2D_MAX``, 3-D below
         ``embedscope.backends.cpu.TSNE_GRID_3D_MIN``).
     repulsion_reason_ : str
         The rule that picked ``repulsion_`` (also logged with ``verbose``).

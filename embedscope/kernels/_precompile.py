@@ -6,7 +6,8 @@ machine code in its on-disk cache, so only the first fit after an install waits
 so threads cannot share that work, but processes can: each compiles some kernels
 into the same cache, and the fit then loads them (~10 ms a kernel).
 
-``compile_manifest.json`` lists, per profile (reducer and kNN route, 2-D layout), the
+``compile_manifest.json`` lists, per profile (reducer, kNN route and for t-SNE the
+repulsion; 2-D layouts), the
 kernels a default fit calls from Python with their argument types, in the order met and
 with the seconds each took to compile. ``python benchmarks/compile_manifest.py``
 rewrites it by running those fits in fresh processes with an empty cache;
@@ -46,8 +47,9 @@ MAX_WORKERS = 4
 #: Seconds a worker takes to start and import numba and the kernels before it compiles
 #: (measured by benchmarks/compile_manifest.py; this is the fallback).
 STARTUP_S = 0.8
-#: How long to wait for the workers before going on without them.
-TIMEOUT_S = 300.0
+#: How long to wait for the workers before going on without them (a share is seconds of
+#: work; a worker still busy after this is stopped and the fit compiles what it lacks).
+TIMEOUT_S = 120.0
 
 
 def encode(t: Any) -> list[Any] | None:

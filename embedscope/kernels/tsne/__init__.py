@@ -33,8 +33,8 @@ Repulsion
     approximation), :class:`FFTRepulsion` (grid interpolation, 2-D and 3-D; in 3-D
     the CPU runs it on a coarse grid with a pruned FFT, the kernel split at a few node
     spacings and the near part summed pair by pair (:mod:`.near`), and the outermost
-    points summed exactly) and :class:`BarnesHutRepulsion` (3-D, below
-    ``backends.cpu.TSNE_GRID_3D_MIN`` points). GPU: ``exact_repulsion_gpu`` and
+    points summed exactly) and :class:`BarnesHutRepulsion` (3-D below
+    ``backends.cpu.TSNE_GRID_3D_MIN`` points, 2-D below ``TSNE_BH_2D_MAX``). GPU: ``exact_repulsion_gpu`` and
     ``FFTRepulsionGPU`` (the CPU grid, same nodes and weights; fused spread and
     gather kernels, float32 on the device; ``Z`` a 1-element device array and the
     bounds read every few steps, so a step never waits for the device).

@@ -200,7 +200,7 @@ def _groups(first, last, n_groups, stride, Ts, Ys, start, end, level, child_firs
                 lo1, hi1 = min(lo1, Ts[i, 1]), max(hi1, Ts[i, 1])
                 lo2, hi2 = min(lo2, Ts[i, 2]), max(hi2, Ts[i, 2])
             acc[:] = 0.0
-            length = 0
+            length = np.int64(0)  # not a bare 0: numba typed a reset 0 as a literal and compiled _sum_list twice
             top = 1
             stack[0] = 0
             while top > 0:
@@ -214,14 +214,14 @@ def _groups(first, last, n_groups, stride, Ts, Ys, start, end, level, child_firs
                 if width * width < theta2 * (d0 * d0 + d1 * d1 + d2 * d2):
                     if length == LIST:
                         _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
-                        length = 0
+                        length = np.int64(0)
                     lx[length], ly[length], lz[length], lm[length] = c0, c1, c2, mass[node]
                     length += 1
                 elif child_count[node] == 0 or end[node] - start[node] <= SMALL:
                     for p in range(start[node], end[node]):
                         if length == LIST:
                             _sum_list(tx, ty, tz, n_t, lx, ly, lz, lm, length, dof, acc)
-                            length = 0
+                            length = np.int64(0)
                         lx[length], ly[length], lz[length], lm[length] = Ys[p, 0], Ys[p, 1], Ys[p, 2], 1.0
                         length += 1
                 else:

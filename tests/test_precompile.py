@@ -157,3 +157,25 @@ def test_stale_entries_and_unknown_cache_layout(tmp_path, monkeypatch):
 def test_disable_jit_skips(monkeypatch):
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
     assert pc.precompile("umap-exact")["skipped"] == "NUMBA_DISABLE_JIT"
+
+
+def test_cpu_backend_picks_the_profile(monkeypatch):
+    from embedscope.backends import cpu as cpu_backend
+
+    asked: list[str] = []
+    monkeypatch.setattr(pc, "precompile", lambda profile, log=None: asked.append(profile))
+    cpu_backend._precompile("umap", 3000, 14, "euclidean", 2)
+    cpu_backend._precompile("umap", 3000, 14, "cosine", 2, method="nndescent")  # the user's method
+    cpu_backend._precompile("umap", 60000, 14, "euclidean", 2)
+    cpu_backend._precompile("tsne", 3000, 90, "euclidean", 2)
+    cpu_backend._precompile("tsne", 20000, 90, "euclidean", 2)
+    cpu_backend._precompile("tsne", 200000, 90, "euclidean", 2)
+    cpu_backend._precompile("pacmap", 45000, 60, "euclidean", 2)
+    assert asked == ["umap-exact", "umap-nndescent", "umap-nndescent", "tsne-exact-barnes-hut", "tsne-exact-fft",
+                     "tsne-nndescent-fft", "pacmap-nndescent"]
+    assert set(asked) <= set(MANIFEST["profiles"])
+    asked.clear()
+    cpu_backend._precompile("umap", 3000, 14, "euclidean", 3)  # 3-D: no profile
+    cpu_backend._precompile("umap", 3000, 14, "manhattan", 2)  # direct metric: no profile
+    cpu_backend._precompile("tsne", 1000, 90, "euclidean", 2)  # exact repulsion: no profile
+    assert asked == []

@@ -195,7 +195,7 @@ class Kernels:
     tsne_affinities: Callable[..., tuple[Any, int]] | None = None
     #: PaCMAP's pair choice and optimiser (None where the backend has no PaCMAP).
     pacmap: PacmapKernels | None = None
-    #: ``precompile(reducer, n, k, metric, n_components, log)``: compile, before a fit,
+    #: ``precompile(reducer, n, k, metric, n_components, log, method="auto")``: compile, before a fit,
     #: the kernels it will call that are not yet cached (None: nothing to prepare).
     precompile: Callable[..., object] | None = None
 

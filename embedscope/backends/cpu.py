@@ -40,7 +40,7 @@ def _knn_label(method: str, n: int) -> str:
 
 
 def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
-                log: Callable[[str], None] | None = None) -> None:
+                log: Callable[[str], None] | None = None, method: str = "auto") -> None:
     """The first fit's kernels compiled in parallel processes (:mod:`embedscope.kernels._precompile`).
 
     Profiles are recorded for default 2-D fits; others (3-D, the direct metrics, a
@@ -52,7 +52,9 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
 
     if n_components != 2 or metric == "precomputed" or check_metric(metric) in DIRECT_METRICS:
         return
-    profile = f"{reducer}-{auto_method(n, k, metric)}"
+    if method == "auto":
+        method = auto_method(n, k, metric)
+    profile = f"{reducer}-{method}"
     if reducer == "tsne":  # its kernels also follow the repulsion rule
         repulsion = tsne_repulsion(n, n_components, 1.0)[1]
         if repulsion == "exact":
@@ -96,11 +98,11 @@ TSNE_GRID_3D_OUTLIERS = 8
 #: Below this many points 2-D t-SNE on the CPU uses Barnes-Hut (the group walk of
 #: ``kernels.tsne.bh``) instead of the grid. Whole warm fits, grid against tree
 #: (``make_mixture(n, 50, 20)``, seed 0, 2 cores; trustworthiness equal or higher,
-#: within 0.0004): 3,000 points 3.74 / 1.65 s, KL 1.201 / 1.166; 8,000 6.15 / 4.25 s,
-#: KL 2.025 / 1.994; 14,000 8.75 / 8.10 s, KL 2.526 / 2.497 (benchmarks/tsne_small.py,
-#: 2026-12-03); earlier: 20,000 11.48 / 11.42 s, 50,000 28.7 / 33.4 s. One call's
-#: force error at 3,000 points: 2.9% (grid), 0.5% (tree). The grid's cost per call has
-#: a floor (its FFTs) that small layouts do not amortise.
+#: within 0.0004): 3,000 points 3.55 / 1.60 s, KL 1.201 / 1.166; 8,000 5.80 / 4.43 s,
+#: KL 2.025 / 1.994; 14,000 8.07 / 7.72 s, KL 2.526 / 2.497
+#: (benchmarks/results/tsne_small.md); earlier: 20,000 11.48 / 11.42 s, 50,000
+#: 28.7 / 33.4 s. One call's force error at 3,000 points: 2.9% (grid), 0.5% (tree).
+#: The grid's cost per call has a floor (its FFTs) that small layouts do not amortise.
 TSNE_BH_2D_MAX = 15_000
 #: The same for the 2-D grid: in a 300k-point fit (20-cluster mixture) 1-3 points
 #: thrown out made the grid 2-4x as wide as the rest of the layout for most of the

@@ -558,16 +558,16 @@ def knn_graph(backend: Backend, Z: Any, k: int, metric: str, *, method: str = "a
 
 
 def precompile(backend: Backend, reducer: str, n: int, k: int, metric: str, n_components: int,
-               log: Callable[[str], None] | None = None) -> None:
+               log: Callable[[str], None] | None = None, method: str = "auto") -> None:
     """Before a fit: the backend compiles the kernels it will call and has not cached yet.
 
     On the CPU the first fit after an install compiles them in parallel processes
     (:mod:`embedscope.kernels._precompile`); later fits find them cached and pay a few
-    ``stat`` calls here.
+    ``stat`` calls here. ``method`` is the kNN method asked for ("auto": the backend's rule).
     """
     hook = backend.kernels.precompile if backend.delegate is None else None
     if hook is not None:
-        hook(reducer, n, k, metric, n_components, log)
+        hook(reducer, n, k, metric, n_components, log, method=method)
 
 
 def knn_label(backend: Backend, method: str, n: int, precomputed: bool, metric: str = "") -> str:

@@ -8,9 +8,10 @@ below 1,500 points, grid-interpolated (FIt-SNE) in 2-D (on the cpu backend the f
 thrown far out are summed exactly, so they do not stretch the grid), and Barnes-Hut in
 3-D on the cpu backend (its 3-D grid is slower at every size measured:
 ``backends.cpu.TSNE_GRID_3D_MIN``) and in 2-D below 15,000 points there (faster and
-more accurate than the grid at that size: ``backends.cpu.TSNE_BH_2D_MAX``). From 100k points the cpu backend relabels the
-problem by layout position now and then (``REORDER_AT``, ``kernels.locality``); the
-embedding, callbacks and reports are always in the input's row order.
+more accurate than the grid at that size: ``backends.cpu.TSNE_BH_2D_MAX``). From 100k
+points the cpu backend relabels the problem by layout position now and then
+(``REORDER_AT``, ``kernels.locality``); the embedding, callbacks and reports are always
+in the input's row order.
 The optimiser loop runs in Python, one compiled step at a time, so progress, callbacks
 and the KL report live here.
 

@@ -452,7 +452,8 @@ class UMAP(BaseReducer):
         self._seed = seed
         self._metric = params["metric"]
         if self.precomputed_knn is None:
-            stages.precompile(backend, "umap", n, k, self._metric, self.n_components, progress.log)
+            stages.precompile(backend, "umap", n, k, self._metric, self.n_components, progress.log,
+                              method=self.knn_method)
 
         with progress.stage("preprocess", f"{n:,} x {X.shape[1]:,} on {backend.name}"):
             self._prep = stages.Preparation(self._metric, self.pca_components, seed=seed % (2**31),

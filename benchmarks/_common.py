@@ -13,9 +13,57 @@ from typing import Any
 
 from embedscope.bench.measure import peak_rss_bytes  # VmHWM, not ru_maxrss: see there
 
-__all__ = ["machine", "markdown_table", "peak_rss_bytes", "run_child", "write_results"]
+__all__ = ["CompileEvents", "machine", "markdown_table", "peak_rss_bytes", "run_child", "write_results"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class CompileEvents:
+    """numba's compile events in one process, by dispatcher (use as ``with CompileEvents() as ev:``).
+
+    ``seconds[name]`` / ``count[name]``: exclusive compile seconds (a kernel's callees
+    are their own) and specialisations per ``module.function``; ``top_level``: the
+    dispatchers compiled from Python (not as a callee), in the order met, and
+    ``top_seconds[id(dispatcher)]`` their inclusive seconds (callees included).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+        self.top_level: list[Any] = []
+        self.top_seconds: dict[int, float] = {}
+        self._stack: list[list[Any]] = []
+
+    def __enter__(self) -> CompileEvents:
+        from numba.core import event
+
+        events = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev: event.Event) -> None:
+                dispatcher = ev.data["dispatcher"]
+                if not events._stack and dispatcher not in events.top_level:
+                    events.top_level.append(dispatcher)
+                events._stack.append([dispatcher, time.perf_counter(), 0.0])
+
+            def on_end(self, ev: event.Event) -> None:
+                dispatcher, began, nested = events._stack.pop()
+                total = time.perf_counter() - began
+                func = dispatcher.py_func
+                name = f"{func.__module__.removeprefix('embedscope.')}.{func.__name__}"
+                events.seconds[name] = events.seconds.get(name, 0.0) + total - nested
+                events.count[name] = events.count.get(name, 0) + 1
+                if events._stack:
+                    events._stack[-1][2] += total
+                else:
+                    events.top_seconds[id(dispatcher)] = events.top_seconds.get(id(dispatcher), 0.0) + total
+
+        self._installed = event.install_listener("numba:compile", Listener())
+        self._installed.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._installed.__exit__(*exc)
 
 
 def run_child(script: str, args: list[str], timeout: float | None = None) -> dict[str, Any]:

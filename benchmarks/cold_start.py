@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, write_results
+from _common import CompileEvents, machine, markdown_table, write_results
 
 REDUCERS = ("umap", "tsne", "pacmap")
 CLASSES = {"umap": "UMAP", "tsne": "TSNE", "pacmap": "PaCMAP"}
@@ -58,32 +58,9 @@ def child(reducer: str, rows: int, dims: int) -> dict[str, Any]:
 
     cls = getattr(embedscope, CLASSES[reducer])
     import_s = time.perf_counter() - start
-    from numba.core import event
-
-    class CompileTimer(event.Listener):
-        """Exclusive compile seconds per dispatcher (a kernel's callees are their own)."""
-
-        def __init__(self) -> None:
-            self.stack: list[list[Any]] = []
-            self.seconds: dict[str, float] = {}
-            self.count: dict[str, int] = {}
-
-        def on_start(self, ev: event.Event) -> None:
-            self.stack.append([ev.data["dispatcher"], time.perf_counter(), 0.0])
-
-        def on_end(self, ev: event.Event) -> None:
-            dispatcher, began, nested = self.stack.pop()
-            total = time.perf_counter() - began
-            name = f"{dispatcher.py_func.__module__.removeprefix('embedscope.')}.{dispatcher.py_func.__name__}"
-            self.seconds[name] = self.seconds.get(name, 0.0) + total - nested
-            self.count[name] = self.count.get(name, 0) + 1
-            if self.stack:
-                self.stack[-1][2] += total
-
     X, _ = make_mixture(rows, dims, 10, random_state=0)
-    timer = CompileTimer()
     fits, cpu = [], []
-    with event.install_listener("numba:compile", timer):
+    with CompileEvents() as timer:
         for _ in range(2):
             began, began_cpu = time.perf_counter(), time.process_time()
             cls(random_state=0).fit(X)

@@ -20,9 +20,13 @@ import sys
 import tempfile
 import time
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from embedscope.kernels._precompile import ENV, MANIFEST, encode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CompileEvents
 
 #: The fits whose kernels make each profile: (estimator, rows, keyword arguments).
 RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
@@ -39,36 +43,15 @@ RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
 
 def _record_child(profile: str) -> list[dict[str, Any]]:
     """Fit once with an empty cache; the kernels compiled from Python, in order, with seconds."""
-    from numba.core import event
-
     import embedscope
     from embedscope.datasets import make_mixture
 
     name, rows, kwargs = RECORD_FITS[profile]
     X, _ = make_mixture(rows, 50, 10, random_state=0)
-    order: list[Any] = []
-    seconds: dict[int, float] = {}
-    depth = [0]
-    starts: list[float] = []
-
-    class Listener(event.Listener):
-        def on_start(self, ev: Any) -> None:
-            if depth[0] == 0:
-                order.append(ev.data["dispatcher"])
-            depth[0] += 1
-            starts.append(time.perf_counter())
-
-        def on_end(self, ev: Any) -> None:
-            depth[0] -= 1
-            took = time.perf_counter() - starts.pop()
-            if depth[0] == 0:
-                key = id(ev.data["dispatcher"])
-                seconds[key] = seconds.get(key, 0.0) + took
-
-    with event.install_listener("numba:compile", Listener()):
+    with CompileEvents() as events:
         getattr(embedscope, name)(random_state=0, **kwargs).fit(X)
     entries = []
-    for dispatcher in dict.fromkeys(order):
+    for dispatcher in events.top_level:
         func = dispatcher.py_func
         if not func.__module__.startswith("embedscope.") or getattr(import_module(func.__module__), func.__name__,
                                                                     None) is not dispatcher:
@@ -78,7 +61,7 @@ def _record_child(profile: str) -> list[dict[str, Any]]:
             if any(a is None for a in args):
                 continue
             entries.append({"module": func.__module__, "name": func.__name__, "args": args,
-                            "seconds": round(seconds.get(id(dispatcher), 0.0) / len(dispatcher.signatures), 3)})
+                            "seconds": round(events.top_seconds.get(id(dispatcher), 0.0) / len(dispatcher.signatures), 3)})
     return entries
 
 

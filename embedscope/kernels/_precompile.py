@@ -7,9 +7,8 @@ so threads cannot share that work, but processes can: each compiles some kernels
 into the same cache, and the fit then loads them (~10 ms a kernel).
 
 ``compile_manifest.json`` lists, per profile (reducer, kNN route and for t-SNE the
-repulsion; 2-D layouts), the
-kernels a default fit calls from Python with their argument types, in the order met and
-with the seconds each took to compile. ``python benchmarks/compile_manifest.py``
+repulsion; 2-D layouts), the kernels a default fit calls from Python with their
+argument types, in the order met and with the seconds each took to compile. ``python benchmarks/compile_manifest.py``
 rewrites it by running those fits in fresh processes with an empty cache;
 ``tests/test_precompile.py`` fails when a fit calls a listed kernel with other types.
 
@@ -149,6 +148,10 @@ def _split(entries: list[dict[str, Any]], workers: int, startup: float) -> list[
     return shares
 
 
+def _skipped(reason: str) -> dict[str, Any]:
+    return {"compiled": 0, "workers": 0, "seconds": 0.0, "skipped": reason}
+
+
 def precompile(profile: str | None, *, log: Callable[[str], None] | None = None,
                max_workers: int = MAX_WORKERS) -> dict[str, Any]:
     """Compile the kernels of ``profile`` not yet in numba's cache, in parallel processes.
@@ -169,22 +172,21 @@ def precompile(profile: str | None, *, log: Callable[[str], None] | None = None,
         and ``skipped`` (why nothing ran) where nothing did.
     """
     if profile is None:
-        return {"compiled": 0, "workers": 0, "seconds": 0.0, "skipped": "no profile"}
+        return _skipped("no profile")
     if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
-        return {"compiled": 0, "workers": 0, "seconds": 0.0, "skipped": f"{ENV}=0"}
+        return _skipped(f"{ENV}=0")
     import numba
 
     if numba.config.DISABLE_JIT:
-        return {"compiled": 0, "workers": 0, "seconds": 0.0, "skipped": "NUMBA_DISABLE_JIT"}
+        return _skipped("NUMBA_DISABLE_JIT")
     entries, startup = _load(profile)
     cached = [_index_exists(e) for e in entries]
     if None in cached:
-        return {"compiled": 0, "workers": 0, "seconds": 0.0, "skipped": "numba's cache layout is not the one known"}
+        return _skipped("numba's cache layout is not the one known")
     missing = [e for e, hit in zip(entries, cached, strict=True) if not hit]
     workers = min(max_workers, _cpus() - 1, len(missing) - 1)
     if not missing or workers < 1 or not sys.executable or getattr(sys, "frozen", False):
-        return {"compiled": 0, "workers": 0, "seconds": 0.0,
-                "skipped": "cached" if not missing else "one CPU, one kernel, or no interpreter to start"}
+        return _skipped("cached" if not missing else "one CPU, one kernel, or no interpreter to start")
     began = time.perf_counter()
     shares = _split(missing, workers, startup)
     if log is not None:

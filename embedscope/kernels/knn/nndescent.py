@@ -29,11 +29,10 @@ from embedscope.kernels.knn.metrics import (
     prepare,
 )
 
-#: Most parallel kernels run over a range of rows (trees, points, join slots) on
-#: ``_threads``' pool rather than ``prange``: numba's parfor passes cost seconds of a
-#: first fit's compiling from 40k points up (benchmarks/cold_start.py). Each row writes
-#: only its own rows of the lists, so results do not depend on the split. The two
-#: kernels that push into the lists stay ``prange`` (see _leaf_join).
+#: The parallel kernels run over a range of rows (trees, leaves, points, join slots)
+#: on ``_threads``' pool rather than ``prange``: numba's parfor passes cost seconds of
+#: a first fit's compiling from 40k points up (benchmarks/cold_start.py). Each row
+#: writes only its own rows of the lists, so results do not depend on the split.
 _ROWS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
@@ -77,7 +76,17 @@ def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
     return -acc
 
 
-@numba.njit(cache=True, inline="always")
+# Compiled apart and inlined by LLVM, without numba's reference counting (``_nrt``):
+# inlined by numba instead (``inline="always"``), each call took a reference to the
+# three arrays and dropped it on every return path, atomic increments of counters all
+# threads share, in the innermost loop of the leaf joins and the updates. That, and
+# not aliasing, is why these two kernels ran at half speed as row kernels and had to
+# be parfors, which cost 1.4 and 0.7 s of a first fit's compiling (parfors prune the
+# counting). _push allocates nothing and its caller holds the arrays, so it needs no
+# references. Now row kernels: leaf joins 0.19 s, updates 0.25 s per 100k x 50 search
+# on 2 threads, as the parfors, and 2.5 s less CPU to compile the search
+# (benchmarks/cold_start.py).
+@numba.njit(cache=True, forceinline=True, _nrt=False)
 def _push(heap_idx, heap_dist, heap_new, i, cand, dist):  # pragma: no cover - numba
     """Insert ``cand`` in row ``i`` unless it is there or too far; 1 if kept.
 
@@ -187,14 +196,11 @@ def _rp_forest(start, stop, data, seeds, leaf_size, perms, leaf_los, leaf_his, n
         n_leaves[t] = _rp_tree(data, seeds[t], leaf_size, perms[t], leaf_los[t], leaf_his[t])
 
 
-@numba.njit(parallel=True, cache=True)
-def _leaf_join(data, perm, leaf_lo, leaf_hi, n_leaves, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover
-    """All pairs inside each leaf (a point is in one leaf per tree: no write conflicts).
-
-    ``prange``, not a row kernel (see _ROWS): its body stores into three arrays per push,
-    and only a parfor tells LLVM they do not alias (60k x 50, one thread: 0.21 s against 0.46 s).
-    """
-    for leaf in numba.prange(n_leaves):
+@numba.njit(**_ROWS)
+def _leaf_join(start, stop, data, perm, leaf_lo, leaf_hi, metric_code, p, heap_idx, heap_dist, heap_new):  # pragma: no cover
+    """All pairs inside leaves ``start <= leaf < stop`` of one tree (a point is in one
+    leaf per tree: no write conflicts between leaves)."""
+    for leaf in range(start, stop):
         lo, hi = leaf_lo[leaf], leaf_hi[leaf]
         for s in range(lo, hi):
             a = perm[s]
@@ -331,13 +337,13 @@ def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, r
         out_count[t] = count
 
 
-@numba.njit(parallel=True, cache=True)
-def _join_apply(out_dest, out_src, out_dist, out_count, n_parts, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
-    """Push the buffered updates, each worker the rows of its own share of the points
-    (every worker reads all updates: cheap next to the joins that made them). ``prange``
-    for the reason _leaf_join gives (0.27 s against 0.44 s as a row kernel)."""
+@numba.njit(**_ROWS)
+def _join_apply(start, stop, out_dest, out_src, out_dist, out_count, n_parts, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
+    """Push the buffered updates into parts ``start <= part < stop`` of ``n_parts``
+    equal shares of the rows (every part reads all updates: cheap next to the joins
+    that made them)."""
     n = heap_idx.shape[0]
-    for part in numba.prange(n_parts):
+    for part in range(start, stop):
         lo = part * n // n_parts
         hi = (part + 1) * n // n_parts
         for t in range(out_count.size):
@@ -381,7 +387,8 @@ def _join_sweep(data: np.ndarray, metric_code: int, p: Any, heap_idx: np.ndarray
         for_rows(_join_emit, slots, data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
                  max_forward, n_rev_max, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count,
                  min_rows=1)
-        _join_apply(out_dest, out_src, out_dist, out_count, slots, heap_idx, heap_dist, heap_new)
+        for_rows(_join_apply, slots, out_dest, out_src, out_dist, out_count, slots, heap_idx, heap_dist, heap_new,
+                 min_rows=1)
     return int(np.count_nonzero(heap_new))
 
 
@@ -546,8 +553,8 @@ def nndescent_knn(
         for_rows(_rp_forest, seeds.size, prepared, seeds, leaf_size, perms, leaf_los, leaf_his, n_leaves,
                  min_rows=1)
         for t in range(seeds.size):
-            _leaf_join(prepared, perms[t], leaf_los[t], leaf_his[t], n_leaves[t], code, p32, heap_idx, heap_dist,
-                       heap_new)
+            for_rows(_leaf_join, int(n_leaves[t]), prepared, perms[t], leaf_los[t], leaf_his[t], code, p32, heap_idx,
+                     heap_dist, heap_new, min_rows=1)
     del perms, leaf_los, leaf_his
     for_rows(_random_fill, n, prepared, seed, code, p32, heap_idx, heap_dist, heap_new)
     # The recall NN-descent converges to falls with the number of points as much as

@@ -133,6 +133,7 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
     stack_hi = np.empty(n + 1, dtype=np.int64)
     normal = np.empty(dim, dtype=np.float32)
     side = np.empty(n, dtype=np.uint8)
+    buf = np.empty(n, dtype=np.int64)  # partition scratch, one for all nodes
     state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
     top = 0
     stack_lo[0], stack_hi[0] = 0, n
@@ -168,9 +169,8 @@ def _rp_tree(data, seed, leaf_size, perm, leaf_lo, leaf_hi):  # pragma: no cover
             for t in range(size):
                 side[t] = 1 if t < size // 2 else 0
             n_left = size // 2
-        # stable partition through the tail of stack-free scratch: two passes
+        # stable partition through the scratch: two passes
         write = lo
-        buf = np.empty(size, dtype=np.int64)
         r = 0
         for t in range(size):
             if side[t] == 1:

@@ -341,12 +341,20 @@ def _place_transpose(idx, val, count, room, out_idx, out_val):  # pragma: no cov
 def _merge_rows(start, stop, count, room, out_idx, out_val, length):  # pragma: no cover - numba
     """Merge each row's two sorted runs at the head of its room, summing equal neighbours
     (a mutual pair's two conditional probabilities); ``length[i]`` entries remain."""
+    # One scratch pair for the rows of this call, not a copy per row: allocations in
+    # the loop were a malloc and reference counting per row.
+    width = 0
+    for i in range(start, stop):
+        width = max(width, count[i])
+    head_idx = np.empty(width, dtype=out_idx.dtype)
+    head_val = np.empty(width, dtype=out_val.dtype)
     for i in range(start, stop):
         lo, mid, hi = room[i], room[i] + count[i], room[i + 1]
-        head_idx = out_idx[lo:mid].copy()
-        head_val = out_val[lo:mid].copy()
-        a, b, w = 0, mid, lo
         n_head = mid - lo
+        for t in range(n_head):
+            head_idx[t] = out_idx[lo + t]
+            head_val[t] = out_val[lo + t]
+        a, b, w = 0, mid, lo
         while a < n_head or b < hi:
             if b >= hi or (a < n_head and head_idx[a] < out_idx[b]):
                 j, v = head_idx[a], np.float64(head_val[a])

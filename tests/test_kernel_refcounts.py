@@ -24,18 +24,23 @@ _CHILD = textwrap.dedent(
     import numba
     import numpy as np
 
-    from embedscope.kernels.knn import nndescent
+    from embedscope.kernels.knn import exact, nndescent
     from embedscope.kernels.umap_sgd import cpu as sgd
     from negative_control import bad_rows, good_rows
 
 
-    def loop_refcounts(ir: str, name: str) -> int:
-        """Calls to NRT_incref / NRT_decref in blocks on a cycle of ``name``'s main function."""
-        def symbol(f: str) -> str:
-            return re.search(r"@([^\s(]+)\(", f).group(1)
+    def loop_refcounts(ir: str) -> int:
+        """Calls to NRT_incref / NRT_decref in blocks on a cycle, in each function of a
+        kernel's module (its own, a parfor's body, inlined callees) but the wrappers."""
+        total = 0
+        for body in ir.split("\ndefine ")[1:]:
+            symbol = re.search(r"@([^\s(]+)\(", body).group(1)
+            if not symbol.startswith(("_ZN7cpython", "cfunc", "NRT_")):
+                total += _loop_refcounts(body)
+        return total
 
-        body = next(f for f in ir.split("\ndefine ")[1:]
-                    if f"{len(name)}{name}" in symbol(f) and not symbol(f).startswith(("_ZN7cpython", "cfunc")))
+
+    def _loop_refcounts(body: str) -> int:
         blocks, order, label = {"entry": []}, ["entry"], "entry"
         for line in body.splitlines()[1:]:
             m = re.match(r"^([A-Za-z_.0-9]+):", line)
@@ -64,6 +69,9 @@ _CHILD = textwrap.dedent(
     rng = np.random.default_rng(0)
     data = rng.normal(size=(600, 8)).astype(np.float32)
     nndescent.nndescent_knn(data, 10, random_state=0, target_recall=None)
+    # the direct metrics' specialisations, and their exact scan and re-measure
+    nndescent.nndescent_knn(data, 10, "manhattan", random_state=0, target_recall=None)
+    exact.exact_knn(data, 10, "chebyshev")
     # one 3-D epoch (sgd_rows: layouts other than 2-D)
     n, k = 200, 5
     head = rng.normal(size=(n, 3)).astype(np.float32)
@@ -77,10 +85,9 @@ _CHILD = textwrap.dedent(
     bad_rows(0, 4, heap, heap.copy())
     good_rows(0, 4, heap, heap.copy())
     found = {}
-    for kernel in (nndescent._leaf_join, nndescent._join_apply, nndescent._random_fill, sgd.sgd_rows,
-                   bad_rows, good_rows):
-        name = kernel.py_func.__name__
-        found[name] = sum(loop_refcounts(ir, name) for ir in kernel.inspect_llvm().values())
+    for kernel in (nndescent._leaf_join, nndescent._join_apply, nndescent._random_fill, exact._direct_topk,
+                   exact._exact_direct, sgd.sgd_rows, bad_rows, good_rows):
+        found[kernel.py_func.__name__] = sum(loop_refcounts(ir) for ir in kernel.inspect_llvm().values())
     print(json.dumps(found))
     '''
 )
@@ -135,4 +142,4 @@ def test_row_kernels_count_no_references_in_their_loops(tmp_path: Path) -> None:
     assert found["bad_rows"] > 0, "the search no longer finds numba's reference counting (negative control)"
     assert found["good_rows"] == 0
     assert {k: v for k, v in found.items() if k not in ("bad_rows", "good_rows")} == {
-        "_leaf_join": 0, "_join_apply": 0, "_random_fill": 0, "sgd_rows": 0}
+        "_leaf_join": 0, "_join_apply": 0, "_random_fill": 0, "_direct_topk": 0, "_exact_direct": 0, "sgd_rows": 0}

@@ -62,7 +62,7 @@ def _pair_dist(data, i, j, metric_code, p):  # pragma: no cover - numba
     before the direct metrics existed; a float ``p`` compiles the direct one.
     """
     if p is not None:
-        return _direct_dist(data[i], data[j], metric_code, p)
+        return _direct_dist(data, i, data, j, metric_code, p)
     acc = np.float32(0.0)
     if metric_code == 0:
         for f in range(data.shape[1]):

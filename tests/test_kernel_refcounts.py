@@ -1,4 +1,4 @@
-"""No reference counting inside the hot loops of the row kernels.
+"""No reference counting inside the hot loops of the CPU kernels.
 
 numba counts references to arrays with atomic operations on counters that every thread
 shares. A helper that takes arrays, inlined by numba (``inline="always"``) into a row

@@ -66,10 +66,12 @@ class CompileEvents:
         self._installed.__exit__(*exc)
 
 
-def run_child(script: str, args: list[str], timeout: float | None = None) -> dict[str, Any]:
-    """Run ``script`` in a fresh interpreter; it prints one JSON line last."""
+def run_child(script: str, args: list[str], timeout: float | None = None,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter (with ``env`` if given); it prints one JSON line last."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}",
                 "wall_s": time.perf_counter() - start}

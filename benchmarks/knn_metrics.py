@@ -23,21 +23,20 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, markdown_table, write_results
+from _common import machine, markdown_table, run_child, write_results
 
 METRICS = ("euclidean", "manhattan", "chebyshev", "minkowski-2", "minkowski-3", "minkowski-4", "hamming", "jaccard")
 
 
-def _data(metric: str, rows: int):  # type: ignore[no-untyped-def]
-    import numpy as np
-
+def _data(metric: str, rows: int) -> np.ndarray:
     if metric in ("hamming", "jaccard"):
         return (np.random.default_rng(0).random((rows, 64)) < 0.2).astype(np.float32)
     from embedscope.datasets import make_mixture
@@ -67,12 +66,8 @@ def _child(metric: str, rows: int, exact_rows: int, k: int) -> dict[str, object]
 
 def _run(tree: Path, cache: Path, args: argparse.Namespace, metric: str) -> dict[str, object]:
     env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_CACHE_DIR=str(cache), EMBEDSCOPE_PRECOMPILE="0")
-    cmd = [sys.executable, __file__, "--child", metric, "--rows", str(args.rows), "--exact-rows",
-           str(args.exact_rows), "--k", str(args.k)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, ["--child", metric, "--rows", str(args.rows), "--exact-rows", str(args.exact_rows),
+                                "--k", str(args.k)], env=env)
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ from pathlib import Path
 
 _CHILD = textwrap.dedent(
     r'''
-    import json, re, sys
-    import numba
+    import json, re
     import numpy as np
 
     from embedscope.kernels.knn import exact, nndescent

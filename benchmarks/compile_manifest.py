@@ -1,6 +1,7 @@
 """Rewrite embedscope/kernels/compile_manifest.json: the kernels each default fit compiles.
 
     python benchmarks/compile_manifest.py
+    python benchmarks/compile_manifest.py tsne-exact-fft-joint   # only these profiles; the rest kept
 
 For each profile (a reducer and its kNN route, 2-D), one fit in a fresh process with an
 empty numba cache (``NUMBA_CACHE_DIR`` a new temporary folder, precompilation off)
@@ -34,8 +35,10 @@ RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "umap-nndescent": ("UMAP", 60000, {}),
     "tsne-exact-barnes-hut": ("TSNE", 3000, {}),
     "tsne-exact-fft": ("TSNE", 20000, {}),
+    # above kernels.tsne.affinity.SCIPY_JOINT_MAX the joint P is built by kernels
+    "tsne-exact-fft-joint": ("TSNE", 30000, {}),
     # perplexity 10 (k = 30) takes NN-descent from 40k points, as perplexity 30 does from 100k
-    "tsne-nndescent-fft": ("TSNE", 45000, {"perplexity": 10.0}),
+    "tsne-nndescent-fft-joint": ("TSNE", 45000, {"perplexity": 10.0}),
     "pacmap-exact": ("PaCMAP", 3000, {}),
     "pacmap-nndescent": ("PaCMAP", 45000, {}),
 }
@@ -65,9 +68,16 @@ def _record_child(profile: str) -> list[dict[str, Any]]:
     return entries
 
 
-def _record() -> None:
+def _record(only: list[str]) -> None:
+    unknown = sorted(set(only) - set(RECORD_FITS))
+    if unknown:
+        sys.exit(f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(RECORD_FITS)}")
+    kept = json.loads(MANIFEST.read_text())["profiles"] if only else {}
     profiles = {}
     for profile in RECORD_FITS:
+        if only and profile not in only and profile in kept:
+            profiles[profile] = kept[profile]
+            continue
         with tempfile.TemporaryDirectory(prefix="embedscope-record-") as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache, ENV: "0"}
             out = subprocess.run([sys.executable, __file__, "--child", profile],
@@ -95,4 +105,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         print(json.dumps(_record_child(sys.argv[2])))
     else:
-        _record()
+        _record(sys.argv[1:])

@@ -38,7 +38,8 @@ def test_types_a_manifest_cannot_carry():
 
 def test_manifest_profiles():
     assert set(MANIFEST["profiles"]) == {"umap-exact", "umap-nndescent", "pacmap-exact", "pacmap-nndescent",
-                                         "tsne-exact-barnes-hut", "tsne-exact-fft", "tsne-nndescent-fft"}
+                                         "tsne-exact-barnes-hut", "tsne-exact-fft", "tsne-exact-fft-joint",
+                                         "tsne-nndescent-fft-joint"}
     for name, entries in MANIFEST["profiles"].items():
         assert entries, name
         for entry in entries:
@@ -169,10 +170,11 @@ def test_cpu_backend_picks_the_profile(monkeypatch):
     cpu_backend._precompile("umap", 60000, 14, "euclidean", 2)
     cpu_backend._precompile("tsne", 3000, 90, "euclidean", 2)
     cpu_backend._precompile("tsne", 20000, 90, "euclidean", 2)
+    cpu_backend._precompile("tsne", 60000, 90, "euclidean", 2)  # exact kNN, P built by kernels
     cpu_backend._precompile("tsne", 200000, 90, "euclidean", 2)
     cpu_backend._precompile("pacmap", 45000, 60, "euclidean", 2)
     assert asked == ["umap-exact", "umap-nndescent", "umap-nndescent", "tsne-exact-barnes-hut", "tsne-exact-fft",
-                     "tsne-nndescent-fft", "pacmap-nndescent"]
+                     "tsne-exact-fft-joint", "tsne-nndescent-fft-joint", "pacmap-nndescent"]
     assert set(asked) <= set(MANIFEST["profiles"])
     asked.clear()
     cpu_backend._precompile("umap", 3000, 14, "euclidean", 3)  # 3-D: no profile

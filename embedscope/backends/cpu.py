@@ -55,11 +55,15 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
     if method == "auto":
         method = auto_method(n, k, metric)
     profile = f"{reducer}-{method}"
-    if reducer == "tsne":  # its kernels also follow the repulsion rule
+    if reducer == "tsne":  # its kernels also follow the repulsion rule and P's builder
+        from embedscope.kernels.tsne.affinity import joint_builder
+
         repulsion = tsne_repulsion(n, n_components, 1.0)[1]
         if repulsion == "exact":
             return
         profile += f"-{repulsion}"
+        if joint_builder(n) == "kernels":
+            profile += "-joint"
     precompile(profile, log=log)
 
 

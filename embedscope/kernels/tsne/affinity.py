@@ -148,9 +148,17 @@ SCIPY_JOINT_MAX = 20_000
 _SUM_BLOCK = 1 << 16
 
 
+def joint_builder(n: int) -> str:
+    """Which builder makes the joint P of ``n`` points: ``"scipy"`` or ``"kernels"``.
+
+    The first fit's precompiled kernels (``backends/cpu.py``) follow it too.
+    """
+    return "scipy" if n <= SCIPY_JOINT_MAX else "kernels"
+
+
 def _joint_in_place(idx: np.ndarray, val: np.ndarray, n: int) -> sp.csr_matrix:
     """:func:`joint_probabilities` on (n, k) int32 / float32 rows it may reorder and overwrite."""
-    if n <= SCIPY_JOINT_MAX:
+    if joint_builder(n) == "scipy":
         return _joint_scipy(idx, val, n)
     return _joint_kernels(idx, val, n)
 

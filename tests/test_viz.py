@@ -285,6 +285,20 @@ def test_bokeh_figure_has_prompt_ranges_and_fresh_hover(blobs):
     assert not [t for t in plain.tools if "embedscope_fresh" in getattr(t, "tags", [])]
 
 
+def test_bokeh_figure_draws_on_a_plain_canvas(blobs):
+    """No WebGL: HoloViews asks for it by default, and BokehJS then copies its (empty) WebGL
+    canvas into the plot at every paint, a GPU read-back of the whole plot per frame."""
+    import holoviews as hv
+
+    from embedscope.viz import EmbeddingPlot
+
+    coords, meta = blobs
+    fig = hv.render(EmbeddingPlot(coords[:500], meta.iloc[:500], width=120, height=90).view, backend="bokeh")
+    assert fig.output_backend == "canvas"
+    # negative control: a HoloViews plot of its own defaults asks for WebGL
+    assert hv.render(hv.Points(coords[:50]), backend="bokeh").output_backend == "webgl"
+
+
 # ----------------------------------------------------------------------------- export + CLI
 
 

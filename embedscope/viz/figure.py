@@ -562,7 +562,7 @@ class EmbeddingPlot:
         # before the overlay set its own borders, so a new plot (a recolour) first
         # showed HoloViews' 10 px, then 80, and rendered twice more.
         self.view = hv.Overlay(layers).collate().opts(
-            lod=_LOD, backend_opts={"plot.min_border_left": Y_AXIS_ROOM}, **size)
+            lod=_LOD, backend_opts={"plot.min_border_left": Y_AXIS_ROOM, "plot.output_backend": "canvas"}, **size)
         self.bounds = hv.streams.BoundsXY(source=self.base)
         self.lasso = hv.streams.Lasso(source=self.base)
         self.bounds.add_subscriber(self._on_bounds)

@@ -14,6 +14,7 @@ when), and commit the file.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -102,7 +103,12 @@ def _record(only: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(_record_child(sys.argv[2])))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profiles", nargs="*", metavar="PROFILE",
+                        help=f"re-record only these, keeping the others (known: {', '.join(RECORD_FITS)})")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_record_child(args.child)))
     else:
-        _record(sys.argv[1:])
+        _record(args.profiles)

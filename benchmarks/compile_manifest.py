@@ -3,7 +3,8 @@
     python benchmarks/compile_manifest.py
     python benchmarks/compile_manifest.py tsne-exact-fft-joint   # only these profiles; the rest kept
 
-For each profile (a reducer and its kNN route, 2-D), one fit in a fresh process with an
+For each profile (a reducer, its kNN route and the other size rules that change which
+kernels it calls; 2-D: ``backends/cpu.py``'s ``_precompile`` names them), one fit in a fresh process with an
 empty numba cache (``NUMBA_CACHE_DIR`` a new temporary folder, precompilation off)
 records the kernels it calls from Python, in the order met, with their argument types
 and the seconds each took to compile; then the time a worker interpreter takes to start
@@ -40,20 +41,30 @@ RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "tsne-exact-fft-joint": ("TSNE", 30000, {}),
     # perplexity 10 (k = 30) takes NN-descent from 40k points, as perplexity 30 does from 100k
     "tsne-nndescent-fft-joint": ("TSNE", 45000, {"perplexity": 10.0}),
+    # from TSNE_REORDER_MIN (100k) the loop relabels by layout position (kernels.locality);
+    # at k = 90 the search is exact up to 100k, so NN-descent needs one point more
+    "tsne-nndescent-fft-joint-reorder": ("TSNE", 100001, {}),
     "pacmap-exact": ("PaCMAP", 3000, {}),
     "pacmap-nndescent": ("PaCMAP", 45000, {}),
+    "pacmap-nndescent-reorder": ("PaCMAP", 100000, {}),
 }
 
 
 def _record_child(profile: str) -> list[dict[str, Any]]:
     """Fit once with an empty cache; the kernels compiled from Python, in order, with seconds."""
     import embedscope
+    import embedscope.kernels._precompile as precompile_module
     from embedscope.datasets import make_mixture
 
     name, rows, kwargs = RECORD_FITS[profile]
     X, _ = make_mixture(rows, 50, 10, random_state=0)
+    asked: list[str | None] = []
+    precompile_module.precompile = lambda name, **_: asked.append(name)
     with CompileEvents() as events:
         getattr(embedscope, name)(random_state=0, **kwargs).fit(X)
+    # a record fit that takes another route than its name says would list the wrong kernels
+    if asked != [profile]:
+        sys.exit(f"{profile}: the fit {name}({rows} rows, {kwargs}) asks for profile {asked}; change RECORD_FITS")
     entries = []
     for dispatcher in events.top_level:
         func = dispatcher.py_func

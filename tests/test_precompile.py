@@ -39,7 +39,8 @@ def test_types_a_manifest_cannot_carry():
 def test_manifest_profiles():
     assert set(MANIFEST["profiles"]) == {"umap-exact", "umap-nndescent", "pacmap-exact", "pacmap-nndescent",
                                          "tsne-exact-barnes-hut", "tsne-exact-fft", "tsne-exact-fft-joint",
-                                         "tsne-nndescent-fft-joint"}
+                                         "tsne-nndescent-fft-joint", "tsne-nndescent-fft-joint-reorder",
+                                         "pacmap-nndescent-reorder"}
     for name, entries in MANIFEST["profiles"].items():
         assert entries, name
         for entry in entries:
@@ -171,13 +172,46 @@ def test_cpu_backend_picks_the_profile(monkeypatch):
     cpu_backend._precompile("tsne", 3000, 90, "euclidean", 2)
     cpu_backend._precompile("tsne", 20000, 90, "euclidean", 2)
     cpu_backend._precompile("tsne", 60000, 90, "euclidean", 2)  # exact kNN, P built by kernels
-    cpu_backend._precompile("tsne", 200000, 90, "euclidean", 2)
+    cpu_backend._precompile("tsne", 60000, 30, "euclidean", 2)  # perplexity 10: NN-descent from 40k
+    cpu_backend._precompile("tsne", 200000, 90, "euclidean", 2)  # relabelled by layout position too
     cpu_backend._precompile("pacmap", 45000, 60, "euclidean", 2)
+    cpu_backend._precompile("pacmap", 200000, 60, "euclidean", 2)
     assert asked == ["umap-exact", "umap-nndescent", "umap-nndescent", "tsne-exact-barnes-hut", "tsne-exact-fft",
-                     "tsne-exact-fft-joint", "tsne-nndescent-fft-joint", "pacmap-nndescent"]
+                     "tsne-exact-fft-joint", "tsne-nndescent-fft-joint", "tsne-nndescent-fft-joint-reorder",
+                     "pacmap-nndescent", "pacmap-nndescent-reorder"]
     assert set(asked) <= set(MANIFEST["profiles"])
     asked.clear()
     cpu_backend._precompile("umap", 3000, 14, "euclidean", 3)  # 3-D: no profile
     cpu_backend._precompile("umap", 3000, 14, "manhattan", 2)  # direct metric: no profile
     cpu_backend._precompile("tsne", 1000, 90, "euclidean", 2)  # exact repulsion: no profile
     assert asked == []
+
+
+def test_each_record_fit_takes_the_route_its_profile_names(monkeypatch):
+    """benchmarks/compile_manifest.py records a profile by one fit: that fit must ask for it.
+
+    (A 100k t-SNE searches exactly, so a "-nndescent-...-reorder" profile recorded from
+    it listed no NN-descent kernels; the fit stops at the precompile step here, before
+    the kNN search.)
+    """
+    from pathlib import Path
+
+    import embedscope
+    from embedscope.datasets import make_mixture
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compile_manifest
+
+    class Asked(Exception):
+        pass
+
+    def ask(profile, **_):
+        raise Asked(profile)
+
+    monkeypatch.setattr(pc, "precompile", ask)
+    assert set(compile_manifest.RECORD_FITS) == set(MANIFEST["profiles"])
+    for profile, (name, rows, kwargs) in compile_manifest.RECORD_FITS.items():
+        X, _ = make_mixture(rows, 50, 10, random_state=0)
+        with pytest.raises(Asked) as asked:
+            getattr(embedscope, name)(random_state=0, **kwargs).fit(X)
+        assert asked.value.args[0] == profile, (name, rows, kwargs)

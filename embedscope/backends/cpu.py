@@ -44,7 +44,10 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
     """The first fit's kernels compiled in parallel processes (:mod:`embedscope.kernels._precompile`).
 
     Profiles are recorded for default 2-D fits; others (3-D, the direct metrics, a
-    precomputed matrix, t-SNE's exact repulsion) compile as they are called.
+    precomputed matrix, t-SNE's exact repulsion) compile as they are called. A
+    profile's name spells out each size rule that changes which kernels a fit calls:
+    the kNN route, t-SNE's repulsion and joint-P builder, and the relabelling of
+    t-SNE and PaCMAP fits from 100k points.
     """
     from embedscope.kernels._precompile import precompile
     from embedscope.kernels.knn.metrics import DIRECT_METRICS, check_metric
@@ -64,6 +67,13 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
         profile += f"-{repulsion}"
         if joint_builder(n) == "kernels":
             profile += "-joint"
+        if n >= TSNE_REORDER_MIN:
+            profile += "-reorder"
+    elif reducer == "pacmap":
+        from embedscope.kernels.pacmap.cpu import REORDER_MIN
+
+        if n >= REORDER_MIN:
+            profile += "-reorder"
     precompile(profile, log=log)
 
 

@@ -6,8 +6,9 @@ machine code in its on-disk cache, so only the first fit after an install waits
 so threads cannot share that work, but processes can: each compiles some kernels
 into the same cache, and the fit then loads them (~10 ms a kernel).
 
-``compile_manifest.json`` lists, per profile (reducer, kNN route and for t-SNE the
-repulsion; 2-D layouts), the kernels a default fit calls from Python with their
+``compile_manifest.json`` lists, per profile (reducer, kNN route, for t-SNE the
+repulsion and P's builder, and whether the fit relabels its points by layout position;
+2-D layouts), the kernels a default fit calls from Python with their
 argument types, in the order met and with the seconds each took to compile. ``python benchmarks/compile_manifest.py``
 rewrites it by running those fits in fresh processes with an empty cache;
 ``tests/test_precompile.py`` fails when a fit calls a listed kernel with other types.

@@ -44,6 +44,8 @@ RECORD_FITS: dict[str, tuple[str, int, dict[str, Any]]] = {
     # from TSNE_REORDER_MIN (100k) the loop relabels by layout position (kernels.locality);
     # at k = 90 the search is exact up to 100k, so NN-descent needs one point more
     "tsne-nndescent-fft-joint-reorder": ("TSNE", 100001, {}),
+    # ... and exactly at 100k it searches exactly and relabels (as at any perplexity above 20)
+    "tsne-exact-fft-joint-reorder": ("TSNE", 100000, {}),
     "pacmap-exact": ("PaCMAP", 3000, {}),
     "pacmap-nndescent": ("PaCMAP", 45000, {}),
     "pacmap-nndescent-reorder": ("PaCMAP", 100000, {}),

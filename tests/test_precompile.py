@@ -40,6 +40,7 @@ def test_manifest_profiles():
     assert set(MANIFEST["profiles"]) == {"umap-exact", "umap-nndescent", "pacmap-exact", "pacmap-nndescent",
                                          "tsne-exact-barnes-hut", "tsne-exact-fft", "tsne-exact-fft-joint",
                                          "tsne-nndescent-fft-joint", "tsne-nndescent-fft-joint-reorder",
+                                         "tsne-exact-fft-joint-reorder",
                                          "pacmap-nndescent-reorder"}
     for name, entries in MANIFEST["profiles"].items():
         assert entries, name
@@ -173,12 +174,13 @@ def test_cpu_backend_picks_the_profile(monkeypatch):
     cpu_backend._precompile("tsne", 20000, 90, "euclidean", 2)
     cpu_backend._precompile("tsne", 60000, 90, "euclidean", 2)  # exact kNN, P built by kernels
     cpu_backend._precompile("tsne", 60000, 30, "euclidean", 2)  # perplexity 10: NN-descent from 40k
+    cpu_backend._precompile("tsne", 100000, 90, "euclidean", 2)  # exact kNN, relabelled by layout position
     cpu_backend._precompile("tsne", 200000, 90, "euclidean", 2)  # relabelled by layout position too
     cpu_backend._precompile("pacmap", 45000, 60, "euclidean", 2)
     cpu_backend._precompile("pacmap", 200000, 60, "euclidean", 2)
     assert asked == ["umap-exact", "umap-nndescent", "umap-nndescent", "tsne-exact-barnes-hut", "tsne-exact-fft",
-                     "tsne-exact-fft-joint", "tsne-nndescent-fft-joint", "tsne-nndescent-fft-joint-reorder",
-                     "pacmap-nndescent", "pacmap-nndescent-reorder"]
+                     "tsne-exact-fft-joint", "tsne-nndescent-fft-joint", "tsne-exact-fft-joint-reorder",
+                     "tsne-nndescent-fft-joint-reorder", "pacmap-nndescent", "pacmap-nndescent-reorder"]
     assert set(asked) <= set(MANIFEST["profiles"])
     asked.clear()
     cpu_backend._precompile("umap", 3000, 14, "euclidean", 3)  # 3-D: no profile

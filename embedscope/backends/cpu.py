@@ -67,12 +67,12 @@ def _precompile(reducer: str, n: int, k: int, metric: str, n_components: int,
         profile += f"-{repulsion}"
         if joint_builder(n) == "kernels":
             profile += "-joint"
-        if n >= TSNE_REORDER_MIN:
+        if tsne_relabels(n):
             profile += "-reorder"
     elif reducer == "pacmap":
-        from embedscope.kernels.pacmap.cpu import REORDER_MIN
+        from embedscope.kernels.pacmap.cpu import relabels_points
 
-        if n >= REORDER_MIN:
+        if relabels_points(n):
             profile += "-reorder"
     precompile(profile, log=log)
 
@@ -173,10 +173,18 @@ def _tsne_kl(P: sp.csr_matrix, Y: np.ndarray, z: float, dof: float) -> float:
 TSNE_REORDER_MIN = 100_000
 
 
+def tsne_relabels(n: int) -> bool:
+    """Whether a t-SNE fit of ``n`` points relabels them by layout position.
+
+    The first fit's precompiled kernels (:func:`_precompile`) follow it too.
+    """
+    return n >= TSNE_REORDER_MIN
+
+
 def _tsne_reorder(P: sp.csr_matrix, Y: np.ndarray) -> np.ndarray | None:
     from embedscope.kernels.locality import locality_order, permute_csr
 
-    if Y.shape[0] < TSNE_REORDER_MIN:
+    if not tsne_relabels(Y.shape[0]):
         return None
     order = locality_order(Y)
     permute_csr(P, order)

@@ -188,6 +188,14 @@ REORDER_MIN = 100_000
 REORDER_AT = frozenset({0, 50, 150})
 
 
+def relabels_points(n: int) -> bool:
+    """Whether a fit of ``n`` points relabels them by layout position (``REORDER_MIN``).
+
+    The first fit's precompiled kernels (``backends/cpu.py``) follow it too.
+    """
+    return n >= REORDER_MIN
+
+
 def optimize_layout(
     layout: np.ndarray,
     lists: tuple[np.ndarray, ...] | list[np.ndarray],
@@ -233,7 +241,7 @@ def optimize_layout(
     owned: list[Any] = lists if isinstance(lists, list) else list(lists)
     del lists
     chunks = 1 if sum(int(a.size) for a in owned[1::2]) < SERIAL_BELOW else None
-    relabel = fixed is None and y.shape[0] >= REORDER_MIN
+    relabel = fixed is None and relabels_points(y.shape[0])
     labels = None  # labels[r]: the input row that row r of y holds, once relabelled
     for it in range(total):
         if relabel and it in REORDER_AT:

@@ -4,11 +4,11 @@
     python benchmarks/compile_manifest.py tsne-exact-fft-joint   # only these profiles; the rest kept
 
 For each profile (a reducer, its kNN route and the other size rules that change which
-kernels it calls; 2-D: ``backends/cpu.py``'s ``_precompile`` names them), one fit in a fresh process with an
-empty numba cache (``NUMBA_CACHE_DIR`` a new temporary folder, precompilation off)
-records the kernels it calls from Python, in the order met, with their argument types
-and the seconds each took to compile; then the time a worker interpreter takes to start
-and import the kernels. :mod:`embedscope.kernels._precompile` reads the file before a
+kernels it calls, 2-D; ``backends/cpu.py``'s ``_precompile`` names them), one fit in a
+fresh process with an empty numba cache (``NUMBA_CACHE_DIR`` a new temporary folder,
+precompilation off) records the kernels it calls from Python, in the order met, with
+their argument types and the seconds each took to compile; then the time a worker
+interpreter takes to start and import the kernels. :mod:`embedscope.kernels._precompile` reads the file before a
 first fit. Rerun it when a kernel's arguments change (``tests/test_precompile.py`` says
 when), and commit the file.
 """

@@ -84,7 +84,7 @@ _CHILD = textwrap.dedent(
     bad_rows(0, 4, heap, heap.copy())
     good_rows(0, 4, heap, heap.copy())
     found = {}
-    for kernel in (nndescent._leaf_join, nndescent._join_apply, nndescent._random_fill, exact._direct_topk,
+    for kernel in (nndescent._leaf_join, nndescent._bucket_apply, nndescent._random_fill, exact._direct_topk,
                    exact._exact_direct, sgd.sgd_rows, bad_rows, good_rows):
         found[kernel.py_func.__name__] = sum(loop_refcounts(ir) for ir in kernel.inspect_llvm().values())
     print(json.dumps(found))
@@ -141,4 +141,4 @@ def test_row_kernels_count_no_references_in_their_loops(tmp_path: Path) -> None:
     assert found["bad_rows"] > 0, "the search no longer finds numba's reference counting (negative control)"
     assert found["good_rows"] == 0
     assert {k: v for k, v in found.items() if k not in ("bad_rows", "good_rows")} == {
-        "_leaf_join": 0, "_join_apply": 0, "_random_fill": 0, "_direct_topk": 0, "_exact_direct": 0, "sgd_rows": 0}
+        "_leaf_join": 0, "_bucket_apply": 0, "_random_fill": 0, "_direct_topk": 0, "_exact_direct": 0, "sgd_rows": 0}

@@ -289,6 +289,7 @@ def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, r
     for t in range(start, stop):
         members = np.empty(kf + n_rev_max, dtype=np.int32)
         fresh = np.empty(members.size, dtype=np.uint8)
+        limit = np.empty(members.size, dtype=np.float32)
         count = 0
         j = next_j[t]
         while j < stop_j[t]:
@@ -314,20 +315,30 @@ def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, r
                     m += 1
             if count + m * (m - 1) > cap:
                 break  # the buffer is applied and this slot resumes at j
+            # New members first: a pair joins when one end is new, so the pairs of
+            # old members are never visited (they were a branch per pair). Each
+            # member's k-th distance is read once; the lists change only between joins.
+            n_fresh = 0
             for x in range(m):
+                if fresh[x] != 0:
+                    members[n_fresh], members[x] = members[x], members[n_fresh]
+                    fresh[n_fresh], fresh[x] = fresh[x], fresh[n_fresh]
+                    n_fresh += 1
+            for x in range(m):
+                limit[x] = heap_dist[members[x], k - 1]
+            for x in range(n_fresh):
                 a = members[x]
+                limit_a = limit[x]
                 for y in range(x + 1, m):
-                    if fresh[x] == 0 and fresh[y] == 0:
-                        continue
                     b = members[y]
                     # int64 indices, as the other callers pass them: one _pair_dist to compile, not two.
                     dist = _pair_dist(data, np.int64(a), np.int64(b), metric_code, p)
-                    if dist <= heap_dist[a, k - 1]:
+                    if dist <= limit_a:
                         out_dest[t, count] = a
                         out_src[t, count] = b
                         out_dist[t, count] = dist
                         count += 1
-                    if dist <= heap_dist[b, k - 1]:
+                    if dist <= limit[y]:
                         out_dest[t, count] = b
                         out_src[t, count] = a
                         out_dist[t, count] = dist
@@ -338,22 +349,75 @@ def _join_emit(start, stop, data, metric_code, p, snap_idx, snap_new, rev_ptr, r
 
 
 @numba.njit(**_ROWS)
-def _join_apply(start, stop, out_dest, out_src, out_dist, out_count, n_parts, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
-    """Push the buffered updates into parts ``start <= part < stop`` of ``n_parts``
-    equal shares of the rows (every part reads all updates: cheap next to the joins
-    that made them)."""
-    n = heap_idx.shape[0]
-    for part in range(start, stop):
-        lo = part * n // n_parts
-        hi = (part + 1) * n // n_parts
-        for t in range(out_count.size):
-            for e in range(out_count[t]):
-                dest = out_dest[t, e]
-                if lo <= dest < hi:
-                    _push(heap_idx, heap_dist, heap_new, dest, out_src[t, e], out_dist[t, e])
+def _bucket_counts(start, stop, out_dest, out_count, shift, counts):  # pragma: no cover - numba
+    """``counts[t, b]``: slot ``t``'s buffered updates whose destination is in bucket
+    ``b`` (rows ``b << shift`` up to the next bucket's), for slots ``start <= t < stop``."""
+    for t in range(start, stop):
+        for b in range(counts.shape[1]):
+            counts[t, b] = 0
+        for e in range(out_count[t]):
+            counts[t, out_dest[t, e] >> shift] += 1
 
 
-#: Updates each join slot buffers before they are applied (12 bytes each).
+@numba.njit(**_ROWS)
+def _bucket_scatter(start, stop, out_dest, out_src, out_dist, out_count, shift, offsets, dest, src,
+                    dist):  # pragma: no cover - numba
+    """Copy slot ``t``'s updates to ``dest``, ``src``, ``dist`` from ``offsets[t, b]`` on for
+    bucket ``b`` (slots ``start <= t < stop`` write disjoint ranges)."""
+    for t in range(start, stop):
+        for e in range(out_count[t]):
+            b = out_dest[t, e] >> shift
+            pos = offsets[t, b]
+            dest[pos] = out_dest[t, e]
+            src[pos] = out_src[t, e]
+            dist[pos] = out_dist[t, e]
+            offsets[t, b] = pos + 1
+
+
+@numba.njit(**_ROWS)
+def _bucket_apply(start, stop, bucket_ptr, dest, src, dist, heap_idx, heap_dist, heap_new):  # pragma: no cover - numba
+    """Push the updates of buckets ``start <= b < stop`` (``bucket_ptr[b]`` up to
+    ``bucket_ptr[b + 1]``) into their rows: no two buckets share a row."""
+    for e in range(bucket_ptr[start], bucket_ptr[stop]):
+        _push(heap_idx, heap_dist, heap_new, dest[e], src[e], dist[e])
+
+
+#: Rows per bucket when the buffered updates are sorted by destination, as a power of
+#: two: a bucket's rows of the three lists (2,048 rows x 32 columns: 576 KB) stay in
+#: the core's L2 while its updates are pushed.
+_BUCKET_SHIFT = 11
+
+
+def _apply_updates(out_dest: np.ndarray, out_src: np.ndarray, out_dist: np.ndarray, out_count: np.ndarray,
+                   heap_idx: np.ndarray, heap_dist: np.ndarray, heap_new: np.ndarray,
+                   sorted_buffers: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Push the join slots' buffered updates into the lists, sorted by destination first.
+
+    Pushed in the order emitted, nearly every update read a row of the lists from
+    anywhere in memory: on the 1M x 50 mixture of 20 clusters (lists of 32), the 340M
+    updates of a search took 13.0 s of 71.6. Sorted first (a counting sort by buckets
+    of rows: a count and a copy of the buffer), the pushes walk the rows in order:
+    9.0 s, of which the pushes 7.7 s. A row still receives its updates in the order
+    the slots emitted them (slot 0's, then slot 1's), and rows end the same whatever
+    the order of their pushes anyway (see _push): the graph is unchanged.
+    """
+    slots = out_count.size
+    n_buckets = ((heap_idx.shape[0] - 1) >> _BUCKET_SHIFT) + 1
+    counts = np.empty((slots, n_buckets), dtype=np.int64)
+    for_rows(_bucket_counts, slots, out_dest, out_count, _BUCKET_SHIFT, counts, min_rows=1)
+    # bucket-major: bucket b holds slot 0's updates for it, then slot 1's, ...
+    starts = np.cumsum(counts.T.ravel()) - counts.T.ravel()
+    offsets = np.ascontiguousarray(starts.reshape(n_buckets, slots).T)
+    bucket_ptr = np.zeros(n_buckets + 1, dtype=np.int64)
+    np.cumsum(counts.sum(axis=0), out=bucket_ptr[1:])
+    dest, src, dist = sorted_buffers
+    for_rows(_bucket_scatter, slots, out_dest, out_src, out_dist, out_count, _BUCKET_SHIFT, offsets, dest, src,
+             dist, min_rows=1)
+    for_rows(_bucket_apply, n_buckets, bucket_ptr, dest, src, dist, heap_idx, heap_dist, heap_new, min_rows=1)
+
+
+#: Updates each join slot buffers before they are applied (12 bytes each, and as much
+#: again for their sorted copy: 24 MB a slot).
 _UPDATE_BUFFER = 1 << 20
 
 
@@ -383,12 +447,13 @@ def _join_sweep(data: np.ndarray, metric_code: int, p: Any, heap_idx: np.ndarray
     out_src = np.empty((slots, cap), dtype=np.int32)
     out_dist = np.empty((slots, cap), dtype=np.float32)
     out_count = np.zeros(slots, dtype=np.int64)
+    sorted_buffers = (np.empty(slots * cap, dtype=np.int32), np.empty(slots * cap, dtype=np.int32),
+                      np.empty(slots * cap, dtype=np.float32))
     while (next_j < stop_j).any():
         for_rows(_join_emit, slots, data, metric_code, p, snap_idx, snap_new, rev_ptr, rev_src, rev_new,
                  max_forward, n_rev_max, heap_dist, next_j, stop_j, out_dest, out_src, out_dist, out_count,
                  min_rows=1)
-        for_rows(_join_apply, slots, out_dest, out_src, out_dist, out_count, slots, heap_idx, heap_dist, heap_new,
-                 min_rows=1)
+        _apply_updates(out_dest, out_src, out_dist, out_count, heap_idx, heap_dist, heap_new, sorted_buffers)
     return int(np.count_nonzero(heap_new))
 
 

@@ -121,6 +121,40 @@ def test_nndescent_stops_early_once_the_sampled_recall_clears_the_target():
     np.testing.assert_array_equal(late, full)
 
 
+def test_nndescent_stops_once_its_sweeps_only_settle_the_last_links(monkeypatch):
+    from embedscope.kernels.knn import nndescent
+
+    # two full-dimensional clusters: recall converges near 0.94, in sweeps that change
+    # 3%, 0.6%, 0.1% and 0.02% of the links at the end
+    X, _ = make_mixture(20_000, 50, 2, random_state=3)
+    truth, _ = exact_knn(X, 14)
+    changes = []
+    sweep = nndescent._join_sweep
+
+    def counted(*args, **kwargs):
+        changes.append(sweep(*args, **kwargs))
+        return changes[-1]
+
+    monkeypatch.setattr(nndescent, "_join_sweep", counted)
+    full, _ = nndescent_knn(X, 14, random_state=0, target_recall=None)
+    converged = len(changes)
+    # a target that the sampled recall never clears by the early stop's margin (0.03),
+    # but does by 0.01 once a sweep changes fewer than 1% of the links
+    target = recall(full, truth) - 0.015
+    changes.clear()
+    lines = []
+    settled, _ = nndescent_knn(X, 14, random_state=0, target_recall=target, log=lines.append)
+    assert len(lines) == 1 and "stopping early" in lines[0] and "of links changed" in lines[0], lines
+    assert len(changes) < converged
+    assert recall(settled, truth) >= target
+    # negative control: without the settling rule the same target waits for convergence
+    monkeypatch.setattr(nndescent, "_TAIL_CHANGES", 0.0)
+    changes.clear()
+    again, _ = nndescent_knn(X, 14, random_state=0, target_recall=target)
+    assert len(changes) == converged
+    np.testing.assert_array_equal(again, full)
+
+
 def test_nndescent_graph_is_the_same_for_any_thread_count_and_update_buffer(monkeypatch):
     # The joins' updates are applied in an order that depends on the thread count and
     # on how often the buffers fill; rows keep the k smallest by (distance, index), so

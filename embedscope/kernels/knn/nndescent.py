@@ -467,6 +467,14 @@ def _join_sweep(data: np.ndarray, metric_code: int, p: Any, heap_idx: np.ndarray
 #: than 5% changed) saves the second sweep, 10.7 -> 6.5 s.
 _EARLY_STOP_MARGIN = 0.03
 
+#: It also stops when the sampled recall is ``_TAIL_MARGIN`` above the target and the
+#: sweep changed fewer than ``_TAIL_CHANGES`` of the links: the sweeps that follow only
+#: settle the last few. On the 1M x 50 mixture of 20 clusters (lists of 32), recall on
+#: 2,000 rows after sweeps 4-7 was 0.9626, 0.9684, 0.9697, 0.9698, the sweeps
+#: changing 4.9%, 0.84%, 0.16%, 0.03% of the links; sweeps 6 and 7 took 4.3 s of 69.
+_TAIL_MARGIN = 0.01
+_TAIL_CHANGES = 0.01
+
 #: From this many points NN-descent starts with widened lists (see nndescent_knn),
 #: for k up to _WIDE_UP_TO_K.
 _WIDE_FROM_POINTS = 500_000
@@ -547,7 +555,8 @@ def nndescent_knn(
         exact search from 256 seeded rows; below this target the search lists are
         widened by half, once, and the sweeps resume from the graph found. The
         estimate is also taken after each sweep, and the search stops as soon as it
-        clears the target by 0.03. None skips both checks.
+        clears the target by 0.03, or by 0.01 after a sweep that changed fewer than 1%
+        of the links. None skips both checks.
     log : callable, optional
         Receives a line per recall check.
     metric_kwds : dict, optional
@@ -662,11 +671,13 @@ def nndescent_knn(
                 # Stop as soon as the sampled recall clears the target with room to
                 # spare, instead of sweeping on for the last few links.
                 recall = sampled_recall()
-                cleared = recall >= target_recall + _EARLY_STOP_MARGIN
+                settling = changes < _TAIL_CHANGES * n * k_search and recall >= target_recall + _TAIL_MARGIN
+                cleared = settling or recall >= target_recall + _EARLY_STOP_MARGIN
                 if cleared:
                     if log is not None:
                         log(f"NN-descent recall@{k} ~{recall:.3f} on {check_rows.size} rows after sweep "
-                            f"{sweep + 1}, lists of {k_search}: stopping early")
+                            f"{sweep + 1}, lists of {k_search}: stopping early"
+                            + (f" ({changes / (n * k_search):.2%} of links changed)" if settling else ""))
                     break
         if cleared or target_recall is None or widening == 1 or k_search >= n - 1:
             break
